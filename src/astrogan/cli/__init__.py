@@ -1,0 +1,1 @@
+"""The `astrogan` console script: a thin Typer layer over the Python API."""

@@ -1,0 +1,1 @@
+"""Leaf helpers: seeds, atomic writes, run directories, errors, logging. Torch-free at import time."""
