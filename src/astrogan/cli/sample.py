@@ -1,9 +1,141 @@
-"""`astrogan` commands of this family (filled in by the feature that owns it)."""
+"""`astrogan generate|interpolate|average|progress-video`: pictures from a trained run or an exported model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+RUN_HELP = "Run directory (or its checkpoints/ or generator.safetensors)."
+
+
+def _open_generator(run: Path | None, model: Path | None, device: str):  # noqa: ANN202
+    from astrogan.utils.errors import UserError
+
+    if (run is None) == (model is None):
+        raise UserError("give exactly one of --run RUN or --model model.onnx")
+    if model is not None:
+        if model.suffix != ".onnx":
+            raise UserError(f"--model wants an exported .onnx file, got {model}; use --run for a run directory")
+        from astrogan.web.onnx_generator import OnnxGenerator
+
+        return OnnxGenerator(model)
+    from astrogan.sampling.generator import load_generator
+
+    return load_generator(run, device=device)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the sampling commands to the root app."""
+
+    @app.command("generate")
+    def generate_cmd(
+        run: Path = typer.Option(None, "--run", help=RUN_HELP),
+        model: Path = typer.Option(None, "--model", help="An exported model.onnx (needs no torch)."),
+        seeds: str = typer.Option("0-63", "--seeds", help="Seeds, e.g. 0-63 or 1,5,9; one image each."),
+        trunc: float = typer.Option(1.0, "--trunc", help="Truncation: scale z towards 0 (0.7 = tamer images)."),
+        class_: int = typer.Option(None, "--class", help="Class index for a conditional model."),
+        out: Path = typer.Option(Path("generated"), "--out", help="Output folder."),
+        grid: bool = typer.Option(False, "--grid", help="Also write all images as one grid.png."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    ) -> None:
+        """Write one PNG per seed (seedNNNN.png); seed N always gives the same image."""
+        from astrogan.sampling.grids import make_grid
+        from astrogan.sampling.post import save_png
+        from astrogan.utils.errors import UserError
+        from astrogan.utils.log import info, progress
+        from astrogan.utils.seeds import parse_seeds
+
+        if not 0 < trunc <= 2:
+            raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+        seed_list = parse_seeds(seeds)
+        gen = _open_generator(run, model, device)
+        out.mkdir(parents=True, exist_ok=True)
+        images = []
+        with progress() as bar:
+            task = bar.add_task("generating", total=len(seed_list), info="")
+            for i in range(0, len(seed_list), batch_size):
+                chunk = seed_list[i: i + batch_size]
+                imgs = gen.generate(chunk, trunc=trunc, labels=class_, batch_size=batch_size)
+                for s, img in zip(chunk, imgs, strict=True):
+                    save_png(img, out / f"seed{s:04d}.png")
+                if grid:
+                    images.extend(imgs)
+                bar.advance(task, len(chunk))
+        if grid:
+            import numpy as np
+
+            save_png(make_grid(np.stack(images)), out / "grid.png")
+        info(f"[green]wrote {len(seed_list)} images to {out}")
+
+    @app.command("interpolate")
+    def interpolate_cmd(
+        run: Path = typer.Option(..., "--run", help=RUN_HELP),
+        rows: int = typer.Option(8, "--rows", help="Number of start/end pairs (columns of the sheet)."),
+        steps: int = typer.Option(8, "--steps", help="Images from start to end, both included."),
+        seed: int = typer.Option(0, "--seed", help="First seed; pairs use seed..seed+2*rows-1."),
+        trunc: float = typer.Option(1.0, "--trunc", help="Truncation in z."),
+        out: Path = typer.Option(None, "--out", help="Output PNG (default RUN/interpolation.png)."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    ) -> None:
+        """Slerp in z from start images (top row) to end images (bottom row), the APOD project's sheet."""
+        from astrogan.sampling.generator import load_generator
+        from astrogan.sampling.interpolate import interpolation_sheet
+        from astrogan.sampling.post import save_png
+        from astrogan.utils.errors import UserError
+        from astrogan.utils.log import info
+
+        if not (1 <= rows <= 64 and 2 <= steps <= 64):
+            raise UserError("--rows must be in 1..64 and --steps in 2..64")
+        gen = load_generator(run, device=device)
+        target = out or _run_root(run) / "interpolation.png"
+        save_png(interpolation_sheet(gen, rows=rows, steps=steps, seed=seed, trunc=trunc), target)
+        info(f"[green]wrote {target}")
+
+    @app.command("average")
+    def average_cmd(
+        run: Path = typer.Option(..., "--run", help=RUN_HELP),
+        num: int = typer.Option(1000, "--num", help="How many generated images to average."),
+        seed: int = typer.Option(0, "--seed", help="First seed."),
+        out: Path = typer.Option(None, "--out", help="Output PNG (default RUN/average-NUM.png)."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    ) -> None:
+        """The average of NUM generated images: where the model puts its light on average."""
+        from astrogan.sampling.average import average_image
+        from astrogan.sampling.generator import load_generator
+        from astrogan.sampling.post import save_png
+        from astrogan.utils.errors import UserError
+        from astrogan.utils.log import info, progress
+
+        if not 1 <= num <= 1_000_000:
+            raise UserError(f"--num must be in 1..1000000, got {num}")
+        gen = load_generator(run, device=device)
+        with progress() as bar:
+            task = bar.add_task("averaging", total=num, info="")
+            mean = average_image(gen, num=num, seed=seed, on_batch=lambda n: bar.advance(task, n))
+        target = out or _run_root(run) / f"average-{num}.png"
+        save_png(mean, target)
+        info(f"[green]wrote {target}")
+
+    @app.command("progress-video")
+    def progress_video_cmd(
+        run: Path = typer.Option(..., "--run", help="Run directory."),
+        out: Path = typer.Option(None, "--out", help="Output GIF (default RUN/progress.gif)."),
+        frame_ms: int = typer.Option(250, "--frame-ms", help="Milliseconds per snapshot frame."),
+    ) -> None:
+        """Animate the run's fixed-seed snapshot grids (snapshots/step-*.png) into a GIF."""
+        from astrogan.sampling.video import progress_gif
+        from astrogan.utils.log import info
+
+        target = out or Path(run) / "progress.gif"
+        progress_gif(Path(run), target, frame_ms=frame_ms)
+        info(f"[green]wrote {target}")
+
+
+def _run_root(path: Path) -> Path:
+    """The run directory for a path that may point inside it."""
+    p = Path(path)
+    if p.is_file():
+        p = p.parent
+    return p.parent if p.name == "checkpoints" else p

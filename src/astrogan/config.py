@@ -1,0 +1,126 @@
+"""Stage configs: frozen dataclasses, loaded from TOML presets, tweaked with dotted overrides, dumped as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from astrogan.utils.errors import UserError
+
+T = TypeVar("T")
+
+AUG_TYPES = ("color", "translation", "cutout")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `astrogan train` needs; flag names follow lightweight-gan's."""
+
+    data: str = ""
+    arch: str = "fastgan"
+    image_size: int = 64
+    batch_size: int = 16
+    gradient_accumulate_every: int = 1
+    num_train_steps: int = 1000
+    save_every: int = 100
+    evaluate_every: int = 50
+    name: str = "default"
+    results_dir: str = "results"
+    amp: bool = False
+    aug_prob: float = 0.0
+    aug_types: tuple[str, ...] = ("color", "translation", "cutout")
+    lr_g: float | None = None  # None: the architecture's default
+    lr_d: float | None = None
+    ema_kimg: float = 1.0  # EMA half-life in thousands of images (StyleGAN2's convention)
+    ema_rampup: float | None = 0.05  # half-life <= this fraction of images seen, early on
+    seed: int = 0
+    device: str = "auto"
+    num_snapshot_seeds: int = 64  # fixed-seed grid size (8x8)
+    log_every: int = 10  # steps per stats tick
+    nan_lr_factor: float = 0.5  # learning rates are multiplied by this after a NaN rollback
+    max_nan_rollbacks: int = 5
+    metrics: tuple[str, ...] = ()  # evaluated every `evaluate_every` steps (issue: metrics)
+    num_metric_images: int = 256
+    model: dict[str, Any] = field(default_factory=dict)  # architecture width knobs (e.g. ngf, ndf)
+    num_classes: int = 0  # > 0: class-conditional (dataset must carry labels)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.aug_types, str):
+            object.__setattr__(self, "aug_types", tuple(t for t in self.aug_types.split(",") if t))
+        if isinstance(self.metrics, str):
+            object.__setattr__(self, "metrics", tuple(t for t in self.metrics.split(",") if t))
+        object.__setattr__(self, "aug_types", tuple(self.aug_types))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+
+    def validate(self) -> TrainConfig:
+        """Check ranges; raise UserError with one actionable line."""
+        positive = ("batch_size", "gradient_accumulate_every", "num_train_steps", "save_every",
+                    "evaluate_every", "image_size", "log_every")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.aug_prob <= 1.0:
+            raise UserError(f"--aug-prob must be in [0, 1], got {self.aug_prob}")
+        bad = [t for t in self.aug_types if t not in AUG_TYPES]
+        if bad:
+            raise UserError(f"unknown --aug-types {','.join(bad)}: choose from {','.join(AUG_TYPES)}")
+        if self.num_snapshot_seeds <= 0:
+            raise UserError("num_snapshot_seeds must be positive")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a config dataclass from a dict; an unknown key is a UserError naming it."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"unknown {cls.__name__} key(s): {', '.join(unknown)}")
+    return cls(**data)
+
+
+def _parse_value(text: str) -> Any:
+    """Read an override's value: JSON when it parses (numbers, bools, lists), else the bare string."""
+    lowered = text.strip()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return json.loads(lowered)
+    except json.JSONDecodeError:
+        return lowered
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` overrides to a nested dict (returns a new dict)."""
+    out = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} must look like key=value (e.g. model.ngf=32)")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {item!r}: {part} is not a table")
+        node[parts[-1]] = _parse_value(value)
+    return out
+
+
+def load_preset(path: str | Path) -> dict[str, Any]:
+    """Read a TOML preset (a `[train]` table or top-level keys) into a dict."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"no preset file at {p}")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"preset {p} is not valid TOML: {exc}") from None
+    return dict(data.get("train", data))
