@@ -1,0 +1,167 @@
+"""Reading the dataset artifact (manifest.json + images.h5) into NumPy arrays; torch-free."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrogan.utils.errors import UserError
+
+SCHEMA_NAME = "astrogan.dataset"
+SUPPORTED_SCHEMA_VERSION = 1
+
+
+class DatasetArtifact:
+    """A built dataset directory. Arrays: uint8 `(N, H, W, C)` (float32 in [0, 1] for FITS-derived data)."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.num_images: int = int(manifest["num_images"])
+        self.image_sizes: list[int] = [int(s) for s in manifest["image_sizes"]]
+        self.channels: int = int(manifest["channels"])
+        self.dtype: str = str(manifest.get("dtype", "uint8"))
+        names = manifest.get("label_names")
+        self.label_names: list[str] | None = list(names) if names else None
+        self.content_hash: str = str(manifest["content_hash"])
+        self._datasets: dict[int, str] = {int(k): v for k, v in manifest["datasets"].items()}
+
+    @property
+    def h5_path(self) -> Path:
+        return self.path / "images.h5"
+
+    @property
+    def image_size(self) -> int:
+        """The primary (largest) stored size."""
+        return self.image_sizes[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"DatasetArtifact({str(self.path)!r}, num_images={self.num_images}, sizes={self.image_sizes}, "
+            f"channels={self.channels}, dtype={self.dtype})"
+        )
+
+    def _resolve_size(self, image_size: int | None) -> tuple[int, int | None]:
+        """(stored size to read, target size when a resize is needed else None)."""
+        if image_size is None or int(image_size) in self._datasets:
+            return (self.image_sizes[0] if image_size is None else int(image_size)), None
+        target = int(image_size)
+        larger = sorted(s for s in self._datasets if s > target)
+        if not larger:
+            stored = ", ".join(str(s) for s in sorted(self._datasets))
+            raise UserError(
+                f"dataset {self.path} stores sizes {stored} px, none >= {target}: rebuild it with "
+                f"`astrogan dataset build ... --image-size {target}`"
+            )
+        return larger[0], target
+
+    def images(self, image_size: int | None = None) -> np.ndarray:
+        """All images at `image_size` (default: the largest stored) as `(N, S, S, C)`, loaded into memory.
+
+        A size that is not stored is resized (Pillow Lanczos) from the nearest larger stored size, with a
+        warning.
+        """
+        stored, target = self._resolve_size(image_size)
+        import h5py
+
+        with h5py.File(self.h5_path, "r") as fh:
+            arr = np.asarray(fh[self._datasets[stored]])
+        if target is None:
+            return arr
+        warnings.warn(
+            f"dataset {self.path.name} has no {target} px images; resizing from {stored} px (Lanczos)",
+            stacklevel=2,
+        )
+        return _resize_batch(arr, target)
+
+    def iter_chunks(self, image_size: int | None = None, *, chunk_size: int = 256) -> Iterator[np.ndarray]:
+        """Yield the images in order, `chunk_size` at a time, without loading all of them."""
+        stored, target = self._resolve_size(image_size)
+        import h5py
+
+        with h5py.File(self.h5_path, "r") as fh:
+            ds = fh[self._datasets[stored]]
+            for start in range(0, ds.shape[0], chunk_size):
+                arr = np.asarray(ds[start : start + chunk_size])
+                yield arr if target is None else _resize_batch(arr, target)
+
+    def labels(self) -> np.ndarray | None:
+        """int64 `(N,)` class labels, or None for an unlabelled dataset."""
+        import h5py
+
+        with h5py.File(self.h5_path, "r") as fh:
+            if "labels" not in fh:
+                return None
+            return np.asarray(fh["labels"], dtype=np.int64)
+
+    def meta(self) -> np.ndarray:
+        """The per-image structured table (source, crop box, flags, stretch black/white); strings decoded."""
+        import h5py
+
+        with h5py.File(self.h5_path, "r") as fh:
+            data = fh["meta"][()]
+        for name in data.dtype.names or ():
+            if data.dtype[name].kind == "O":
+                data[name] = [v.decode() if isinstance(v, bytes) else v for v in data[name]]
+        return data
+
+    def stretch_params(self, index: int) -> dict[str, Any] | None:
+        """The stretch of image `index` (for fits_io.unstretch), or None for non-FITS images."""
+        st = self.manifest.get("stretch")
+        if not st:
+            return None
+        row = self.meta()[index]
+        if not np.isfinite(row["stretch_black"]):
+            return None
+        return {
+            "kind": st["kind"],
+            "a": st["a"],
+            "black": float(row["stretch_black"]),
+            "white": float(row["stretch_white"]),
+        }
+
+
+def _resize_batch(arr: np.ndarray, size_px: int) -> np.ndarray:
+    from astrogan.data.preprocess import resize_square
+
+    return (
+        np.stack([resize_square(a, size_px, filter="lanczos") for a in arr])
+        if len(arr)
+        else np.zeros((0, size_px, size_px, arr.shape[-1]), dtype=arr.dtype)
+    )
+
+
+def open_dataset(path: str | os.PathLike[str]) -> DatasetArtifact:
+    """Open a dataset directory built by `astrogan dataset build`; UserError if missing or unreadable."""
+    p = Path(path).expanduser()
+    manifest_path = p / "manifest.json"
+    if not manifest_path.is_file():
+        raise UserError(f"no dataset at {p} (manifest.json missing): build one with `astrogan dataset build`")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"dataset at {p} has an unreadable manifest.json ({exc}): rebuild it") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA_NAME:
+        raise UserError(
+            f"{manifest_path} is not an astrogan dataset manifest: build one with `astrogan dataset build`"
+        )
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or version > SUPPORTED_SCHEMA_VERSION or version < 1:
+        raise UserError(
+            f"dataset at {p} has schema version {version}; this astrogan reads version "
+            f"{SUPPORTED_SCHEMA_VERSION}: rebuild it or upgrade astrogan"
+        )
+    missing = [
+        k for k in ("num_images", "image_sizes", "channels", "content_hash", "datasets") if k not in manifest
+    ]
+    if missing:
+        raise UserError(f"dataset at {p} has a manifest without {', '.join(missing)}: rebuild it")
+    if not (p / "images.h5").is_file():
+        raise UserError(f"dataset at {p} has no images.h5: rebuild it with `astrogan dataset build`")
+    return DatasetArtifact(p, manifest)
