@@ -18,19 +18,61 @@ def _run(args, capsys):
 
 
 def test_train_generate_and_friends(tiny_dataset, tmp_path, capsys):
-    code, out, _ = _run(["train", "--data", str(tiny_dataset), "--arch", "dcgan", "--image-size", "16",
-                         "--batch-size", "4", "--num-train-steps", "2", "--save-every", "1", "--evaluate-every", "1",
-                         "--results-dir", str(tmp_path / "runs"), "--model", "ngf=8", "--model", "ndf=8",
-                         "--device", "cpu"], capsys)
+    code, out, _ = _run(
+        [
+            "train",
+            "--data",
+            str(tiny_dataset),
+            "--arch",
+            "dcgan",
+            "--image-size",
+            "16",
+            "--batch-size",
+            "4",
+            "--num-train-steps",
+            "2",
+            "--save-every",
+            "1",
+            "--evaluate-every",
+            "1",
+            "--results-dir",
+            str(tmp_path / "runs"),
+            "--model",
+            "ngf=8",
+            "--model",
+            "ndf=8",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 0
     run = Path(out.strip().splitlines()[-1])
     assert (run / "checkpoints" / "generator.safetensors").is_file()
-    code, _, _ = _run(["generate", "--run", str(run), "--seeds", "0-5", "--out", str(tmp_path / "g"), "--grid",
-                       "--device", "cpu"], capsys)
+    code, _, _ = _run(
+        [
+            "generate",
+            "--run",
+            str(run),
+            "--seeds",
+            "0-5",
+            "--out",
+            str(tmp_path / "g"),
+            "--grid",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == [
-        "grid.png", *[f"seed{i:04d}.png" for i in range(6)]]
-    assert _run(["interpolate", "--run", str(run), "--rows", "2", "--steps", "3", "--device", "cpu"], capsys)[0] == 0
+        "grid.png",
+        *[f"seed{i:04d}.png" for i in range(6)],
+    ]
+    assert (
+        _run(["interpolate", "--run", str(run), "--rows", "2", "--steps", "3", "--device", "cpu"], capsys)[0]
+        == 0
+    )
     assert (run / "interpolation.png").is_file()
     assert _run(["average", "--run", str(run), "--num", "20", "--device", "cpu"], capsys)[0] == 0
     assert (run / "average-20.png").is_file()
@@ -53,8 +95,9 @@ def test_train_generate_and_friends(tiny_dataset, tmp_path, capsys):
 def test_user_errors_are_one_line_with_status_2(args, message, tiny_dataset, tmp_path, capsys):
     corrupt = tmp_path / "run" / "checkpoints"
     corrupt.mkdir(parents=True)
-    (corrupt / "generator.json").write_text('{"format": "astrogan.generator", "format_version": 1, '
-                                            '"arch": "dcgan", "config": {"image_size": 16}}')
+    (corrupt / "generator.json").write_text(
+        '{"format": "astrogan.generator", "format_version": 1, "arch": "dcgan", "config": {"image_size": 16}}'
+    )
     (corrupt / "generator.safetensors").write_bytes(b"\x00garbage" * 10)
     args = [a.format(ds=tiny_dataset, corrupt=tmp_path / "run") for a in args]
     code, _, err = _run(args + ["--results-dir", str(tmp_path)] if args[0] == "train" else args, capsys)
@@ -65,14 +108,19 @@ def test_user_errors_are_one_line_with_status_2(args, message, tiny_dataset, tmp
 
 
 def test_console_script_reports_errors_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "astrogan.cli.main", "train", "--data", str(tmp_path / "x")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "astrogan.cli.main", "train", "--data", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
 
 
 def test_help_lists_the_road():
-    proc = subprocess.run([sys.executable, "-m", "astrogan.cli.main", "--help"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "astrogan.cli.main", "--help"], capture_output=True, text=True, timeout=120
+    )
     for command in ("dataset", "train", "generate", "interpolate", "average", "progress-video", "demo"):
         assert command in proc.stdout

@@ -19,15 +19,51 @@ def _free_port() -> int:
 
 
 def test_two_process_gloo_training_runs_and_resumes(tiny_dataset, tmp_path):
-    args = ["train", "--data", str(tiny_dataset), "--arch", "dcgan", "--image-size", "16", "--batch-size", "8",
-            "--num-train-steps", "4", "--save-every", "2", "--evaluate-every", "2",
-            "--results-dir", str(tmp_path / "runs"), "--name", "ddp", "--model", "ngf=8", "--model", "ndf=8",
-            "--device", "cpu"]
+    args = [
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--arch",
+        "dcgan",
+        "--image-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--num-train-steps",
+        "4",
+        "--save-every",
+        "2",
+        "--evaluate-every",
+        "2",
+        "--results-dir",
+        str(tmp_path / "runs"),
+        "--name",
+        "ddp",
+        "--model",
+        "ngf=8",
+        "--model",
+        "ndf=8",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ASTROGAN_QUIET": "1"}
 
     def torchrun(extra):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
-               "127.0.0.1", "--master-port", str(_free_port()), "-m", "astrogan.cli.main", *args, *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(_free_port()),
+            "-m",
+            "astrogan.cli.main",
+            *args,
+            *extra,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
     proc = torchrun([])

@@ -20,9 +20,19 @@ from astrogan.training.loop import train
 @pytest.fixture(scope="module", params=["dcgan", "fastgan"])
 def run_dir(request, tiny_dataset, tmp_path_factory):
     model = {"dcgan": {"ngf": 8, "ndf": 8}, "fastgan": {"ngf": 4, "ndf": 4}}[request.param]
-    cfg = TrainConfig(data=str(tiny_dataset), arch=request.param, image_size=16, batch_size=4, num_train_steps=4,
-                      save_every=2, evaluate_every=2, results_dir=str(tmp_path_factory.mktemp("runs")),
-                      num_snapshot_seeds=4, model=model, device="cpu")
+    cfg = TrainConfig(
+        data=str(tiny_dataset),
+        arch=request.param,
+        image_size=16,
+        batch_size=4,
+        num_train_steps=4,
+        save_every=2,
+        evaluate_every=2,
+        results_dir=str(tmp_path_factory.mktemp("runs")),
+        num_snapshot_seeds=4,
+        model=model,
+        device="cpu",
+    )
     return train(cfg, show_progress=False)
 
 
@@ -50,8 +60,8 @@ def test_interpolation_sheet_starts_and_ends_at_the_seeds(run_dir):
     sheet = interpolation_sheet(gen, rows=3, steps=4, seed=10)
     pad = 2
     assert sheet.shape == (4 * (16 + pad) + pad, 3 * (16 + pad) + pad, 3)
-    top_left = sheet[pad: pad + 16, pad: pad + 16]
-    bottom_left = sheet[3 * 18 + pad: 3 * 18 + pad + 16, pad: pad + 16]
+    top_left = sheet[pad : pad + 16, pad : pad + 16]
+    bottom_left = sheet[3 * 18 + pad : 3 * 18 + pad + 16, pad : pad + 16]
     assert np.abs(top_left.astype(int) - gen.generate([10])[0]).max() <= 1
     assert np.abs(bottom_left.astype(int) - gen.generate([13])[0]).max() <= 1
     frames = interpolation_frames(gen, 1, 2, steps=5)

@@ -18,9 +18,22 @@ TINY = {"dcgan": {"ngf": 8, "ndf": 8}, "fastgan": {"ngf": 4, "ndf": 4}}
 
 
 def _cfg(tiny_dataset, tmp_path, arch, **kw) -> TrainConfig:
-    base = dict(data=str(tiny_dataset), arch=arch, image_size=16, batch_size=4, num_train_steps=6, save_every=3,
-                evaluate_every=3, log_every=1, results_dir=str(tmp_path / "runs"), name=arch, aug_prob=0.5,
-                num_snapshot_seeds=4, model=TINY[arch], device="cpu")
+    base = dict(
+        data=str(tiny_dataset),
+        arch=arch,
+        image_size=16,
+        batch_size=4,
+        num_train_steps=6,
+        save_every=3,
+        evaluate_every=3,
+        log_every=1,
+        results_dir=str(tmp_path / "runs"),
+        name=arch,
+        aug_prob=0.5,
+        num_snapshot_seeds=4,
+        model=TINY[arch],
+        device="cpu",
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -33,6 +46,7 @@ def _kill_at(step_to_die: int):
     def cb(step, ctx):
         if step == step_to_die:
             raise _Kill()
+
     return cb
 
 
@@ -42,7 +56,10 @@ def test_short_run_writes_run_dir_and_resumes_bit_exactly(tiny_dataset, tmp_path
     full = train(cfg, show_progress=False)
     assert (full / "config.json").is_file() and (full / "tb").is_dir()
     assert sorted(p.name for p in (full / "snapshots").iterdir()) == [
-        "step-0000000.png", "step-0000003.png", "step-0000006.png"]
+        "step-0000000.png",
+        "step-0000003.png",
+        "step-0000006.png",
+    ]
     assert [s for s, _ in list_states(full / "checkpoints")] == [3, 6]
     assert (full / "checkpoints" / "generator.safetensors").is_file()
     stats = read_stats(full)

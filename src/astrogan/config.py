@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from astrogan.utils.errors import UserError
 
@@ -58,8 +59,15 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check ranges; raise UserError with one actionable line."""
-        positive = ("batch_size", "gradient_accumulate_every", "num_train_steps", "save_every",
-                    "evaluate_every", "image_size", "log_every")
+        positive = (
+            "batch_size",
+            "gradient_accumulate_every",
+            "num_train_steps",
+            "save_every",
+            "evaluate_every",
+            "image_size",
+            "log_every",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

@@ -12,8 +12,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo_cmd(
-        out: Path = typer.Option(Path("astrogan-demo"), "--out", help="Folder for everything the demo writes."),
-        num_train_steps: int = typer.Option(None, "--num-train-steps", help="Training steps (default: 1500)."),
+        out: Path = typer.Option(
+            Path("astrogan-demo"), "--out", help="Folder for everything the demo writes."
+        ),
+        num_train_steps: int = typer.Option(
+            None, "--num-train-steps", help="Training steps (default: 1500)."
+        ),
         arch: str = typer.Option("fastgan", "--arch", help="Architecture: fastgan or dcgan."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         quick: bool = typer.Option(False, "--quick", help="A tiny run (seconds) to check the installation."),

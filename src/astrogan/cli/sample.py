@@ -16,7 +16,9 @@ def _open_generator(run: Path | None, model: Path | None, device: str):  # noqa:
         raise UserError("give exactly one of --run RUN or --model model.onnx")
     if model is not None:
         if model.suffix != ".onnx":
-            raise UserError(f"--model wants an exported .onnx file, got {model}; use --run for a run directory")
+            raise UserError(
+                f"--model wants an exported .onnx file, got {model}; use --run for a run directory"
+            )
         from astrogan.web.onnx_generator import OnnxGenerator
 
         return OnnxGenerator(model)
@@ -33,7 +35,9 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Option(None, "--run", help=RUN_HELP),
         model: Path = typer.Option(None, "--model", help="An exported model.onnx (needs no torch)."),
         seeds: str = typer.Option("0-63", "--seeds", help="Seeds, e.g. 0-63 or 1,5,9; one image each."),
-        trunc: float = typer.Option(1.0, "--trunc", help="Truncation: scale z towards 0 (0.7 = tamer images)."),
+        trunc: float = typer.Option(
+            1.0, "--trunc", help="Truncation: scale z towards 0 (0.7 = tamer images)."
+        ),
         class_: int = typer.Option(None, "--class", help="Class index for a conditional model."),
         out: Path = typer.Option(Path("generated"), "--out", help="Output folder."),
         grid: bool = typer.Option(False, "--grid", help="Also write all images as one grid.png."),
@@ -56,7 +60,7 @@ def register(app: typer.Typer) -> None:
         with progress() as bar:
             task = bar.add_task("generating", total=len(seed_list), info="")
             for i in range(0, len(seed_list), batch_size):
-                chunk = seed_list[i: i + batch_size]
+                chunk = seed_list[i : i + batch_size]
                 imgs = gen.generate(chunk, trunc=trunc, labels=class_, batch_size=batch_size)
                 for s, img in zip(chunk, imgs, strict=True):
                     save_png(img, out / f"seed{s:04d}.png")

@@ -15,25 +15,38 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         data: str = typer.Option("", "--data", help="Dataset directory (from `astrogan dataset build`)."),
         arch: str = typer.Option("fastgan", "--arch", help="Architecture: dcgan or fastgan."),
-        image_size: int = typer.Option(64, "--image-size", help="Training resolution in pixels (power of 2)."),
-        batch_size: int = typer.Option(16, "--batch-size", help="Images per micro-batch (split over processes)."),
+        image_size: int = typer.Option(
+            64, "--image-size", help="Training resolution in pixels (power of 2)."
+        ),
+        batch_size: int = typer.Option(
+            16, "--batch-size", help="Images per micro-batch (split over processes)."
+        ),
         gradient_accumulate_every: int = typer.Option(
-            1, "--gradient-accumulate-every", help="Micro-batches per optimizer step."),
-        num_train_steps: int = typer.Option(1000, "--num-train-steps", help="Optimizer steps (D and G) in all."),
+            1, "--gradient-accumulate-every", help="Micro-batches per optimizer step."
+        ),
+        num_train_steps: int = typer.Option(
+            1000, "--num-train-steps", help="Optimizer steps (D and G) in all."
+        ),
         save_every: int = typer.Option(100, "--save-every", help="Steps between full checkpoints."),
         evaluate_every: int = typer.Option(
-            50, "--evaluate-every", help="Steps between fixed-seed snapshot grids (and --metrics)."),
+            50, "--evaluate-every", help="Steps between fixed-seed snapshot grids (and --metrics)."
+        ),
         name: str = typer.Option("default", "--name", help="Run name; runs are numbered NNNNN-name."),
         results_dir: Path = typer.Option(Path("results"), "--results-dir", help="Folder holding the runs."),
         amp: bool = typer.Option(False, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
         aug_prob: float = typer.Option(0.0, "--aug-prob", help="DiffAugment probability per image and op."),
-        aug_types: str = typer.Option("color,translation,cutout", "--aug-types",
-                                      help="Comma list of DiffAugment ops: color, translation, cutout."),
+        aug_types: str = typer.Option(
+            "color,translation,cutout",
+            "--aug-types",
+            help="Comma list of DiffAugment ops: color, translation, cutout.",
+        ),
         lr: float = typer.Option(None, "--lr", help="Learning rate of G and D (default: the arch's)."),
         num_classes: int = typer.Option(0, "--num-classes", help="> 0: class-conditional (labelled data)."),
         seed: int = typer.Option(0, "--seed", help="Seed of everything random in the run."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-        metrics: str = typer.Option("", "--metrics", help="Metrics every --evaluate-every steps, e.g. spectrum."),
+        metrics: str = typer.Option(
+            "", "--metrics", help="Metrics every --evaluate-every steps, e.g. spectrum."
+        ),
         model: list[str] = typer.Option([], "--model", help="Architecture knob as key=value, e.g. ngf=32."),
         preset: Path = typer.Option(None, "--preset", help="TOML preset; flags given here override it."),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest run with this --name."),
@@ -45,18 +58,35 @@ def register(app: typer.Typer) -> None:
         from astrogan.utils.log import info
 
         given = {
-            "data": data, "arch": arch, "image_size": image_size, "batch_size": batch_size,
-            "gradient_accumulate_every": gradient_accumulate_every, "num_train_steps": num_train_steps,
-            "save_every": save_every, "evaluate_every": evaluate_every, "name": name,
-            "results_dir": str(results_dir), "amp": amp, "aug_prob": aug_prob, "aug_types": aug_types,
-            "lr_g": lr, "lr_d": lr, "num_classes": num_classes, "seed": seed, "device": device,
-            "metrics": metrics, "model": dict(_kv(m, _parse_value) for m in model),
+            "data": data,
+            "arch": arch,
+            "image_size": image_size,
+            "batch_size": batch_size,
+            "gradient_accumulate_every": gradient_accumulate_every,
+            "num_train_steps": num_train_steps,
+            "save_every": save_every,
+            "evaluate_every": evaluate_every,
+            "name": name,
+            "results_dir": str(results_dir),
+            "amp": amp,
+            "aug_prob": aug_prob,
+            "aug_types": aug_types,
+            "lr_g": lr,
+            "lr_d": lr,
+            "num_classes": num_classes,
+            "seed": seed,
+            "device": device,
+            "metrics": metrics,
+            "model": dict(_kv(m, _parse_value) for m in model),
         }
         values = load_preset(preset) if preset else {}
         if preset:
             # Preset values win over defaults; flags typed on the command line win over the preset.
-            explicit = {p.name for p in ctx.command.params
-                        if ctx.get_parameter_source(p.name).name not in ("DEFAULT", "DEFAULT_MAP")}
+            explicit = {
+                p.name
+                for p in ctx.command.params
+                if ctx.get_parameter_source(p.name).name not in ("DEFAULT", "DEFAULT_MAP")
+            }
             alias = {"lr": ("lr_g", "lr_d"), "model": ("model",)}
             for key, val in given.items():
                 flag = next((f for f, keys in alias.items() if key in keys), key)

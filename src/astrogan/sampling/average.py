@@ -10,8 +10,15 @@ import torch
 from astrogan.sampling.generator import Generator
 
 
-def average_image(gen: Generator, *, num: int = 1000, seed: int = 0, trunc: float = 1.0, batch_size: int = 64,
-                  on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+def average_image(
+    gen: Generator,
+    *,
+    num: int = 1000,
+    seed: int = 0,
+    trunc: float = 1.0,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Mean of `num` images from seeds seed..seed+num-1, in float64 then to uint8 (H, W, C)."""
     total = torch.zeros(gen.channels, gen.image_size, gen.image_size, dtype=torch.float64)
     for i in range(0, num, batch_size):

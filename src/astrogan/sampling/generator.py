@@ -55,24 +55,41 @@ class Generator:
         return torch.tensor(values, dtype=torch.long, device=self.device)
 
     @torch.no_grad()
-    def synthesize(self, z: torch.Tensor, c: torch.Tensor | None = None, *, batch_size: int = 32) -> torch.Tensor:
+    def synthesize(
+        self, z: torch.Tensor, c: torch.Tensor | None = None, *, batch_size: int = 32
+    ) -> torch.Tensor:
         """Run the network on given latents in batches: float32 (N, C, H, W) in [-1, 1] on the CPU."""
         outs = []
         for i in range(0, z.shape[0], batch_size):
-            cc = None if c is None else c[i: i + batch_size]
-            outs.append(self.module(z[i: i + batch_size], cc).float().clamp(-1, 1).cpu())
+            cc = None if c is None else c[i : i + batch_size]
+            outs.append(self.module(z[i : i + batch_size], cc).float().clamp(-1, 1).cpu())
         return torch.cat(outs) if outs else torch.empty(0, self.channels, self.image_size, self.image_size)
 
-    def generate_tensor(self, seeds: Sequence[int], *, trunc: float = 1.0,
-                        labels: Sequence[int] | int | None = None, batch_size: int = 32) -> torch.Tensor:
+    def generate_tensor(
+        self,
+        seeds: Sequence[int],
+        *,
+        trunc: float = 1.0,
+        labels: Sequence[int] | int | None = None,
+        batch_size: int = 32,
+    ) -> torch.Tensor:
         """float32 (N, C, H, W) in [-1, 1] for the given seeds."""
-        return self.synthesize(self.latents(seeds, trunc=trunc), self.labels_for(seeds, labels),
-                               batch_size=batch_size)
+        return self.synthesize(
+            self.latents(seeds, trunc=trunc), self.labels_for(seeds, labels), batch_size=batch_size
+        )
 
-    def generate(self, seeds: Sequence[int], *, trunc: float = 1.0, labels: Sequence[int] | int | None = None,
-                 batch_size: int = 32) -> np.ndarray:
+    def generate(
+        self,
+        seeds: Sequence[int],
+        *,
+        trunc: float = 1.0,
+        labels: Sequence[int] | int | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
         """uint8 (N, H, W, C) pictures for the given seeds."""
-        return to_uint8(self.generate_tensor(seeds, trunc=trunc, labels=labels, batch_size=batch_size).numpy())
+        return to_uint8(
+            self.generate_tensor(seeds, trunc=trunc, labels=labels, batch_size=batch_size).numpy()
+        )
 
 
 def load_generator(path: str | Path, *, device: str = "auto") -> Generator:

@@ -7,8 +7,9 @@ import math
 import numpy as np
 
 
-def make_grid(images: np.ndarray, *, ncols: int | None = None, pad_px: int = 2, pad_value: int = 0,
-              scale: int = 1) -> np.ndarray:
+def make_grid(
+    images: np.ndarray, *, ncols: int | None = None, pad_px: int = 2, pad_value: int = 0, scale: int = 1
+) -> np.ndarray:
     """Tile uint8 (N, H, W, C) into one uint8 (rows*H', cols*W', C) sheet; `scale` enlarges by pixel repeat."""
     images = np.asarray(images)
     if images.ndim != 4:
@@ -23,5 +24,5 @@ def make_grid(images: np.ndarray, *, ncols: int | None = None, pad_px: int = 2, 
     for i in range(n):
         r, col = divmod(i, ncols)
         y, x = pad_px + r * (h + pad_px), pad_px + col * (w + pad_px)
-        sheet[y: y + h, x: x + w] = images[i]
+        sheet[y : y + h, x : x + w] = images[i]
     return sheet

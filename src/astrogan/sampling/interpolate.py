@@ -24,8 +24,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.where(so.abs() < 1e-6, lerp, out)
 
 
-def interpolation_sheet(gen: Generator, *, rows: int = 8, steps: int = 8, seed: int = 0, trunc: float = 1.0,
-                        batch_size: int = 32) -> np.ndarray:
+def interpolation_sheet(
+    gen: Generator, *, rows: int = 8, steps: int = 8, seed: int = 0, trunc: float = 1.0, batch_size: int = 32
+) -> np.ndarray:
     """A sheet whose columns walk from a start image (top row) to an end image (bottom row).
 
     `rows` columns-pairs are drawn from seeds seed..seed+2*rows-1; each column has `steps` images, the first
@@ -43,8 +44,9 @@ def interpolation_sheet(gen: Generator, *, rows: int = 8, steps: int = 8, seed: 
     return make_grid(images, ncols=rows)
 
 
-def interpolation_frames(gen: Generator, seed_from: int, seed_to: int, *, steps: int = 16,
-                         trunc: float = 1.0) -> np.ndarray:
+def interpolation_frames(
+    gen: Generator, seed_from: int, seed_to: int, *, steps: int = 16, trunc: float = 1.0
+) -> np.ndarray:
     """The slerp walk between two seeds: uint8 (steps, H, W, C)."""
     za, zb = gen.latents([seed_from], trunc=trunc), gen.latents([seed_to], trunc=trunc)
     z = slerp(za, zb, torch.linspace(0, 1, steps, device=za.device))[0]

@@ -32,12 +32,20 @@ table{border-collapse:collapse;margin:0 36px 30px}td{padding:2px 14px 2px 0;colo
 """
 
 
-def write_page(path: Path, *, title: str, subtitle: str, figures: Sequence[Figure | Sequence[Figure]],
-               facts: Sequence[tuple[str, str]] = ()) -> Path:
+def write_page(
+    path: Path,
+    *,
+    title: str,
+    subtitle: str,
+    figures: Sequence[Figure | Sequence[Figure]],
+    facts: Sequence[tuple[str, str]] = (),
+) -> Path:
     """Write an HTML page; a nested sequence of figures is shown side by side in one card."""
-    parts = [f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>",
-             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{_CSS}</style>",
-             f"<header><h1>{html.escape(title)}</h1><div class=sub>{html.escape(subtitle)}</div></header>"]
+    parts = [
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>",
+        f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{_CSS}</style>",
+        f"<header><h1>{html.escape(title)}</h1><div class=sub>{html.escape(subtitle)}</div></header>",
+    ]
     if facts:
         rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in facts)
         parts.append(f"<table>{rows}</table>")
@@ -47,9 +55,11 @@ def write_page(path: Path, *, title: str, subtitle: str, figures: Sequence[Figur
         cells = []
         for fig in group:
             cls = " class=px" if fig.pixelated else ""
-            cells.append(f"<div><img{cls} src='{html.escape(fig.src, quote=True)}' alt='{html.escape(fig.title)}'"
-                         f" loading=lazy><figcaption><b>{html.escape(fig.title)}</b>{html.escape(fig.caption)}"
-                         "</figcaption></div>")
+            cells.append(
+                f"<div><img{cls} src='{html.escape(fig.src, quote=True)}' alt='{html.escape(fig.title)}'"
+                f" loading=lazy><figcaption><b>{html.escape(fig.title)}</b>{html.escape(fig.caption)}"
+                "</figcaption></div>"
+            )
         parts.append(f"<figure><div class=pair>{''.join(cells)}</div></figure>")
     parts.append("</div></html>\n")
     with atomic_open(path, "w", encoding="utf-8") as fh:

@@ -22,8 +22,9 @@ def snapshot_files(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def progress_gif(run_dir: Path, out: Path, *, frame_ms: int = 250, hold_last_ms: int = 1500,
-                 max_side_px: int = 768) -> Path:
+def progress_gif(
+    run_dir: Path, out: Path, *, frame_ms: int = 250, hold_last_ms: int = 1500, max_side_px: int = 768
+) -> Path:
     """Write an animated GIF of all snapshot grids, each labelled with its step; returns `out`."""
     snaps = snapshot_files(run_dir)
     if not snaps:
@@ -34,7 +35,9 @@ def progress_gif(run_dir: Path, out: Path, *, frame_ms: int = 250, hold_last_ms:
             frame = im.convert("RGB")
         if max(frame.size) > max_side_px:
             ratio = max_side_px / max(frame.size)
-            frame = frame.resize((int(frame.width * ratio), int(frame.height * ratio)), Image.Resampling.LANCZOS)
+            frame = frame.resize(
+                (int(frame.width * ratio), int(frame.height * ratio)), Image.Resampling.LANCZOS
+            )
         draw = ImageDraw.Draw(frame)
         label = f"step {step}"
         draw.rectangle((0, 0, 8 + 7 * len(label), 14), fill=(0, 0, 0))

@@ -61,7 +61,7 @@ def make_hdf_crops(out_dir: Path, *, num: int, seed: int, min_px: int = 64, max_
     for i in range(num):
         size = int(rng.integers(min_px, max_px + 1))
         y, x = int(rng.integers(0, h - size)), int(rng.integers(0, w - size))
-        save_png(field[y: y + size, x: x + size], out_dir / f"hxdf-{i:04d}.png")
+        save_png(field[y : y + size, x : x + size], out_dir / f"hxdf-{i:04d}.png")
     return num
 
 
@@ -96,7 +96,9 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
 
     info("[bold]2/5[/] dataset build")
     ds_dir = out / "dataset"
-    opts = BuildOptions(image_sizes=(cfg.image_size,), crop="center", channels=3, seed=cfg.seed, min_size_px=32)
+    opts = BuildOptions(
+        image_sizes=(cfg.image_size,), crop="center", channels=3, seed=cfg.seed, min_size_px=32
+    )
     build_dataset([raw / "hubble-xdf", raw / "sersic"], ds_dir, options=opts, overwrite=True)
     real = open_dataset(ds_dir).images(cfg.image_size)
     pick = np.random.default_rng(cfg.seed).choice(len(real), size=min(64, len(real)), replace=False)
@@ -104,10 +106,19 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
 
     info(f"[bold]3/5[/] training a small {cfg.arch} at {cfg.image_size} px for {cfg.num_train_steps} steps")
     train_cfg = TrainConfig(
-        data=str(ds_dir), arch=cfg.arch, image_size=cfg.image_size, batch_size=cfg.batch_size,
-        num_train_steps=cfg.num_train_steps, save_every=max(1, cfg.num_train_steps // 4),
-        evaluate_every=max(1, cfg.num_train_steps // 15), log_every=max(1, cfg.num_train_steps // 100),
-        name="demo", results_dir=str(out / "runs"), aug_prob=cfg.aug_prob, seed=cfg.seed, device=cfg.device,
+        data=str(ds_dir),
+        arch=cfg.arch,
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        num_train_steps=cfg.num_train_steps,
+        save_every=max(1, cfg.num_train_steps // 4),
+        evaluate_every=max(1, cfg.num_train_steps // 15),
+        log_every=max(1, cfg.num_train_steps // 100),
+        name="demo",
+        results_dir=str(out / "runs"),
+        aug_prob=cfg.aug_prob,
+        seed=cfg.seed,
+        device=cfg.device,
         model={"ngf": cfg.model_width, "ndf": cfg.model_width} if cfg.arch == "fastgan" else {},
     )
     run_dir = train(train_cfg)
@@ -131,22 +142,45 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
         out / "index.html",
         title="astrogan demo: galaxies that do not exist",
         subtitle=f"A small {cfg.arch} trained for {cfg.num_train_steps} steps on {len(real)} real and synthetic "
-                 f"galaxy pictures at {cfg.image_size} px, on this machine.",
-        facts=[("run", rel(run_dir)), ("dataset", f"{len(real)} images ({cfg.num_hdf_crops} HXDF crops, "
-                                                   f"{cfg.num_sersic} GalSim Sérsic galaxies)"),
-               ("training speed", f"{speed:.0f} images/s (median)"),
-               ("wall time", f"{time.perf_counter() - t0:.0f} s in all")],
+        f"galaxy pictures at {cfg.image_size} px, on this machine.",
+        facts=[
+            ("run", rel(run_dir)),
+            (
+                "dataset",
+                f"{len(real)} images ({cfg.num_hdf_crops} HXDF crops, "
+                f"{cfg.num_sersic} GalSim Sérsic galaxies)",
+            ),
+            ("training speed", f"{speed:.0f} images/s (median)"),
+            ("wall time", f"{time.perf_counter() - t0:.0f} s in all"),
+        ],
         figures=[
-            [Figure("real-grid.png", "Real training images", "64 random pictures from the dataset.", True),
-             Figure("final-grid.png", "Generated images", "Seeds 0–63 from the EMA generator.", True)],
-            Figure("interpolation.png", "Latent interpolation",
-                   "Each column walks (slerp in z) from a start image (top) to an end image (bottom).", True),
-            [Figure(f"average-{cfg.num_average}.png", f"Average of {cfg.num_average} fakes",
-                    "Where the model puts its light on average.", True),
-             Figure("average-real.png", "Average of the real images", "For comparison.", True)],
-            Figure("progress.gif", "Training progress", "The fixed-seed snapshot grid at each evaluation.", True),
-            Figure("training-curves.png", "Training curves",
-                   "Losses, the discriminator's accuracy on real and on fake images, and throughput."),
+            [
+                Figure("real-grid.png", "Real training images", "64 random pictures from the dataset.", True),
+                Figure("final-grid.png", "Generated images", "Seeds 0–63 from the EMA generator.", True),
+            ],
+            Figure(
+                "interpolation.png",
+                "Latent interpolation",
+                "Each column walks (slerp in z) from a start image (top) to an end image (bottom).",
+                True,
+            ),
+            [
+                Figure(
+                    f"average-{cfg.num_average}.png",
+                    f"Average of {cfg.num_average} fakes",
+                    "Where the model puts its light on average.",
+                    True,
+                ),
+                Figure("average-real.png", "Average of the real images", "For comparison.", True),
+            ],
+            Figure(
+                "progress.gif", "Training progress", "The fixed-seed snapshot grid at each evaluation.", True
+            ),
+            Figure(
+                "training-curves.png",
+                "Training curves",
+                "Losses, the discriminator's accuracy on real and on fake images, and throughput.",
+            ),
             *[Figure(rel(p), f"Snapshot at step {int(p.stem.split('-')[1])}", "", True) for p in snaps[-3:]],
         ],
     )

@@ -36,8 +36,11 @@ def init_from_env(device_type: str) -> DistInfo:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
 
 
 def all_reduce_grads(module: nn.Module, info: DistInfo) -> None:
@@ -53,7 +56,7 @@ def all_reduce_grads(module: nn.Module, info: DistInfo) -> None:
     offset = 0
     for p in params:
         n = p.grad.numel()
-        p.grad.copy_(flat[offset: offset + n].view_as(p.grad))
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
         offset += n
 
 

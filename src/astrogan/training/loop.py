@@ -71,7 +71,7 @@ class BatchSampler:
                 self.perm = torch.randperm(self.num_images, generator=self.gen)
                 self.pos = 0
             take = min(batch, self.num_images - self.pos)
-            out.append(self.perm[self.pos: self.pos + take])
+            out.append(self.perm[self.pos : self.pos + take])
             self.pos += take
             batch -= take
         return torch.cat(out)
@@ -105,8 +105,9 @@ class _Nets:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -120,8 +121,9 @@ def _find_resume_dir(cfg: TrainConfig, resume: bool | str | Path) -> Path:
         return run_dir
     run_dir = latest_run_dir(cfg.results_dir, cfg.name)
     if run_dir is None:
-        raise UserError(f"nothing to resume: no run named {cfg.name!r} in {cfg.results_dir}; drop --resume "
-                        "to start one")
+        raise UserError(
+            f"nothing to resume: no run named {cfg.name!r} in {cfg.results_dir}; drop --resume to start one"
+        )
     return run_dir
 
 
@@ -132,8 +134,10 @@ def _load_images(cfg: TrainConfig, device: torch.device):
     ds = open_dataset(cfg.data)
     arr = ds.images(cfg.image_size)
     if arr.ndim != 4 or arr.shape[1] != cfg.image_size or arr.shape[2] != cfg.image_size:
-        raise UserError(f"dataset {cfg.data} gives images of shape {arr.shape[1:]}, not "
-                        f"{cfg.image_size}x{cfg.image_size}; rebuild it with --image-size {cfg.image_size}")
+        raise UserError(
+            f"dataset {cfg.data} gives images of shape {arr.shape[1:]}, not "
+            f"{cfg.image_size}x{cfg.image_size}; rebuild it with --image-size {cfg.image_size}"
+        )
     if len(arr) == 0:
         raise UserError(f"dataset {cfg.data} is empty")
     images = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
@@ -141,10 +145,14 @@ def _load_images(cfg: TrainConfig, device: torch.device):
     if cfg.num_classes > 0:
         lab = ds.labels()
         if lab is None:
-            raise UserError(f"--num-classes {cfg.num_classes} needs a labelled dataset, and {cfg.data} has no "
-                            "labels (build it with --galaxy10, or drop --num-classes)")
+            raise UserError(
+                f"--num-classes {cfg.num_classes} needs a labelled dataset, and {cfg.data} has no "
+                "labels (build it with --galaxy10, or drop --num-classes)"
+            )
         if lab.max() >= cfg.num_classes:
-            raise UserError(f"dataset labels go up to {int(lab.max())}, more than --num-classes {cfg.num_classes}")
+            raise UserError(
+                f"dataset labels go up to {int(lab.max())}, more than --num-classes {cfg.num_classes}"
+            )
         labels = torch.from_numpy(lab.astype(np.int64))
     # Keep the whole set on the training device when it is small (saves the host->device copy per step).
     if device.type == "cuda" and images.numel() < 4 * 2**30:
@@ -160,8 +168,13 @@ def _to_float(batch: torch.Tensor) -> torch.Tensor:
     return batch.float().mul(2.0).sub(1.0)
 
 
-def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Sequence[StepCallback] = (),
-          show_progress: bool = True) -> Path:
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool | str | Path = False,
+    callbacks: Sequence[StepCallback] = (),
+    show_progress: bool = True,
+) -> Path:
     """Train a GAN as `cfg` says; returns the run directory. `resume` continues the latest run (or a given one)."""
     cfg.validate()
     device = pick_device(cfg.device)
@@ -206,8 +219,15 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Seq
     opt_g = torch.optim.Adam(G.parameters(), lr=lr_g, betas=spec.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=spec.betas)
     use_scaler = cfg.amp and device.type == "cuda"
-    nets = _Nets(G, D, G_ema, opt_g, opt_d, torch.amp.GradScaler("cuda", enabled=use_scaler),
-                 torch.amp.GradScaler("cuda", enabled=use_scaler))
+    nets = _Nets(
+        G,
+        D,
+        G_ema,
+        opt_g,
+        opt_d,
+        torch.amp.GradScaler("cuda", enabled=use_scaler),
+        torch.amp.GradScaler("cuda", enabled=use_scaler),
+    )
     if dist.enabled:
         seed_everything(cfg.seed + 7919 * dist.rank)
         for m in (G, D, G_ema):
@@ -224,8 +244,9 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Seq
 
     per_rank_batch = cfg.batch_size // dist.world_size if dist.enabled else cfg.batch_size
     if per_rank_batch < 1:
-        raise UserError(f"--batch-size {cfg.batch_size} is smaller than the number of processes "
-                        f"({dist.world_size})")
+        raise UserError(
+            f"--batch-size {cfg.batch_size} is smaller than the number of processes ({dist.world_size})"
+        )
     images_per_step = per_rank_batch * dist.world_size * cfg.gradient_accumulate_every
     counters = {"step": 0, "cur_nimg": 0, "lr_scale": 1.0, "nan_rollbacks": 0}
 
@@ -240,18 +261,30 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Seq
             torch.distributed.all_gather_object(smp_all, smp)
         else:
             rng_all, smp_all = [rng], [smp]
-        return copy.deepcopy({
-            **counters, "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "scaler_g": nets.scaler_g.state_dict(), "scaler_d": nets.scaler_d.state_dict(),
-            "aug_prob": augment.prob, "rng": rng_all, "sampler": smp_all, "world_size": dist.world_size,
-            "config": cfg.to_dict(),
-        })
+        return copy.deepcopy(
+            {
+                **counters,
+                "G": G.state_dict(),
+                "D": D.state_dict(),
+                "G_ema": G_ema.state_dict(),
+                "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(),
+                "scaler_g": nets.scaler_g.state_dict(),
+                "scaler_d": nets.scaler_d.state_dict(),
+                "aug_prob": augment.prob,
+                "rng": rng_all,
+                "sampler": smp_all,
+                "world_size": dist.world_size,
+                "config": cfg.to_dict(),
+            }
+        )
 
     def restore(state: dict[str, Any]) -> None:
         if int(state.get("world_size", 1)) != dist.world_size:
-            raise UserError(f"checkpoint was written by {state.get('world_size')} processes; resume it with "
-                            f"the same number (now {dist.world_size})")
+            raise UserError(
+                f"checkpoint was written by {state.get('world_size')} processes; resume it with "
+                f"the same number (now {dist.world_size})"
+            )
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
         G_ema.load_state_dict(state["G_ema"])
@@ -284,28 +317,54 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Seq
         (run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         manifest = ds.manifest
-        write_json(run_dir / "config.json", {
-            "format": "astrogan.run", "format_version": 1,
-            "train": cfg.to_dict(), "arch": cfg.arch, "image_size": cfg.image_size, "channels": channels,
-            "model": dataclasses.asdict(mcfg),
-            "lr_g": lr_g, "lr_d": lr_d, "betas": list(spec.betas), "loss": spec.loss,
-            "images_per_step": images_per_step, "world_size": dist.world_size, "device": str(device),
-            "dataset": {
-                "path": str(Path(cfg.data).resolve()), "content_hash": ds.content_hash,
-                "num_images": len(images), "label_names": ds.label_names,
-                "sources": manifest.get("sources_summary", manifest.get("sources")),
-                "credits": manifest.get("credits"), "licences": manifest.get("licences"),
-                "stretch": manifest.get("stretch"),
+        write_json(
+            run_dir / "config.json",
+            {
+                "format": "astrogan.run",
+                "format_version": 1,
+                "train": cfg.to_dict(),
+                "arch": cfg.arch,
+                "image_size": cfg.image_size,
+                "channels": channels,
+                "model": dataclasses.asdict(mcfg),
+                "lr_g": lr_g,
+                "lr_d": lr_d,
+                "betas": list(spec.betas),
+                "loss": spec.loss,
+                "images_per_step": images_per_step,
+                "world_size": dist.world_size,
+                "device": str(device),
+                "dataset": {
+                    "path": str(Path(cfg.data).resolve()),
+                    "content_hash": ds.content_hash,
+                    "num_images": len(images),
+                    "label_names": ds.label_names,
+                    "sources": manifest.get("sources_summary", manifest.get("sources")),
+                    "credits": manifest.get("credits"),
+                    "licences": manifest.get("licences"),
+                    "stretch": manifest.get("stretch"),
+                },
+                "astrogan_version": __version__,
+                "torch_version": torch.__version__,
+                "python_version": sys.version.split()[0],
+                "git_commit": _git_commit(),
             },
-            "astrogan_version": __version__, "torch_version": torch.__version__,
-            "python_version": sys.version.split()[0], "git_commit": _git_commit(),
-        })
+        )
         writer = StatsWriter(run_dir, resume_step=counters["step"] if resume else None)
 
     def snapshot(step: int) -> None:
         with torch.no_grad():
-            imgs = torch.cat([G_ema(snap_z[i: i + 32], None if snap_c is None else snap_c[i: i + 32]).float()
-                              for i in range(0, len(snap_seeds), 32)]).clamp(-1, 1).cpu().numpy()
+            imgs = (
+                torch.cat(
+                    [
+                        G_ema(snap_z[i : i + 32], None if snap_c is None else snap_c[i : i + 32]).float()
+                        for i in range(0, len(snap_seeds), 32)
+                    ]
+                )
+                .clamp(-1, 1)
+                .cpu()
+                .numpy()
+            )
         grid = make_grid(to_uint8(imgs), ncols=int(math.ceil(math.sqrt(len(snap_seeds)))))
         save_png(grid, run_dir / "snapshots" / f"step-{step:07d}.png")
         if writer is not None:
@@ -316,10 +375,19 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Seq
         if dist.is_main:
             save_state(state_path(ckpt_dir, step), state)
             prune_states(ckpt_dir, keep=NUM_STATES_KEPT)
-            save_generator(G_ema, arch=cfg.arch, config=mcfg, out_dir=ckpt_dir, extra={
-                "step": step, "kimg": counters["cur_nimg"] / 1000, "dataset_hash": ds.content_hash,
-                "label_names": ds.label_names, "run": run_dir.name,
-            })
+            save_generator(
+                G_ema,
+                arch=cfg.arch,
+                config=mcfg,
+                out_dir=ckpt_dir,
+                extra={
+                    "step": step,
+                    "kimg": counters["cur_nimg"] / 1000,
+                    "dataset_hash": ds.content_hash,
+                    "label_names": ds.label_names,
+                    "run": run_dir.name,
+                },
+            )
         dist_utils.barrier(dist)
         return state
 
@@ -335,16 +403,33 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Seq
         seeds = list(range(10_000, 10_000 + cfg.num_metric_images))
         z = torch.from_numpy(latents_for_seeds(seeds, G.z_dim)).to(device)
         with torch.no_grad():
-            fake = torch.cat([G_ema(z[i: i + 64], None if labels is None else sampler.sample_labels(len(z[i:i + 64])))
-                              .float() for i in range(0, len(z), 64)]).clamp(-1, 1).cpu().numpy()
+            fake = (
+                torch.cat(
+                    [
+                        G_ema(
+                            z[i : i + 64],
+                            None if labels is None else sampler.sample_labels(len(z[i : i + 64])),
+                        ).float()
+                        for i in range(0, len(z), 64)
+                    ]
+                )
+                .clamp(-1, 1)
+                .cpu()
+                .numpy()
+            )
         real_idx = np.linspace(0, len(images) - 1, min(len(images), cfg.num_metric_images)).astype(int)
         real = images[torch.from_numpy(real_idx).to(images.device)].permute(0, 2, 3, 1).cpu().numpy()
         if real.dtype != np.uint8:
             fake_arr = ((fake + 1) / 2).transpose(0, 2, 3, 1).astype(np.float32)
         else:
             fake_arr = to_uint8(fake)
-        figures = metric_fn(list(cfg.metrics), real, fake_arr, cache_dir=Path(cfg.results_dir) / ".cache",
-                            cache_key=ds.content_hash)
+        figures = metric_fn(
+            list(cfg.metrics),
+            real,
+            fake_arr,
+            cache_dir=Path(cfg.results_dir) / ".cache",
+            cache_key=ds.content_hash,
+        )
         return {f"metric_{k}": float(v) for k, v in figures.items()}
 
     # ---- the loop -----------------------------------------------------------------------------------
@@ -394,8 +479,12 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Seq
         nets.scaler_g.update()
 
         counters["cur_nimg"] += images_per_step
-        beta = ema_beta(batch_images=images_per_step, cur_nimg=counters["cur_nimg"], ema_kimg=cfg.ema_kimg,
-                        rampup=cfg.ema_rampup)
+        beta = ema_beta(
+            batch_images=images_per_step,
+            cur_nimg=counters["cur_nimg"],
+            ema_kimg=cfg.ema_kimg,
+            rampup=cfg.ema_rampup,
+        )
         update_ema(G_ema, G, beta)
         return tick
 
@@ -423,14 +512,18 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Seq
                     group["lr"] = lr_g * counters["lr_scale"]
                 for group in opt_d.param_groups:
                     group["lr"] = lr_d * counters["lr_scale"]
-                msg = (f"{exc} at step {counters_before['step']}: rolled back to step {counters['step']}, "
-                       f"learning rates x{counters['lr_scale']:g}")
+                msg = (
+                    f"{exc} at step {counters_before['step']}: rolled back to step {counters['step']}, "
+                    f"learning rates x{counters['lr_scale']:g}"
+                )
                 if writer is not None:
                     writer.write({"step": counters["step"], "event": "nan_rollback", "message": msg})
                 info(f"[yellow]warning: {msg}")
                 if counters["nan_rollbacks"] > cfg.max_nan_rollbacks:
-                    raise RuntimeError(f"training diverged: {counters['nan_rollbacks']} NaN rollbacks; "
-                                       "lower the learning rate or turn off --amp") from None
+                    raise RuntimeError(
+                        f"training diverged: {counters['nan_rollbacks']} NaN rollbacks; "
+                        "lower the learning rate or turn off --amp"
+                    ) from None
                 bar.update(task, completed=counters["step"])
                 continue
             counters["step"] += 1
@@ -442,11 +535,16 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Seq
             if step % cfg.log_every == 0 or step == cfg.num_train_steps:
                 dt = time.perf_counter() - tick_t0
                 record: dict[str, Any] = {
-                    "step": step, "kimg": counters["cur_nimg"] / 1000,
-                    **{k: dist_utils.all_reduce_mean(v / tick_steps, dist) for k, v in sorted(tick_sums.items())},
+                    "step": step,
+                    "kimg": counters["cur_nimg"] / 1000,
+                    **{
+                        k: dist_utils.all_reduce_mean(v / tick_steps, dist)
+                        for k, v in sorted(tick_sums.items())
+                    },
                     "images_per_s": (counters["cur_nimg"] - tick_nimg0) / max(dt, 1e-9),
                     "sec_per_step": dt / tick_steps,
-                    "lr_g": opt_g.param_groups[0]["lr"], "lr_d": opt_d.param_groups[0]["lr"],
+                    "lr_g": opt_g.param_groups[0]["lr"],
+                    "lr_d": opt_d.param_groups[0]["lr"],
                     "aug_prob": augment.prob,
                     "mem_cpu_peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
                     "time": time.time(),
@@ -455,8 +553,11 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, callbacks: Seq
                     record["mem_gpu_peak_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
                 if writer is not None:
                     writer.write(record)
-                bar.update(task, info=f"D {record.get('loss_d', 0):.3f} G {record.get('loss_g', 0):.3f} "
-                                      f"{record['images_per_s']:.0f} img/s")
+                bar.update(
+                    task,
+                    info=f"D {record.get('loss_d', 0):.3f} G {record.get('loss_g', 0):.3f} "
+                    f"{record['images_per_s']:.0f} img/s",
+                )
                 tick_sums, tick_steps = {}, 0
                 tick_t0, tick_nimg0 = time.perf_counter(), counters["cur_nimg"]
 

@@ -14,8 +14,11 @@ class StatsWriter:
     def __init__(self, run_dir: Path, *, resume_step: int | None = None, tensorboard: bool = True) -> None:
         self.path = run_dir / "stats.jsonl"
         if resume_step is not None and self.path.exists():
-            kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and
-                    json.loads(ln).get("step", 0) <= resume_step]
+            kept = [
+                ln
+                for ln in self.path.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("step", 0) <= resume_step
+            ]
             self.path.write_text("".join(ln + "\n" for ln in kept))
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._tb = None

@@ -1,0 +1,1 @@
+"""Archive fetchers (APOD, NASA images, ESA/Hubble, ESA/Webb, ESO) and their shared polite client."""

@@ -1,0 +1,261 @@
+"""Astronomy Picture of the Day: scrape day pages ``apYYMMDD.html`` into the fetch catalog.
+
+A day page carries the picture as ``<a href="FULL"><img src="DISPLAY"></a>``; we take the link
+when it points at an image file and fall back to the ``<img>`` otherwise. Video and interactive days
+(an ``<iframe>``/``<embed>``/``<video>`` and no image) are recorded as ``skipped-video``; a page with
+neither as ``skipped-no-image``; a missing page (404) as ``not-found``.
+
+The keyword filter behaves like the original APOD-scraping project: a day is kept when a keyword
+occurs anywhere in the day's HTML page, case-sensitively (``ignore_case`` to relax; ``regex`` to
+treat each keyword as a Python regular expression). Kept days fetch their image; the others are
+recorded as ``skipped-keyword`` (looked at again on the next run, so changing the filter works).
+
+Licence: APOD pictures with a copyright line belong to their authors (stored in ``copyright`` and
+``licence``); the others are NASA / public domain with the credit line requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import urljoin
+
+from astrogan.data.sources.base import FetchSummary, Progress, fetch_image, run_pool
+from astrogan.data.sources.catalog import Catalog, now_utc
+from astrogan.data.sources.http import (
+    FetchError,
+    HttpConfig,
+    NotFound,
+    PoliteClient,
+    clean_partials,
+    host_of,
+    parse_rate,
+)
+from astrogan.utils.errors import UserError
+
+SOURCE = "apod"
+DEFAULT_BASE_URL = "https://apod.nasa.gov/apod/"
+FIRST_DAY = date(1995, 6, 16)
+_IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|gif|tiff?|webp)$", re.IGNORECASE)
+
+
+@dataclass
+class ApodPage:
+    """What a day page says: title, picture URL (None on video days), credit, explanation."""
+
+    title: str | None
+    image_url: str | None
+    display_url: str | None
+    is_video: bool
+    credit: str | None
+    copyright: str | None
+    explanation: str | None
+
+
+def page_url_for(day: date, base_url: str = DEFAULT_BASE_URL) -> str:
+    """``<base>/apYYMMDD.html`` for a day."""
+    return urljoin(base_url if base_url.endswith("/") else base_url + "/", f"ap{day:%y%m%d}.html")
+
+
+def _squash(text: str | None) -> str | None:
+    if text is None:
+        return None
+    out = " ".join(text.split())
+    return out or None
+
+
+def parse_apod_page(html: str, page_url: str) -> ApodPage:
+    """Parse one APOD day page (URLs made absolute against ``page_url``)."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(html)
+    full = display = None
+    for a in tree.css("a"):
+        img = a.css_first("img")
+        href = (a.attributes.get("href") or "").strip()
+        if img is not None and href:
+            display = (img.attributes.get("src") or "").strip() or None
+            full = href if _IMAGE_SUFFIX.search(href.split("?")[0]) else display
+            break
+    if full is None:
+        img = tree.css_first("img")
+        if img is not None:
+            display = full = (img.attributes.get("src") or "").strip() or None
+    is_video = any(tree.css_first(t) is not None for t in ("iframe", "embed", "video", "object"))
+
+    title = None
+    t = tree.css_first("title")
+    if t is not None and " - " in t.text():
+        title = _squash(t.text().split(" - ", 1)[1])
+    if title is None:
+        for b in tree.css("center b"):
+            txt = _squash(b.text())
+            if txt and "Credit" not in txt and "Explanation" not in txt:
+                title = txt
+                break
+
+    credit = copyright_ = None
+    for c in tree.css("center"):
+        txt = _squash(c.text(separator=" "))
+        if txt and "Credit" in txt:
+            after = txt.split("Credit", 1)[1]
+            credit = _squash(after.split(":", 1)[1] if ":" in after else after)
+            if "Copyright" in txt:
+                copyright_ = credit
+            break
+
+    explanation = None
+    body = tree.body.text(separator=" ") if tree.body is not None else tree.text(separator=" ")
+    if "Explanation:" in body:
+        rest = body.split("Explanation:", 1)[1]
+        explanation = _squash(re.split(r"Tomorrow's picture", rest, maxsplit=1)[0])
+    return ApodPage(
+        title=title,
+        image_url=urljoin(page_url, full) if full else None,
+        display_url=urljoin(page_url, display) if display else None,
+        is_video=is_video and full is None,
+        credit=credit,
+        copyright=copyright_,
+        explanation=explanation,
+    )
+
+
+def licence_note(copyright_: str | None, credit: str | None) -> str:
+    """The licence line stored for an APOD picture."""
+    if copyright_:
+        return f"copyright {copyright_}; not public domain, reuse needs the owner's permission (APOD)"
+    return f"public domain (NASA) unless stated; credit: {credit or 'NASA'}"
+
+
+def make_matcher(keywords: list[str] | None, *, regex: bool = False, ignore_case: bool = False):
+    """A function ``page_html -> list of matching keywords`` (all of them when there is no filter)."""
+    if not keywords:
+        return lambda text: []
+    flags = re.IGNORECASE if ignore_case else 0
+    try:
+        patterns = [re.compile(k if regex else re.escape(k), flags) for k in keywords]
+    except re.error as exc:
+        raise UserError(f"bad --keyword regular expression: {exc}") from None
+
+    def match(text: str) -> list[str]:
+        return [k for k, p in zip(keywords, patterns, strict=True) if p.search(text)]
+
+    return match
+
+
+def parse_day(text: str | date, what: str) -> date:
+    """An ISO date from a flag (UserError when malformed)."""
+    if isinstance(text, date):
+        return text
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{what} must be a date like 2015-01-01, got {text!r}") from None
+
+
+def fetch_apod(
+    out: str | Path,
+    *,
+    start: str | date,
+    end: str | date,
+    keywords: list[str] | None = None,
+    regex: bool = False,
+    ignore_case: bool = False,
+    base_url: str = DEFAULT_BASE_URL,
+    concurrency: int = 4,
+    rate: str | float | None = "2/s",
+    timeout_s: float = 30.0,
+    max_retries: int = 4,
+    backoff_s: float = 1.0,
+    max_backoff_s: float = 60.0,
+    max_bytes: int = 200 * 1024 * 1024,
+    progress: bool = False,
+) -> FetchSummary:
+    """Fetch APOD days ``start..end`` (inclusive): images in ``out/apod/``, rows in the catalog."""
+    first, last = parse_day(start, "--start"), parse_day(end, "--end")
+    if last < first:
+        raise UserError(f"--end {last} is before --start {first}")
+    if not base_url.startswith(("http://", "https://")):
+        raise UserError(f"--base-url must be an http(s) URL, got {base_url!r}")
+    match = make_matcher(keywords, regex=regex, ignore_case=ignore_case)
+    config = HttpConfig(
+        concurrency=concurrency,
+        rate_per_s=parse_rate(rate),
+        timeout_s=timeout_s,
+        max_retries=max_retries,
+        backoff_s=backoff_s,
+        max_backoff_s=max_backoff_s,
+        max_bytes=max_bytes,
+        allowed_hosts=frozenset({host_of(base_url)}),
+    )
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return asyncio.run(_fetch(Path(out), days, match, bool(keywords), base_url, config, progress))
+
+
+async def _fetch(
+    out: Path, days: list[date], match, filtering: bool, base_url: str, config: HttpConfig, progress: bool
+) -> FetchSummary:
+    summary = FetchSummary(SOURCE)
+    t0 = time.perf_counter()
+    clean_partials(out / SOURCE)
+    with Catalog(out) as catalog, Progress("apod days", len(days), enabled=progress) as bar:
+        async with PoliteClient(config) as client:
+
+            async def one(day: date) -> str | None:
+                item_id = day.isoformat()
+                if catalog.is_done(SOURCE, item_id):
+                    summary.num_already_done += 1
+                    return None
+                status = await _fetch_day(client, catalog, day, match, filtering, base_url)
+                summary.statuses[status] += 1
+                return status
+
+            await run_pool(days, one, num_workers=config.concurrency, on_done=bar.advance)
+            summary.num_requests, summary.num_retries = client.num_requests, client.num_retries
+    summary.elapsed_s = time.perf_counter() - t0
+    return summary
+
+
+async def _fetch_day(
+    client: PoliteClient, catalog: Catalog, day: date, match, filtering: bool, base_url: str
+) -> str:
+    page_url = page_url_for(day, base_url)
+    row: dict = {"source": SOURCE, "item_id": day.isoformat(), "date": day.isoformat(), "page_url": page_url}
+    try:
+        html = await client.get_text(page_url, accept=("text/html", "text/plain", "application/xhtml"))
+    except NotFound:
+        row.update(status="not-found", fetched_at=now_utc())
+        catalog.upsert(row)
+        return "not-found"
+    except FetchError as exc:
+        row.update(status=f"failed:{exc.reason}", fetched_at=now_utc())
+        catalog.upsert(row)
+        return row["status"]
+    try:
+        page = parse_apod_page(html, page_url)
+    except Exception:  # a page we cannot read is a data problem, never fatal for the run
+        row.update(status="failed:parse", fetched_at=now_utc())
+        catalog.upsert(row)
+        return row["status"]
+    matched = match(html)
+    row.update(
+        title=page.title,
+        credit=page.credit,
+        copyright=page.copyright,
+        licence=licence_note(page.copyright, page.credit),
+        explanation=page.explanation,
+        keywords=matched,
+        image_url=page.image_url,
+    )
+    if filtering and not matched:
+        row.update(status="skipped-keyword", fetched_at=now_utc())
+    elif page.image_url is None:
+        row.update(status="skipped-video" if page.is_video else "skipped-no-image", fetched_at=now_utc())
+    else:
+        return (await fetch_image(client, catalog, row, url=page.image_url))["status"]
+    catalog.upsert(row)
+    return row["status"]

@@ -1,0 +1,159 @@
+"""The fetch catalog ``<RAW>/catalog.sqlite``: one row per remote item, its provenance, licence and status.
+
+Format (version 1; stdlib sqlite3, WAL journal, one commit per item so kill -9 loses no finished
+work). Table ``items``, primary key ``(source, item_id)``, columns in this order:
+
+``source`` (apod | nasa-images | esa-hubble | esa-webb | eso), ``item_id`` (APOD date, NASA id,
+ESA/ESO id), ``date`` (ISO date), ``title``, ``page_url``, ``image_url``, ``local_path`` (relative to
+the catalog's folder, POSIX separators), ``sha256``, ``bytes``, ``width``, ``height``, ``credit``,
+``copyright``, ``licence``, ``keywords`` (JSON list), ``explanation``, ``status``, ``fetched_at``
+(UTC ISO 8601).
+
+``status`` is one of ``ok``, ``skipped-video`` (video/interactive day), ``skipped-no-image``,
+``skipped-keyword`` (APOD day outside the ``--keyword`` filter; looked at again on every run),
+``not-found`` (404/410) or ``failed:<reason>`` (e.g. ``failed:timeout``, ``failed:http-500``,
+``failed:content-type``, ``failed:too-large``, ``failed:truncated``, ``failed:not-an-image``,
+``failed:host-not-allowed``). A re-run skips ``ok`` rows whose file is intact (same sha256) and the
+other final states (``skipped-video``, ``skipped-no-image``, ``not-found``) and tries the rest again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+CATALOG_NAME = "catalog.sqlite"
+SCHEMA_VERSION = 1
+COLUMNS = (
+    "source",
+    "item_id",
+    "date",
+    "title",
+    "page_url",
+    "image_url",
+    "local_path",
+    "sha256",
+    "bytes",
+    "width",
+    "height",
+    "credit",
+    "copyright",
+    "licence",
+    "keywords",
+    "explanation",
+    "status",
+    "fetched_at",
+)
+_INT_COLUMNS = {"bytes", "width", "height"}
+FINAL_STATUSES = frozenset({"skipped-video", "skipped-no-image", "not-found"})
+
+
+def now_utc() -> str:
+    """The current UTC time, ISO 8601 with seconds."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Catalog:
+    """``<root>/catalog.sqlite``; ``upsert`` commits each row at once."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / CATALOG_NAME
+        self.conn = sqlite3.connect(self.path, timeout=30.0)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        cols = ", ".join(f"{c} {'INTEGER' if c in _INT_COLUMNS else 'TEXT'}" for c in COLUMNS)
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS items ({cols}, PRIMARY KEY (source, item_id))")
+        self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.conn.commit()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def upsert(self, row: dict[str, Any]) -> None:
+        """Insert or replace one item (missing columns become NULL) and commit."""
+        unknown = set(row) - set(COLUMNS)
+        assert not unknown, f"unknown catalog columns {unknown}"
+        values = dict.fromkeys(COLUMNS)
+        values.update(row)
+        if isinstance(values["keywords"], list | tuple):
+            values["keywords"] = json.dumps(list(values["keywords"]), ensure_ascii=False)
+        values["fetched_at"] = values["fetched_at"] or now_utc()
+        marks = ", ".join("?" for _ in COLUMNS)
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO items ({', '.join(COLUMNS)}) VALUES ({marks})",
+            [values[c] for c in COLUMNS],
+        )
+        self.conn.commit()
+
+    def get(self, source: str, item_id: str) -> dict[str, Any] | None:
+        """The row of one item, or None."""
+        cur = self.conn.execute("SELECT * FROM items WHERE source=? AND item_id=?", (source, item_id))
+        r = cur.fetchone()
+        return dict(r) if r else None
+
+    def rows(self, source: str | None = None) -> list[dict[str, Any]]:
+        """All rows (of one source), ordered by source and id."""
+        if source is None:
+            cur = self.conn.execute("SELECT * FROM items ORDER BY source, item_id")
+        else:
+            cur = self.conn.execute("SELECT * FROM items WHERE source=? ORDER BY item_id", (source,))
+        return [dict(r) for r in cur.fetchall()]
+
+    def is_done(self, source: str, item_id: str) -> bool:
+        """True when a re-run need not touch the item: a final skip, or ``ok`` with an intact file."""
+        row = self.get(source, item_id)
+        if row is None:
+            return False
+        if row["status"] in FINAL_STATUSES:
+            return True
+        if row["status"] != "ok" or not row["local_path"]:
+            return False
+        path = self.root / row["local_path"]
+        return path.is_file() and path.stat().st_size == row["bytes"] and sha256_file(path) == row["sha256"]
+
+    def summary(self, source: str | None = None) -> Counter[str]:
+        """Count of rows per status."""
+        if source is None:
+            cur = self.conn.execute("SELECT status, COUNT(*) FROM items GROUP BY status")
+        else:
+            cur = self.conn.execute(
+                "SELECT status, COUNT(*) FROM items WHERE source=? GROUP BY status", (source,)
+            )
+        return Counter({s: n for s, n in cur.fetchall()})
+
+
+def read_catalog(root: str | Path) -> list[dict[str, Any]]:
+    """All rows of ``<root>/catalog.sqlite`` (read-only; empty list when there is none)."""
+    path = Path(root) / CATALOG_NAME
+    if not path.is_file():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM items ORDER BY source, item_id")]
+    finally:
+        conn.close()

@@ -1,0 +1,379 @@
+"""The one polite HTTP client every archive fetcher shares (async httpx, rate limit, retries, safe downloads).
+
+Behaviour, in one place:
+
+- identifies itself (``User-Agent: astrogan/<version> (+https://github.com/astrogan)``);
+- connect/read timeouts; at most ``concurrency`` requests in flight; a token-bucket rate limit
+  (``--rate 2/s``; ``off`` disables it) charged once per attempt, retries included;
+- retries with exponential backoff on timeouts, dropped connections, 429 (waiting at least the
+  ``Retry-After`` it names, seconds or HTTP date, capped at ``max_backoff_s``) and 5xx; never on
+  other 4xx (404 is :class:`NotFound`, the rest ``FetchError('http-<code>')``);
+- redirects are followed by hand, and only to hosts in ``allowed_hosts``;
+- downloads check the content type and the size (a ``Content-Length`` over ``max_bytes`` is
+  refused before the body is read; a body growing past it is cut), stream to a hidden temp file in
+  the target folder, hash it (sha256), fsync, then rename: a partial file never has the final name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import os
+import random
+import re
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from astrogan.utils.errors import UserError
+
+USER_AGENT_URL = "https://github.com/astrogan"
+PART_MARK = ".part-"  # temp downloads are ".<name>.part-XXXX"; cleaned up by fetchers on start
+
+
+def user_agent() -> str:
+    """``astrogan/<version> (+https://github.com/astrogan)``."""
+    # importlib.metadata rather than `astrogan.__version__`: the package root lazily reaches
+    # astrogan.sampling, which the data layer must not import (import-linter contract).
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("astrogan")
+    except PackageNotFoundError:
+        ver = "0"
+    return f"astrogan/{ver} (+{USER_AGENT_URL})"
+
+
+class FetchError(Exception):
+    """A request that failed for good; ``reason`` is short and goes into ``failed:<reason>``."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class NotFound(FetchError):
+    """HTTP 404/410: the item is not there (recorded as ``not-found``, not retried)."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("not-found", detail)
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, wait_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.wait_s = reason, wait_s
+
+
+def parse_rate(spec: str | float | None) -> float | None:
+    """``'2/s'``, ``'30/min'``, ``'0.5'`` -> requests per second; ``'off'``/``0``/None -> None (no limit)."""
+    if spec is None:
+        return None
+    if isinstance(spec, int | float):
+        return float(spec) if spec > 0 else None
+    text = spec.strip().lower()
+    if text in ("off", "none", "0", "inf", "unlimited"):
+        return None
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?", text)
+    if not m:
+        raise UserError(f"bad --rate {spec!r}; use e.g. '2/s', '30/min' or 'off'")
+    per = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+    value = float(m.group(1)) / per[m.group(2) or "s"]
+    return value if value > 0 else None
+
+
+@dataclass
+class HttpConfig:
+    """Knobs of :class:`PoliteClient`; tests shrink the timeouts and backoffs."""
+
+    concurrency: int = 4
+    rate_per_s: float | None = 2.0
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    max_retries: int = 4
+    backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+    max_bytes: int = 200 * 1024 * 1024
+    allowed_hosts: frozenset[str] = field(default_factory=frozenset)
+    max_redirects: int = 5
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UserError(f"--concurrency must be >= 1, got {self.concurrency}")
+        if self.max_bytes < 1:
+            raise UserError(f"--max-bytes must be >= 1, got {self.max_bytes}")
+        self.allowed_hosts = frozenset(h.lower() for h in self.allowed_hosts)
+
+
+class TokenBucket:
+    """Token bucket: ``rate`` tokens per second, bursts of at most ``capacity``."""
+
+    def __init__(self, rate_per_s: float | None, *, capacity: float = 1.0) -> None:
+        self.rate = rate_per_s
+        self.capacity = max(1.0, capacity)
+        self.tokens = self.capacity
+        self.last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait for one token (returns at once when the limit is off)."""
+        if self.rate is None:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+                self.last = now
+                if self.tokens >= 1.0:
+                    self.tokens -= 1.0
+                    return
+                await asyncio.sleep((1.0 - self.tokens) / self.rate)
+
+
+def host_of(url: str) -> str:
+    """Lower-case host (with port when one is given) of an absolute URL."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def safe_name(item_id: str, *, max_len: int = 80) -> str:
+    """A file-name stem made from an id alone: ``[A-Za-z0-9._-]``, no leading dot, bounded length.
+
+    When characters had to be replaced a short hash of the id is appended, so two ids never
+    collide on one name.
+    """
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", item_id).lstrip(".")[:max_len] or "item"
+    if stem != item_id:
+        stem = f"{stem}-{hashlib.sha256(item_id.encode()).hexdigest()[:8]}"
+    return stem
+
+
+_EXT_BY_TYPE = {
+    "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/pjpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/tiff": ".tif",
+    "image/webp": ".webp",
+    "image/fits": ".fits",
+    "application/fits": ".fits",
+}
+
+
+def extension_for(content_type: str) -> str:
+    """File extension from a media type (never from the remote path)."""
+    return _EXT_BY_TYPE.get(content_type.split(";")[0].strip().lower(), ".bin")
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass
+class Download:
+    """A finished download: where it is, its sha256, size and media type."""
+
+    path: Path
+    sha256: str
+    num_bytes: int
+    content_type: str
+    url: str
+
+
+class PoliteClient:
+    """Async HTTP client shared by the fetchers; use as ``async with PoliteClient(cfg) as client``."""
+
+    def __init__(self, config: HttpConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self._sem = asyncio.Semaphore(config.concurrency)
+        self._bucket = TokenBucket(config.rate_per_s)
+        timeout = httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s)
+        limits = httpx.Limits(
+            max_connections=config.concurrency, max_keepalive_connections=config.concurrency
+        )
+        self._client = httpx.AsyncClient(
+            headers={"User-Agent": user_agent()},
+            timeout=timeout,
+            limits=limits,
+            follow_redirects=False,
+            transport=transport,
+        )
+        self.num_requests = 0
+        self.num_retries = 0
+
+    async def __aenter__(self) -> PoliteClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+    def check_host(self, url: str) -> None:
+        """Raise ``FetchError('host-not-allowed')`` unless ``url`` is http(s) on an allowed host."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise FetchError("bad-url", url)
+        host = host_of(url)
+        if host not in self.config.allowed_hosts and (parts.hostname or "") not in self.config.allowed_hosts:
+            raise FetchError("host-not-allowed", host)
+
+    async def _send(self, url: str, *, stream: bool) -> httpx.Response:
+        """One logical GET: host check, redirects by hand, status triage. Caller closes the response."""
+        for _ in range(self.config.max_redirects + 1):
+            self.check_host(url)
+            await self._bucket.acquire()
+            self.num_requests += 1
+            req = self._client.build_request("GET", url)
+            resp = await self._client.send(req, stream=stream)
+            if resp.is_redirect and "location" in resp.headers:
+                await resp.aclose()
+                url = urljoin(url, resp.headers["location"])
+                continue
+            code = resp.status_code
+            if code < 400:
+                return resp
+            await resp.aclose()
+            if code == 429:
+                raise _Retryable("http-429", _retry_after_s(resp.headers.get("retry-after")))
+            if code >= 500:
+                raise _Retryable(f"http-{code}", _retry_after_s(resp.headers.get("retry-after")))
+            if code in (404, 410):
+                raise NotFound(url)
+            raise FetchError(f"http-{code}", url)
+        raise FetchError("too-many-redirects", url)
+
+    async def _with_retries(self, url: str, fn: Any) -> Any:
+        cfg = self.config
+        last = "unknown"
+        for attempt in range(cfg.max_retries + 1):
+            wait: float | None = None
+            try:
+                async with self._sem:
+                    return await fn(url)
+            except _Retryable as exc:
+                last, wait = exc.reason, exc.wait_s
+            except httpx.TimeoutException:
+                last = "timeout"
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                last = "truncated" if "incomplete" in str(exc) or "closed" in str(exc) else "connection"
+            except httpx.TransportError:
+                last = "connection"
+            if attempt == cfg.max_retries:
+                break
+            self.num_retries += 1
+            backoff = min(cfg.max_backoff_s, cfg.backoff_s * 2**attempt) * (0.75 + 0.5 * random.random())
+            await asyncio.sleep(min(cfg.max_backoff_s, max(backoff, wait or 0.0)))
+        raise FetchError(last, url)
+
+    async def get_text(self, url: str, *, accept: Iterable[str] = ("text/",)) -> str:
+        """GET a small text document (HTML, JSON text); checks its media type and size."""
+        accept = tuple(accept)
+
+        async def once(u: str) -> str:
+            resp = await self._send(u, stream=True)
+            try:
+                _check_type(resp, accept)
+                _check_length(resp, self.config.max_bytes)
+                body = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) > self.config.max_bytes:
+                        raise FetchError("too-large", u)
+                return bytes(body).decode(resp.encoding or "utf-8", errors="replace")
+            finally:
+                await resp.aclose()
+
+        return await self._with_retries(url, once)
+
+    async def get_json(self, url: str) -> Any:
+        """GET and parse a JSON document (``FetchError('bad-json')`` when it is not JSON)."""
+        import json
+
+        text = await self.get_text(
+            url, accept=("application/json", "text/json", "application/vnd", "text/plain")
+        )
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise FetchError("bad-json", url) from None
+
+    async def download(
+        self, url: str, dest: Path, *, accept: Iterable[str] = ("image/",), dest_for_type: Any = None
+    ) -> Download:
+        """Stream ``url`` to ``dest`` (temp file, sha256, fsync, rename).
+
+        ``dest_for_type(content_type) -> Path`` may choose the final name from the media type
+        (the extension is never taken from the remote path).
+        """
+        accept = tuple(accept)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+
+        async def once(u: str) -> Download:
+            resp = await self._send(u, stream=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}{PART_MARK}", dir=dest.parent)
+            tmp = Path(tmp_name)
+            try:
+                ctype = _check_type(resp, accept)
+                _check_length(resp, self.config.max_bytes)
+                digest = hashlib.sha256()
+                size = 0
+                with os.fdopen(fd, "wb") as fh:
+                    async for chunk in resp.aiter_bytes():
+                        size += len(chunk)
+                        if size > self.config.max_bytes:
+                            raise FetchError("too-large", u)
+                        digest.update(chunk)
+                        fh.write(chunk)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                final = dest_for_type(ctype) if dest_for_type else dest
+                os.replace(tmp, final)
+                return Download(final, digest.hexdigest(), size, ctype, str(resp.url))
+            finally:
+                await resp.aclose()
+                if tmp.exists():
+                    tmp.unlink()
+
+        return await self._with_retries(url, once)
+
+
+def _check_type(resp: httpx.Response, accept: tuple[str, ...]) -> str:
+    ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not any(ctype.startswith(a) for a in accept):
+        raise FetchError("content-type", ctype or "missing")
+    return ctype
+
+
+def _check_length(resp: httpx.Response, max_bytes: int) -> None:
+    length = resp.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise FetchError("too-large", f"Content-Length {length} > {max_bytes}")
+
+
+def clean_partials(folder: Path) -> int:
+    """Remove temp downloads left by a killed run; returns how many were removed."""
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for p in folder.iterdir():
+        if p.name.startswith(".") and PART_MARK in p.name:
+            p.unlink(missing_ok=True)
+            n += 1
+    return n

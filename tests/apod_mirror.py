@@ -1,0 +1,439 @@
+"""A loopback HTTP server for the fetch tests and benchmark: an APOD mirror plus NASA and ESA API stubs.
+
+The APOD mirror is built from the real archive metadata in ``../shared/data/apod-metadata``: day
+pages in APOD's layout (``/apod/apYYMMDD.html``, the full-size image in the ``<a href>`` wrapping the
+display ``<img src>``, video days as an ``<iframe>``), tiny generated pictures behind the image URLs,
+404 for days the archive has no record of. Faults are injected per path (``server.faults[path] =
+["429", "500", ...]``, one consumed per request) and every request is logged with its User-Agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import json
+import re
+import socket
+import threading
+import time
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image
+
+APOD_PREFIX = "https://apod.nasa.gov/apod/"
+_IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|gif)$", re.IGNORECASE)
+_MONTHS = "January February March April May June July August September October November December".split()
+
+
+def tiny_image(key: str, suffix: str, *, size: tuple[int, int] | None = None) -> tuple[bytes, str]:
+    """A small deterministic picture for ``key`` (PNG, JPEG or GIF by suffix) and its media type."""
+    h = hashlib.sha256(key.encode()).digest()
+    w, hh = size or (8 + h[0] % 17, 8 + h[1] % 13)
+    im = Image.new("RGB", (w, hh), (h[2], h[3], h[4]))
+    im.putpixel((0, 0), (h[5], h[6], h[7]))
+    buf = io.BytesIO()
+    s = suffix.lower()
+    if s in (".jpg", ".jpeg"):
+        im.save(buf, "JPEG", quality=90)
+        return buf.getvalue(), "image/jpeg"
+    if s == ".gif":
+        im.save(buf, "GIF")
+        return buf.getvalue(), "image/gif"
+    im.save(buf, "PNG")
+    return buf.getvalue(), "image/png"
+
+
+class ApodArchive:
+    """The real APOD metadata, month files loaded on demand."""
+
+    def __init__(self, metadata_dir: Path) -> None:
+        self.dir = Path(metadata_dir)
+        self._days: dict[str, dict] = {}
+        self._loaded: set[str] = set()
+        self._lock = threading.Lock()
+
+    def entry(self, day: date) -> dict | None:
+        """The metadata record of a day, or None."""
+        name = "1995-06_16-30.json" if (day.year, day.month) == (1995, 6) else f"{day:%Y-%m}.json"
+        with self._lock:
+            if name not in self._loaded:
+                path = self.dir / name
+                if path.is_file():
+                    for e in json.loads(path.read_text(encoding="utf-8")):
+                        self._days[e["date"]] = e
+                self._loaded.add(name)
+        e = self._days.get(day.isoformat())
+        return None if e is None or e.get("no_data") or not e.get("url") else e
+
+
+def _local(url: str) -> str:
+    return url[len(APOD_PREFIX) :] if url.startswith(APOD_PREFIX) else url
+
+
+def is_picture_day(entry: dict) -> bool:
+    """The README's rule: a ``url`` ending in an image suffix is a picture day."""
+    return bool(_IMAGE_SUFFIX.search(urlsplit(entry["url"]).path))
+
+
+def apod_page(entry: dict, *, no_image: bool = False, offsite: bool = False) -> str:
+    """A day page in APOD's layout (see https://apod.nasa.gov/apod/ap150101.html)."""
+    d = date.fromisoformat(entry["date"])
+    long_date = f"{d.year} {_MONTHS[d.month - 1]} {d.day}"
+    title = html.escape(entry.get("title") or "")
+    if no_image:
+        media = "<p>This page has no picture today.</p>"
+    elif is_picture_day(entry):
+        full = html.escape(_local(entry.get("hdurl") or entry["url"]))
+        if offsite:  # a link to a host outside the allowed set
+            full = "http://offsite.invalid/apod/image/pic.jpg"
+        disp = html.escape(_local(entry["url"]))
+        media = (
+            f'<a href="{full}">\n<IMG SRC="{disp}"\n'
+            'alt="See Explanation.  Clicking on the picture will download\n'
+            f'the highest resolution version available." style="max-width:100%"></a>'
+        )
+    else:
+        media = (
+            f'<iframe width="960" height="540" src="{html.escape(entry["url"])}" '
+            'frameborder="0" allowfullscreen></iframe>'
+        )
+    if entry.get("copyright"):
+        credit = (
+            '<b> Image Credit &amp;\n<a href="lib/about_apod.html#srapply">Copyright</a>: </b>\n'
+            f"{html.escape(entry['copyright'])}"
+        )
+    else:
+        credit = "<b> Image Credit: </b> NASA"
+    return f"""<!doctype html>
+<html>
+<head>
+<title> APOD: {long_date} - {title}
+</title>
+<meta charset="utf-8">
+</head>
+<body BGCOLOR="#F4F4FF" text="#000000" link="#0000FF" vlink="#7F0F9F" alink="#FF0000">
+<center>
+<h1> Astronomy Picture of the Day </h1>
+<p>
+<a href="archivepix.html">Discover the cosmos!</a>
+Each day a different image or photograph of our fascinating universe is
+featured, along with a brief explanation written by a professional astronomer.
+<p>
+{long_date}
+<br>
+{media}
+</center>
+
+<center>
+<b> {title} </b> <br>
+{credit}
+</center> <p>
+
+<b> Explanation: </b>
+{html.escape(entry.get("explanation") or "")}
+<p> <center>
+<b> Tomorrow's picture: </b>open space
+<br>
+<hr>
+<a href="archivepix.html">Archive</a> | <a href="lib/apsubject.html">Index</a>
+</center>
+</body>
+</html>
+"""
+
+
+# ---- NASA Image and Video Library stub -------------------------------------------------------------
+
+NASA_RENDITIONS = {
+    "orig": (64, 48),
+    "large": (48, 36),
+    "medium": (32, 24),
+    "small": (16, 12),
+    "thumb": (8, 6),
+}
+
+
+def nasa_items(num: int = 7) -> list[dict]:
+    """Search hits of the stub: ``num`` images plus one video (which the fetcher must ignore)."""
+    items = []
+    for k in range(num):
+        items.append(
+            {
+                "nasa_id": f"PIA{10000 + k}",
+                "title": f"Nebula number {k}",
+                "description": f"A glowing nebula, picture {k}.",
+                "keywords": ["nebula", f"kw{k}"],
+                "media_type": "image",
+                "center": "JPL",
+                "date_created": f"2010-01-{k + 1:02d}T00:00:00Z",
+                "secondary_creator": "NASA/JPL-Caltech",
+            }
+        )
+    items.insert(3, {"nasa_id": "VID001", "title": "A video", "media_type": "video", "center": "GSFC"})
+    return items
+
+
+# ---- ESA/Hubble, ESA/Webb, ESO djangoplicity stub --------------------------------------------------
+
+
+def esa_items(site: str, num: int = 5) -> list[dict]:
+    """Archive entries of the stub in the Data2Dome (``/images/d2d/``) shape."""
+    prefix = {"hubble": "heic", "webb": "weic", "eso": "eso"}[site]
+    cats = ["Nebulae", "Galaxies"]
+    out = []
+    for k in range(num):
+        ident = f"{prefix}{2000 + k}a"
+        out.append(
+            {
+                "ID": ident,
+                "Title": f"{site} picture {k}",
+                "Description": f"Description of {ident}.",
+                "Credit": f"ESA/Hubble & NASA, author {k}",
+                "PublicationDate": f"2020-02-{k + 1:02d}T12:00:00",
+                "Subject": {"Category": [cats[k % 2]], "Name": [f"NGC {100 + k}"]},
+                "Resources": [
+                    {
+                        "ResourceType": "Original",
+                        "MediaType": "Image",
+                        "URL": f"/media/{ident}/original.tif",
+                        "Dimensions": [4000, 3000],
+                        "FileSize": 36000000,
+                    },
+                    {
+                        "ResourceType": "Large",
+                        "MediaType": "Image",
+                        "URL": f"/media/{ident}/large.jpg",
+                        "Dimensions": [40, 30],
+                        "FileSize": 1000,
+                    },
+                    {
+                        "ResourceType": "Thumbnail",
+                        "MediaType": "Image",
+                        "URL": f"/media/{ident}/thumb.jpg",
+                        "Dimensions": [20, 15],
+                        "FileSize": 500,
+                    },
+                ],
+                "ReferenceURL": f"/images/{ident}/",
+            }
+        )
+    return out
+
+
+class MirrorServer:
+    """ThreadingHTTPServer on 127.0.0.1 serving ``/apod/``, ``/nasa/`` and ``/esa/<site>/``."""
+
+    def __init__(self, metadata_dir: Path | None, *, latency_s: float = 0.0, slow_s: float = 2.0) -> None:
+        self.archive = ApodArchive(metadata_dir) if metadata_dir else None
+        self.latency_s, self.slow_s = latency_s, slow_s
+        self.faults: dict[str, list[str]] = {}
+        self.log: list[tuple[str, str]] = []
+        self.nasa = nasa_items()
+        self.nasa_page_size = 3
+        self.esa = {s: esa_items(s) for s in ("hubble", "webb", "eso")}
+        self.esa_page_size = 2
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                server._handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    # -- lifecycle
+    @property
+    def root(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def apod_url(self) -> str:
+        """Base URL of the APOD mirror."""
+        return f"{self.root}/apod/"
+
+    def __enter__(self) -> MirrorServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def requests_for(self, prefix: str) -> list[str]:
+        """Paths requested so far that start with ``prefix``."""
+        with self._lock:
+            return [p for p, _ in self.log if p.startswith(prefix)]
+
+    # -- dispatch
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(h.path)
+        path = parts.path
+        with self._lock:
+            self.log.append((h.path, h.headers.get("User-Agent", "")))
+            queue = self.faults.get(path)
+            fault = queue.pop(0) if queue else None
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if fault == "slow":
+            time.sleep(self.slow_s)
+        elif fault and fault.startswith("429"):
+            return self._send(
+                h, 429, b"slow down", "text/plain", {"Retry-After": fault.partition(":")[2] or "1"}
+            )
+        elif fault and fault.startswith("redirect:"):
+            return self._send(h, 302, b"", "text/plain", {"Location": fault.partition(":")[2]})
+        elif fault and fault.isdigit():  # a bare status code: 500, 503, 403, 404 ...
+            return self._send(h, int(fault), b"oops", "text/plain")
+        elif fault == "html":
+            return self._send(h, 200, b"<html><body>Not an image</body></html>", "text/html")
+        elif fault == "huge":
+            return self._send(h, 200, b"\xff\xd8\xff", "image/jpeg", declared_length=10**12)
+        elif fault == "badbytes":
+            return self._send(h, 200, b"this is not a jpeg at all", "image/jpeg")
+        body, ctype, code = self._route(path, parse_qs(parts.query), fault)
+        if fault == "drop":
+            return self._send(h, code, body[: len(body) // 2], ctype, declared_length=len(body))
+        self._send(h, code, body, ctype)
+
+    def _send(
+        self,
+        h: BaseHTTPRequestHandler,
+        code: int,
+        body: bytes,
+        ctype: str,
+        headers: dict[str, str] | None = None,
+        declared_length: int | None = None,
+    ) -> None:
+        try:
+            h.send_response(code)
+            h.send_header("Content-Type", ctype)
+            h.send_header(
+                "Content-Length", str(declared_length if declared_length is not None else len(body))
+            )
+            for k, v in (headers or {}).items():
+                h.send_header(k, v)
+            if declared_length is not None:
+                h.send_header("Connection", "close")
+            h.end_headers()
+            h.wfile.write(body)
+            h.wfile.flush()
+            if declared_length is not None:  # drop the connection mid-body
+                h.close_connection = True
+                h.connection.shutdown(socket.SHUT_RDWR)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            h.close_connection = True
+
+    def _route(self, path: str, query: dict, fault: str | None) -> tuple[bytes, str, int]:
+        m = re.fullmatch(r"/apod/ap(\d\d)(\d\d)(\d\d)\.html", path)
+        if m and self.archive is not None:
+            yy, mm, dd = (int(g) for g in m.groups())
+            try:
+                day = date(1900 + yy if yy >= 95 else 2000 + yy, mm, dd)
+            except ValueError:
+                return b"no such day", "text/plain", 404
+            entry = self.archive.entry(day)
+            if entry is None:
+                return b"<html>404 Not Found</html>", "text/html", 404
+            return (
+                apod_page(entry, no_image=fault == "noimage", offsite=fault == "offsite").encode("utf-8"),
+                "text/html; charset=utf-8",
+                200,
+            )
+        if path.startswith("/apod/image/") and _IMAGE_SUFFIX.search(path):
+            body, ctype = tiny_image(path, Path(path).suffix)
+            return body, ctype, 200
+        if path == "/nasa/search":
+            return self._nasa_search(query)
+        m = re.fullmatch(r"/nasa/asset/([A-Za-z0-9_.-]+)", path)
+        if m:
+            return self._nasa_asset(m.group(1))
+        m = re.fullmatch(r"/nasa/media/([A-Za-z0-9_.-]+)/[A-Za-z0-9_.-]+~(\w+)\.jpg", path)
+        if m and m.group(2) in NASA_RENDITIONS:
+            body, ctype = tiny_image(path, ".jpg", size=NASA_RENDITIONS[m.group(2)])
+            return body, ctype, 200
+        m = re.fullmatch(r"/esa/(hubble|webb|eso)/images/d2d/", path)
+        if m:
+            return self._esa_listing(m.group(1), query)
+        m = re.fullmatch(r"/esa/(hubble|webb|eso)/media/(\w+)/(large|thumb)\.jpg", path)
+        if m:
+            size = (40, 30) if m.group(3) == "large" else (20, 15)
+            body, ctype = tiny_image(path, ".jpg", size=size)
+            return body, ctype, 200
+        return b"not found", "text/plain", 404
+
+    def _nasa_search(self, query: dict) -> tuple[bytes, str, int]:
+        if query.get("media_type", [""])[0] != "image" or not query.get("q"):
+            return b'{"reason": "bad query"}', "application/json", 400
+        page = int(query.get("page", ["1"])[0])
+        n = self.nasa_page_size
+        hits = self.nasa[(page - 1) * n : page * n]
+        items = [{"href": f"{self.root}/nasa/asset/{d['nasa_id']}", "data": [d], "links": []} for d in hits]
+        links = []
+        if page * n < len(self.nasa):
+            q = query["q"][0]
+            links.append(
+                {
+                    "rel": "next",
+                    "prompt": "Next",
+                    "href": f"{self.root}/nasa/search?q={q}&media_type=image&page={page + 1}",
+                }
+            )
+        doc = {
+            "collection": {
+                "version": "1.0",
+                "href": "",
+                "items": items,
+                "metadata": {"total_hits": len(self.nasa)},
+                "links": links,
+            }
+        }
+        return json.dumps(doc).encode(), "application/json", 200
+
+    def _nasa_asset(self, nasa_id: str) -> tuple[bytes, str, int]:
+        if not any(d["nasa_id"] == nasa_id for d in self.nasa):
+            return b'{"reason": "not found"}', "application/json", 404
+        base = f"{self.root}/nasa/media/{nasa_id}/{nasa_id}"
+        items = [{"href": f"{base}~{r}.jpg"} for r in NASA_RENDITIONS]
+        items.append({"href": f"{self.root}/nasa/media/{nasa_id}/metadata.json"})
+        return (
+            json.dumps({"collection": {"version": "1.0", "items": items}}).encode(),
+            "application/json",
+            200,
+        )
+
+    def _esa_listing(self, site: str, query: dict) -> tuple[bytes, str, int]:
+        page = int(query.get("page", ["1"])[0])
+        n = self.esa_page_size
+        items = []
+        for it in self.esa[site][(page - 1) * n : page * n]:
+            it = json.loads(json.dumps(it))
+            for r in it["Resources"]:
+                r["URL"] = f"{self.root}/esa/{site}{r['URL']}"
+            it["ReferenceURL"] = f"{self.root}/esa/{site}{it['ReferenceURL']}"
+            items.append(it)
+        nxt = (
+            f"{self.root}/esa/{site}/images/d2d/?page={page + 1}" if page * n < len(self.esa[site]) else None
+        )
+        doc = {
+            "Creator": site,
+            "URL": f"{self.root}/esa/{site}/",
+            "Type": "Images",
+            "Count": len(self.esa[site]),
+            "Next": nxt,
+            "Previous": None,
+            "Collections": items,
+        }
+        return json.dumps(doc).encode(), "application/json", 200

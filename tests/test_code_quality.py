@@ -1,0 +1,42 @@
+"""Whole-tree checks: the layering contracts of DESIGN.md (import-linter), ruff, and a light `import astrogan`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_hold():
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    if not Path(exe).exists():
+        pytest.skip("import-linter is not installed")
+    proc = subprocess.run(
+        [exe, "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_ruff_is_clean():
+    exe = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(exe).exists():
+        pytest.skip("ruff is not installed")
+    proc = subprocess.run(
+        [exe, "check", "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_import_astrogan_is_light():
+    code = (
+        "import sys, astrogan, astrogan.cli.main; print(sorted(m for m in ('torch', 'h5py', 'galsim', "
+        "'onnxruntime', 'fastapi', 'matplotlib') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
