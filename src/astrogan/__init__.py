@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from astrogan._version import __version__
+
 __all__ = ["__version__", "load_generator"]
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy so that `import astrogan` stays light (no torch until a generator is needed).
-    if name == "load_generator":
-        from astrogan.sampling.generator import load_generator
+def load_generator(path: Any, *, device: str = "auto") -> Any:
+    """A generator from a run dir, checkpoint or exported `model.onnx`: `.generate(seeds)` -> uint8 (N, H, W, C).
 
-        return load_generator
-    raise AttributeError(f"module 'astrogan' has no attribute {name!r}")
+    Runs and checkpoints load in PyTorch (CPU or GPU); an `.onnx` file loads in ONNX Runtime (no torch needed).
+    Imports are lazy so that `import astrogan` stays light.
+    """
+    from pathlib import Path
+
+    if Path(path).suffix == ".onnx":
+        from astrogan.web.onnx_generator import OnnxGenerator
+
+        return OnnxGenerator(path)
+    from astrogan.sampling.generator import load_generator as _load
+
+    return _load(path, device=device)

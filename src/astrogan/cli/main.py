@@ -30,7 +30,7 @@ def _root(
 ) -> None:
     """astrogan: datasets, GAN training, sampling, metrics, export and a web page for sky images."""
     if version:
-        from astrogan import __version__
+        from astrogan._version import __version__
 
         typer.echo(__version__)
         raise typer.Exit()

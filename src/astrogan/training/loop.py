@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from astrogan import __version__
+from astrogan._version import __version__
 from astrogan.config import TrainConfig, from_dict
 from astrogan.data.augment import DiffAugment
 from astrogan.data.dataset import open_dataset
