@@ -1,0 +1,265 @@
+"""Shared building blocks: config base class, initialised/spectral-normed convs, noise, SLE, counters."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from astrogan.utils.errors import UserError
+
+# ---------------------------------------------------------------------------------------------------------
+# Configs
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchConfig:
+    """Base for per-architecture configs: strict `from_dict` and a `validate()` with one-line errors.
+
+    Subclasses are frozen dataclasses that set ARCH, MIN_IMAGE_SIZE and MAX_IMAGE_SIZE.
+    """
+
+    ARCH: ClassVar[str] = "?"
+    MIN_IMAGE_SIZE: ClassVar[int] = 16
+    MAX_IMAGE_SIZE: ClassVar[int] = 256
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArchConfig:
+        """Build from a dict (e.g. generator.json): unknown keys are errors, missing ones take defaults."""
+        if not isinstance(d, dict):
+            raise UserError(f"{cls.ARCH} config must be a mapping, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in names:
+                raise UserError(f"unknown {cls.ARCH} config key {key!r} (known: {', '.join(names)})")
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (dataclasses.asdict)."""
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Raise UserError (one line) for values this architecture cannot use."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise UserError(f"{self.ARCH} config {f.name} must be an integer, got {value!r}")
+            if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise UserError(f"{self.ARCH} config {f.name} must be a number, got {value!r}")
+        size = self.image_size  # type: ignore[attr-defined]
+        lo, hi = self.MIN_IMAGE_SIZE, self.MAX_IMAGE_SIZE
+        if not is_power_of_two(size) or not lo <= size <= hi:
+            choices = ", ".join(str(2**k) for k in range(int(math.log2(lo)), int(math.log2(hi)) + 1))
+            raise UserError(f"{self.ARCH} cannot make {size} px images: image_size must be one of {choices}")
+        if self.channels < 1:  # type: ignore[attr-defined]
+            raise UserError(f"{self.ARCH} config channels must be >= 1, got {self.channels}")  # type: ignore[attr-defined]
+        if self.z_dim < 1:  # type: ignore[attr-defined]
+            raise UserError(f"{self.ARCH} config z_dim must be >= 1, got {self.z_dim}")  # type: ignore[attr-defined]
+        if self.num_classes < 0:  # type: ignore[attr-defined]
+            raise UserError(f"{self.ARCH} config num_classes must be >= 0, got {self.num_classes}")  # type: ignore[attr-defined]
+
+
+def is_power_of_two(n: Any) -> bool:
+    """True for 1, 2, 4, 8, ... (ints only)."""
+    return isinstance(n, int) and not isinstance(n, bool) and n > 0 and (n & (n - 1)) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Initialisation and layers
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation (Radford et al. 2016), also FastGAN's: N(0, 0.02) convs, N(1, 0.02) norms."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 1.0)
+
+
+def sn_conv(
+    in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0, *, bias: bool = False
+) -> nn.Module:
+    """Conv2d with N(0, 0.02) init in spectral norm (Miyato et al. 2018), as FastGAN uses everywhere."""
+    conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding, bias=bias)
+    init_weights(conv)
+    return spectral_norm(conv)
+
+
+def sn_conv_transpose(
+    in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0, *, bias: bool = False
+) -> nn.Module:
+    """ConvTranspose2d with N(0, 0.02) init and spectral norm (over the output dim, torch's default)."""
+    conv = nn.ConvTranspose2d(in_ch, out_ch, kernel, stride, padding, bias=bias)
+    init_weights(conv)
+    return spectral_norm(conv)
+
+
+def batch_norm(ch: int) -> nn.BatchNorm2d:
+    """BatchNorm2d with the GAN initialisation."""
+    bn = nn.BatchNorm2d(ch)
+    init_weights(bn)
+    return bn
+
+
+class NoiseInjection(nn.Module):
+    """Per-pixel noise scaled by a learned weight (StyleGAN/FastGAN): `x + w * noise`.
+
+    Mode "auto" (default): fresh N(0,1) noise from torch's global RNG in train(), a fixed registered
+    buffer in eval() so that eval output depends only on the latent and never on the batch. Modes
+    "random", "const" and "none" force one behaviour.
+    """
+
+    MODES: ClassVar[tuple[str, ...]] = ("auto", "random", "const", "none")
+
+    def __init__(self, resolution: int, *, seed: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        gen = torch.Generator().manual_seed(seed)
+        # Own generator: building a model must not depend on (or shift) the global RNG for this buffer.
+        self.register_buffer("const_noise", torch.randn(1, 1, resolution, resolution, generator=gen))
+        self.noise_mode = "auto"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = self.noise_mode
+        if mode == "auto":
+            mode = "random" if self.training else "const"
+        if mode == "none":
+            return x
+        if mode == "random":
+            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=torch.float32)
+        else:
+            noise = self.const_noise
+        return x + (self.weight * noise).to(x.dtype)
+
+
+class SkipLayerExcitation(nn.Module):
+    """FastGAN's SLE block (Liu et al. 2021): a low-res feature map gates the channels of a high-res one.
+
+    gate = sigmoid(conv1x1(swish(conv4x4(avgpool4(small))))); returns big * gate. Shapes: small (N, Cs, h, w),
+    big (N, Cb, H, W) -> (N, Cb, H, W).
+    """
+
+    def __init__(self, small_ch: int, big_ch: int) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.AdaptiveAvgPool2d(4),
+            sn_conv(small_ch, big_ch, 4, 1, 0),
+            nn.SiLU(),
+            sn_conv(big_ch, big_ch, 1, 1, 0),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, small: torch.Tensor, big: torch.Tensor) -> torch.Tensor:
+        return big * self.main(small)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Counting
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (trainable or not) in `module`."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def flops_per_image(G: nn.Module) -> int:
+    """Approximate FLOPs (2 x multiply-adds) of one generator forward for one image.
+
+    Counted with forward hooks on Conv2d, ConvTranspose2d and Linear; norms, activations and the
+    spectral-norm power iteration are left out (they are a few percent at most).
+    """
+    macs = 0
+
+    def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(mod, nn.ConvTranspose2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1]
+            macs += inputs[0].numel() * (mod.out_channels // mod.groups) * k
+        elif isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1]
+            macs += out.numel() * (mod.in_channels // mod.groups) * k
+        elif isinstance(mod, nn.Linear):
+            macs += out.numel() * mod.in_features
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in G.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
+    ]
+    was_training = G.training
+    try:
+        G.eval()
+        device = next(G.parameters()).device
+        z = torch.zeros(1, int(G.z_dim), device=device)  # type: ignore[arg-type]
+        c = torch.zeros(1, dtype=torch.long, device=device) if int(G.num_classes) > 0 else None  # type: ignore[arg-type]
+        with torch.no_grad():
+            G(z, c)
+    finally:
+        for h in handles:
+            h.remove()
+        G.train(was_training)
+    return 2 * macs
+
+
+def check_labels(
+    c: torch.Tensor | None, *, num_classes: int, batch: int, arch: str, check_range: bool = True
+) -> None:
+    """Raise UserError when labels are missing, present for an unconditional model, or out of range.
+
+    The range check reads values back (a device sync), so callers skip it in training and when tracing.
+    """
+    if num_classes == 0:
+        if c is not None:
+            raise UserError(f"this {arch} model is unconditional: do not pass class labels")
+        return
+    if c is None:
+        raise UserError(f"this {arch} model is class-conditional ({num_classes} classes): pass labels")
+    if c.dim() != 1 or c.shape[0] != batch:
+        raise UserError(f"labels must have shape ({batch},), got {tuple(c.shape)}")
+    if not check_range or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return
+    if torch.compiler.is_compiling():
+        return
+    if c.numel() and (int(c.min()) < 0 or int(c.max()) >= num_classes):
+        raise UserError(
+            f"class labels must be in 0..{num_classes - 1}, got {c.min().item()}..{c.max().item()}"
+        )
+
+
+def bake_spectral_norm(module: nn.Module) -> nn.Module:
+    """Replace every parametrized weight (spectral norm) by the plain tensor it gives in eval(), in place.
+
+    For inference only: eval-mode outputs are unchanged, the forward gets cheaper, and the graph exports
+    to ONNX (the power-iteration `vdot` has no ONNX op). Safe on deep copies: the parametrized class,
+    which copies share, is left alone (each module is switched back to its plain base class).
+    Returns `module`.
+    """
+    from torch.nn.utils import parametrize
+
+    with torch.no_grad():
+        for m in list(module.modules()):
+            if not parametrize.is_parametrized(m):
+                continue
+            was_training = m.training
+            m.eval()  # no power-iteration step while baking
+            tensors = {name: getattr(m, name).detach().clone() for name in m.parametrizations}
+            plain_cls = m.__class__.__bases__[0]
+            del m._modules["parametrizations"]
+            m.__class__ = plain_cls
+            for name, t in tensors.items():
+                m.register_parameter(name, nn.Parameter(t, requires_grad=False))
+            m.train(was_training)
+    return module

@@ -1,0 +1,147 @@
+"""DCGAN generator/discriminator: shapes, value range, size validation, per-sample independence, labels."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from astrogan.models import ARCHS, count_parameters, flops_per_image, get_arch
+from astrogan.models.dcgan import DCGANConfig, Discriminator, Generator
+from astrogan.utils.errors import UserError
+
+
+def tiny(**kw) -> DCGANConfig:
+    base = {"image_size": 16, "channels": 3, "z_dim": 8, "ngf": 8, "ndf": 8}
+    return DCGANConfig(**{**base, **kw})
+
+
+def warm_up(G: torch.nn.Module, z_dim: int, c: torch.Tensor | None = None) -> None:
+    """A few train-mode forwards so BatchNorm running statistics are not the identity."""
+    G.train()
+    with torch.no_grad():
+        for _ in range(3):
+            G(torch.randn(8, z_dim), c)
+    G.eval()
+
+
+@pytest.mark.parametrize("size", [16, 32])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shapes_and_range(size: int, channels: int) -> None:
+    torch.manual_seed(0)
+    cfg = tiny(image_size=size, channels=channels)
+    G, D = Generator(cfg), Discriminator(cfg)
+    x = G(torch.randn(4, cfg.z_dim) * 3)
+    assert x.shape == (4, channels, size, size)
+    assert x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1
+    assert x.std() > 0
+    logits = D(x)
+    assert logits.shape == (4,)
+    assert torch.isfinite(logits).all()
+    assert (G.z_dim, G.num_classes, G.image_size, G.channels, G.arch) == (8, 0, size, channels, "dcgan")
+
+
+@pytest.mark.parametrize("size", [0, 8, 24, 48, 512, 100])
+def test_bad_image_size_is_one_line_user_error(size: int) -> None:
+    with pytest.raises(UserError) as err:
+        Generator(tiny(image_size=size))
+    msg = str(err.value)
+    assert "\n" not in msg and "dcgan" in msg and str(size) in msg and "256" in msg
+    with pytest.raises(UserError):
+        ARCHS["dcgan"].build_discriminator(tiny(image_size=size))
+
+
+def test_other_bad_config_values() -> None:
+    with pytest.raises(UserError, match="dropout"):
+        tiny(dropout=1.5).validate()
+    with pytest.raises(UserError, match="ngf"):
+        tiny(ngf=0).validate()
+    with pytest.raises(UserError, match="image_size must be an integer"):
+        tiny(image_size=16.0).validate()
+
+
+def test_from_dict_is_strict() -> None:
+    cfg = tiny(num_classes=3)
+    assert DCGANConfig.from_dict(dataclasses.asdict(cfg)) == cfg
+    with pytest.raises(UserError, match="'wdith'"):
+        DCGANConfig.from_dict({"image_size": 16, "wdith": 3})
+
+
+def test_default_width_matches_the_issue() -> None:
+    cfg = DCGANConfig(image_size=64)
+    G = Generator(cfg)
+    assert G.fc.out_features == 4 * 4 * 256  # "dense layer to 4x4x256"
+    convs = [m for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(convs) == 4  # 4 -> 8 -> 16 -> 32 -> 64
+    assert all(m.stride == (2, 2) and m.kernel_size == (4, 4) for m in convs)
+
+
+def test_eval_output_is_per_sample_independent() -> None:
+    torch.manual_seed(1)
+    cfg = tiny(image_size=32)
+    G = Generator(cfg)
+    warm_up(G, cfg.z_dim)
+    z = torch.randn(8, cfg.z_dim)
+    with torch.no_grad():
+        batch = G(z)
+        alone = G(z[5:6])
+        again = G(z)
+    assert torch.allclose(alone, batch[5:6], atol=1e-5)
+    assert torch.equal(batch, again)
+
+
+def test_conditional_labels_matter() -> None:
+    torch.manual_seed(2)
+    cfg = tiny(num_classes=10)
+    G, D = Generator(cfg), Discriminator(cfg)
+    warm_up(G, cfg.z_dim, torch.randint(0, 10, (8,)))
+    z = torch.randn(1, cfg.z_dim).repeat(3, 1)
+    with torch.no_grad():
+        imgs = G(z, torch.tensor([0, 3, 9]))
+    assert (imgs[0] - imgs[1]).abs().max() > 1e-3
+    assert (imgs[1] - imgs[2]).abs().max() > 1e-3
+    x = imgs[:1].repeat(3, 1, 1, 1)
+    D.eval()
+    logits = D(x, torch.tensor([0, 3, 9]))
+    assert len(set(logits.tolist())) == 3  # projection term: the label changes the logit
+    # Per-sample independence holds with labels too.
+    zz, cc = torch.randn(8, cfg.z_dim), torch.randint(0, 10, (8,))
+    with torch.no_grad():
+        assert torch.allclose(G(zz[2:3], cc[2:3]), G(zz, cc)[2:3], atol=1e-5)
+
+
+def test_label_errors() -> None:
+    G = Generator(tiny(num_classes=4)).eval()
+    z = torch.randn(2, 8)
+    with pytest.raises(UserError, match="class-conditional"):
+        G(z)
+    with pytest.raises(UserError, match="0..3"):
+        G(z, torch.tensor([0, 4]))
+    with pytest.raises(UserError, match=r"\(2,\)"):
+        G(z, torch.tensor([0, 1, 2]))
+    with pytest.raises(UserError, match="unconditional"):
+        Generator(tiny()).eval()(z, torch.tensor([0, 1]))
+
+
+def test_registry() -> None:
+    spec = get_arch("dcgan")
+    assert spec.loss == "dcgan" and spec.lr == 2e-4 and spec.betas == (0.5, 0.999)
+    assert spec.min_image_size <= 32 and spec.max_image_size == 256
+    assert isinstance(spec.build_generator(tiny()), Generator)
+    with pytest.raises(UserError, match="dcgan, fastgan"):
+        get_arch("stylegan9")
+
+
+def test_flops_and_parameter_counts_match_hand_count() -> None:
+    cfg = tiny(image_size=16, channels=1, z_dim=4, ngf=4)
+    G = Generator(cfg)
+    c4, c8 = cfg.g_channels()  # channels at 4x4 and 8x8
+    macs = 4 * (c4 * 16)  # dense layer
+    macs += (c4 * 4 * 4) * c8 * 16  # ConvTranspose 4 -> 8: each input pixel touches out_ch * k*k outputs
+    macs += (c8 * 8 * 8) * 1 * 16  # ConvTranspose 8 -> 16
+    assert flops_per_image(G) == 2 * macs
+    assert G.training  # the counter restores the mode
+    params = 4 * c4 * 16 + 2 * c4 + c4 * c8 * 16 + 2 * c8 + c8 * 1 * 16 + 1
+    assert count_parameters(G) == params
