@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
         kwargs: dict = {"out": str(out), "arch": arch, "device": device, "seed": seed}
         if quick:
-            kwargs.update(num_hdf_crops=64, num_sersic=64, num_train_steps=20, num_average=100, batch_size=8)
+            kwargs.update(num_hdf_crops=24, num_sersic=24, num_train_steps=8, num_average=64, batch_size=8)
         if num_train_steps is not None:
             kwargs["num_train_steps"] = num_train_steps
         page = run_demo(DemoConfig(**kwargs))

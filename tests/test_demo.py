@@ -1,0 +1,37 @@
+"""`astrogan demo --quick`: the whole road end to end, writing every picture and an index.html that shows them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PIL import Image
+
+from astrogan.cli.main import main
+
+
+def test_quick_demo_writes_the_whole_page(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    page = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert page == out / "index.html"
+    html = page.read_text()
+    for name in ("real-grid.png", "final-grid.png", "interpolation.png", "average-64.png", "progress.gif",
+                 "training-curves.png"):
+        assert (out / name).is_file(), name
+        assert name in html
+    for src in re.findall(r"src='([^']+)'", html):
+        assert (out / src).is_file(), src  # every picture on the page exists
+    with Image.open(out / "final-grid.png") as im:
+        assert im.size == (8 * 66 + 2, 8 * 66 + 2)  # 8x8 grid of 64 px images with 2 px gaps
+    with Image.open(out / "progress.gif") as im:
+        assert im.n_frames >= 2
+    runs = list((out / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "checkpoints" / "generator.safetensors").is_file()
+
+
+def test_demo_refuses_a_foreign_folder(tmp_path, capsys):
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 2
+    assert "not an astrogan demo folder" in capsys.readouterr().err
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
