@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
             "", "--metrics", help="Metrics every --evaluate-every steps, e.g. spectrum."
         ),
         model: list[str] = typer.Option([], "--model", help="Architecture knob as key=value, e.g. ngf=32."),
+        channels_last: bool = typer.Option(
+            True, "--channels-last/--no-channels-last", help="NHWC memory format (faster convolutions)."
+        ),
         preset: Path = typer.Option(None, "--preset", help="TOML preset; flags given here override it."),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest run with this --name."),
         resume_from: Path = typer.Option(None, "--resume-from", help="Continue this run directory."),
@@ -77,6 +80,7 @@ def register(app: typer.Typer) -> None:
             "seed": seed,
             "device": device,
             "metrics": metrics,
+            "channels_last": channels_last,
             "model": dict(_kv(m, _parse_value) for m in model),
         }
         values = load_preset(preset) if preset else {}

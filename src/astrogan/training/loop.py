@@ -214,6 +214,8 @@ def train(
     seed_everything(cfg.seed)
     G = spec.build_generator(mcfg).to(device).train()
     D = spec.build_discriminator(mcfg).to(device).train()
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    G, D = G.to(memory_format=memory_format), D.to(memory_format=memory_format)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     lr_g, lr_d = cfg.lr_g or spec.lr, cfg.lr_d or spec.lr
     opt_g = torch.optim.Adam(G.parameters(), lr=lr_g, betas=spec.betas)
@@ -442,6 +444,7 @@ def train(
         for _ in range(accum):
             idx = sampler.next_indices(per_rank_batch)
             real = _to_float(images[idx.to(images.device)].to(device, non_blocking=True))
+            real = real.contiguous(memory_format=memory_format)
             c = None if labels is None else labels[idx.to(labels.device)].to(device)
             z = torch.randn(per_rank_batch, G.z_dim, device=device)
             with torch.no_grad(), amp_ctx():
