@@ -8,12 +8,22 @@ Artifact layout (schema `astrogan.dataset`, version 1; DESIGN.md section 3):
   `--dtype uint8`. Optional `labels` int64 `(N,)`. `meta`: one compound row per image with `source`,
   `crop_top`, `crop_left`, `crop_size` (pixels of the source, image order), `crop_index`,
   `source_height`, `source_width`, `flags` (comma separated), `stretch_black`, `stretch_white`
-  (NaN for non-FITS rows).
+  (NaN for non-FITS rows), and its provenance: `source_file` (the file as its provenance table names
+  it: the catalog's `local_path`, the `file` column of a synthetic `params.csv`, else the file name),
+  `credit`, `licence` ("" when unknown), `params_table` (index into the manifest's `synthetic` list,
+  -1 when none) and `params_row` (0-based data row of that table's `params.csv`, -1 when none).
 - `manifest.json`: schema and version, counts, sizes (`image_sizes`, largest first, and `datasets`
   size -> HDF5 name), channels, dtype, value range, label names, preprocessing steps and parameters,
-  sources (per-file sha256, and licence/credit/title from a `catalog.sqlite` in an input folder),
-  credit and licence summaries, and `content_hash`.
+  sources (per-file sha256, and licence/credit/title from a `catalog.sqlite` or a `synth.json` in an
+  input folder), credit and licence summaries (per source file), `synthetic` (one entry per
+  `synth.json` folder: its settings, credit, licence and the parameters table's path, sha256 and
+  row count, so true parameters can be joined to dataset images), and `content_hash`.
 - `report.json`: every input file with its status (`converted`, `skipped`, `ignored`), reason and flags.
+
+Provenance rules: a file that a `catalog.sqlite` lists with a status other than `ok` (failed,
+skipped, not-found: found through `local_path` or the fetcher's `<source>/<safe item id>.<ext>`
+name), or whose sha256 differs from its `ok` row, or that sits in a `synth.json` folder but is not
+in its `params.csv`, is skipped with the reason in report.json: its credit would be a guess.
 
 The content hash covers decoded pixels, labels and the preprocessing parameters (never paths or times),
 so two builds from the same inputs with the same seed agree.
@@ -43,6 +53,8 @@ from astrogan.utils.errors import UserError
 SCHEMA_NAME = "astrogan.dataset"
 SCHEMA_VERSION = 1
 CATALOG_NAME = "catalog.sqlite"
+SYNTH_NAME = "synth.json"  # written by `astrogan synth` beside its stamps (settings, licence, credit)
+SYNTH_PARAMS_NAME = "params.csv"  # the true parameters table `astrogan synth` writes beside synth.json
 DTYPES = ("auto", "uint8", "float32")
 _FLUSH_EVERY = 64
 # Flags that mean the pixels may be worse than the file promised (the others record plain conversions).
@@ -151,11 +163,14 @@ class BuildResult:
 # Inputs and catalogs
 
 
-def _collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """(root, file) pairs in a stable order (sorted within each input), plus catalog files found."""
+def _collect_inputs(
+    inputs: Sequence[str | os.PathLike[str]],
+) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
+    """(root, file) pairs in a stable order (sorted within each input), plus catalog and synth.json files."""
     seen: set[Path] = set()
     files: list[tuple[Path, Path]] = []
     catalogs: list[Path] = []
+    synths: list[Path] = []
     for raw in inputs:
         p = Path(raw).expanduser()
         if not p.exists():
@@ -169,6 +184,9 @@ def _collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[tupl
                 if f.name == CATALOG_NAME:
                     catalogs.append(f)
                     continue
+                if f.name == SYNTH_NAME:
+                    synths.append(f.resolve())
+                    continue
                 if f.resolve() not in seen:
                     seen.add(f.resolve())
                     files.append((root, f.resolve()))
@@ -176,33 +194,184 @@ def _collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[tupl
             f = p.resolve()
             if f.name == CATALOG_NAME:
                 catalogs.append(f)
+            elif f.name == SYNTH_NAME:
+                synths.append(f)
             elif f not in seen:
                 seen.add(f)
                 files.append((f.parent, f))
-    return files, catalogs
+            # A single file named on its own still carries the provenance of its folder.
+            if f.name not in (CATALOG_NAME, SYNTH_NAME):
+                for name, found in ((CATALOG_NAME, catalogs), (SYNTH_NAME, synths)):
+                    side = f.parent / name
+                    if side.is_file() and side not in found:
+                        found.append(side)
+    return files, catalogs, list(dict.fromkeys(synths))
 
 
 _CATALOG_COLUMNS = ("source", "item_id", "title", "page_url", "credit", "copyright", "licence")
 
 
-def _read_catalogs(catalogs: Iterable[Path]) -> dict[Path, dict[str, Any]]:
-    """Map resolved local file -> its catalog row (source, item_id, title, page_url, credit, licence...)."""
-    rows: dict[Path, dict[str, Any]] = {}
+@dataclass
+class _Provenance:
+    """Where input files came from: catalog rows (`ok` ones and the others) and synthetic folders."""
+
+    ok_rows: dict[Path, dict[str, Any]] = field(default_factory=dict)  # file -> carried catalog fields
+    ok_sha256: dict[Path, str] = field(default_factory=dict)  # file -> sha256 its `ok` row recorded
+    ok_local: dict[Path, str] = field(default_factory=dict)  # file -> the row's local_path
+    blocked: dict[Path, str] = field(default_factory=dict)  # file -> why its catalog row rules it out
+    synthetic: list[dict[str, Any]] = field(default_factory=list)  # manifest entries, one per synth.json
+    synth_by_folder: dict[Path, int] = field(default_factory=dict)  # resolved folder -> index in synthetic
+    synth_rows: list[dict[str, int]] = field(default_factory=list)  # per table: params.csv file -> row
+
+
+def _read_catalogs(catalogs: Iterable[Path], prov: _Provenance) -> None:
+    """Index catalog rows by local file: `ok` rows carry credit/licence; any other status blocks the file.
+
+    Rows that are not `ok` usually have no `local_path` (a failed re-fetch clears it while an older or
+    damaged file stays on disk), so they also claim the fetcher's own file name for the item,
+    `<catalog folder>/<source>/<safe_name(item_id)>.<ext>`.
+    """
     for cat in catalogs:
         try:
             con = sqlite3.connect(f"file:{cat}?mode=ro", uri=True)
             try:
                 cols = ", ".join(_CATALOG_COLUMNS)
-                for rec in con.execute(f"SELECT local_path, {cols} FROM items WHERE local_path IS NOT NULL"):
-                    local = (cat.parent / rec[0]).resolve()
-                    rows[local] = {
-                        k: v for k, v in zip(_CATALOG_COLUMNS, rec[1:], strict=True) if v not in (None, "")
-                    }
+                recs = con.execute(f"SELECT local_path, status, sha256, {cols} FROM items").fetchall()
             finally:
                 con.close()
         except sqlite3.Error as exc:
-            warnings.warn(f"ignoring catalog {cat}: {exc}", stacklevel=2)
-    return rows
+            warnings.warn(f"ignoring catalog {cat}: {exc}", stacklevel=3)
+            continue
+        base = cat.parent.resolve()
+        not_ok: list[tuple[Path, str]] = []
+        for local_path, status, sha, *values in recs:
+            fields = {k: v for k, v in zip(_CATALOG_COLUMNS, values, strict=True) if v not in (None, "")}
+            if status == "ok" and local_path:
+                local = (base / local_path).resolve()
+                prov.ok_rows[local] = fields
+                prov.ok_local[local] = str(local_path)
+                if sha:
+                    prov.ok_sha256[local] = str(sha)
+                continue
+            why = (
+                f"catalog status not ok ({status or 'no status'} for {fields.get('source', '?')} "
+                f"{fields.get('item_id', '?')} in {cat}): its credit and licence do not apply to this file"
+            )
+            for path in _catalog_candidates(base, local_path, fields):
+                not_ok.append((path, why))
+        for path, why in not_ok:
+            if path not in prov.ok_rows:  # an `ok` row for the same file wins (e.g. two sources, one file)
+                prov.blocked.setdefault(path, why)
+
+
+def _catalog_candidates(base: Path, local_path: str | None, fields: dict[str, Any]) -> list[Path]:
+    """Files on disk that a (not `ok`) catalog row may describe."""
+    out = [(base / local_path).resolve()] if local_path else []
+    source, item_id = fields.get("source"), fields.get("item_id")
+    if source and item_id:
+        # The fetchers' naming (sources.base.fetch_image); imported here so httpx loads only with a catalog.
+        from astrogan.data.sources.http import safe_name
+
+        folder = base / str(source)
+        stem = safe_name(str(item_id))
+        if folder.is_dir():
+            out.extend(p.resolve() for p in folder.glob(f"{stem}.*") if p.name == stem + p.suffix)
+    return out
+
+
+def synth_credit(settings: dict[str, Any]) -> str:
+    """The credit line of a synthetic folder: its synth.json `credit`, else one naming the generator."""
+    if settings.get("credit"):
+        return str(settings["credit"])
+    generator = str(settings.get("generator") or "astrogan")
+    if generator.endswith("synth_sersic"):
+        return "synthetic Sérsic galaxies (astrogan synth sersic, rendered with GalSim)"
+    return f"synthetic images ({generator})"
+
+
+def _read_synths(synths: Iterable[Path], prov: _Provenance) -> None:
+    """Read each synth.json and its params.csv: settings, credit, licence, table path/sha256, file -> row."""
+    import csv
+
+    for path in synths:
+        folder = path.parent.resolve()
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(settings, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            warnings.warn(f"ignoring {path}: {exc}", stacklevel=3)
+            continue
+        entry: dict[str, Any] = {
+            "folder": str(folder),
+            "settings": settings,
+            "settings_sha256": _file_sha256(path)[0],
+            "credit": synth_credit(settings),
+            "licence": str(settings.get("licence") or "unknown"),
+            "params": None,
+            "num_images": 0,
+        }
+        rows: dict[str, int] = {}
+        table = folder / str(settings.get("params_file") or SYNTH_PARAMS_NAME)
+        if table.is_file():
+            sha, num_bytes = _file_sha256(table)
+            with open(table, newline="", encoding="utf-8") as fh:
+                reader = csv.reader(fh)
+                header = next(reader, [])
+                key = header.index("file") if "file" in header else None
+                for i, rec in enumerate(reader):
+                    if key is not None and key < len(rec):
+                        rows[rec[key]] = i
+            entry["params"] = {
+                "path": str(table),
+                "file": table.name,
+                "sha256": sha,
+                "bytes": num_bytes,
+                "num_rows": len(rows),
+                "columns": header,
+                "join": "params.csv `file` == images.h5 meta.source_file; row = meta.params_row",
+            }
+        else:
+            warnings.warn(
+                f"{path} has no {table.name} beside it: true parameters cannot be joined", stacklevel=3
+            )
+        prov.synth_by_folder[folder] = len(prov.synthetic)
+        prov.synthetic.append(entry)
+        prov.synth_rows.append(rows)
+
+
+def _provenance_of(f: Path, sha: str, prov: _Provenance) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """(fields for the manifest source entry, per-image meta extras); raises SkipFile when unknown/unsafe."""
+    if f in prov.blocked:
+        raise SkipFile(prov.blocked[f])
+    if f in prov.ok_rows:
+        want = prov.ok_sha256.get(f)
+        if want and want != sha:
+            raise SkipFile(
+                f"file differs from its catalog row (sha256 {sha[:12]} on disk, {want[:12]} fetched): "
+                "re-run the fetch to repair it"
+            )
+        row = prov.ok_rows[f]
+        credit = row.get("credit") or row.get("copyright") or ""
+        return dict(row), (prov.ok_local[f], credit, row.get("licence", ""), -1, -1)
+    table = prov.synth_by_folder.get(f.parent)
+    if table is not None:
+        entry = prov.synthetic[table]
+        rows = prov.synth_rows[table]
+        if entry["params"] is not None and f.name not in rows:
+            raise SkipFile(
+                f"not in the synthetic parameters table ({f.name} is missing from "
+                f"{entry['params']['path']}): its provenance is unknown"
+            )
+        row_index = rows.get(f.name, -1)
+        fields: dict[str, Any] = {
+            "source": "synthetic",
+            "credit": entry["credit"],
+            "licence": entry["licence"],
+            "synthetic": {"table": table, "file": f.name, "row": row_index},
+        }
+        return fields, (f.name, entry["credit"], entry["licence"], table, row_index)
+    return {}, (f.name, "", "", -1, -1)
 
 
 def _file_sha256(path: Path) -> tuple[str, int]:
@@ -230,7 +399,13 @@ _META_FIELDS = (
     ("flags", "str"),
     ("stretch_black", np.float64),
     ("stretch_white", np.float64),
+    ("source_file", "str"),
+    ("credit", "str"),
+    ("licence", "str"),
+    ("params_table", np.int32),
+    ("params_row", np.int32),
 )
+_NO_PROVENANCE = ("", "", "", -1, -1)
 
 
 class _Writer:
@@ -328,13 +503,30 @@ class _Writer:
 
 
 def _meta_row(
-    source: str, box: tuple[int, int, int], index: int, decoded: Decoded, flags: list[str]
+    source: str,
+    box: tuple[int, int, int],
+    index: int,
+    decoded: Decoded,
+    flags: list[str],
+    provenance: tuple[Any, ...],
 ) -> tuple:
     black = white = float("nan")
     if decoded.stretch is not None:
         black, white = decoded.stretch["black"], decoded.stretch["white"]
     top, left, side = box
-    return (source, top, left, side, index, decoded.height, decoded.width, ",".join(flags), black, white)
+    return (
+        source,
+        top,
+        left,
+        side,
+        index,
+        decoded.height,
+        decoded.width,
+        ",".join(flags),
+        black,
+        white,
+        *provenance,
+    )
 
 
 class _Builder:
@@ -363,8 +555,19 @@ class _Builder:
         )
         return self.writer
 
-    def add(self, decoded: Decoded, *, source: str, rng_key: Sequence[int], label: int | None = None) -> dict:
-        """Crop, convert and write one decoded picture; returns its report fields. Raises SkipFile."""
+    def add(
+        self,
+        decoded: Decoded,
+        *,
+        source: str,
+        rng_key: Sequence[int],
+        label: int | None = None,
+        provenance: tuple[Any, ...] = _NO_PROVENANCE,
+    ) -> dict:
+        """Crop, convert and write one decoded picture; returns its report fields. Raises SkipFile.
+
+        `provenance` = (source_file, credit, licence, params_table, params_row) for every crop's meta row.
+        """
         opts = self.opts
         if min(decoded.height, decoded.width) < opts.min_size_px:
             raise SkipFile(f"too small ({decoded.width}x{decoded.height} px, --min-size {opts.min_size_px})")
@@ -406,7 +609,9 @@ class _Builder:
             for s in opts.image_sizes:
                 out = preprocess.resize_square(crop, s, filter=opts.filter)
                 crops[s] = preprocess.to_uint8(out) if self.dtype == "uint8" else out
-            writer.append(crops, label=label, meta=_meta_row(source, box, index, decoded, crop_flags))
+            writer.append(
+                crops, label=label, meta=_meta_row(source, box, index, decoded, crop_flags, provenance)
+            )
         all_flags = sorted(
             set(flags) | ({"upscaled"} if min(b[2] for b in boxes) < opts.image_sizes[0] else set())
         )
@@ -448,13 +653,14 @@ def build_dataset(
         raise UserError("no inputs: give folders or files of pictures/FITS, or --galaxy10 FILE.h5")
 
     files: list[tuple[Path, Path]] = []
-    catalog_rows: dict[Path, dict[str, Any]] = {}
+    prov = _Provenance()
     num_g10 = 0
     if galaxy10_path is not None:
         num_g10, _ = galaxy10.check_file(galaxy10_path)
     else:
-        files, catalogs = _collect_inputs(inputs)
-        catalog_rows = _read_catalogs(catalogs)
+        files, catalogs, synths = _collect_inputs(inputs)
+        _read_catalogs(catalogs, prov)
+        _read_synths(synths, prov)
     if out_path.exists() and not overwrite:
         raise UserError(f"{out_path} already exists: pass --overwrite to replace it")
     candidates = [f for _, f in files if preprocess.is_supported(f)]
@@ -484,7 +690,7 @@ def build_dataset(
                 task = bar.add_task("dataset build", total=len(files) + num_g10, info="")
                 for root, f in files:
                     bar.update(task, info=f.name[:40])
-                    row = _build_one_file(builder, root, f, opts, stretch_params, catalog_rows, sources)
+                    row = _build_one_file(builder, root, f, opts, stretch_params, prov, sources)
                     report.append(row)
                     bar.advance(task)
                 if galaxy10_path is not None:
@@ -535,6 +741,7 @@ def build_dataset(
             galaxy10_path=galaxy10_path,
             content_hash=content_hash,
             flag_counts=dict(builder.flag_counts),
+            synthetic=prov.synthetic,
         )
         write_json(tmp / "manifest.json", manifest)
         write_json(
@@ -568,7 +775,7 @@ def _build_one_file(
     f: Path,
     opts: BuildOptions,
     stretch_params: dict,
-    catalog_rows: dict[Path, dict[str, Any]],
+    prov: _Provenance,
     sources: list[dict[str, Any]],
 ) -> dict[str, Any]:
     rel = f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
@@ -583,11 +790,12 @@ def _build_one_file(
         return row
     row.update(sha256=sha, bytes=num_bytes)
     try:
+        fields, provenance = _provenance_of(f, sha, prov)
         if fits_io.is_fits_path(f):
             decoded = preprocess.decode_fits(f, stretch_kind=opts.stretch, stretch_params=stretch_params)
         else:
             decoded = preprocess.decode_image(f)
-        info = builder.add(decoded, source=rel, rng_key=[int(sha[:15], 16)])
+        info = builder.add(decoded, source=rel, rng_key=[int(sha[:15], 16)], provenance=provenance)
     except SkipFile as exc:
         row["reason"] = str(exc)
         return row
@@ -602,7 +810,9 @@ def _build_one_file(
     }
     if decoded.stretch is not None:
         src["stretch"] = decoded.stretch
-    src.update(catalog_rows.get(f, {}))
+    src.update(fields)
+    if "synthetic" in fields:
+        prov.synthetic[fields["synthetic"]["table"]]["num_images"] += info["num_images"]
     sources.append(src)
     return row
 
@@ -616,7 +826,13 @@ def _build_galaxy10(builder: _Builder, path: Path, report: list, sources: list, 
             source = f"{path.name}#{index}"
             decoded = Decoded(pixels=images[i], mode="RGB" if images.shape[-1] == 3 else "L")
             try:
-                builder.add(decoded, source=source, rng_key=[index], label=int(labels[i]))
+                builder.add(
+                    decoded,
+                    source=source,
+                    rng_key=[index],
+                    label=int(labels[i]),
+                    provenance=(f"{path.name}#{index}", galaxy10.CREDIT, "", -1, -1),
+                )
                 num_converted += 1
             except SkipFile as exc:
                 report.append(
@@ -690,6 +906,7 @@ def _manifest(
     galaxy10_path: Any,
     content_hash: str,
     flag_counts: dict[str, int],
+    synthetic: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -789,6 +1006,7 @@ def _manifest(
         "flags": flag_counts,
         "credits": dict(sorted(credits.items())),
         "licences": dict(sorted(licences.items())),
+        "synthetic": list(synthetic or []),
         "sources": sources,
     }
     return manifest
