@@ -95,3 +95,17 @@ def test_to_uint8_and_grid():
     grid = make_grid(np.full((5, 4, 4, 3), 200, np.uint8), ncols=2, pad_px=1)
     assert grid.shape == (3 * 5 + 1, 2 * 5 + 1, 3)
     assert grid[1, 1, 0] == 200 and grid[0, 0, 0] == 0
+
+
+def test_parse_seeds():
+    from astrogan.utils.errors import UserError
+    from astrogan.utils.seeds import latents_for_seeds, parse_seeds
+
+    assert parse_seeds("0-3,10") == [0, 1, 2, 3, 10]
+    assert parse_seeds(" 5 ") == [5]
+    for bad, msg in (("3-1", "backwards"), ("a-b", "cannot read"), ("", "no seeds"), ("-5", "out of range"),
+                     ("0-4294967295", "too many")):
+        with pytest.raises(UserError, match=msg):
+            parse_seeds(bad)
+    z = latents_for_seeds([3, 9, 3], 8)
+    assert np.array_equal(z[0], z[2]) and not np.array_equal(z[0], z[1]) and z.dtype == np.float32

@@ -24,6 +24,8 @@ def parse_seeds(text: str, *, max_count: int = 100_000) -> list[int]:
                 lo, hi = int(lo_s), int(hi_s)
                 if hi < lo:
                     raise UserError(f"seed range {part!r} runs backwards; write it as {hi}-{lo}")
+                if len(seeds) + hi - lo + 1 > max_count:  # check before expanding: 0-4294967295 is 4e9 ints
+                    raise UserError(f"too many seeds in {text!r} (more than {max_count})")
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(part))

@@ -1,0 +1,262 @@
+"""`export_generator`: a run or checkpoint -> model.onnx | model.pt + model.json (parity-checked, atomic)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from astrogan.export.onnx import (
+    CLASS_INPUT,
+    DEFAULT_OPSET,
+    IMAGE_OUTPUT,
+    LATENT_INPUT,
+    export_onnx,
+    onnx_runner,
+)
+from astrogan.export.parity import PARITY_BATCH_SIZES, PARITY_NUM_SEEDS, PARITY_TOLERANCE, check_parity
+from astrogan.export.prepare import ExportWrapper, prepare_generator
+from astrogan.export.torchscript import export_torchscript, torchscript_runner
+from astrogan.utils.atomic import atomic_dir, write_json
+from astrogan.utils.errors import UserError
+
+FORMATS = ("onnx", "torchscript")
+MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+SCHEMA = "astrogan.export"
+SCHEMA_VERSION = 1
+# stats.jsonl keys that are quality metrics (training losses are not shown on a model card)
+_METRIC_PREFIXES = ("fid", "kid", "is_", "precision", "recall", "metric", "swd", "wasserstein")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went and what model.json says."""
+
+    out_dir: Path
+    model_path: Path
+    meta: dict[str, Any]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _find_run_dir(source: Path) -> Path | None:
+    """The run directory a checkpoint belongs to (the folder holding config.json), if any."""
+    for cand in (source, source.parent, source.parent.parent):
+        if cand.is_dir() and (cand / "config.json").is_file():
+            return cand
+    return None
+
+
+def _names_with_counts(value: Any) -> list[str]:
+    """Credits/licences as display strings: dicts {name: count} -> "name (N images)", lists as they are."""
+    if isinstance(value, dict):
+        return [
+            f"{k} ({v} image{'s' if v != 1 else ''})" if isinstance(v, int) else f"{k}: {v}"
+            for k, v in value.items()
+        ]
+    if isinstance(value, list | tuple):
+        return [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in value]
+    return [str(value)] if value else []
+
+
+def _metrics_from_stats(run_dir: Path | None) -> dict[str, float]:
+    """Last known value of each quality metric in stats.jsonl (empty when none were computed)."""
+    found: dict[str, float] = {}
+    path = run_dir / "stats.jsonl" if run_dir else None
+    if path is None or not path.is_file():
+        return found
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        nested = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+        for key, val in [*rec.items(), *nested.items()]:
+            if isinstance(val, int | float) and str(key).lower().startswith(_METRIC_PREFIXES):
+                found[str(key)] = float(val)
+    return found
+
+
+def model_card(meta: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
+    """The model card block of model.json: arch, training progress, data sources with credits, metrics."""
+    config = _read_json(run_dir / "config.json") if run_dir else {}
+    dataset = config.get("dataset") or {}
+    extra = meta.get("extra") or {}
+    steps = extra.get("step")
+    kimg = extra.get("kimg")
+    if run_dir and (steps is None or kimg is None) and (run_dir / "stats.jsonl").is_file():
+        lines = (run_dir / "stats.jsonl").read_text(encoding="utf-8").strip().splitlines()
+        last = _read_json_line(lines[-1]) if lines else {}
+        steps = steps if steps is not None else last.get("step")
+        kimg = kimg if kimg is not None else last.get("kimg")
+    sources = dataset.get("sources")
+    if isinstance(sources, dict):
+        sources = _names_with_counts(sources)
+    return {
+        "arch": meta.get("arch"),
+        "config": meta.get("config"),
+        "training": {
+            "steps": steps,
+            "kimg": kimg,
+            "run": extra.get("run") or (run_dir.name if run_dir else None),
+        },
+        "dataset": {
+            "name": Path(str(dataset["path"])).name if dataset.get("path") else None,
+            "content_hash": dataset.get("content_hash") or extra.get("dataset_hash"),
+            "num_images": dataset.get("num_images"),
+            "sources": sources if isinstance(sources, list) else [],
+            "credits": _names_with_counts(dataset.get("credits")),
+            "licences": _names_with_counts(dataset.get("licences")),
+        },
+        "metrics": _metrics_from_stats(run_dir),
+    }
+
+
+def _read_json_line(line: str) -> dict[str, Any]:
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def _stretch(run_dir: Path | None) -> Any:
+    """The stretch to undo, from the run's config or the dataset manifest (None for plain pictures)."""
+    if run_dir is None:
+        return None
+    dataset = _read_json(run_dir / "config.json").get("dataset") or {}
+    if dataset.get("stretch"):
+        return dataset["stretch"]
+    manifest = _read_json(Path(str(dataset.get("path", ""))) / "manifest.json") if dataset.get("path") else {}
+    value = manifest.get("stretch")
+    if value is None and isinstance(manifest.get("params"), dict):
+        value = manifest["params"].get("stretch") if manifest.get("dtype") == "float32" else None
+    return value
+
+
+def export_module(
+    G: nn.Module,
+    out_dir: str | Path,
+    *,
+    fmt: str = "onnx",
+    opset: int = DEFAULT_OPSET,
+    meta: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
+    tolerance: float = PARITY_TOLERANCE,
+    num_seeds: int = PARITY_NUM_SEEDS,
+    overwrite: bool = False,
+    source: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Export a generator module into `out_dir` (built aside and renamed: nothing is left on failure).
+
+    Parity against PyTorch (num_seeds seeds, batch sizes 1 and 16, max |diff| <= tolerance) is checked
+    before the directory appears; over tolerance a ParityError (one line) is raised.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if num_seeds < 64:
+        raise UserError(f"parity needs at least 64 seeds, got {num_seeds}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise UserError(f"{out_dir} already exists: pass --overwrite or choose another --out")
+    meta = dict(meta or {})
+    wrapper: ExportWrapper = prepare_generator(G)
+    labels = (meta.get("extra") or {}).get("label_names") or meta.get("label_names")
+    if wrapper.conditional and (not isinstance(labels, list) or len(labels) != wrapper.num_classes):
+        labels = [str(i) for i in range(wrapper.num_classes)]
+    if not wrapper.conditional:
+        labels = None
+    info = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "format": fmt,
+        "file": MODEL_FILES[fmt],
+        "inputs": {"latent": LATENT_INPUT, "class": CLASS_INPUT if wrapper.conditional else None},
+        "output": IMAGE_OUTPUT,
+        "layout": "NCHW",
+        "dynamic_axes": {"batch": 0},
+        "z_dim": wrapper.z_dim,
+        "latent": "z = latents_for_seeds(seeds, z_dim) * trunc (NumPy PCG64 per seed; no mapping network)",
+        "num_classes": wrapper.num_classes,
+        "labels": labels,
+        "default_class": "seed % num_classes" if wrapper.conditional else None,
+        "image_size": wrapper.image_size,
+        "channels": wrapper.channels,
+        "value_range": [-1.0, 1.0],
+        "to_uint8": "round((x + 1) * 127.5), clipped to 0..255",
+        "stretch": _stretch(run_dir),
+        "opset": opset if fmt == "onnx" else None,
+    }
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        model_path = tmp / MODEL_FILES[fmt]
+        if fmt == "onnx":
+            export_onnx(wrapper, model_path, opset=opset, metadata=info)
+            run = onnx_runner(model_path)
+        else:
+            info["method"] = export_torchscript(wrapper, model_path)
+            run = torchscript_runner(model_path)
+        parity = check_parity(
+            wrapper.G,
+            run,
+            num_seeds=num_seeds,
+            batch_sizes=PARITY_BATCH_SIZES,
+            tolerance=tolerance,
+            what=f"the {fmt} export",
+        )
+        info["parity"] = parity
+        info["model_card"] = model_card(meta, run_dir)
+        info["source"] = source or {}
+        info["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json(tmp / "model.json", info)
+    return ExportResult(out_dir, out_dir / MODEL_FILES[fmt], info)
+
+
+def export_generator(
+    path: str | Path,
+    *,
+    fmt: str = "onnx",
+    out_dir: str | Path | None = None,
+    opset: int = DEFAULT_OPSET,
+    tolerance: float = PARITY_TOLERANCE,
+    num_seeds: int = PARITY_NUM_SEEDS,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export the EMA generator of a run dir, checkpoints dir or generator.safetensors/.json.
+
+    Default output: `RUN/export-<fmt>/` (or `export-<fmt>/` beside a checkpoint outside a run).
+    """
+    from astrogan.models.io import load_generator_module
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist: point --run at a run dir or --checkpoint at a generator")
+    G, meta = load_generator_module(path, device="cpu")
+    run_dir = _find_run_dir(path if path.is_dir() else path.parent)
+    if out_dir is None:
+        base = run_dir or (path if path.is_dir() else path.parent)
+        out_dir = base / f"export-{fmt}"
+    source = {"path": str(path.resolve()), "weights_sha256": meta.get("weights_sha256")}
+    return export_module(
+        G,
+        out_dir,
+        fmt=fmt,
+        opset=opset,
+        meta=meta,
+        run_dir=run_dir,
+        tolerance=tolerance,
+        num_seeds=num_seeds,
+        overwrite=overwrite,
+        source=source,
+    )

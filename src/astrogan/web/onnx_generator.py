@@ -1,0 +1,239 @@
+"""Torch-free generator on ONNX Runtime: seed -> latent -> image, same interface as the PyTorch sampler."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrogan.utils.errors import UserError
+from astrogan.utils.seeds import latents_for_seeds
+
+LATENT_INPUT = "z"
+CLASS_INPUT = "c"
+IMAGE_OUTPUT = "images"
+META_KEY = "astrogan"
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float `(N, C, H, W)` in [-1, 1] -> uint8 `(N, H, W, C)` via round((x + 1) * 127.5), clipped.
+
+    The one mapping from model output to pixels; the PyTorch sampler uses the same formula.
+    """
+    x = np.rint((np.asarray(images, dtype=np.float32) + 1.0) * 127.5)
+    return np.clip(x, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1).copy()
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between latents `a`, `b` (z_dim,) at fractions `t` (S,) -> `(S, z_dim)`."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)[:, None]
+    cos = float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if omega < 1e-6:  # nearly parallel: the straight line is the great circle
+        out = (1 - t) * a + t * b
+    else:
+        out = (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+    return out.astype(np.float32)
+
+
+def read_model_meta(path: str | Path) -> dict[str, Any]:
+    """`model.json` beside the .onnx file (or `<stem>.json`), else the copy embedded in the ONNX metadata."""
+    path = Path(path)
+    for cand in (path.with_suffix(".json"), path.parent / "model.json"):
+        if cand.is_file():
+            with open(cand, encoding="utf-8") as fh:
+                return json.load(fh)
+    return {}
+
+
+class OnnxGenerator:
+    """An exported generator run by ONNX Runtime.
+
+    Inputs: `z` float32 `(N, z_dim)` and, for conditional models, `c` int64 `(N,)`; output `images`
+    float32 `(N, C, H, W)` in [-1, 1]. Seeds become latents through `latents_for_seeds`, so seed N draws
+    the same picture here as in PyTorch.
+    """
+
+    def __init__(self, path: str | Path, *, num_threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"no ONNX model at {self.path}: export one with `astrogan export --format onnx`")
+        opts = ort.SessionOptions()
+        if num_threads > 0:
+            opts.intra_op_num_threads = num_threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise UserError(f"cannot load {self.path} as an ONNX model: {str(exc).splitlines()[0]}") from None
+        meta = read_model_meta(self.path)
+        if not meta:
+            embedded = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+            meta = json.loads(embedded) if embedded else {}
+        self.meta: dict[str, Any] = meta
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if LATENT_INPUT not in inputs:
+            raise UserError(f"{self.path} has no latent input {LATENT_INPUT!r}: not an astrogan export")
+        self.has_class_input = CLASS_INPUT in inputs
+        z_shape = inputs[LATENT_INPUT].shape
+        self.z_dim = int(meta.get("z_dim") or z_shape[1])
+        self.num_classes = int(meta.get("num_classes") or 0)
+        if self.has_class_input and self.num_classes <= 0:
+            raise UserError(f"{self.path} takes a class input but model.json gives no num_classes")
+        self.label_names: list[str] | None = meta.get("labels")
+        out_shape = self.session.get_outputs()[0].shape
+        self.channels = int(meta.get("channels") or out_shape[1])
+        self.image_size = int(meta.get("image_size") or out_shape[2])
+        self.output_name = self.session.get_outputs()[0].name
+
+    def generate_float(
+        self, latents: np.ndarray, *, labels: Sequence[int] | np.ndarray | None = None, batch_size: int = 32
+    ) -> np.ndarray:
+        """Run the network on latents `(N, z_dim)` -> float32 `(N, C, H, W)` in [-1, 1]."""
+        z = np.ascontiguousarray(latents, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"latents must have shape (N, {self.z_dim}), got {z.shape}")
+        c = self._labels(labels, len(z)) if self.has_class_input else None
+        outs = []
+        for i in range(0, len(z), max(1, batch_size)):
+            feeds = {LATENT_INPUT: z[i : i + batch_size]}
+            if c is not None:
+                feeds[CLASS_INPUT] = c[i : i + batch_size]
+            outs.append(self.session.run([self.output_name], feeds)[0])
+        if not outs:
+            return np.zeros((0, self.channels, self.image_size, self.image_size), dtype=np.float32)
+        return np.concatenate(outs).astype(np.float32, copy=False)
+
+    def generate_latents(
+        self, latents: np.ndarray, *, labels: Sequence[int] | np.ndarray | None = None, batch_size: int = 32
+    ) -> np.ndarray:
+        """Latents `(N, z_dim)` -> uint8 images `(N, H, W, C)`."""
+        return to_uint8(self.generate_float(latents, labels=labels, batch_size=batch_size))
+
+    def latents(self, seeds: Sequence[int], *, trunc: float = 1.0) -> np.ndarray:
+        """Seeds -> latents `(N, z_dim)`; truncation scales z by `trunc` (a z-GAN has no mapping net)."""
+        return latents_for_seeds(list(seeds), self.z_dim) * np.float32(trunc)
+
+    def default_labels(self, seeds: Sequence[int]) -> np.ndarray | None:
+        """Class per seed when none is asked for: `seed % num_classes` (None for unconditional models)."""
+        if not self.has_class_input:
+            return None
+        return np.asarray([int(s) % self.num_classes for s in seeds], dtype=np.int64)
+
+    def generate(
+        self,
+        seeds: Sequence[int],
+        *,
+        trunc: float = 1.0,
+        labels: Sequence[int] | int | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Seeds -> uint8 images `(N, H, W, C)`; the same seed gives the same image in any batch.
+
+        `labels`: one class per seed, one class for all, or None (`seed % num_classes` when conditional).
+        """
+        seeds = list(seeds)
+        if labels is not None and not self.has_class_input:
+            raise UserError("this generator is unconditional: drop --class")
+        if labels is None:
+            labels = self.default_labels(seeds)
+        return self.generate_latents(self.latents(seeds, trunc=trunc), labels=labels, batch_size=batch_size)
+
+    def _labels(self, labels: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
+        if labels is None:
+            raise ValueError("this model is conditional: pass one class label per latent")
+        c = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if c.size == 1 and n != 1:
+            c = np.full(n, int(c[0]), dtype=np.int64)
+        if c.shape != (n,):
+            raise ValueError(f"need {n} labels, got {c.size}")
+        if (c < 0).any() or (c >= self.num_classes).any():
+            raise UserError(f"class labels must lie in 0..{self.num_classes - 1}")
+        return c
+
+
+def write_tiny_model(
+    path: str | Path,
+    *,
+    z_dim: int = 8,
+    image_size: int = 16,
+    channels: int = 3,
+    num_classes: int = 0,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny analytic ONNX generator (tanh of a linear map of z, plus a class embedding) + model.json.
+
+    For tests and demos of the serving stack without a trained network; needs the `onnx` package.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    n_out = channels * image_size * image_size
+    weight = (rng.standard_normal((z_dim, n_out)) / np.sqrt(z_dim)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", [LATENT_INPUT, "W"], ["h"])]
+    inits = [
+        numpy_helper.from_array(weight, "W"),
+        numpy_helper.from_array(np.asarray([-1, channels, image_size, image_size], np.int64), "shape"),
+    ]
+    inputs = [helper.make_tensor_value_info(LATENT_INPUT, TensorProto.FLOAT, ["batch", z_dim])]
+    pre = "h"
+    if num_classes > 0:
+        emb = rng.standard_normal((num_classes, n_out)).astype(np.float32)
+        inits.append(numpy_helper.from_array(emb, "E"))
+        inputs.append(helper.make_tensor_value_info(CLASS_INPUT, TensorProto.INT64, ["batch"]))
+        nodes += [
+            helper.make_node("Gather", ["E", CLASS_INPUT], ["e"], axis=0),
+            helper.make_node("Add", ["h", "e"], ["he"]),
+        ]
+        pre = "he"
+    nodes += [
+        helper.make_node("Tanh", [pre], ["t"]),
+        helper.make_node("Reshape", ["t", "shape"], [IMAGE_OUTPUT]),
+    ]
+    out = helper.make_tensor_value_info(
+        IMAGE_OUTPUT, TensorProto.FLOAT, ["batch", channels, image_size, image_size]
+    )
+    graph = helper.make_graph(nodes, "tiny_generator", inputs, [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    labels = [f"class{i}" for i in range(num_classes)] if num_classes else None
+    meta = {
+        "schema_version": 1,
+        "format": "onnx",
+        "file": path.name,
+        "inputs": {"latent": LATENT_INPUT, "class": CLASS_INPUT if num_classes else None},
+        "output": IMAGE_OUTPUT,
+        "z_dim": z_dim,
+        "num_classes": num_classes,
+        "labels": labels,
+        "image_size": image_size,
+        "channels": channels,
+        "value_range": [-1.0, 1.0],
+        "layout": "NCHW",
+        "stretch": None,
+        "parity": None,
+        "model_card": {
+            "arch": "tiny-analytic",
+            "training": {"steps": 0, "kimg": 0.0},
+            "dataset": {"name": "none", "sources": [], "credits": [], "licences": []},
+            "metrics": {},
+        },
+    }
+    with open(path.with_suffix(".json"), "w", encoding="utf-8") as fh:
+        json.dump(meta, fh, indent=2)
+    return path

@@ -1,0 +1,93 @@
+"""The refill worker: a separate process that keeps the pool between its low-water mark and its size."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+
+from astrogan.utils.seeds import MAX_SEED
+from astrogan.web.imaging import encode_png
+from astrogan.web.onnx_generator import OnnxGenerator
+from astrogan.web.pool import Pool
+from astrogan.web.settings import ServeSettings
+
+
+def model_id(path: str | Path) -> str:
+    """Identity of a model file (sha256 of its bytes): pools are tied to the model that filled them."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def open_pool(settings: ServeSettings) -> Pool:
+    """The pool for these settings' model."""
+    return Pool(settings.resolved_pool_dir, model_id=model_id(settings.model_path))
+
+
+def refill_batch(pool: Pool, gen: OnnxGenerator, settings: ServeSettings, *, num_images: int) -> list[int]:
+    """Draw `num_images` pictures with fresh random seeds and add them to the pool; returns their ids."""
+    seeds = [secrets.randbelow(MAX_SEED + 1) for _ in range(num_images)]
+    images = gen.generate(seeds, trunc=settings.trunc, batch_size=num_images)
+    return pool.add_many(
+        (s, settings.trunc, encode_png(img, compress_level=settings.png_compress_level))
+        for s, img in zip(seeds, images, strict=True)
+    )
+
+
+def fill_to(pool: Pool, gen: OnnxGenerator, settings: ServeSettings, *, target: int) -> int:
+    """Refill synchronously until `target` unseen pictures wait; returns how many were made."""
+    made = 0
+    while (depth := pool.depth()) < target:
+        made += len(refill_batch(pool, gen, settings, num_images=min(settings.refill_batch, target - depth)))
+    return made
+
+
+def run_worker(settings: ServeSettings, *, poll_s: float = 0.05, max_seconds: float | None = None) -> None:
+    """Loop: when depth falls below low-water, fill up to pool size (hysteresis); prune the reservoir.
+
+    Runs until SIGTERM/SIGINT, until the parent process dies, or for `max_seconds`.
+    """
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    parent = os.getppid()
+    gen = OnnxGenerator(settings.model_path, num_threads=settings.num_threads)
+    pool = open_pool(settings)
+    filling = True  # start by filling the pool to its size
+    t_end = None if max_seconds is None else time.monotonic() + max_seconds
+    while not stop and os.getppid() == parent and (t_end is None or time.monotonic() < t_end):
+        depth = pool.depth()
+        if filling and depth >= settings.pool_size:
+            filling = False
+        elif not filling and depth < settings.low_water:
+            filling = True
+        if filling:
+            num = min(settings.refill_batch, settings.pool_size - depth)
+            refill_batch(pool, gen, settings, num_images=num)
+            pool.prune(keep_claimed=settings.reservoir_size)
+        else:
+            pool.prune(keep_claimed=settings.reservoir_size)
+            time.sleep(poll_s)
+    pool.close()
+
+
+def worker_main(settings_json: str) -> None:
+    """Process entry point (spawn-safe: takes the settings as JSON)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        # Refilling is background work: requests (page, API) must win the CPU when both want it.
+        os.nice(10)
+    except OSError:
+        pass
+    run_worker(ServeSettings.model_validate_json(settings_json))

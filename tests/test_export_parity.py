@@ -1,0 +1,218 @@
+"""Export of every registered architecture to ONNX and TorchScript with parity; failures leave nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from astrogan.cli.main import main
+from astrogan.export import ParityError, export_generator, export_module
+from astrogan.export import bundle as export_bundle
+from astrogan.models import ARCHS
+from astrogan.models.io import save_generator
+from astrogan.utils.errors import UserError
+from astrogan.web.onnx_generator import OnnxGenerator
+
+TINY = {"z_dim": 8, "ngf": 8, "ndf": 8, "embed_dim": 4}
+
+
+def _tiny_generator(arch: str, *, num_classes: int = 0):
+    spec = ARCHS[arch]
+    names = {f.name for f in dataclasses.fields(spec.config_cls)}
+    kw = {k: v for k, v in TINY.items() if k in names}
+    kw["image_size"] = max(16, spec.min_image_size)
+    if num_classes:
+        kw["num_classes"] = num_classes
+    cfg = spec.config_cls(**kw)
+    torch.manual_seed(0)
+    G = spec.build_generator(cfg)
+    with torch.no_grad():  # move away from the init so BN statistics, noise weights etc. all matter
+        for p in G.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        for m in G.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return G.eval(), cfg
+
+
+def _variants():
+    out = []
+    for arch, spec in ARCHS.items():
+        out.append((arch, 0))
+        try:  # conditional variant where the architecture supports one
+            spec.config_cls(image_size=max(16, spec.min_image_size), num_classes=3).validate()
+            out.append((arch, 3))
+        except (UserError, TypeError, ValueError):
+            pass
+    return out
+
+
+def _make_run(tmp_path, arch: str, num_classes: int):
+    G, cfg = _tiny_generator(arch, num_classes=num_classes)
+    run = tmp_path / "00000-run"
+    labels = [f"kind{i}" for i in range(num_classes)] if num_classes else None
+    save_generator(
+        G,
+        arch=arch,
+        config=cfg,
+        out_dir=run / "checkpoints",
+        extra={"step": 1200, "kimg": 38.4, "label_names": labels, "run": run.name},
+    )
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "arch": arch,
+                "image_size": cfg.image_size,
+                "dataset": {
+                    "path": str(tmp_path / "ds-apod"),
+                    "content_hash": "abc123",
+                    "num_images": 12,
+                    "sources": ["apod"],
+                    "credits": {"NASA/ESA": 10, "J. Doe": 2},
+                    "licences": {"public domain": 10, "CC BY 4.0": 2},
+                },
+            }
+        )
+    )
+    stats = {"step": 1200, "kimg": 38.4, "loss_g": 1.0, "fid": 87.5}
+    (run / "stats.jsonl").write_text(json.dumps(stats) + "\n")
+    return run, G
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize(("arch", "num_classes"), _variants())
+def test_every_arch_exports_with_parity(tmp_path, arch, num_classes, fmt):
+    run, G = _make_run(tmp_path, arch, num_classes)
+    result = export_generator(run, fmt=fmt)
+    assert result.out_dir == run / f"export-{fmt}"
+    assert sorted(p.name for p in result.out_dir.iterdir()) == sorted([result.model_path.name, "model.json"])
+    meta = json.loads((result.out_dir / "model.json").read_text())
+    parity = meta["parity"]
+    assert parity["num_seeds"] >= 64 and parity["batch_sizes"] == [1, 16]
+    assert 0 <= parity["max_abs_diff"] <= 1e-4
+    assert meta["z_dim"] == G.z_dim and meta["image_size"] == G.image_size and meta["channels"] == G.channels
+    assert meta["inputs"]["class"] == ("c" if num_classes else None)
+    assert meta["labels"] == ([f"kind{i}" for i in range(num_classes)] if num_classes else None)
+    card = meta["model_card"]
+    assert card["arch"] == arch and card["training"]["steps"] == 1200 and card["training"]["kimg"] == 38.4
+    assert "NASA/ESA (10 images)" in card["dataset"]["credits"]
+    assert "CC BY 4.0 (2 images)" in card["dataset"]["licences"]
+    assert card["metrics"] == {"fid": 87.5}
+    # the original generator is untouched by the export (spectral norm still a parametrization, same output)
+    z = torch.from_numpy(np.random.default_rng(1).standard_normal((2, G.z_dim), dtype=np.float32))
+    c = torch.tensor([0, 2]) if num_classes else None
+    before = G(z, c)
+    assert torch.equal(before, G(z, c))
+    if fmt == "onnx":
+        # the torch-free generator draws the pixels PyTorch's sampler draws, seed for seed
+        from astrogan.sampling.generator import load_generator
+
+        seeds = [0, 5, 77, 1234]
+        onnx_imgs = OnnxGenerator(result.model_path).generate(seeds, trunc=0.8, batch_size=3)
+        torch_imgs = load_generator(run, device="cpu").generate(seeds, trunc=0.8)
+        assert onnx_imgs.shape == torch_imgs.shape == (4, G.image_size, G.image_size, G.channels)
+        assert np.abs(onnx_imgs.astype(int) - torch_imgs.astype(int)).max() <= 1
+        assert (onnx_imgs == torch_imgs).mean() > 0.999
+
+
+class _BranchyGenerator(nn.Module):
+    """A generator with data-dependent Python control flow: tracing bakes one branch in."""
+
+    z_dim, image_size, channels, num_classes = 8, 4, 1, 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 16)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        out = torch.tanh(self.lin(z)).view(-1, 1, 4, 4)
+        if float(z.sum()) > 0:  # the kind of branch the original site lost in tracing
+            out = -out
+        return out
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_traced_control_flow_is_caught_and_nothing_is_left(tmp_path, fmt):
+    out = tmp_path / "exports" / "model"
+    with pytest.raises(ParityError, match="differs from PyTorch"):
+        export_module(_BranchyGenerator().eval(), out, fmt=fmt)
+    assert not out.exists()
+    assert list((tmp_path / "exports").iterdir()) == []  # no .partial folder either
+
+
+def test_over_tolerance_export_fails_in_one_line_via_cli(tmp_path, monkeypatch, capsys):
+    run, _ = _make_run(tmp_path, "dcgan", 0)
+    real_runner = export_bundle.onnx_runner
+
+    def perturbed(path, **kw):
+        run_onnx = real_runner(path, **kw)
+        return lambda z, c: run_onnx(z, c) + 3e-4  # a corrupted export: off by more than the tolerance
+
+    monkeypatch.setattr(export_bundle, "onnx_runner", perturbed)
+    assert main(["export", "--run", str(run), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the onnx export differs from PyTorch by up to 0.0003") and "\n" not in err
+    assert not (run / "export-onnx").exists()
+    assert not any(p.name.startswith(".export-onnx") for p in run.iterdir())
+
+
+def test_export_cli_prints_parity_and_refuses_to_overwrite(tmp_path, capsys):
+    run, _ = _make_run(tmp_path, "fastgan", 0)
+    out = tmp_path / "served"
+    assert (
+        main(
+            ["export", "--checkpoint", str(run / "checkpoints" / "generator.safetensors"), "--out", str(out)]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "parity: max |onnx - pytorch| =" in text and "64 seeds" in text
+    assert (out / "model.onnx").is_file() and (out / "model.json").is_file()
+    assert json.loads((out / "model.json").read_text())["model_card"]["training"]["steps"] == 1200
+    assert main(["export", "--checkpoint", str(run / "checkpoints"), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", "--out", str(out)]) == 2
+    assert "exactly one of --run" in capsys.readouterr().err
+    assert main(["export", "--run", str(tmp_path / "missing")]) == 2
+    assert main(["export", "--run", str(run), "--format", "tflite"]) == 2
+
+
+def test_generate_from_the_onnx_export_matches_the_run(tmp_path):
+    from PIL import Image
+
+    run, _ = _make_run(tmp_path, "dcgan", 3)
+    result = export_generator(run, fmt="onnx")
+    assert (
+        main(
+            ["generate", "--model", str(result.model_path), "--seeds", "0-3", "--out", str(tmp_path / "onnx")]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "generate",
+                "--run",
+                str(run),
+                "--seeds",
+                "0-3",
+                "--out",
+                str(tmp_path / "torch"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    names = sorted(p.name for p in (tmp_path / "onnx").glob("*.png"))
+    assert len(names) == 4 and names == sorted(p.name for p in (tmp_path / "torch").glob("*.png"))
+    for name in names:
+        a = np.asarray(Image.open(tmp_path / "onnx" / name)).astype(int)
+        b = np.asarray(Image.open(tmp_path / "torch" / name)).astype(int)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1

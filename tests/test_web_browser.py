@@ -1,0 +1,117 @@
+"""The page in a real browser (Debian's Chromium via Playwright) against `astrogan serve` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from astrogan.web.onnx_generator import write_tiny_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.is_file(), reason="needs /usr/bin/chromium (Debian: apt-get install -y chromium)"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(tmp_path):
+    model = write_tiny_model(tmp_path / "model.onnx", z_dim=8, image_size=32, channels=3)
+    port = _free_port()
+    env = {**os.environ, "ASTROGAN_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "astrogan.cli.main",
+            "serve",
+            "--model",
+            str(model),
+            "--pool",
+            str(tmp_path / "pool"),
+            "--pool-size",
+            "20",
+            "--low-water",
+            "5",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).json()["pool_depth"] >= 5:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_page_shows_a_decodable_image_and_another_on_click(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1000})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            response = page.goto(server + "/")
+            assert response.status == 200
+            assert page.locator("h1").inner_text() == "This nebula does not exist"
+            img = page.locator("#nebula")
+            assert page.evaluate("document.getElementById('nebula').decode().then(() => true)")
+            size = img.evaluate("e => [e.complete, e.naturalWidth, e.naturalHeight]")
+            assert size == [True, 32, 32]
+            assert img.evaluate("e => getComputedStyle(e).imageRendering") == "pixelated"
+            shown = img.bounding_box()
+            assert shown["width"] >= 256  # shown large, not at 32 px
+            assert "Model card" in page.content() and "tiny-analytic" in page.locator(".card").inner_text()
+            first = img.get_attribute("data-seed")
+            first_src = img.get_attribute("src")
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            if os.environ.get("ASTROGAN_SCREENSHOT"):
+                shutil.copy(tmp_path / "page.png", os.environ["ASTROGAN_SCREENSHOT"])
+            with page.expect_navigation():
+                page.click("#another")
+            img = page.locator("#nebula")
+            assert page.evaluate("document.getElementById('nebula').decode().then(() => true)")
+            assert img.evaluate("e => e.naturalWidth") == 32
+            assert img.get_attribute("data-seed") != first and img.get_attribute("src") != first_src
+        finally:
+            browser.close()
+    assert errors == [], errors  # no CSP violations or script errors
