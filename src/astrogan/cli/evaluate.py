@@ -1,9 +1,126 @@
-"""`astrogan` commands of this family (filled in by the feature that owns it)."""
+"""`astrogan eval`: FID/KID, power spectra, morphology and memorization of a generator, as one report."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import typer
 
 
+def _default_cache_dir() -> Path:
+    env = os.environ.get("ASTROGAN_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astrogan"
+    return base / "metrics"
+
+
+def _open_generator(run: Path | None, model: Path | None, device: str):  # noqa: ANN202
+    from astrogan.utils.errors import UserError
+
+    if (run is None) == (model is None):
+        raise UserError("give exactly one of --run RUN or --model model.onnx")
+    if model is not None:
+        if model.suffix != ".onnx":
+            raise UserError(f"--model wants an exported .onnx file, got {model}; use --run for a run directory")
+        from astrogan.web.onnx_generator import OnnxGenerator
+
+        return OnnxGenerator(model)
+    if not run.exists():
+        raise UserError(f"run {run} does not exist")
+    from astrogan.sampling.generator import load_generator
+
+    return load_generator(run, device=device)
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the `eval` command to the root app."""
+
+    @app.command("eval")
+    def eval_cmd(
+        run: Path = typer.Option(None, "--run", help="Run directory (or its checkpoints/ or generator file)."),
+        model: Path = typer.Option(None, "--model", help="An exported model.onnx instead of a run."),
+        data: Path = typer.Option(..., "--data", help="Dataset directory (manifest.json + images.h5)."),
+        num: int = typer.Option(5000, "--num", help="Number of generated images (seeds 0..num-1)."),
+        metrics: str = typer.Option(
+            "fid,kid,spectrum,morphology,memorization", "--metrics", help="Comma-separated metrics to compute."
+        ),
+        inception_weights: Path = typer.Option(
+            None,
+            "--inception-weights",
+            help="Local pt_inception-2015-12-05-6726825d.pth for FID/KID (or ASTROGAN_INCEPTION_WEIGHTS).",
+        ),
+        out: Path = typer.Option(None, "--out", help="Report directory (default: RUN/eval or ./eval-report)."),
+        morphology_engine: str = typer.Option(
+            "fast", "--morphology-engine", help="fast (NumPy) or statmorph (reference, slow, parallel)."
+        ),
+        workers: int = typer.Option(0, "--workers", help="Processes for the statmorph engine (0 = all CPUs)."),
+        trunc: float = typer.Option(1.0, "--trunc", help="Truncation of the latents (1 = none)."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Images per generator forward pass."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (for --run)."),
+        cache_dir: Path = typer.Option(
+            None, "--cache-dir", help="Where reference statistics are cached (default ~/.cache/astrogan/metrics)."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed of the random splits (real halves, held-out set)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report directory."),
+    ) -> None:
+        """Write metrics.json, PNG plots and report.html comparing generated images with a dataset."""
+        import numpy as np
+
+        from astrogan.data.dataset import open_dataset
+        from astrogan.metrics import parse_metric_names
+        from astrogan.metrics.compute import evaluate
+        from astrogan.utils.errors import UserError
+        from astrogan.utils.log import info, progress
+
+        names = parse_metric_names(metrics)
+        if num < 2:
+            raise UserError(f"--num must be at least 2, got {num}")
+        if morphology_engine not in ("fast", "statmorph"):
+            raise UserError(f"--morphology-engine must be fast or statmorph, got {morphology_engine!r}")
+        if not 0 < trunc <= 2:
+            raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+        if out is None:
+            out = (run / "eval") if run is not None and run.is_dir() else Path("eval-report")
+        if out.exists() and not overwrite:
+            raise UserError(f"report directory {out} exists; pass --overwrite or choose another --out")
+        gen = _open_generator(run, model, device)
+        ds = open_dataset(data)
+        if ds.channels != gen.channels:
+            raise UserError(f"the generator makes {gen.channels}-band images but {data} has {ds.channels} bands")
+        real = ds.images(gen.image_size)
+        chunks = []
+        with progress() as bar:
+            task = bar.add_task("generating", total=num, info="")
+            for s in range(0, num, batch_size):
+                seeds = list(range(s, min(num, s + batch_size)))
+                chunks.append(gen.generate(seeds, trunc=trunc, batch_size=batch_size))
+                bar.advance(task, len(seeds))
+        fake = np.concatenate(chunks)
+        if real.dtype != np.uint8:  # float science data live in [0, 1]: compare like with like
+            fake = fake.astype(np.float32) / 255.0
+        meta = {
+            "generator": str(model if model is not None else run),
+            "dataset": str(data),
+            "dataset_content_hash": ds.content_hash,
+            "num_generated": num,
+            "trunc": trunc,
+            "morphology_engine": morphology_engine,
+        }
+        doc = evaluate(
+            real,
+            fake,
+            out,
+            names=names,
+            cache_dir=cache_dir or _default_cache_dir(),
+            cache_key=ds.content_hash,
+            inception_weights=inception_weights,
+            morphology_engine=morphology_engine,
+            num_workers=workers or None,
+            rng_seed=seed,
+            meta=meta,
+            overwrite=overwrite,
+        )
+        for k, v in sorted(doc["metrics"].items()):
+            if not k.startswith("morph_w1_") or k == "morph_w1_mean":
+                info(f"{k}: {v if v is None else f'{v:.4g}'}")
+        info(f"[green]wrote {out / 'report.html'}")
