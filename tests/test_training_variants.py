@@ -82,3 +82,27 @@ def test_amp_on_cpu_uses_bfloat16_and_stays_finite(tiny_dataset, tmp_path, arch)
     ticks = [r for r in read_stats(run) if "loss_d" in r]
     assert len(ticks) == 1 and np.isfinite(ticks[0]["loss_d"]) and np.isfinite(ticks[0]["loss_g"])
     assert ticks[0]["kimg"] == pytest.approx(3 * 4 * 2 / 1000)
+
+
+def test_wall_clock_budget_stops_and_saves_early(tiny_dataset, tmp_path):
+    cfg = TrainConfig(data=str(tiny_dataset), arch="dcgan", image_size=16, batch_size=4, num_train_steps=10_000,
+                      save_every=10_000, evaluate_every=10_000, results_dir=str(tmp_path), max_minutes=0.05,
+                      num_snapshot_seeds=4, model={"ngf": 8, "ndf": 8}, device="cpu")
+    run = train(cfg, show_progress=False)
+    from astrogan.training.state import list_states
+
+    states = list_states(run / "checkpoints")
+    assert len(states) == 1 and 0 < states[0][0] < 10_000  # stopped early, and saved where it stopped
+    assert (run / "snapshots" / f"step-{states[0][0]:07d}.png").is_file()
+
+
+def test_metrics_during_training_reach_stats(tiny_dataset, tmp_path):
+    cfg = TrainConfig(data=str(tiny_dataset), arch="dcgan", image_size=32, batch_size=4, num_train_steps=2,
+                      save_every=2, evaluate_every=2, results_dir=str(tmp_path), metrics=("spectrum", "morphology"),
+                      num_metric_images=16, num_snapshot_seeds=4, model={"ngf": 8, "ndf": 8}, device="cpu")
+    run = train(cfg, show_progress=False)
+    metric_rows = [r for r in read_stats(run) if any(k.startswith("metric_") for k in r)]
+    assert len(metric_rows) == 1 and metric_rows[0]["step"] == 2
+    keys = [k for k in metric_rows[0] if k.startswith("metric_")]
+    assert any("spectrum" in k for k in keys) and any("morph" in k for k in keys)
+    assert list((tmp_path / ".cache").iterdir())  # reference statistics cached by dataset hash

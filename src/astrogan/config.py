@@ -44,6 +44,7 @@ class TrainConfig:
     log_every: int = 10  # steps per stats tick
     nan_lr_factor: float = 0.5  # learning rates are multiplied by this after a NaN rollback
     max_nan_rollbacks: int = 5
+    max_minutes: float | None = None  # wall-clock budget: stop (and save) early once it is spent
     metrics: tuple[str, ...] = ()  # evaluated every `evaluate_every` steps (issue: metrics)
     num_metric_images: int = 256
     model: dict[str, Any] = field(default_factory=dict)  # architecture width knobs (e.g. ngf, ndf)
@@ -77,6 +78,8 @@ class TrainConfig:
         bad = [t for t in self.aug_types if t not in AUG_TYPES]
         if bad:
             raise UserError(f"unknown --aug-types {','.join(bad)}: choose from {','.join(AUG_TYPES)}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise UserError(f"--max-minutes must be positive, got {self.max_minutes}")
         if self.num_snapshot_seeds <= 0:
             raise UserError("num_snapshot_seeds must be positive")
         return self

@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
             "", "--metrics", help="Metrics every --evaluate-every steps, e.g. spectrum."
         ),
         model: list[str] = typer.Option([], "--model", help="Architecture knob as key=value, e.g. ngf=32."),
+        max_minutes: float = typer.Option(None, "--max-minutes", help="Wall-clock budget; stops and saves early."),
         channels_last: bool = typer.Option(
             True, "--channels-last/--no-channels-last", help="NHWC memory format (faster convolutions)."
         ),
@@ -81,6 +82,7 @@ def register(app: typer.Typer) -> None:
             "device": device,
             "metrics": metrics,
             "channels_last": channels_last,
+            "max_minutes": max_minutes,
             "model": dict(_kv(m, _parse_value) for m in model),
         }
         values = load_preset(preset) if preset else {}

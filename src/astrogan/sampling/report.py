@@ -18,6 +18,7 @@ class Figure:
     title: str
     caption: str = ""
     pixelated: bool = False  # small GAN images look better scaled without smoothing
+    width_px: int | None = None  # display width (e.g. to enlarge a single 64 px picture)
 
 
 _CSS = """
@@ -55,6 +56,8 @@ def write_page(
         cells = []
         for fig in group:
             cls = " class=px" if fig.pixelated else ""
+            if fig.width_px:
+                cls += f" width={int(fig.width_px)}"
             cells.append(
                 f"<div><img{cls} src='{html.escape(fig.src, quote=True)}' alt='{html.escape(fig.title)}'"
                 f" loading=lazy><figcaption><b>{html.escape(fig.title)}</b>{html.escape(fig.caption)}"

@@ -170,8 +170,9 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
                     f"Average of {cfg.num_average} fakes",
                     "Where the model puts its light on average.",
                     True,
+                    256,
                 ),
-                Figure("average-real.png", "Average of the real images", "For comparison.", True),
+                Figure("average-real.png", "Average of the real images", "For comparison.", True, 256),
             ],
             Figure(
                 "progress.gif", "Training progress", "The fixed-seed snapshot grid at each evaluation.", True

@@ -500,6 +500,7 @@ def train(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    deadline = None if cfg.max_minutes is None else time.monotonic() + 60.0 * cfg.max_minutes
     bar = progress(disable=None if (show_progress and dist.is_main) else True)
     with bar:
         task = bar.add_task("training", total=cfg.num_train_steps, completed=start_step, info="")
@@ -531,11 +532,16 @@ def train(
                 continue
             counters["step"] += 1
             step = counters["step"]
+            # Out of time: make this the last step (every rank agrees, so collectives stay in step).
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            if dist.enabled and deadline is not None:
+                out_of_time = dist_utils.all_reduce_mean(float(out_of_time), dist) > 0
+            last = step == cfg.num_train_steps or out_of_time
             for k, v in tick.items():
                 tick_sums[k] = tick_sums.get(k, 0.0) + v
             tick_steps += 1
 
-            if step % cfg.log_every == 0 or step == cfg.num_train_steps:
+            if step % cfg.log_every == 0 or last:
                 dt = time.perf_counter() - tick_t0
                 record: dict[str, Any] = {
                     "step": step,
@@ -564,18 +570,21 @@ def train(
                 tick_sums, tick_steps = {}, 0
                 tick_t0, tick_nimg0 = time.perf_counter(), counters["cur_nimg"]
 
-            if step % cfg.evaluate_every == 0 or step == cfg.num_train_steps:
+            if step % cfg.evaluate_every == 0 or last:
                 if dist.is_main:
                     snapshot(step)
                 if metric_fn is not None and dist.is_main:
                     figures = evaluate_metrics(step)
                     if writer is not None:
                         writer.write({"step": step, "kimg": counters["cur_nimg"] / 1000, **figures})
-            if step % cfg.save_every == 0 or step == cfg.num_train_steps:
+            if step % cfg.save_every == 0 or last:
                 last_good = save(step)
             bar.update(task, completed=step)
             for cb in callbacks:
                 cb(step, {"run_dir": run_dir, "G": G, "D": D, "G_ema": G_ema, "loss": loss})
+            if out_of_time:
+                info(f"[yellow]--max-minutes {cfg.max_minutes:g} spent: stopped and saved at step {step}")
+                break
 
     if writer is not None:
         writer.close()
