@@ -1,0 +1,45 @@
+"""The serving side needs no torch: `generate --model model.onnx` and the web app run with torch unimportable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from astrogan.web.onnx_generator import write_tiny_model
+
+# A meta-path finder that refuses torch, as in a serving environment where it is not installed.
+_BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch' (blocked by the test)")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def test_generate_and_serve_from_onnx_without_torch(tmp_path):
+    model = write_tiny_model(tmp_path / "model.onnx", z_dim=8, image_size=16)
+    script = _BLOCK_TORCH + textwrap.dedent(f"""
+        from pathlib import Path
+        from astrogan.cli.main import main
+        out = Path({str(tmp_path / "gen")!r})
+        assert main(["generate", "--model", {str(model)!r}, "--seeds", "0-3", "--out", str(out), "--grid"]) == 0
+        assert sorted(p.name for p in out.iterdir()) == ["grid.png"] + [f"seed{{i:04d}}.png" for i in range(4)]
+
+        from fastapi.testclient import TestClient
+        from astrogan.web.app import create_app
+        from astrogan.web.settings import ServeSettings
+        app = create_app(ServeSettings(model_path=Path({str(model)!r}), pool_dir=Path({str(tmp_path / "pool")!r})))
+        with TestClient(app) as client:
+            r = client.get("/api/image.png", params={{"seed": 3}})
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+            assert client.get("/healthz").status_code == 200
+        assert "torch" not in sys.modules
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
