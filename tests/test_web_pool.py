@@ -19,9 +19,10 @@ from astrogan.web.settings import ServeSettings
 from astrogan.web.worker import fill_to, open_pool, run_worker
 
 
-def _claim_all(pool_dir: str, model_id: str, out: mp.Queue, start: mp.Event) -> None:
+def _claim_all(pool_dir: str, model_id: str, out: mp.Queue, start: mp.Event, ready: mp.Queue) -> None:
     pool = Pool(pool_dir, model_id=model_id)
-    start.wait(10)
+    ready.put(os.getpid())  # the parent fires `start` only once every claimer is ready, so they really race
+    start.wait(60)
     got = []
     while (picture := pool.claim()) is not None:
         got.append(picture.id)
@@ -32,11 +33,13 @@ def test_two_processes_never_claim_the_same_image(tmp_path):
     pool = Pool(tmp_path / "pool", model_id="m1")
     ids = pool.add_many((seed, 1.0, b"png%d" % seed) for seed in range(300))
     ctx = mp.get_context("spawn")
-    out, start = ctx.Queue(), ctx.Event()
-    args = (str(tmp_path / "pool"), "m1", out, start)
+    out, start, ready = ctx.Queue(), ctx.Event(), ctx.Queue()
+    args = (str(tmp_path / "pool"), "m1", out, start, ready)
     procs = [ctx.Process(target=_claim_all, args=args) for _ in range(3)]
     for p in procs:
         p.start()
+    for _ in procs:
+        ready.get(timeout=60)
     start.set()
     results = [out.get(timeout=60) for _ in procs]
     for p in procs:
