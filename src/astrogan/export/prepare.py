@@ -6,7 +6,8 @@ import copy
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
+
+from astrogan.models.layers import bake_spectral_norm
 
 
 class ExportWrapper(nn.Module):
@@ -33,25 +34,8 @@ def prepare_generator(G: nn.Module) -> ExportWrapper:
     so the graph holds plain convs (ONNX has no `vdot`).
     """
     G = copy.deepcopy(G).cpu().float().eval().requires_grad_(False)
-    for module in list(G.modules()):
-        if parametrize.is_parametrized(module):
-            _bake_parametrizations(module)
+    bake_spectral_norm(G)  # safe on the copy: the caller's generator keeps its parametrizations
     return ExportWrapper(G).eval()
-
-
-@torch.no_grad()
-def _bake_parametrizations(module: nn.Module) -> None:
-    """Turn a parametrized module back into its plain class with the current parametrized tensors.
-
-    Not `parametrize.remove_parametrizations`: it deletes the property from the parametrized class, which
-    a deep copy shares with the original model, and would break the caller's generator.
-    """
-    tensors = {name: getattr(module, name).detach().clone() for name in module.parametrizations}
-    plain_cls = module.__class__.__bases__[0]
-    del module._modules["parametrizations"]
-    module.__class__ = plain_cls
-    for name, t in tensors.items():
-        module.register_parameter(name, nn.Parameter(t, requires_grad=False))
 
 
 def dummy_inputs(wrapper: ExportWrapper, *, batch: int = 2) -> tuple[torch.Tensor, ...]:
