@@ -12,8 +12,7 @@ from torch import nn
 
 from astrogan.models.io import load_generator_module
 from astrogan.sampling.post import to_uint8
-from astrogan.utils.errors import UserError
-from astrogan.utils.seeds import latents_for_seeds
+from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
 from astrogan.utils.torchtools import pick_device
 
 
@@ -40,19 +39,8 @@ class Generator:
 
     def labels_for(self, seeds: Sequence[int], labels: Sequence[int] | int | None) -> torch.Tensor | None:
         """Class labels (N,) for a conditional model: given ones, or `seed % num_classes` by default."""
-        if self.num_classes <= 0:
-            if labels is not None:
-                raise UserError("this generator is unconditional: drop --class")
-            return None
-        if labels is None:
-            values = [int(s) % self.num_classes for s in seeds]
-        elif isinstance(labels, int):
-            values = [labels] * len(seeds)
-        else:
-            values = [int(v) for v in labels]
-        if len(values) != len(seeds) or any(not 0 <= v < self.num_classes for v in values):
-            raise UserError(f"class labels must be in 0..{self.num_classes - 1}, one per seed")
-        return torch.tensor(values, dtype=torch.long, device=self.device)
+        values = labels_for_seeds(seeds, self.num_classes, labels)
+        return None if values is None else torch.tensor(values, dtype=torch.long, device=self.device)
 
     @torch.no_grad()
     def synthesize(

@@ -58,3 +58,25 @@ def seed_python_and_numpy(seed: int) -> None:
     """Seed Python's and NumPy's global generators (torch is seeded in utils.torchtools)."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
+
+
+def labels_for_seeds(
+    seeds: Sequence[int], num_classes: int, labels: Sequence[int] | int | None = None
+) -> list[int] | None:
+    """Class labels for a batch of seeds: the given ones (one per seed, or one for all), else `seed % num_classes`.
+
+    The one rule shared by the torch sampler and the torch-free web server; None for unconditional models.
+    """
+    if num_classes <= 0:
+        if labels is not None:
+            raise UserError("this generator is unconditional: drop --class")
+        return None
+    if labels is None:
+        values = [int(s) % num_classes for s in seeds]
+    elif isinstance(labels, int):
+        values = [int(labels)] * len(seeds)
+    else:
+        values = [int(v) for v in labels]
+    if len(values) != len(seeds) or any(not 0 <= v < num_classes for v in values):
+        raise UserError(f"class labels must be in 0..{num_classes - 1}, one per seed")
+    return values

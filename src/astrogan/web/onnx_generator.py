@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from astrogan.utils.errors import UserError
-from astrogan.utils.seeds import latents_for_seeds
+from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
 
 LATENT_INPUT = "z"
 CLASS_INPUT = "c"
@@ -126,9 +126,8 @@ class OnnxGenerator:
 
     def default_labels(self, seeds: Sequence[int]) -> np.ndarray | None:
         """Class per seed when none is asked for: `seed % num_classes` (None for unconditional models)."""
-        if not self.has_class_input:
-            return None
-        return np.asarray([int(s) % self.num_classes for s in seeds], dtype=np.int64)
+        values = labels_for_seeds(seeds, self.num_classes if self.has_class_input else 0)
+        return None if values is None else np.asarray(values, dtype=np.int64)
 
     def generate(
         self,
@@ -143,10 +142,7 @@ class OnnxGenerator:
         `labels`: one class per seed, one class for all, or None (`seed % num_classes` when conditional).
         """
         seeds = list(seeds)
-        if labels is not None and not self.has_class_input:
-            raise UserError("this generator is unconditional: drop --class")
-        if labels is None:
-            labels = self.default_labels(seeds)
+        labels = labels_for_seeds(seeds, self.num_classes if self.has_class_input else 0, labels)
         return self.generate_latents(self.latents(seeds, trunc=trunc), labels=labels, batch_size=batch_size)
 
     def _labels(self, labels: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
