@@ -46,6 +46,7 @@ class DemoConfig:
     model_width: int = 8  # ngf = ndf of the small FastGAN
     aug_prob: float = 0.3
     num_average: int = 1000
+    max_train_minutes: float | None = 7.0  # safety net so a slower machine still finishes within ~10 minutes
     seed: int = 0
     device: str = "auto"
 
@@ -115,6 +116,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
         evaluate_every=max(1, cfg.num_train_steps // 15),
         log_every=max(1, cfg.num_train_steps // 100),
         name="demo",
+        max_minutes=cfg.max_train_minutes,
         results_dir=str(out / "runs"),
         aug_prob=cfg.aug_prob,
         seed=cfg.seed,
