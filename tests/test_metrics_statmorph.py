@@ -46,3 +46,37 @@ def test_statmorph_engine_through_run_metrics():
     assert res.details["morphology"]["engine"] == "statmorph"
     # The same galaxies in another order: every distance is zero.
     assert res.scalars["morph_w1_mean"] == pytest.approx(0.0, abs=1e-12)
+
+
+def _statmorph_skybox_rule(seg: np.ndarray) -> tuple[int, int, int] | None:
+    """statmorph's _slice_skybox written out: the first segmap-free square in a row-major scan."""
+    ny, nx = seg.shape
+    size = 32
+    while True:
+        for i in range(0, ny - size):
+            for j in range(0, nx - size):
+                if not seg[i : i + size, j : j + size].any():
+                    return i, j, size
+        if size <= 2:
+            return None
+        size //= 2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_skybox_follows_statmorph_scan(seed):
+    from astrogan.metrics.morphology import _skybox
+
+    rng = np.random.default_rng(seed)
+    seg = np.zeros((48, 48), dtype=bool)
+    for _ in range(4 + 4 * seed):  # a few rectangles, more for later seeds (smaller boxes)
+        y, x = rng.integers(0, 44, 2)
+        seg[y : y + rng.integers(3, 20), x : x + rng.integers(3, 20)] = True
+    img = rng.normal(size=seg.shape)
+    box = _skybox(img, seg)
+    ref = _statmorph_skybox_rule(seg)
+    if ref is None:
+        assert box.size == 0
+    else:
+        i, j, size = ref
+        assert box.shape == (size, size)
+        assert np.array_equal(box, img[i : i + size, j : j + size])
