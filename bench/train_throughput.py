@@ -2,7 +2,8 @@
 
 Prints one JSON line. Each configuration runs in its own subprocess (so peak RSS is its own) and is compared,
 in the same run, with a bare step (G/D forward+backward with the same loss and optimizers, no augmentation,
-EMA, logging or RNG bookkeeping): `loop_over_bare` is the loop's overhead. The physical limit beside each
+EMA, logging or RNG bookkeeping): `loop_over_bare` is the loop's overhead, and the bare step in both memory
+formats gives `channels_last_speedup`. The physical limit beside each
 figure: training FLOPs per image (forward ~1x, backward ~2x, counted with hooks) against this machine's
 measured fp32 matmul peak.
 
@@ -94,7 +95,12 @@ def _child(arch: str, size: int, steps: int, batch: int, device: str, amp: bool)
         cy, cx, s = rng.uniform(size * 0.3, size * 0.7), rng.uniform(size * 0.3, size * 0.7), size * 0.1
         blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
         Image.fromarray((np.stack([blob] * 3, -1) * 255).astype(np.uint8)).save(raw / f"{i}.png")
-    build_dataset([raw], tmp / "ds", options=BuildOptions(image_sizes=(size,)), show_progress=False)
+    build_dataset(
+        [raw],
+        tmp / "ds",
+        options=BuildOptions(image_sizes=(size,), min_size_px=min(32, size)),
+        show_progress=False,
+    )
 
     half = steps // 2
     cfg = TrainConfig(
@@ -119,32 +125,43 @@ def _child(arch: str, size: int, steps: int, batch: int, device: str, amp: bool)
 
     spec = get_arch(arch)
     mcfg = spec.config_cls(image_size=size, channels=3, **WIDTHS[arch])
-    G, D = spec.build_generator(mcfg).to(device), spec.build_discriminator(mcfg).to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=spec.lr, betas=spec.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=spec.lr, betas=spec.betas)
     loss = make_loss(spec.loss)
-    real = torch.rand(batch, 3, size, size, device=device) * 2 - 1
 
-    def bare_step() -> None:
-        z = torch.randn(batch, G.z_dim, device=device)
-        with torch.no_grad():
-            fake = G(z)
-        opt_d.zero_grad()
-        loss.d_loss(D, real, fake)[0].backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        D.requires_grad_(False)
-        loss.g_loss(D, G(z))[0].backward()
-        D.requires_grad_(True)
-        opt_g.step()
+    def bare_rate(memory_format: torch.memory_format) -> float:
+        """Images/s of a bare D+G step (same nets, loss and optimizers; nothing else) in one memory format."""
+        torch.manual_seed(0)
+        G = spec.build_generator(mcfg).to(device).to(memory_format=memory_format)
+        D = spec.build_discriminator(mcfg).to(device).to(memory_format=memory_format)
+        opt_g = torch.optim.Adam(G.parameters(), lr=spec.lr, betas=spec.betas)
+        opt_d = torch.optim.Adam(D.parameters(), lr=spec.lr, betas=spec.betas)
+        real = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(
+            memory_format=memory_format
+        )
 
-    bare_step()
-    t = time.perf_counter()
-    for _ in range(half):
-        bare_step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    bare_ips = half * batch / (time.perf_counter() - t)
+        def step() -> None:
+            z = torch.randn(batch, G.z_dim, device=device)
+            with torch.no_grad():
+                fake = G(z)
+            opt_d.zero_grad()
+            loss.d_loss(D, real, fake)[0].backward()
+            opt_d.step()
+            opt_g.zero_grad()
+            D.requires_grad_(False)
+            loss.g_loss(D, G(z))[0].backward()
+            D.requires_grad_(True)
+            opt_g.step()
+
+        step()
+        t = time.perf_counter()
+        for _ in range(half):
+            step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return half * batch / (time.perf_counter() - t)
+
+    bare_ips = bare_rate(torch.channels_last)  # the loop trains channels_last by default
+    bare_nchw_ips = bare_rate(torch.contiguous_format)
+    G, D = spec.build_generator(mcfg).to(device), spec.build_discriminator(mcfg).to(device)
 
     g_macs = _macs(G.eval(), torch.zeros(1, G.z_dim, device=device))
     d_macs = _macs(D.eval(), torch.zeros(1, 3, size, size, device=device))
@@ -159,6 +176,8 @@ def _child(arch: str, size: int, steps: int, batch: int, device: str, amp: bool)
         "images_per_s": round(loop_ips, 2),
         "bare_images_per_s": round(bare_ips, 2),
         "loop_over_bare": round(loop_ips / bare_ips, 3),
+        "bare_contiguous_images_per_s": round(bare_nchw_ips, 2),
+        "channels_last_speedup": round(bare_ips / bare_nchw_ips, 3),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
         "train_gflop_per_image": round(train_flops / 1e9, 3),
         "achieved_gflops": round(loop_ips * train_flops / 1e9, 1),
