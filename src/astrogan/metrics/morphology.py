@@ -21,6 +21,7 @@ radii are in pixels; orientation is in radians, counter-clockwise from +x, in (-
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -76,6 +77,12 @@ _DR = 0.05  # radius grid step of the curves of growth, px
 _H = 0.05  # radius step of the sampled curves (half the annulus width is a whole number of steps)
 _SUB = 5  # sub-pixels per axis for pixels near an aperture centre
 _SUB_RADIUS = 4.0  # px around the centre that are sub-sampled
+# Half box widths of the curves of growth in fine steps (the steps are the bin width).
+_HALF_STEPS_FAR = int(round(0.5 / _DR))
+_HALF_STEPS_NEAR = int(round(0.5 / _SUB / _DR))
+_SUB_OFF = (np.arange(_SUB) + 0.5) / _SUB - 0.5
+_SUB_OY = np.repeat(_SUB_OFF, _SUB)  # sub-pixel offsets, row-major over the (y, x) sub-grid
+_SUB_OX = np.tile(_SUB_OFF, _SUB)
 
 
 @dataclass(frozen=True)
@@ -115,21 +122,31 @@ def gini(values: np.ndarray) -> float:
 
 def m20(image: np.ndarray, mask: np.ndarray) -> float:
     """M20 (Lotz et al. 2004): log10 of the second moment of the brightest 20% of the flux over the total."""
-    img = np.where(mask, image, 0.0)
+    mask = np.asarray(mask, dtype=bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return float("nan")
+    # Only the mask's bounding box holds flux: work there (moments are offset-free).
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    mask = mask[box]
+    img = np.where(mask, np.asarray(image)[box], 0.0)
     total = img.sum()
     if total <= 0:
         return float("nan")
-    yy, xx = np.indices(img.shape)
+    yy, xx = _indices(*img.shape)
     yc, xc = (img * yy).sum() / total, (img * xx).sum() / total
     r2 = (yy - yc) ** 2 + (xx - xc) ** 2
     mom_tot = (img * r2).sum()
-    vals = np.sort(img.ravel())
-    frac = np.cumsum(vals) / vals.sum()
+    # Pixels outside the mask are zeros: they add nothing to the running sum, so sorting only the
+    # masked values finds the same threshold.
+    vals = np.sort(img[mask])
+    cum = np.cumsum(vals)
+    frac = cum / vals.sum()
     above = vals[frac >= 0.8]
     if above.size == 0:
         return float("nan")
     bright = img >= above[0]
-    mom_20 = (img * r2 * bright).sum()
+    mom_20 = (img * r2)[bright].sum()
     if mom_20 <= 0 or mom_tot <= 0:
         return float("nan")
     return float(np.log10(mom_20 / mom_tot))
@@ -212,6 +229,31 @@ def _indices(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return _INDICES[key]
 
 
+def _radius_grid(h: int, w: int, xc: float, yc: float, elong: float, theta: float) -> np.ndarray:
+    """Circular or elliptical radius of every pixel of an (h, w) image about (xc, yc), float64 (h, w).
+
+    Same values as `_Growth._radius` on full coordinate arrays (to rounding: sqrt of the sum of
+    squares, several times faster than hypot), built from a row and a column.
+    """
+    dx = np.arange(w, dtype=np.float64) - xc
+    dy = (np.arange(h, dtype=np.float64) - yc)[:, None]
+    if elong == 1.0:
+        r = dx * dx + dy * dy
+        return np.sqrt(r, out=r)
+    c, s = np.cos(theta), np.sin(theta)
+    xp = dx * c + dy * s
+    yp = -dx * s + dy * c
+    yp *= elong
+    xp *= xp
+    yp *= yp
+    xp += yp
+    return np.sqrt(xp, out=xp)
+
+
+_STRUCT8 = np.ones((3, 3), dtype=bool)  # 8-connectivity
+_ARANGE100 = np.arange(100.0)
+
+
 class _Growth:
     """Curves of growth about one centre (circular, or elliptical with semi-major radius `a`).
 
@@ -232,56 +274,59 @@ class _Growth:
     ):
         h, w = img.shape
         yy, xx = _indices(h, w)
-        self.rad = rad = self._radius(xx - xc, yy - yc, elong, theta)
-        # Only small apertures (r20 of compact galaxies) need sub-pixels: Petrosian radii do not.
-        # Near pixels are looked for in a small box about the centre, not over the whole image.
-        y0, y1 = max(0, int(np.floor(yc - sub_radius))), min(h, int(np.ceil(yc + sub_radius)) + 1)
-        x0, x1 = max(0, int(np.floor(xc - sub_radius))), min(w, int(np.ceil(xc + sub_radius)) + 1)
-        by, bx = np.mgrid[y0:y1, x0:x1]
-        near = np.hypot(bx - xc, by - yc) < sub_radius
-        self.near_flat = (by[near] * w + bx[near]).astype(np.int64)
-        off = (np.arange(_SUB) + 0.5) / _SUB - 0.5
-        oy, ox = np.meshgrid(off, off, indexing="ij")
-        sy = (by[near][:, None] + oy.ravel()[None, :]).ravel()
-        sx = (bx[near][:, None] + ox.ravel()[None, :]).ravel()
-        sr = self._radius(sx - xc, sy - yc, elong, theta)
+        self.rad = rad = _radius_grid(h, w, xc, yc, elong, theta)
         self.rmax = float(rad.max()) + 1.0
         self.nb = int(self.rmax / _DR) + 2
-        self.idx_all = np.minimum((rad.ravel() / _DR).astype(np.int64), self.nb - 1)
-        self.idx_nearpix = self.idx_all[self.near_flat]
-        self.idx_near = np.minimum((sr / _DR).astype(np.int64), self.nb - 1)
+        # rad / _DR < nb - 1 by construction of nb, so no clipping is needed here.
+        self.idx_all = (rad.ravel() / _DR).astype(np.int64)
         # Running integrals of the cumulative profiles at the bin centres c_k (mass sits at c_k);
         # the two end points make interpolation exact below 0 and linear beyond the last bin.
         centres = (np.arange(self.nb) + 0.5) * _DR
         self._far = centres[-1] + 1e3
         self.grid = np.concatenate([[-1.0], centres, [self._far]])
-        self.int_count_far = self._integral(self._far_hist(None))
-        self.int_count_near = self._integral(np.bincount(self.idx_near, minlength=self.nb) / _SUB**2)
-        self.set_image(img)
-
-    def _far_hist(self, img: np.ndarray | None) -> np.ndarray:
-        """Histogram of whole pixels (values, or counts when img is None) outside the sub-pixel zone."""
-        if img is None:
-            full = np.bincount(self.idx_all, minlength=self.nb).astype(np.float64)
-            return full - np.bincount(self.idx_nearpix, minlength=self.nb)
+        # Only small apertures (r20 of compact galaxies) need sub-pixels: Petrosian radii do not.
+        # Near pixels are looked for in a small box about the centre, not over the whole image.
+        self.near_flat = None
+        if sub_radius > 0:
+            y0, y1 = max(0, int(np.floor(yc - sub_radius))), min(h, int(np.ceil(yc + sub_radius)) + 1)
+            x0, x1 = max(0, int(np.floor(xc - sub_radius))), min(w, int(np.ceil(xc + sub_radius)) + 1)
+            by, bx = yy[y0:y1, x0:x1], xx[y0:y1, x0:x1]
+            near = np.hypot(bx - xc, by - yc) < sub_radius
+            if near.any():
+                by, bx = by[near], bx[near]
+                self.near_flat = (by * w + bx).astype(np.int64)
+                sy = (by[:, None] + _SUB_OY).ravel()
+                sx = (bx[:, None] + _SUB_OX).ravel()
+                sr = self._radius(sx - xc, sy - yc, elong, theta)
+                self.idx_nearpix = self.idx_all[self.near_flat]
+                self.idx_near = np.minimum((sr / _DR).astype(np.int64), self.nb - 1)
+        # Histograms (counts and flux; whole pixels outside the sub-pixel zone, then sub-pixels),
+        # integrated together as the rows of one array.
         v = img.ravel()
-        full = np.bincount(self.idx_all, weights=v, minlength=self.nb)
-        return full - np.bincount(self.idx_nearpix, weights=v[self.near_flat], minlength=self.nb)
-
-    def set_image(self, img: np.ndarray) -> _Growth:
-        """Measure another image of the same shape with the same centre and apertures."""
-        self.int_hist_far = self._integral(self._far_hist(img))
-        near_v = np.repeat(img.ravel()[self.near_flat] / _SUB**2, _SUB**2)
-        self.int_hist_near = self._integral(np.bincount(self.idx_near, weights=near_v, minlength=self.nb))
+        hists = [
+            np.bincount(self.idx_all, minlength=self.nb).astype(np.float64),
+            np.bincount(self.idx_all, weights=v, minlength=self.nb),
+        ]
+        if self.near_flat is not None:
+            hists[0] = hists[0] - np.bincount(self.idx_nearpix, minlength=self.nb)
+            hists[1] = hists[1] - np.bincount(self.idx_nearpix, weights=v[self.near_flat], minlength=self.nb)
+            near_v = np.repeat(v[self.near_flat] / _SUB**2, _SUB**2)
+            hists.append(np.bincount(self.idx_near, minlength=self.nb) / _SUB**2)
+            hists.append(np.bincount(self.idx_near, weights=near_v, minlength=self.nb))
+        integ = self._integral(np.array(hists))
+        self.int_count_far, self.int_hist_far = integ[0], integ[1]
+        if self.near_flat is not None:
+            self.int_count_near, self.int_hist_near = integ[2], integ[3]
+        self._integ = integ
         self._ck = None
-        return self
 
     def _integral(self, hist: np.ndarray) -> np.ndarray:
-        cum = np.cumsum(hist)
-        integ = np.empty(self.nb + 2)
-        integ[:2] = 0.0
-        np.cumsum(cum[:-1] * _DR, out=integ[2:-1])
-        integ[-1] = integ[-2] + cum[-1] * (self._far - self.grid[-2])
+        """Running integrals of the cumulative sums of `hist` (rows), `(..., nb)` -> `(..., nb + 2)`."""
+        cum = np.cumsum(hist, axis=-1)
+        integ = np.empty(hist.shape[:-1] + (self.nb + 2,))
+        integ[..., :2] = 0.0
+        np.cumsum(cum[..., :-1] * _DR, axis=-1, out=integ[..., 2:-1])
+        integ[..., -1] = integ[..., -2] + cum[..., -1] * (self._far - self.grid[-2])
         return integ
 
     @staticmethod
@@ -300,8 +345,11 @@ class _Growth:
         cumulative profile, so each curve is two interpolations of its running integral.
         """
         r = np.asarray(radii, dtype=np.float64)
-        flux = self._box(self.int_hist_far, r, 1.0) + self._box(self.int_hist_near, r, 1.0 / _SUB)
-        area = self._box(self.int_count_far, r, 1.0) + self._box(self.int_count_near, r, 1.0 / _SUB)
+        flux = self._box(self.int_hist_far, r, 1.0)
+        area = self._box(self.int_count_far, r, 1.0)
+        if self.near_flat is not None:
+            flux = flux + self._box(self.int_hist_near, r, 1.0 / _SUB)
+            area = area + self._box(self.int_count_near, r, 1.0 / _SUB)
         return flux, area
 
     def _box(self, integral: np.ndarray, r: np.ndarray, width: float) -> np.ndarray:
@@ -312,10 +360,28 @@ class _Growth:
     def _curves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flux and area of apertures on the fine grid r_k = k * _H (0 <= r_k <= rmax + 1)."""
         if self._ck is None:
-            rk = np.arange(int((self.rmax + 1.0) / _H) + 1) * _H
-            f, a = self.flux_area(rk)
+            num = int((self.rmax + 1.0) / _H) + 1
+            rk = np.arange(num) * _H
+            a, f = self._box_fine(self._integ[:2], num, _HALF_STEPS_FAR)
+            if self.near_flat is not None:
+                a_near, f_near = self._box_fine(self._integ[2:], num, _HALF_STEPS_NEAR)
+                f, a = f + f_near, a + a_near
             self._ck = (rk, f, a)
         return self._ck
+
+    def _box_fine(self, integral: np.ndarray, num: int, half_steps: int) -> np.ndarray:
+        """`_box` on the fine grid r_k = k * _H without interpolation searches: r_k +- half the box
+        width is m * _DR, midway between two bin centres (or past the last one, where the running
+        integral is linear towards the far point)."""
+        nb = self.nb
+        ext = np.empty(integral.shape[:-1] + (num + half_steps,))
+        ext[..., :nb] = 0.5 * (integral[..., :nb] + integral[..., 1 : nb + 1])
+        last = self.grid[-2]
+        slope = (integral[..., -1:] - integral[..., -2:-1]) / (self._far - last)
+        ext[..., nb:] = integral[..., -2:-1] + (np.arange(nb, num + half_steps) * _DR - last) * slope
+        out = ext[..., half_steps : half_steps + num].copy()
+        out[..., half_steps:] -= ext[..., : num - half_steps]  # r_k - width / 2 < 0 holds nothing
+        return out / (2 * half_steps * _DR)
 
     def petrosian(self, r_outer: float) -> tuple[float, int]:
         """Petrosian radius (annulus mean / enclosed mean = eta) and a flag, by statmorph's rule: the
@@ -323,12 +389,13 @@ class _Growth:
         found on the fine grid (first sign change in the bracket, linear interpolation)."""
         rk, f, a = self._curves()
         s = int(round(0.5 * _ANNULUS / _H))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ann = np.abs((f[2 * s :] - f[: -2 * s]) / (a[2 * s :] - a[: -2 * s]))
-            val = ann / np.abs(f[s:-s] / a[s:-s]) - _ETA
+        ann = np.abs((f[2 * s :] - f[: -2 * s]) / (a[2 * s :] - a[: -2 * s]))
+        val = ann / np.abs(f[s:-s] / a[s:-s]) - _ETA
         val = np.where(np.isfinite(val), val, 1.0 - _ETA)
         r_mid = rk[s:-s]
-        coarse = np.linspace(_ANNULUS, r_outer, 100)
+        # np.linspace(_ANNULUS, r_outer, 100), by its own arithmetic, without its call overhead.
+        coarse = _ARANGE100 * ((r_outer - _ANNULUS) / 99) + _ANNULUS
+        coarse[-1] = r_outer
         cval = np.interp(coarse, r_mid, val)
         below = np.flatnonzero(cval <= 0)
         if below.size == 0:
@@ -374,12 +441,13 @@ class _Growth:
 
 
 def _moments(img_seg: np.ndarray, xc: float, yc: float) -> tuple[float, float, float]:
-    yy, xx = _indices(*img_seg.shape)
+    # Separable sums: the column and row profiles carry the x and y moments.
+    h, w = img_seg.shape
+    dx, dy = np.arange(w) - xc, np.arange(h) - yc
     tot = img_seg.sum()
-    dx, dy = xx - xc, yy - yc
-    x2 = (img_seg * dx * dx).sum() / tot
-    y2 = (img_seg * dy * dy).sum() / tot
-    xy = (img_seg * dx * dy).sum() / tot
+    x2 = float(img_seg.sum(axis=0) @ (dx * dx)) / tot
+    y2 = float(img_seg.sum(axis=1) @ (dy * dy)) / tot
+    xy = float(dy @ (img_seg @ dx)) / tot
     rho = 1.0 / 12.0  # SExtractor's fix for "infinitely thin" sources, as in statmorph
     while abs(x2 * y2 - xy**2) < rho**2:
         x2 += rho if x2 >= 0 else -rho
@@ -389,9 +457,10 @@ def _moments(img_seg: np.ndarray, xc: float, yc: float) -> tuple[float, float, f
 
 def _shape(x2: float, y2: float, xy: float) -> tuple[float, float, float]:
     """(ellipticity, elongation, orientation) from second moments."""
-    ev = np.sort(np.linalg.eigvalsh(np.array([[x2, xy], [xy, y2]])))[::-1]
-    a, b = np.sqrt(np.abs(ev))
-    return 1.0 - b / a, a / b, 0.5 * np.arctan2(2.0 * xy, x2 - y2)
+    # Eigenvalues of the symmetric 2x2 moment matrix in closed form (larger first).
+    mean, dev = 0.5 * (x2 + y2), float(np.hypot(0.5 * (x2 - y2), xy))
+    a, b = np.sqrt(abs(mean + dev)), np.sqrt(abs(mean - dev))
+    return 1.0 - b / a, a / b, 0.5 * float(np.arctan2(2.0 * xy, x2 - y2))
 
 
 def _skybox(img: np.ndarray, seg: np.ndarray) -> np.ndarray:
@@ -417,6 +486,22 @@ def _skybox(img: np.ndarray, seg: np.ndarray) -> np.ndarray:
         size //= 2
 
 
+_WINDOWS: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _window_offsets(half: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cached pixel offsets (dy, dx) of a (2 half + 1)^2 window and their radii, sorted by radius."""
+    if half not in _WINDOWS:
+        oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
+        rc = np.hypot(oy, ox).ravel()
+        order = np.argsort(rc, kind="stable")
+        out = (oy.ravel()[order].astype(np.int64), ox.ravel()[order].astype(np.int64), rc[order])
+        for arr in out:
+            arr.flags.writeable = False
+        _WINDOWS[half] = out
+    return _WINDOWS[half]
+
+
 def _asymmetry_search(
     img: np.ndarray, x0: float, y0: float, r_ap: float, sky_asym: float, *, reach_px: float
 ) -> tuple[float, float, float, bool]:
@@ -432,57 +517,89 @@ def _asymmetry_search(
     """
     h, w = img.shape
     half = int(np.ceil(r_ap + 1.0)) + 2  # window half size around the current best centre
-    pad = max(h, w) + half + int(np.ceil(reach_px)) + 4
+    # Window pixels and their 180-degree images both lie within `half` (+2) px of a centre inside
+    # the stamp, so this margin keeps every gather (including the bilinear neighbours) in bounds.
+    pad = half + int(np.ceil(reach_px)) + 6
     # float32 halves the memory traffic of the (candidates x pixels) arrays; A needs no more.
     padded = np.pad(img.astype(np.float32), pad)
-    inside = np.pad(np.ones((h, w), dtype=bool), pad).ravel()
     flat = padded.ravel()
     flipped = np.ascontiguousarray(padded[::-1, ::-1]).ravel()
     hp, wp = padded.shape
-    # Window pixels any candidate aperture can touch (candidates lie within 2 px of the window
-    # centre), sorted by radius: those deeper than r_ap - 2.5 have weight 1 for every candidate.
-    oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
-    rc = np.hypot(oy, ox).ravel()
-    order = np.argsort(rc, kind="stable")
-    order = order[rc[order] <= r_ap + 2.5]
-    rc = rc[order]
-    oy = oy.ravel()[order].astype(np.float32)
-    ox = ox.ravel()[order].astype(np.float32)
-    rel = (oy.astype(np.int64) * wp + ox.astype(np.int64))
-    deep = rc < r_ap - 2.5
+    # The bilinear neighbours flipped[i - 1], [i - wp], [i - wp - 1] are gathers from shifted views.
+    shifted = (flipped[wp + 1 :], flipped[wp:], flipped[1:], flipped)
+    # Window pixels any candidate aperture can touch, sorted by radius. Candidates lie within 1 px
+    # per axis (sqrt 2 in all) of the window centre, so pixels deeper than r_ap - 2 have weight 1
+    # and pixels beyond r_ap + 2 weight 0 for every candidate (the aperture edge ramp is 1 px wide).
+    oy_i, ox_i, rc = _window_offsets(half)
+    num_win = int(np.searchsorted(rc, r_ap + 2.0, side="right"))
+    oy_i, ox_i, rc = oy_i[:num_win], ox_i[:num_win], rc[:num_win]
+    oy, ox = oy_i.astype(np.float32), ox_i.astype(np.float32)
+    rel = oy_i * wp + ox_i
+    num_deep = int(np.searchsorted(rc, r_ap - 2.0, side="left"))
     cache: dict[tuple[float, float], float] = {}
+    windows: dict[tuple[int, int], tuple] = {}
+
+    def window(wx: int, wy: int) -> tuple:
+        """Window pixels about (wx, wy) inside the stamp: flat indices, offsets, deep count, values."""
+        key = (wx, wy)
+        if key not in windows:
+            idx = (pad + wy) * wp + pad + wx + rel
+            if wy - half >= 0 and wy + half < h and wx - half >= 0 and wx + half < w:
+                srel, k, oxr, oyr = rel, num_deep, ox[num_deep:], oy[num_deep:]
+            else:
+                ys, xs = wy + oy_i, wx + ox_i
+                sel = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)  # outside the stamp adds nothing
+                idx, srel = idx[sel], rel[sel]
+                k = int(np.count_nonzero(sel[:num_deep]))  # still sorted: the first k pixels are deep
+                oxr, oyr = ox[sel][k:], oy[sel][k:]
+            win = flat[idx]
+            awin = np.abs(win)
+            ones = np.ones(k, dtype=np.float32)
+            windows[key] = (srel, k, oxr, oyr, win, awin, ones, float(awin[:k] @ ones))
+        return windows[key]
 
     def score(cands: list[tuple[float, float]], cu: float, cv: float) -> None:
         """A at doubled centres `cands`, on the window pixels about the doubled centre (cu, cv)."""
         wx, wy = int(round(cu / 2.0)), int(round(cv / 2.0))
-        idx = (pad + wy) * wp + pad + wx + rel
-        sel = inside[idx]  # pixels outside the stamp add nothing (zero flux, no area)
-        idx, srel = idx[sel], rel[sel]
-        k = int(np.count_nonzero(deep[sel]))  # still sorted: the first k pixels are deep
-        win = flat[idx]
-        u = np.array([c[0] for c in cands])
-        v = np.array([c[1] for c in cands])
-        a, b = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
-        fu, fv = (u - a).astype(np.float32)[:, None], (v - b).astype(np.float32)[:, None]
+        srel, k, oxr, oyr, win, awin, ones, tot_deep = window(wx, wy)
+        # Per-candidate scalars in plain Python: a handful of candidates per call.
+        ab = [(math.floor(u), math.floor(v)) for u, v in cands]
         # F_{a,b}[y, x] = padded[pad + b - y, pad + a - x] = flipped[hp - 1 - pad - b + y, wp - 1 - pad - a + x]
-        base = (hp - 1 - pad - b + wy) * wp + (wp - 1 - pad - a + wx)
+        # (indices counted from wp + 1, the start of shifted[0]).
+        off0 = (hp - 1 - pad + wy) * wp + (wp - 1 - pad + wx) - (wp + 1)
+        base = np.array([off0 - b * wp - a for a, b in ab], dtype=np.int64)
         fidx = base[:, None] + srel[None, :]
-        rot = np.take(flipped, fidx)
-        if np.any(fu > 0) or np.any(fv > 0):
-            rot = (1 - fu) * (1 - fv) * rot + fu * (1 - fv) * np.take(flipped, fidx - 1)
-            rot += (1 - fu) * fv * np.take(flipped, fidx - wp) + fu * fv * np.take(flipped, fidx - wp - 1)
-        diff = np.abs(rot - win)
-        dx = ox[sel][k:][None, :] + (wx - u / 2.0).astype(np.float32)[:, None]
-        dy = oy[sel][k:][None, :] + (wy - v / 2.0).astype(np.float32)[:, None]
-        wgt = np.clip(np.float32(r_ap + 0.5) - np.sqrt(dx * dx + dy * dy), 0.0, 1.0)
-        awin = np.abs(win)
-        ones = np.ones(k, dtype=np.float32)
-        tot = float(awin[:k] @ ones) + wgt @ awin[k:]
+        rot = np.take(shifted[0], fidx)
+        if any(u != a or v != b for (u, v), (a, b) in zip(cands, ab, strict=True)):
+            fuv = np.array([(u - a, v - b) for (u, v), (a, b) in zip(cands, ab, strict=True)], dtype=np.float32)
+            fu, fv = fuv[:, :1], fuv[:, 1:]
+            rot *= (1 - fu) * (1 - fv)
+            t = np.take(shifted[1], fidx)
+            t *= fu * (1 - fv)
+            rot += t
+            t = np.take(shifted[2], fidx)
+            t *= (1 - fu) * fv
+            t2 = np.take(shifted[3], fidx)
+            t2 *= fu * fv
+            t += t2
+            rot += t
+        rot -= win
+        diff = np.abs(rot, out=rot)
+        shift = np.array([(wx - u / 2.0, wy - v / 2.0) for u, v in cands], dtype=np.float32)
+        dx = oxr[None, :] + shift[:, :1]
+        dy = oyr[None, :] + shift[:, 1:]
+        dx *= dx
+        dy *= dy
+        dx += dy
+        wgt = np.sqrt(dx, out=dx)
+        np.subtract(np.float32(r_ap + 0.5), wgt, out=wgt)
+        np.minimum(np.maximum(wgt, 0.0, out=wgt), 1.0, out=wgt)  # np.clip, without its overhead
+        tot = tot_deep + wgt @ awin[k:]
         num = diff[:, :k] @ ones + np.einsum("ij,ij->i", wgt, diff[:, k:])
         num = num - (k + wgt.sum(axis=1)) * sky_asym
-        val = np.where(tot > 0, num / np.where(tot > 0, tot, 1.0), np.inf)
-        for c, x in zip(cands, val, strict=True):
-            cache[c] = float(x)
+        val = num / tot
+        for c, x, t_ in zip(cands, val.tolist(), tot.tolist(), strict=True):
+            cache[c] = x if t_ > 0 else np.inf
 
     u0, v0 = float(round(2.0 * x0)), float(round(2.0 * y0))
     lim = 2.0 * reach_px + 2.0
@@ -518,8 +635,8 @@ def _asymmetry_search(
         hxy = 0.25 * (z[2, 2] - z[2, 0] - z[0, 2] + z[0, 0])
         det = hxx * hyy - hxy * hxy
         if det > 0 and hxx > 0:
-            du = step * float(np.clip(-(hyy * gx - hxy * gy) / det, -0.5, 0.5))
-            dv = step * float(np.clip(-(hxx * gy - hxy * gx) / det, -0.5, 0.5))
+            du = step * float(min(max(-(hyy * gx - hxy * gy) / det, -0.5), 0.5))
+            dv = step * float(min(max(-(hxx * gy - hxy * gx) / det, -0.5), 0.5))
             c = (cu + du, cv + dv)
             if (du or dv) and ok(c):
                 score([c], cu, cv)
@@ -530,22 +647,50 @@ def _asymmetry_search(
     return float(cache[best]), ub / 2.0, vb / 2.0, bool(drifted)
 
 
+def _ramp(x: np.ndarray) -> np.ndarray:
+    """np.clip(x, 0, 1) in place (a fresh array), without np.clip's overhead."""
+    return np.minimum(np.maximum(x, 0.0, out=x), 1.0, out=x)
+
+
+def _gaussian_band(n: int, sigma: float) -> np.ndarray:
+    """(n, n) matrix of scipy's truncated Gaussian kernel (radius int(4 sigma + 0.5)) with zeros
+    outside: `band @ x` is `ndi.gaussian_filter1d(x, sigma, axis=0, mode="constant")`."""
+    radius = int(4.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+    phi /= phi.sum()
+    d = np.arange(n)[None, :] - np.arange(n)[:, None]  # j - i
+    inside = np.abs(d) <= radius
+    return np.where(inside, phi[np.clip(d + radius, 0, 2 * radius)], 0.0)
+
+
+def _gaussian_filter_zero(img: np.ndarray, sigma: float) -> np.ndarray:
+    """`ndi.gaussian_filter(img, sigma, mode="constant", cval=0)` as two matrix products (the
+    separable filter with zero borders is a banded matrix per axis; BLAS beats the line loops)."""
+    if not sigma > 1e-15:
+        return img.copy()
+    h, w = img.shape
+    band_y = _gaussian_band(h, sigma)
+    band_x = band_y if w == h else _gaussian_band(w, sigma)
+    return band_y @ img @ band_x.T
+
+
 def _gini_segmap(img: np.ndarray, rpe: float, xc: float, yc: float, elong: float, theta: float):
     """statmorph's Gini segmap: the smoothed image above its mean in the elliptical annulus at the
     Petrosian radius, centred on the centroid, over the annulus' full area (no mask, as statmorph)."""
-    smooth = ndi.gaussian_filter(img, _PETRO_FRACTION_GINI * rpe, mode="constant", cval=0.0)
+    smooth = _gaussian_filter_zero(img, _PETRO_FRACTION_GINI * rpe)
     h, w = img.shape
     yy, xx = _indices(h, w)
-    ra = _Growth._radius(xx - xc, yy - yc, elong, theta)
+    ra = _radius_grid(h, w, xc, yc, elong, theta)
     a_in, a_out = rpe - 0.5 * _ANNULUS, rpe + 0.5 * _ANNULUS
-    wgt = np.clip(a_out - ra + 0.5, 0.0, 1.0) - np.clip(a_in - ra + 0.5, 0.0, 1.0)
+    wgt = _ramp(a_out - ra + 0.5) - _ramp(a_in - ra + 0.5)
     area = np.pi * (a_out**2 - np.sign(a_in) * a_in**2) / elong
     thr = float((wgt * smooth).sum() / max(area, 1e-12))
     above = smooth >= thr
     flag = 0
     if not above.any() or above.all():
         return above, 2
-    labels, num = ndi.label(above, structure=np.ones((3, 3), dtype=bool))
+    labels, num = ndi.label(above, structure=_STRUCT8)
     if num > 1:
         flag = 1
         iy, ix = np.unravel_index(np.argmax(smooth), smooth.shape)
@@ -554,6 +699,9 @@ def _gini_segmap(img: np.ndarray, rpe: float, xc: float, yc: float, elong: float
 
 
 _N_GRID = np.exp(np.linspace(np.log(0.05), np.log(12.0), 20))
+_BN_GRID = sersic_bn(_N_GRID)
+# Multiplicative steps of the refinement grids, by half width in log n and log r.
+_STEPS = {hw: np.exp(np.linspace(-hw, hw, 5)) for hw in (0.4, 0.16, 0.12, 0.05, 0.036)}
 
 
 def _fit_sersic_1d(
@@ -572,38 +720,41 @@ def _fit_sersic_1d(
     a = rad.ravel()  # elliptical radius of every pixel about the fixed centre
     v = img.ravel()
     # Fine bins near the centre (where the index shows), 5% wide logarithmic bins further out.
-    idx = np.where(
-        a < 3.0, (a / 0.2).astype(np.int64), 15 + (np.log(np.maximum(a, 3.0) / 3.0) / 0.05).astype(np.int64)
-    )
+    idx = 15 + (np.log(np.maximum(a, 3.0) / 3.0) / 0.05).astype(np.int64)
+    inner = np.flatnonzero(a < 3.0)
+    idx[inner] = (a[inner] / 0.2).astype(np.int64)
     cnt = np.bincount(idx)
     keep = cnt > 0
     cnt = cnt[keep].astype(np.float64)
     ybar = np.bincount(idx, weights=v)[keep] / cnt
     abar = np.bincount(idx, weights=a)[keep] / cnt
-    with np.errstate(divide="ignore"):
-        log_a = np.log(abar)
+    log_a = np.log(abar)
     cy = cnt * ybar
     rmax = float(np.hypot(h, w))
 
-    def gains(ns: np.ndarray, rs: np.ndarray) -> np.ndarray:
-        bn = sersic_bn(ns)[:, None, None]
-        t = (log_a[None, None, :] - np.log(rs)[None, :, None]) / ns[:, None, None]
-        with np.errstate(over="ignore", invalid="ignore"):
-            m = np.exp(-bn * (np.exp(t) - 1.0))
+    def gains(ns: np.ndarray, rs: np.ndarray, bn: np.ndarray | None = None) -> np.ndarray:
+        bn = (sersic_bn(ns) if bn is None else bn)[:, None, None]
+        # (a / r)^(1/n) as a^(1/n) * r^(-1/n): two small exponentials instead of a full one.
+        inv_n = (1.0 / ns)[:, None]
+        pa = np.exp(log_a[None, :] * inv_n)  # (n, bins)
+        pr = np.exp(-np.log(rs)[None, :] * inv_n)  # (n, r)
+        x = pa[:, None, :] * pr[:, :, None]
+        x -= 1.0
+        x *= -bn
+        m = np.exp(x, out=x)
         smy = m @ cy
         smm = (m * m) @ cnt
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where((smm > 0) & (smy > 0), smy**2 / smm, -np.inf)  # positive amplitudes only
+        return np.where((smm > 0) & (smy > 0), smy**2 / smm, -np.inf)  # positive amplitudes only
 
     def search(ns: np.ndarray, rs: np.ndarray) -> tuple[float, float, float]:
         gain = gains(ns, rs)
-        i, j = np.unravel_index(np.argmax(gain), gain.shape)
+        i, j = divmod(int(np.argmax(gain)), gain.shape[1])
         return float(ns[i]), float(rs[j]), float(gain[i, j])
 
     if local:
         n2, r2, g2 = n_guess, r_guess, 0.0
         for half_width in (0.4, 0.12, 0.036):
-            steps = np.exp(np.linspace(-half_width, half_width, 5))
+            steps = _STEPS[half_width]
             n2, r2, g2 = search(n2 * steps, r2 * steps)
         return (n2, r2, 0) if np.isfinite(g2) else (float("nan"), float("nan"), 2)
     r_lo = max(0.3, 0.1 * r_guess)
@@ -615,7 +766,7 @@ def _fit_sersic_1d(
     def around(i: int, j: int) -> tuple[int, int, int, int]:
         i0, i1, j0, j1 = max(i - 1, 0), min(i + 2, len(_N_GRID)), max(j - 1, 0), min(j + 2, len(rs))
         if np.isnan(grid[i0:i1, j0:j1]).any():
-            grid[i0:i1, j0:j1] = gains(_N_GRID[i0:i1], rs[j0:j1])
+            grid[i0:i1, j0:j1] = gains(_N_GRID[i0:i1], rs[j0:j1], _BN_GRID[i0:i1])
         return i0, i1, j0, j1
 
     i = int(np.argmin(np.abs(np.log(_N_GRID / n_guess))))
@@ -623,7 +774,7 @@ def _fit_sersic_1d(
     while True:  # climb to the nearest local optimum of the gain
         i0, i1, j0, j1 = around(i, j)
         sub = grid[i0:i1, j0:j1]
-        di, dj = np.unravel_index(int(np.argmax(sub)), sub.shape)
+        di, dj = divmod(int(np.argmax(sub)), sub.shape[1])
         if (i0 + di, j0 + dj) == (i, j) or not sub[di, dj] > grid[i, j]:
             break
         i, j = i0 + di, j0 + dj
@@ -632,7 +783,7 @@ def _fit_sersic_1d(
     n1, r1 = float(_N_GRID[i]), float(rs[j])
     n2, r2 = n1, r1
     for half_width in (0.16, 0.05):  # finer in log n and log r (the refit about the free centre ends it)
-        steps = np.exp(np.linspace(-half_width, half_width, 5))
+        steps = _STEPS[half_width]
         n2, r2, _ = search(n2 * steps, r2 * steps)
     flag = 1 if i in (0, len(_N_GRID) - 1) or j in (0, len(rs) - 1) else 0
     return n2, r2, flag
@@ -653,32 +804,48 @@ def _refine_centre(
     if z.size < 9:
         return xc, yc
     bn = float(sersic_bn(n))
+    log_r_n = np.log(r_eff) / n
     c, s = np.cos(theta), np.sin(theta)
 
     def residuals(cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
         dx, dy = xs[None, :] - cx[:, None], ys[None, :] - cy[:, None]
         xm, ym = dx * c + dy * s, (-dx * s + dy * c) * elong
-        with np.errstate(over="ignore", invalid="ignore"):
-            m = np.exp(-bn * (np.sqrt(xm * xm + ym * ym + 1e-12) / r_eff) ** (1.0 / n) + bn)
+        # (sqrt(q) / r_eff)^(1/n) through log and exp (vectorised; pow is not).
+        q = xm * xm + ym * ym + 1e-12
+        t = np.log(q, out=q)
+        t *= 0.5 / n
+        t -= log_r_n
+        np.exp(t, out=t)
+        t *= -bn
+        t += bn
+        m = np.exp(t, out=t)
         amp = (m @ z) / np.maximum(np.einsum("ij,ij->i", m, m), 1e-300)
         return z[None, :] - amp[:, None] * m
 
+    def at(q: np.ndarray) -> np.ndarray:
+        """Residuals at q and at q shifted by eps in x and in y (rows 0, 1, 2)."""
+        return residuals(np.array([q[0], q[0] + eps, q[0]]), np.array([q[1], q[1], q[1] + eps]))
+
     p, eps = np.array([xc, yc]), 1e-3
+    r = at(p)
     for _ in range(4):
-        r = residuals(np.array([p[0], p[0] + eps, p[0]]), np.array([p[1], p[1], p[1] + eps]))
         jac = (r[1:] - r[0]) / eps
         a = jac @ jac.T
-        try:
-            step = -np.linalg.solve(a + 1e-6 * np.trace(a) * np.eye(2), jac @ r[0])
-        except np.linalg.LinAlgError:
+        # Closed-form solve of the damped 2x2 normal equations.
+        a00, a11 = a[0, 0] * (1 + 1e-6) + 1e-6 * a[1, 1], a[1, 1] * (1 + 1e-6) + 1e-6 * a[0, 0]
+        det = a00 * a11 - a[0, 1] * a[1, 0]
+        g = jac @ r[0]
+        if not det != 0:
             break
+        step = -np.array([a11 * g[0] - a[0, 1] * g[1], a00 * g[1] - a[1, 0] * g[0]]) / det
         if not np.all(np.isfinite(step)):
             break
         new = p + np.clip(step, -0.5, 0.5)
-        rn = residuals(new[:1], new[1:])[0]
-        if not rn @ rn < r[0] @ r[0]:
+        # The trial point and its Jacobian columns in one call: kept for the next step when accepted.
+        rn = at(new)
+        if not rn[0] @ rn[0] < r[0] @ r[0]:
             break
-        p = new
+        p, r = new, rn
         if np.abs(step).max() < 1e-3:
             break
     return float(p[0]), float(p[1])
@@ -690,6 +857,13 @@ def _nan_record() -> dict[str, float]:
 
 def measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int]:
     """All properties of one sky-subtracted image `(H,W)` and its main-source mask -> (values, flag)."""
+    # Overflows, 0/0 and log(0) are expected inside (they become inf/NaN and are handled): one
+    # errstate per galaxy instead of one per inner call.
+    with np.errstate(all="ignore"):
+        return _measure_one(img, seg)
+
+
+def _measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int]:
     rec = _nan_record()
     if not seg.any():
         return rec, 2
@@ -756,7 +930,7 @@ def measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int
     diff = np.maximum(diff, 0.0)
     r = g_circ.rad  # circular radius about the asymmetry centre
     r_in, r_out = _PETRO_FRACTION_CAS * rp, _PETRO_EXTENT_CAS * rp
-    wgt = np.clip(r_out - r + 0.5, 0, 1) - np.clip(r_in - r + 0.5, 0, 1)
+    wgt = _ramp(r_out - r + 0.5) - _ramp(r_in - r + 0.5)
     ann_flux = float((wgt * img).sum())
     if box.size:
         bd = box - ndi.uniform_filter(box, size=boxcar)
@@ -788,7 +962,7 @@ def measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int
         # Free the centre as statmorph's 2D fit does, then fit the profile again about it.
         r_fit = float(np.clip(1.5 * (r50 if np.isfinite(r50) else reff), 3.0, 8.0))
         xs_, ys_ = _refine_centre(img, n, reff, xa, ya, elong, theta, r_fit)
-        rad = _Growth._radius(xx - xs_, yy - ys_, elong, theta)
+        rad = _radius_grid(h, w, xs_, ys_, elong, theta)
         n2, reff2, _ = _fit_sersic_1d(img, rad, reff, n, local=True)
         if np.isfinite(n2):
             n, reff = n2, reff2
