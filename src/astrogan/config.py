@@ -49,7 +49,7 @@ class TrainConfig:
     num_metric_images: int = 256
     model: dict[str, Any] = field(default_factory=dict)  # architecture width knobs (e.g. ngf, ndf)
     num_classes: int = 0  # > 0: class-conditional (dataset must carry labels)
-    channels_last: bool = True  # NHWC memory format: faster oneDNN/cuDNN convolutions, same numbers
+    channels_last: bool | None = None  # NHWC memory format; None: on CUDA only (no gain measured on CPU)
 
     def __post_init__(self) -> None:
         if isinstance(self.aug_types, str):

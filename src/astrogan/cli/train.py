@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         model: list[str] = typer.Option([], "--model", help="Architecture knob as key=value, e.g. ngf=32."),
         max_minutes: float = typer.Option(None, "--max-minutes", help="Wall-clock budget; stops and saves early."),
         channels_last: bool = typer.Option(
-            True, "--channels-last/--no-channels-last", help="NHWC memory format (faster convolutions)."
+            None, "--channels-last/--no-channels-last", help="NHWC memory format (default: on CUDA only)."
         ),
         preset: Path = typer.Option(None, "--preset", help="TOML preset; flags given here override it."),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest run with this --name."),

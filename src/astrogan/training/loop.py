@@ -214,7 +214,8 @@ def train(
     seed_everything(cfg.seed)
     G = spec.build_generator(mcfg).to(device).train()
     D = spec.build_discriminator(mcfg).to(device).train()
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    use_nhwc = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    memory_format = torch.channels_last if use_nhwc else torch.contiguous_format
     G, D = G.to(memory_format=memory_format), D.to(memory_format=memory_format)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     lr_g, lr_d = cfg.lr_g or spec.lr, cfg.lr_d or spec.lr
