@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
             Path("astrogan-demo"), "--out", help="Folder for everything the demo writes."
         ),
         num_train_steps: int = typer.Option(
-            None, "--num-train-steps", help="Training steps (default: 1500)."
+            None, "--num-train-steps", help="Training steps (default: 1100)."
         ),
         arch: str = typer.Option("fastgan", "--arch", help="Architecture: fastgan or dcgan."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

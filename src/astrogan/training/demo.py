@@ -41,12 +41,12 @@ class DemoConfig:
     num_sersic: int = 512
     image_size: int = 64
     arch: str = "fastgan"
-    num_train_steps: int = 1200
+    num_train_steps: int = 1100
     batch_size: int = 16
     model_width: int = 8  # ngf = ndf of the small FastGAN
     aug_prob: float = 0.3
     num_average: int = 1000
-    max_train_minutes: float | None = 7.0  # safety net so a slower machine still finishes within ~10 minutes
+    max_train_minutes: float | None = 7.5  # safety net so a slower machine still finishes within ~10 minutes
     seed: int = 0
     device: str = "auto"
 
