@@ -16,6 +16,7 @@ def test_quick_demo_writes_the_whole_page(tmp_path, capsys):
     page = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert page == out / "index.html"
     html = page.read_text()
+    assert "trained for 8 steps" in html  # --quick trains 8 steps
     for name in ("real-grid.png", "final-grid.png", "interpolation.png", "average-64.png", "progress.gif",
                  "training-curves.png"):
         assert (out / name).is_file(), name
