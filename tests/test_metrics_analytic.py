@@ -63,10 +63,13 @@ def test_m20_is_lower_for_a_concentrated_source():
     assert m20(render_sersic(4.0, 3.0, size=32), mask) < m20(render_sersic(0.5, 6.0, size=32), mask)
 
 
-# Pixel-centre models (as statmorph's) read a pixel-integrated cusp as a slightly smaller r_eff.
-@pytest.mark.parametrize(("n_true", "tol", "r_tol"), [(1.0, 0.1, 0.05), (4.0, 0.5, 0.25)])
+# statmorph's model (and the fast engine's, which fits the same one) samples the profile at pixel
+# centres, so the analytic case is a profile sampled the same way (a pixel-integrated cusp reads as a
+# higher n: 4.9 for this de Vaucouleurs galaxy at r_eff 5 px, in both engines); the stamp is wide
+# enough (9.6 r_eff each side) that the sky estimate from its border keeps the wings.
+@pytest.mark.parametrize(("n_true", "tol", "r_tol"), [(1.0, 0.02, 0.01), (4.0, 0.15, 0.04)])
 def test_sersic_index_of_exponential_and_de_vaucouleurs(n_true, tol, r_tol):
-    img = render_sersic(n_true, 5.0, size=64, q=0.7, theta=0.4, noise=1e-4)
+    img = render_sersic(n_true, 5.0, size=96, q=0.7, theta=0.4, noise=1e-4, oversample=1)
     res = measure_morphology(img[None])
     assert res.flag[0] < 2
     assert res.values["sersic_n"][0] == pytest.approx(n_true, abs=tol)

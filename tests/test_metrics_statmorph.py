@@ -34,8 +34,10 @@ def test_fast_engine_matches_statmorph_on_sersic_stamps():
            "ellipticity": 1e-6, "orientation": 1e-6, "xc_centroid": 1e-6}
     for k, t in tol.items():
         assert np.allclose(fast.values[k], ref.values[k], atol=t), (k, fast.values[k], ref.values[k])
-    # The Sérsic index is fitted differently (1D profile vs 2D model); it must rank the galaxies alike.
-    assert (np.argsort(fast.values["sersic_n"]) == np.argsort(ref.values["sersic_n"])).all()
+    # The same 2D Sérsic model from the same start: the same optimum (pixels far out are fitted in blocks).
+    assert np.allclose(fast.values["sersic_n"], ref.values["sersic_n"], rtol=0.03), (
+        fast.values["sersic_n"], ref.values["sersic_n"])
+    assert np.allclose(fast.values["sersic_rhalf"], ref.values["sersic_rhalf"], rtol=0.03)
 
 
 def test_statmorph_engine_through_run_metrics():

@@ -8,11 +8,10 @@ summed-area table); curves of growth from one radial histogram per centre, sampl
 Petrosian and fractional-light radii; the asymmetry centre from a batched 3x3 pattern search at 1/2
 and 1/4 px plus a quadratic step, where every 180-degree rotation is a bilinear mix of exact flips as
 in skimage (instead of a Nelder-Mead search), with statmorph's retry from the brightest pixel when the
-centre drifts; the Gini segmap thresholded on the elliptical annulus about the centroid; and the
-Sérsic index from a 1D fit of the elliptical profile (closed-form amplitude, a grid climbed from
-statmorph's starting guess, then the model centre freed by a few Gauss-Newton steps and the profile
-refitted) instead of a 2D Levenberg-Marquardt fit. Every galaxy gets a quality flag (0 good,
-1 suspect, 2 bad, as in statmorph) instead of an exception; bad measurements are NaN.
+centre drifts; the Gini segmap thresholded on the elliptical annulus about the centroid; and
+statmorph's 2D Sérsic fit (same model, same start, Levenberg-Marquardt) run for the whole batch at
+once in `morphology_sersic`. Every galaxy gets a quality flag (0 good, 1 suspect, 2 bad, as in
+statmorph) instead of an exception; bad measurements are NaN.
 
 Conventions: images are ``(N, H, W)`` or ``(N, H, W, C)``; RGB is turned into luminance
 (0.299 R + 0.587 G + 0.114 B), other band counts into the band mean; arrays are indexed ``[y, x]``;
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 from scipy import special
+
+from astrogan.metrics.morphology_sersic import fit_sersic_2d
 
 #: Properties measured per galaxy, in output order.
 PROPERTIES: tuple[str, ...] = (
@@ -525,8 +526,7 @@ def _asymmetry_search(
     flat = padded.ravel()
     flipped = np.ascontiguousarray(padded[::-1, ::-1]).ravel()
     hp, wp = padded.shape
-    # The bilinear neighbours flipped[i - 1], [i - wp], [i - wp - 1] are gathers from shifted views.
-    shifted = (flipped[wp + 1 :], flipped[wp:], flipped[1:], flipped)
+    shifted = flipped[wp + 1 :]
     # Window pixels any candidate aperture can touch, sorted by radius. Candidates lie within 1 px
     # per axis (sqrt 2 in all) of the window centre, so pixels deeper than r_ap - 2 have weight 1
     # and pixels beyond r_ap + 2 weight 0 for every candidate (the aperture edge ramp is 1 px wide).
@@ -538,6 +538,7 @@ def _asymmetry_search(
     num_deep = int(np.searchsorted(rc, r_ap - 2.0, side="left"))
     cache: dict[tuple[float, float], float] = {}
     windows: dict[tuple[int, int], tuple] = {}
+    flips: dict[tuple[int, int, int, int], np.ndarray] = {}  # (window x, y, a, b) -> F_{a,b} on its pixels
 
     def window(wx: int, wy: int) -> tuple:
         """Window pixels about (wx, wy) inside the stamp: flat indices, offsets, deep count, values."""
@@ -562,27 +563,33 @@ def _asymmetry_search(
         """A at doubled centres `cands`, on the window pixels about the doubled centre (cu, cv)."""
         wx, wy = int(round(cu / 2.0)), int(round(cv / 2.0))
         srel, k, oxr, oyr, win, awin, ones, tot_deep = window(wx, wy)
-        # Per-candidate scalars in plain Python: a handful of candidates per call.
-        ab = [(math.floor(u), math.floor(v)) for u, v in cands]
         # F_{a,b}[y, x] = padded[pad + b - y, pad + a - x] = flipped[hp - 1 - pad - b + y, wp - 1 - pad - a + x]
         # (indices counted from wp + 1, the start of shifted[0]).
         off0 = (hp - 1 - pad + wy) * wp + (wp - 1 - pad + wx) - (wp + 1)
-        base = np.array([off0 - b * wp - a for a, b in ab], dtype=np.int64)
-        fidx = base[:, None] + srel[None, :]
-        rot = np.take(shifted[0], fidx)
-        if any(u != a or v != b for (u, v), (a, b) in zip(cands, ab, strict=True)):
-            fuv = np.array([(u - a, v - b) for (u, v), (a, b) in zip(cands, ab, strict=True)], dtype=np.float32)
-            fu, fv = fuv[:, :1], fuv[:, 1:]
-            rot *= (1 - fu) * (1 - fv)
-            t = np.take(shifted[1], fidx)
-            t *= fu * (1 - fv)
-            rot += t
-            t = np.take(shifted[2], fidx)
-            t *= (1 - fu) * fv
-            t2 = np.take(shifted[3], fidx)
-            t2 *= fu * fv
-            t += t2
-            rot += t
+        terms = []  # per candidate: [(weight, (a, b)), ...], the exact flips it mixes
+        for u, v in cands:
+            a, b = math.floor(u), math.floor(v)
+            fu, fv = u - a, v - b
+            mix = [((1 - fu) * (1 - fv), (a, b)), (fu * (1 - fv), (a + 1, b)), ((1 - fu) * fv, (a, b + 1))]
+            mix.append((fu * fv, (a + 1, b + 1)))
+            terms.append([(wgt_, ab) for wgt_, ab in mix if wgt_ != 0.0])
+        # Exact flips are gathered once per window and kept: the half-step candidates of the finer
+        # search and the quadratic step mix flips the coarse search already gathered.
+        need = sorted({ab for t in terms for _, ab in t if (wx, wy, *ab) not in flips})
+        if need:
+            base = np.array([off0 - b * wp - a for a, b in need], dtype=np.int64)
+            got = np.take(shifted, base[:, None] + srel[None, :])
+            for ab, row in zip(need, got, strict=True):
+                flips[(wx, wy, *ab)] = row
+        rot = np.empty((len(cands), srel.size), dtype=np.float32)
+        for row, t in zip(rot, terms, strict=True):
+            (w0, ab0), rest = t[0], t[1:]
+            if not rest:
+                row[:] = flips[(wx, wy, *ab0)]
+                continue
+            np.multiply(flips[(wx, wy, *ab0)], np.float32(w0), out=row)
+            for wgt_, ab in rest:
+                row += np.float32(wgt_) * flips[(wx, wy, *ab)]
         rot -= win
         diff = np.abs(rot, out=rot)
         shift = np.array([(wx - u / 2.0, wy - v / 2.0) for u, v in cands], dtype=np.float32)
@@ -698,175 +705,46 @@ def _gini_segmap(img: np.ndarray, rpe: float, xc: float, yc: float, elong: float
     return above, flag
 
 
-_N_GRID = np.exp(np.linspace(np.log(0.05), np.log(12.0), 20))
-_BN_GRID = sersic_bn(_N_GRID)
-# Multiplicative steps of the refinement grids, by half width in log n and log r.
-_STEPS = {hw: np.exp(np.linspace(-hw, hw, 5)) for hw in (0.4, 0.16, 0.12, 0.05, 0.036)}
-
-
-def _fit_sersic_1d(
-    img: np.ndarray, rad: np.ndarray, r_guess: float, n_guess: float, *, local: bool = False
-) -> tuple[float, float, int]:
-    """Sérsic (n, r_eff) from the elliptical profile by least squares: a coarse grid, a climb from the
-    starting guess to the nearest local optimum (statmorph's Levenberg-Marquardt fit is local too,
-    started from the same guesses), then finer grids about it.
-
-    Pixels are binned by elliptical radius (`rad`, same shape as `img`); each bin weighs as many
-    pixels as it holds, so the fit approximates statmorph's unweighted 2D fit with fixed centre and
-    ellipse. The amplitude is solved in closed form for every (n, r_eff). `local` skips the coarse
-    grid and only refines about the guess (for a refit after a small change of centre).
-    """
-    h, w = img.shape
-    a = rad.ravel()  # elliptical radius of every pixel about the fixed centre
-    v = img.ravel()
-    # Fine bins near the centre (where the index shows), 5% wide logarithmic bins further out.
-    idx = 15 + (np.log(np.maximum(a, 3.0) / 3.0) / 0.05).astype(np.int64)
-    inner = np.flatnonzero(a < 3.0)
-    idx[inner] = (a[inner] / 0.2).astype(np.int64)
-    cnt = np.bincount(idx)
-    keep = cnt > 0
-    cnt = cnt[keep].astype(np.float64)
-    ybar = np.bincount(idx, weights=v)[keep] / cnt
-    abar = np.bincount(idx, weights=a)[keep] / cnt
-    log_a = np.log(abar)
-    cy = cnt * ybar
-    rmax = float(np.hypot(h, w))
-
-    def gains(ns: np.ndarray, rs: np.ndarray, bn: np.ndarray | None = None) -> np.ndarray:
-        bn = (sersic_bn(ns) if bn is None else bn)[:, None, None]
-        # (a / r)^(1/n) as a^(1/n) * r^(-1/n): two small exponentials instead of a full one.
-        inv_n = (1.0 / ns)[:, None]
-        pa = np.exp(log_a[None, :] * inv_n)  # (n, bins)
-        pr = np.exp(-np.log(rs)[None, :] * inv_n)  # (n, r)
-        x = pa[:, None, :] * pr[:, :, None]
-        x -= 1.0
-        x *= -bn
-        m = np.exp(x, out=x)
-        smy = m @ cy
-        smm = (m * m) @ cnt
-        return np.where((smm > 0) & (smy > 0), smy**2 / smm, -np.inf)  # positive amplitudes only
-
-    def search(ns: np.ndarray, rs: np.ndarray) -> tuple[float, float, float]:
-        gain = gains(ns, rs)
-        i, j = divmod(int(np.argmax(gain)), gain.shape[1])
-        return float(ns[i]), float(rs[j]), float(gain[i, j])
-
-    if local:
-        n2, r2, g2 = n_guess, r_guess, 0.0
-        for half_width in (0.4, 0.12, 0.036):
-            steps = _STEPS[half_width]
-            n2, r2, g2 = search(n2 * steps, r2 * steps)
-        return (n2, r2, 0) if np.isfinite(g2) else (float("nan"), float("nan"), 2)
-    r_lo = max(0.3, 0.1 * r_guess)
-    r_hi = min(rmax, 10.0 * max(r_guess, 1.0))
-    rs = np.exp(np.linspace(np.log(r_lo), np.log(r_hi), 16))
-    # The coarse grid is scored lazily, a 3x3 neighbourhood at a time, along the climb.
-    grid = np.full((len(_N_GRID), len(rs)), np.nan)
-
-    def around(i: int, j: int) -> tuple[int, int, int, int]:
-        i0, i1, j0, j1 = max(i - 1, 0), min(i + 2, len(_N_GRID)), max(j - 1, 0), min(j + 2, len(rs))
-        if np.isnan(grid[i0:i1, j0:j1]).any():
-            grid[i0:i1, j0:j1] = gains(_N_GRID[i0:i1], rs[j0:j1], _BN_GRID[i0:i1])
-        return i0, i1, j0, j1
-
-    i = int(np.argmin(np.abs(np.log(_N_GRID / n_guess))))
-    j = int(np.argmin(np.abs(np.log(rs / max(r_guess, 1e-3)))))
-    while True:  # climb to the nearest local optimum of the gain
-        i0, i1, j0, j1 = around(i, j)
-        sub = grid[i0:i1, j0:j1]
-        di, dj = divmod(int(np.argmax(sub)), sub.shape[1])
-        if (i0 + di, j0 + dj) == (i, j) or not sub[di, dj] > grid[i, j]:
-            break
-        i, j = i0 + di, j0 + dj
-    if not np.isfinite(grid[i, j]):
-        return float("nan"), float("nan"), 2
-    n1, r1 = float(_N_GRID[i]), float(rs[j])
-    n2, r2 = n1, r1
-    for half_width in (0.16, 0.05):  # finer in log n and log r (the refit about the free centre ends it)
-        steps = _STEPS[half_width]
-        n2, r2, _ = search(n2 * steps, r2 * steps)
-    flag = 1 if i in (0, len(_N_GRID) - 1) or j in (0, len(rs) - 1) else 0
-    return n2, r2, flag
-
-
-def _refine_centre(
-    img: np.ndarray, n: float, r_eff: float, xc: float, yc: float, elong: float, theta: float, r_fit: float
-) -> tuple[float, float]:
-    """Centre of the Sérsic model (n, r_eff, ellipse fixed) by a few Gauss-Newton steps on the pixels
-    within `r_fit` of (xc, yc): statmorph fits the centre freely, and a steep (high-n) profile
-    measured about a centre off by a tenth of a pixel reads as a much lower n."""
-    h, w = img.shape
-    y0, y1 = max(0, int(yc - r_fit)), min(h, int(yc + r_fit) + 2)
-    x0, x1 = max(0, int(xc - r_fit)), min(w, int(xc + r_fit) + 2)
-    yy, xx = _indices(h, w)
-    xs, ys = xx[y0:y1, x0:x1].ravel(), yy[y0:y1, x0:x1].ravel()
-    z = img[y0:y1, x0:x1].ravel()
-    if z.size < 9:
-        return xc, yc
-    bn = float(sersic_bn(n))
-    log_r_n = np.log(r_eff) / n
-    c, s = np.cos(theta), np.sin(theta)
-
-    def residuals(cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
-        dx, dy = xs[None, :] - cx[:, None], ys[None, :] - cy[:, None]
-        xm, ym = dx * c + dy * s, (-dx * s + dy * c) * elong
-        # (sqrt(q) / r_eff)^(1/n) through log and exp (vectorised; pow is not).
-        q = xm * xm + ym * ym + 1e-12
-        t = np.log(q, out=q)
-        t *= 0.5 / n
-        t -= log_r_n
-        np.exp(t, out=t)
-        t *= -bn
-        t += bn
-        m = np.exp(t, out=t)
-        amp = (m @ z) / np.maximum(np.einsum("ij,ij->i", m, m), 1e-300)
-        return z[None, :] - amp[:, None] * m
-
-    def at(q: np.ndarray) -> np.ndarray:
-        """Residuals at q and at q shifted by eps in x and in y (rows 0, 1, 2)."""
-        return residuals(np.array([q[0], q[0] + eps, q[0]]), np.array([q[1], q[1], q[1] + eps]))
-
-    p, eps = np.array([xc, yc]), 1e-3
-    r = at(p)
-    for _ in range(4):
-        jac = (r[1:] - r[0]) / eps
-        a = jac @ jac.T
-        # Closed-form solve of the damped 2x2 normal equations.
-        a00, a11 = a[0, 0] * (1 + 1e-6) + 1e-6 * a[1, 1], a[1, 1] * (1 + 1e-6) + 1e-6 * a[0, 0]
-        det = a00 * a11 - a[0, 1] * a[1, 0]
-        g = jac @ r[0]
-        if not det != 0:
-            break
-        step = -np.array([a11 * g[0] - a[0, 1] * g[1], a00 * g[1] - a[1, 0] * g[0]]) / det
-        if not np.all(np.isfinite(step)):
-            break
-        new = p + np.clip(step, -0.5, 0.5)
-        # The trial point and its Jacobian columns in one call: kept for the next step when accepted.
-        rn = at(new)
-        if not rn[0] @ rn[0] < r[0] @ r[0]:
-            break
-        p, r = new, rn
-        if np.abs(step).max() < 1e-3:
-            break
-    return float(p[0]), float(p[1])
-
-
 def _nan_record() -> dict[str, float]:
     return {k: float("nan") for k in PROPERTIES}
 
 
 def measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int]:
     """All properties of one sky-subtracted image `(H,W)` and its main-source mask -> (values, flag)."""
-    # Overflows, 0/0 and log(0) are expected inside (they become inf/NaN and are handled): one
-    # errstate per galaxy instead of one per inner call.
+    recs, flags = measure_batch(img[None], seg[None])
+    return recs[0], int(flags[0])
+
+
+def measure_batch(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, float]], np.ndarray]:
+    """Every galaxy of a batch of sky-subtracted images `(N,H,W)` with main-source masks `(N,H,W)`.
+
+    The per-galaxy measurements run one galaxy at a time; the Sérsic fits, the costliest step, then
+    run for the whole batch at once. Returns (one record per galaxy, flags int8 `(N,)`).
+    """
+    recs, flags, jobs = [], np.zeros(len(img), dtype=np.int8), []
+    # Overflows, 0/0 and log(0) are expected inside (they become inf/NaN and are handled).
     with np.errstate(all="ignore"):
-        return _measure_one(img, seg)
+        for i in range(len(img)):
+            rec, flag, job = _measure_one(img[i], seg[i])
+            recs.append(rec)
+            flags[i] = flag
+            if job is not None:
+                jobs.append((i, *job))
+        if jobs:
+            params, fit_flag = fit_sersic_2d([j[1] for j in jobs], np.array([j[2] for j in jobs]))
+            for (i, *_), p, f in zip(jobs, params, fit_flag, strict=True):
+                if f < 2:
+                    recs[i]["sersic_n"], recs[i]["sersic_rhalf"] = float(p[2]), float(p[1])
+                # A poor Sérsic fit alone does not spoil the other measurements.
+                flags[i] = max(flags[i], min(int(f), 1))
+    return recs, flags
 
 
-def _measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int]:
+def _measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int, tuple | None]:
+    """Everything but the Sérsic fit: (values, flag, (stamp, start parameters) of the fit or None)."""
     rec = _nan_record()
     if not seg.any():
-        return rec, 2
+        return rec, 2, None
     # Work in statmorph's "postage stamp": the segment's bounding box grown 2.5x (at least 48 px).
     ys, xs = np.nonzero(seg.any(axis=1))[0], np.nonzero(seg.any(axis=0))[0]
     dy, dx = ys[-1] + 1 - ys[0], xs[-1] + 1 - xs[0]
@@ -880,7 +758,7 @@ def _measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], in
     img_seg = np.where(seg, img, 0.0)
     tot = img_seg.sum()
     if tot <= 0:
-        return rec, 2
+        return rec, 2, None
     h, w = img.shape
     yy, xx = _indices(h, w)
     xc0 = float((img_seg * xx).sum() / tot)
@@ -952,27 +830,33 @@ def _measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], in
         rec["gini"] = gini(img[gseg])
         rec["m20"] = m20(img, gseg)
 
-    # statmorph's starting point: n from the concentration (within [1, 3.5]), r_eff = rhalf_ellip
-    # (here the circular r50 stretched to a semi-major axis).
-    c = rec["concentration"]
-    n_guess = float(np.clip(10.0**-1.5 * c**3.5, 1.0, 3.5)) if np.isfinite(c) and c > 0 else 2.0
-    r_guess = (r50 if np.isfinite(r50) else rp / 2) * np.sqrt(elong)
-    n, reff, f = _fit_sersic_1d(img, g_ell.rad, r_guess, n_guess)
-    if np.isfinite(n) and np.isfinite(reff):
-        # Free the centre as statmorph's 2D fit does, then fit the profile again about it.
-        r_fit = float(np.clip(1.5 * (r50 if np.isfinite(r50) else reff), 3.0, 8.0))
-        xs_, ys_ = _refine_centre(img, n, reff, xa, ya, elong, theta, r_fit)
-        rad = _radius_grid(h, w, xs_, ys_, elong, theta)
-        n2, reff2, _ = _fit_sersic_1d(img, rad, reff, n, local=True)
-        if np.isfinite(n2):
-            n, reff = n2, reff2
-    rec["sersic_n"], rec["sersic_rhalf"] = n, reff
-    flag = max(flag, min(f, 1))  # a poor Sérsic fit alone does not spoil the other measurements
     if flag >= 2:
         # Keep positions, drop measurements that depend on the failed step.
         keep = {k: rec[k] for k in ("xc_centroid", "yc_centroid")}
-        rec = _nan_record() | keep
-    return rec, flag
+        return _nan_record() | keep, flag, None
+    return rec, flag, _sersic_start(img, g_ell, rec["concentration"], seg, xa, ya, ell, theta)
+
+
+def _sersic_start(
+    img: np.ndarray, g_ell: _Growth, conc: float, seg: np.ndarray, xa: float, ya: float, ell: float, theta: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """statmorph's starting point of the 2D Sérsic fit, or None where statmorph gives up (flag 2).
+
+    n from the concentration (within [1, 3.5]); r_eff the elliptical half-light radius about the
+    asymmetry centre (total: the light within the segment's outermost ellipse); the amplitude the
+    mean brightness in the elliptical annulus at r_eff; centre and ellipse from the asymmetry centre.
+    """
+    n_guess = float(np.clip(10.0**-1.5 * conc**3.5, 1.0, 3.5)) if np.isfinite(conc) and conc > 0 else 2.0
+    r_max = float(g_ell.rad[seg].max())
+    (r_guess,), f = g_ell.radius_at_fraction(r_max, (0.5,))
+    a_in, a_out = r_guess - 0.5 * _ANNULUS, r_guess + 0.5 * _ANNULUS
+    if f >= 2 or not np.isfinite(r_guess) or a_in < 0:
+        return None
+    flux, area = g_ell.flux_area(np.array([a_in, a_out]))
+    amp = (flux[1] - flux[0]) / (area[1] - area[0])
+    if not amp > 0:
+        return None
+    return img, np.array([amp, r_guess, n_guess, xa, ya, ell, theta])
 
 
 @dataclass
@@ -998,13 +882,6 @@ def measure_morphology(
     """Measure every galaxy of a batch: images `(N,H,W)` or `(N,H,W,C)` uint8/float -> MorphologyResult."""
     lum = luminance(images)
     img, _, _, seg = background_and_segmentation(lum, params=params)
-    n = lum.shape[0]
-    values = {k: np.full(n, np.nan) for k in PROPERTIES}
-    flags = np.zeros(n, dtype=np.int8)
-    for i in range(n):
-        with np.errstate(all="ignore"):
-            rec, flag = measure_one(img[i], seg[i])
-        flags[i] = flag
-        for k, v in rec.items():
-            values[k][i] = v
+    recs, flags = measure_batch(img, seg)
+    values = {k: np.array([r[k] for r in recs], dtype=np.float64) for k in PROPERTIES}
     return MorphologyResult(values=values, flag=flags, segmap=seg if keep_segmap else None)
