@@ -1,12 +1,13 @@
 """Sérsic quality benchmark: train each architecture briefly on Sérsic stamps, measure how close it gets.
 
 Renders Sérsic stamps with GalSim (the demo's PNG rendering), builds a dataset, trains every
-architecture in `astrogan.models.ARCHS` for the same number of steps on the CPU, generates images and
-prints one JSON object: per-property morphology Wasserstein distances divided by the real-vs-real
-floor (1 = as close as two halves of the real set), the spectrum distance, the memorization fraction
-and the training time of each architecture.
+architecture in `astrogan.models.ARCHS` on the CPU for the same budget (wall-clock minutes on a fixed
+number of torch threads, so the architectures get the same compute; `--steps` caps the steps too),
+generates images and prints one JSON object: per-property morphology Wasserstein distances divided
+by the real-vs-real floor (1 = as close as two halves of the real set), the spectrum distance, the
+memorization fraction, and the steps and images each architecture trained within the budget.
 
-    python bench/quality_sersic.py --num-images 512 --steps 300 --num-generated 256
+    python bench/quality_sersic.py --minutes 10 --threads 2 --width 16 --num-images 1024 --num-generated 512
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-images", type=int, default=512, help="Sérsic stamps to train on")
     ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=300, help="training steps per architecture")
+    ap.add_argument(
+        "--minutes", type=float, default=10.0, help="training budget per architecture (wall clock)"
+    )
+    ap.add_argument("--steps", type=int, default=1_000_000, help="at most this many training steps")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: all CPUs)")
+    ap.add_argument("--width", type=int, default=16, help="ngf = ndf of every architecture (CPU-sized models)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--num-generated", type=int, default=256)
     ap.add_argument("--archs", default="", help="comma-separated subset of architectures (default: all)")
@@ -46,8 +52,9 @@ def main() -> None:
     from astrogan.sampling.generator import load_generator
     from astrogan.training.demo import make_sersic_pngs
     from astrogan.training.loop import train
+    from astrogan.training.state import list_states
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2)))
     archs = [a for a in args.archs.split(",") if a] or sorted(ARCHS)
     out: dict = {
         "bench": "quality_sersic",
@@ -75,17 +82,21 @@ def main() -> None:
                 image_size=args.image_size,
                 batch_size=args.batch_size,
                 num_train_steps=args.steps,
-                save_every=args.steps,
+                max_minutes=args.minutes,
+                save_every=min(args.steps, 500),
                 evaluate_every=args.steps,
                 results_dir=str(root / "runs"),
                 name=arch,
                 device="cpu",
                 seed=args.seed,
                 num_snapshot_seeds=16,
+                model={"ngf": args.width, "ndf": args.width},
             )
             t0 = time.perf_counter()
             run = train(cfg, show_progress=False)
             train_s = time.perf_counter() - t0
+            # The loop saves its state when the budget stops it: the last state's step is the count.
+            steps_done = max((s for s, _ in list_states(run / "checkpoints")), default=0)
             gen = load_generator(run, device="cpu")
             fake = gen.generate(list(range(args.num_generated)), batch_size=32)
             res = run_metrics(names, real, fake, rng_seed=args.seed)
@@ -96,8 +107,9 @@ def main() -> None:
                 if morph["floor"].get(k) and np.isfinite(morph["distances"][k])
             }
             out["archs"][arch] = {
-                "train_s": round(train_s, 1),
-                "steps": args.steps,
+                "train_s": round(train_s, 1),  # includes set-up and the final save
+                "steps": steps_done,
+                "kimg": round(steps_done * args.batch_size / 1000, 1),
                 "w1_over_floor": {k: round(v, 3) for k, v in ratio.items()},
                 "w1_over_floor_mean": round(float(np.mean(list(ratio.values()))), 3),
                 "morph_w1_mean": res.scalars["morph_w1_mean"],

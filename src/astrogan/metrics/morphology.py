@@ -539,13 +539,15 @@ def _asymmetry_search(
     cache: dict[tuple[float, float], float] = {}
     windows: dict[tuple[int, int], tuple] = {}
     flips: dict[tuple[int, int, int, int], np.ndarray] = {}  # (window x, y, a, b) -> F_{a,b} on its pixels
+    ring_cache: dict[tuple[float, float], np.ndarray] = {}  # shift -> ring weights (interior windows)
 
     def window(wx: int, wy: int) -> tuple:
         """Window pixels about (wx, wy) inside the stamp: flat indices, offsets, deep count, values."""
         key = (wx, wy)
         if key not in windows:
             idx = (pad + wy) * wp + pad + wx + rel
-            if wy - half >= 0 and wy + half < h and wx - half >= 0 and wx + half < w:
+            interior = wy - half >= 0 and wy + half < h and wx - half >= 0 and wx + half < w
+            if interior:
                 srel, k, oxr, oyr = rel, num_deep, ox[num_deep:], oy[num_deep:]
             else:
                 ys, xs = wy + oy_i, wx + ox_i
@@ -556,13 +558,33 @@ def _asymmetry_search(
             win = flat[idx]
             awin = np.abs(win)
             ones = np.ones(k, dtype=np.float32)
-            windows[key] = (srel, k, oxr, oyr, win, awin, ones, float(awin[:k] @ ones))
+            windows[key] = (srel, k, oxr, oyr, win, awin, ones, float(awin[:k] @ ones), interior)
         return windows[key]
+
+    def ring_weights(shifts: np.ndarray, oxr: np.ndarray, oyr: np.ndarray, interior: bool) -> np.ndarray:
+        """Aperture weights of the ring pixels for candidates at `shifts` (px, `(n, 2)`) from the window
+        centre. Interior windows share their ring pixels, so the weights of a shift are kept and
+        reused as the search walks (a few distinct shifts recur: multiples of 1/4 px)."""
+        if interior:
+            keys = [tuple(r) for r in shifts.tolist()]
+            missing = [i for i, key in enumerate(keys) if key not in ring_cache]
+            if missing:
+                for i, row in zip(missing, ring_weights(shifts[missing], oxr, oyr, False), strict=True):
+                    ring_cache[keys[i]] = row
+            return np.stack([ring_cache[key] for key in keys])
+        dx = oxr[None, :] + shifts[:, :1]
+        dy = oyr[None, :] + shifts[:, 1:]
+        dx *= dx
+        dy *= dy
+        dx += dy
+        wgt = np.sqrt(dx, out=dx)
+        np.subtract(np.float32(r_ap + 0.5), wgt, out=wgt)
+        return np.minimum(np.maximum(wgt, 0.0, out=wgt), 1.0, out=wgt)  # np.clip, without its overhead
 
     def score(cands: list[tuple[float, float]], cu: float, cv: float) -> None:
         """A at doubled centres `cands`, on the window pixels about the doubled centre (cu, cv)."""
         wx, wy = int(round(cu / 2.0)), int(round(cv / 2.0))
-        srel, k, oxr, oyr, win, awin, ones, tot_deep = window(wx, wy)
+        srel, k, oxr, oyr, win, awin, ones, tot_deep, interior = window(wx, wy)
         # F_{a,b}[y, x] = padded[pad + b - y, pad + a - x] = flipped[hp - 1 - pad - b + y, wp - 1 - pad - a + x]
         # (indices counted from wp + 1, the start of shifted[0]).
         off0 = (hp - 1 - pad + wy) * wp + (wp - 1 - pad + wx) - (wp + 1)
@@ -593,14 +615,7 @@ def _asymmetry_search(
         rot -= win
         diff = np.abs(rot, out=rot)
         shift = np.array([(wx - u / 2.0, wy - v / 2.0) for u, v in cands], dtype=np.float32)
-        dx = oxr[None, :] + shift[:, :1]
-        dy = oyr[None, :] + shift[:, 1:]
-        dx *= dx
-        dy *= dy
-        dx += dy
-        wgt = np.sqrt(dx, out=dx)
-        np.subtract(np.float32(r_ap + 0.5), wgt, out=wgt)
-        np.minimum(np.maximum(wgt, 0.0, out=wgt), 1.0, out=wgt)  # np.clip, without its overhead
+        wgt = ring_weights(shift, oxr, oyr, interior)
         tot = tot_deep + wgt @ awin[k:]
         num = diff[:, :k] @ ones + np.einsum("ij,ij->i", wgt, diff[:, k:])
         num = num - (k + wgt.sum(axis=1)) * sky_asym
