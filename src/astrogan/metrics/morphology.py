@@ -21,13 +21,13 @@ radii are in pixels; orientation is in radians, counter-clockwise from +x, in (-
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy import special
 
+from astrogan.metrics.morphology_growth import _ANNULUS, GrowthBatch
 from astrogan.metrics.morphology_sersic import fit_sersic_2d
 
 #: Properties measured per galaxy, in output order.
@@ -69,21 +69,10 @@ COMPARED_PROPERTIES: tuple[str, ...] = (
     "sersic_rhalf",
 )
 
-_ETA = 0.2  # Petrosian ratio (statmorph default)
-_ANNULUS = 1.0  # annulus width in px
 _PETRO_EXTENT_CAS = 1.5
 _PETRO_FRACTION_CAS = 0.25
 _PETRO_FRACTION_GINI = 0.2
-_DR = 0.05  # radius grid step of the curves of growth, px
-_H = 0.05  # radius step of the sampled curves (half the annulus width is a whole number of steps)
-_SUB = 5  # sub-pixels per axis for pixels near an aperture centre
-_SUB_RADIUS = 4.0  # px around the centre that are sub-sampled
-# Half box widths of the curves of growth in fine steps (the steps are the bin width).
-_HALF_STEPS_FAR = int(round(0.5 / _DR))
-_HALF_STEPS_NEAR = int(round(0.5 / _SUB / _DR))
-_SUB_OFF = (np.arange(_SUB) + 0.5) / _SUB - 0.5
-_SUB_OY = np.repeat(_SUB_OFF, _SUB)  # sub-pixel offsets, row-major over the (y, x) sub-grid
-_SUB_OX = np.tile(_SUB_OFF, _SUB)
+_CHUNK = 256  # galaxies measured together: bounds the memory of the batched steps
 
 
 @dataclass(frozen=True)
@@ -252,189 +241,6 @@ def _radius_grid(h: int, w: int, xc: float, yc: float, elong: float, theta: floa
 
 
 _STRUCT8 = np.ones((3, 3), dtype=bool)  # 8-connectivity
-_ARANGE100 = np.arange(100.0)
-
-
-class _Growth:
-    """Curves of growth about one centre (circular, or elliptical with semi-major radius `a`).
-
-    Pixels within `_SUB_RADIUS` of the centre are split into `_SUB`x`_SUB` sub-pixels so that small
-    apertures are measured nearly exactly; each (sub-)pixel contributes with a linear ramp of its size
-    across the aperture edge, a close stand-in for exact overlap areas.
-    """
-
-    def __init__(
-        self,
-        img: np.ndarray,
-        xc: float,
-        yc: float,
-        *,
-        elong: float = 1.0,
-        theta: float = 0.0,
-        sub_radius: float = _SUB_RADIUS,
-    ):
-        h, w = img.shape
-        yy, xx = _indices(h, w)
-        self.rad = rad = _radius_grid(h, w, xc, yc, elong, theta)
-        self.rmax = float(rad.max()) + 1.0
-        self.nb = int(self.rmax / _DR) + 2
-        # rad / _DR < nb - 1 by construction of nb, so no clipping is needed here.
-        self.idx_all = (rad.ravel() / _DR).astype(np.int64)
-        # Running integrals of the cumulative profiles at the bin centres c_k (mass sits at c_k);
-        # the two end points make interpolation exact below 0 and linear beyond the last bin.
-        centres = (np.arange(self.nb) + 0.5) * _DR
-        self._far = centres[-1] + 1e3
-        self.grid = np.concatenate([[-1.0], centres, [self._far]])
-        # Only small apertures (r20 of compact galaxies) need sub-pixels: Petrosian radii do not.
-        # Near pixels are looked for in a small box about the centre, not over the whole image.
-        self.near_flat = None
-        if sub_radius > 0:
-            y0, y1 = max(0, int(np.floor(yc - sub_radius))), min(h, int(np.ceil(yc + sub_radius)) + 1)
-            x0, x1 = max(0, int(np.floor(xc - sub_radius))), min(w, int(np.ceil(xc + sub_radius)) + 1)
-            by, bx = yy[y0:y1, x0:x1], xx[y0:y1, x0:x1]
-            near = np.hypot(bx - xc, by - yc) < sub_radius
-            if near.any():
-                by, bx = by[near], bx[near]
-                self.near_flat = (by * w + bx).astype(np.int64)
-                sy = (by[:, None] + _SUB_OY).ravel()
-                sx = (bx[:, None] + _SUB_OX).ravel()
-                sr = self._radius(sx - xc, sy - yc, elong, theta)
-                self.idx_nearpix = self.idx_all[self.near_flat]
-                self.idx_near = np.minimum((sr / _DR).astype(np.int64), self.nb - 1)
-        # Histograms (counts and flux; whole pixels outside the sub-pixel zone, then sub-pixels),
-        # integrated together as the rows of one array.
-        v = img.ravel()
-        hists = [
-            np.bincount(self.idx_all, minlength=self.nb).astype(np.float64),
-            np.bincount(self.idx_all, weights=v, minlength=self.nb),
-        ]
-        if self.near_flat is not None:
-            hists[0] = hists[0] - np.bincount(self.idx_nearpix, minlength=self.nb)
-            hists[1] = hists[1] - np.bincount(self.idx_nearpix, weights=v[self.near_flat], minlength=self.nb)
-            near_v = np.repeat(v[self.near_flat] / _SUB**2, _SUB**2)
-            hists.append(np.bincount(self.idx_near, minlength=self.nb) / _SUB**2)
-            hists.append(np.bincount(self.idx_near, weights=near_v, minlength=self.nb))
-        integ = self._integral(np.array(hists))
-        self.int_count_far, self.int_hist_far = integ[0], integ[1]
-        if self.near_flat is not None:
-            self.int_count_near, self.int_hist_near = integ[2], integ[3]
-        self._integ = integ
-        self._ck = None
-
-    def _integral(self, hist: np.ndarray) -> np.ndarray:
-        """Running integrals of the cumulative sums of `hist` (rows), `(..., nb)` -> `(..., nb + 2)`."""
-        cum = np.cumsum(hist, axis=-1)
-        integ = np.empty(hist.shape[:-1] + (self.nb + 2,))
-        integ[..., :2] = 0.0
-        np.cumsum(cum[..., :-1] * _DR, axis=-1, out=integ[..., 2:-1])
-        integ[..., -1] = integ[..., -2] + cum[..., -1] * (self._far - self.grid[-2])
-        return integ
-
-    @staticmethod
-    def _radius(dx: np.ndarray, dy: np.ndarray, elong: float, theta: float) -> np.ndarray:
-        if elong == 1.0:
-            return np.hypot(dx, dy)
-        c, s = np.cos(theta), np.sin(theta)
-        xp = dx * c + dy * s
-        yp = -dx * s + dy * c
-        return np.hypot(xp, yp * elong)
-
-    def flux_area(self, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Flux and area inside apertures of the given radii (any shape).
-
-        A ramp of width `w` across the edge equals a box average of width `w` of the step-wise
-        cumulative profile, so each curve is two interpolations of its running integral.
-        """
-        r = np.asarray(radii, dtype=np.float64)
-        flux = self._box(self.int_hist_far, r, 1.0)
-        area = self._box(self.int_count_far, r, 1.0)
-        if self.near_flat is not None:
-            flux = flux + self._box(self.int_hist_near, r, 1.0 / _SUB)
-            area = area + self._box(self.int_count_near, r, 1.0 / _SUB)
-        return flux, area
-
-    def _box(self, integral: np.ndarray, r: np.ndarray, width: float) -> np.ndarray:
-        hi = np.interp(r + 0.5 * width, self.grid, integral)
-        lo = np.interp(r - 0.5 * width, self.grid, integral)
-        return (hi - lo) / width
-
-    def _curves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Flux and area of apertures on the fine grid r_k = k * _H (0 <= r_k <= rmax + 1)."""
-        if self._ck is None:
-            num = int((self.rmax + 1.0) / _H) + 1
-            rk = np.arange(num) * _H
-            a, f = self._box_fine(self._integ[:2], num, _HALF_STEPS_FAR)
-            if self.near_flat is not None:
-                a_near, f_near = self._box_fine(self._integ[2:], num, _HALF_STEPS_NEAR)
-                f, a = f + f_near, a + a_near
-            self._ck = (rk, f, a)
-        return self._ck
-
-    def _box_fine(self, integral: np.ndarray, num: int, half_steps: int) -> np.ndarray:
-        """`_box` on the fine grid r_k = k * _H without interpolation searches: r_k +- half the box
-        width is m * _DR, midway between two bin centres (or past the last one, where the running
-        integral is linear towards the far point)."""
-        nb = self.nb
-        ext = np.empty(integral.shape[:-1] + (num + half_steps,))
-        ext[..., :nb] = 0.5 * (integral[..., :nb] + integral[..., 1 : nb + 1])
-        last = self.grid[-2]
-        slope = (integral[..., -1:] - integral[..., -2:-1]) / (self._far - last)
-        ext[..., nb:] = integral[..., -2:-1] + (np.arange(nb, num + half_steps) * _DR - last) * slope
-        out = ext[..., half_steps : half_steps + num].copy()
-        out[..., half_steps:] -= ext[..., : num - half_steps]  # r_k - width / 2 < 0 holds nothing
-        return out / (2 * half_steps * _DR)
-
-    def petrosian(self, r_outer: float) -> tuple[float, int]:
-        """Petrosian radius (annulus mean / enclosed mean = eta) and a flag, by statmorph's rule: the
-        first of 100 radii in [annulus width, r_outer] below eta brackets the root, which is then
-        found on the fine grid (first sign change in the bracket, linear interpolation)."""
-        rk, f, a = self._curves()
-        s = int(round(0.5 * _ANNULUS / _H))
-        ann = np.abs((f[2 * s :] - f[: -2 * s]) / (a[2 * s :] - a[: -2 * s]))
-        val = ann / np.abs(f[s:-s] / a[s:-s]) - _ETA
-        val = np.where(np.isfinite(val), val, 1.0 - _ETA)
-        r_mid = rk[s:-s]
-        # np.linspace(_ANNULUS, r_outer, 100), by its own arithmetic, without its call overhead.
-        coarse = _ARANGE100 * ((r_outer - _ANNULUS) / 99) + _ANNULUS
-        coarse[-1] = r_outer
-        cval = np.interp(coarse, r_mid, val)
-        below = np.flatnonzero(cval <= 0)
-        if below.size == 0:
-            return float(r_outer), 2
-        j = int(below[0])
-        if j == 0:
-            return float(coarse[0]), 2
-        lo, hi = np.searchsorted(r_mid, [coarse[j - 1], coarse[j]])
-        seg = val[lo : hi + 1]
-        k = int(np.argmax(seg <= 0)) if np.any(seg <= 0) else len(seg) - 1
-        if k == 0:
-            return float(r_mid[lo]), 0
-        v0, v1 = seg[k - 1], seg[k]
-        r0 = r_mid[lo + k - 1]
-        return float(r0 + _H * v0 / (v0 - v1)), 0
-
-    def radius_at_fraction(self, r_total: float, fractions: Sequence[float]) -> tuple[list[float], int]:
-        """Radii holding the given fractions of the flux inside `r_total` (first crossing on the fine grid)."""
-        rk, f, _ = self._curves()
-        total = float(self.flux_area(np.array([r_total]))[0][0])
-        flag = 0
-        if total == 0:
-            return [float("nan")] * len(fractions), 2
-        if total < 0:
-            flag, total = 2, abs(total)
-        n = int(np.searchsorted(rk, r_total))
-        frac = np.abs(f[:n]) / total
-        out = []
-        for q in fractions:
-            up = np.flatnonzero(frac > q)
-            if up.size == 0 or up[0] == 0:
-                out.append(float("nan"))
-                flag = 2
-                continue
-            k = int(up[0])
-            v0, v1 = frac[k - 1], frac[k]
-            out.append(float(rk[k - 1] + _H * (q - v0) / (v1 - v0)))
-        return out, flag
 
 
 # ----------------------------------------------------------------------------------------------
@@ -733,95 +539,176 @@ def measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int
 def measure_batch(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, float]], np.ndarray]:
     """Every galaxy of a batch of sky-subtracted images `(N,H,W)` with main-source masks `(N,H,W)`.
 
-    The per-galaxy measurements run one galaxy at a time; the Sérsic fits, the costliest step, then
-    run for the whole batch at once. Returns (one record per galaxy, flags int8 `(N,)`).
+    Returns (one record per galaxy, flags int8 `(N,)`). The steps that search (the asymmetry centre,
+    the Gini segmap) run galaxy by galaxy; the curves of growth and the Sérsic fits run for a chunk of
+    galaxies at once.
     """
-    recs, flags, jobs = [], np.zeros(len(img), dtype=np.int8), []
+    recs: list[dict[str, float]] = []
+    flags = np.zeros(len(img), dtype=np.int8)
     # Overflows, 0/0 and log(0) are expected inside (they become inf/NaN and are handled).
     with np.errstate(all="ignore"):
-        for i in range(len(img)):
-            rec, flag, job = _measure_one(img[i], seg[i])
-            recs.append(rec)
-            flags[i] = flag
-            if job is not None:
-                jobs.append((i, *job))
-        if jobs:
-            params, fit_flag = fit_sersic_2d([j[1] for j in jobs], np.array([j[2] for j in jobs]))
-            for (i, *_), p, f in zip(jobs, params, fit_flag, strict=True):
-                if f < 2:
-                    recs[i]["sersic_n"], recs[i]["sersic_rhalf"] = float(p[2]), float(p[1])
-                # A poor Sérsic fit alone does not spoil the other measurements.
-                flags[i] = max(flags[i], min(int(f), 1))
+        for start in range(0, len(img), _CHUNK):
+            r, f = _measure_chunk(img[start : start + _CHUNK], seg[start : start + _CHUNK])
+            recs.extend(r)
+            flags[start : start + len(f)] = f
     return recs, flags
 
 
-def _measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int, tuple | None]:
-    """Everything but the Sérsic fit: (values, flag, (stamp, start parameters) of the fit or None)."""
-    rec = _nan_record()
+@dataclass
+class _Galaxy:
+    """One galaxy's postage stamp (statmorph's: the segment's bounding box grown 2.5x, at least 48 px)
+    and what the per-galaxy steps need of it; positions are in stamp pixels."""
+
+    index: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    img: np.ndarray
+    seg: np.ndarray
+    img_seg: np.ndarray
+    xc: float
+    yc: float
+    flag: int
+
+
+def _stamp(i: int, img: np.ndarray, seg: np.ndarray) -> _Galaxy | None:
     if not seg.any():
-        return rec, 2, None
-    # Work in statmorph's "postage stamp": the segment's bounding box grown 2.5x (at least 48 px).
+        return None
     ys, xs = np.nonzero(seg.any(axis=1))[0], np.nonzero(seg.any(axis=0))[0]
     dy, dx = ys[-1] + 1 - ys[0], xs[-1] + 1 - xs[0]
     cy, cx = ys[0] + dy // 2, xs[0] + dx // 2
     dist = max(int(max(dx, dy) * 2.5 / 2.0), 24)
-    y_off, x_off = max(0, cy - dist), max(0, cx - dist)
     full_h, full_w = img.shape
+    y0, x0 = max(0, cy - dist), max(0, cx - dist)
+    y1, x1 = min(full_h, cy + dist), min(full_w, cx + dist)
     touches = bool(seg[0].any() or seg[-1].any() or seg[:, 0].any() or seg[:, -1].any())
-    img = img[y_off : min(full_h, cy + dist), x_off : min(full_w, cx + dist)]
-    seg = seg[y_off : min(full_h, cy + dist), x_off : min(full_w, cx + dist)]
-    img_seg = np.where(seg, img, 0.0)
+    sub, sseg = img[y0:y1, x0:x1], seg[y0:y1, x0:x1]
+    img_seg = np.where(sseg, sub, 0.0)
     tot = img_seg.sum()
     if tot <= 0:
-        return rec, 2, None
-    h, w = img.shape
-    yy, xx = _indices(h, w)
-    xc0 = float((img_seg * xx).sum() / tot)
-    yc0 = float((img_seg * yy).sum() / tot)
-    rec["xc_centroid"], rec["yc_centroid"] = xc0 + x_off, yc0 + y_off
-    flag = 1 if touches else 0  # a source touching the border has truncated radii
-    diag = float(np.hypot(h, w))  # statmorph's outer limit of the Petrosian search
-    rp0, f = _Growth(img, xc0, yc0, sub_radius=0.0).petrosian(diag)
-    flag = max(flag, f)
+        return None
+    yy, xx = _indices(*sub.shape)
+    xc, yc = float((img_seg * xx).sum() / tot), float((img_seg * yy).sum() / tot)
+    # A source touching the border has truncated radii: suspect.
+    return _Galaxy(i, y0, y1, x0, x1, sub, sseg, img_seg, xc, yc, 1 if touches else 0)
 
-    box = _skybox(img, seg)
-    if box.size:
-        sky_asym = float(np.abs(box[::-1, ::-1] - box).sum() / box.size)
-    else:
-        sky_asym, flag = 0.0, max(flag, 1)
 
-    # statmorph lets the asymmetry centre drift up to 0.25 rp from the centroid; when it drifts further
-    # it starts again from the brightest pixel, and when that drifts too it keeps the centroid (bad).
-    r_ap, reach = _PETRO_EXTENT_CAS * rp0, max(1.0, _PETRO_FRACTION_CAS * rp0)
-    asym, xa, ya, drifted = _asymmetry_search(img, xc0, yc0, r_ap, sky_asym, reach_px=reach)
-    if drifted:
-        flag = max(flag, 1)
-        iy, ix = np.unravel_index(int(np.argmax(img_seg)), img_seg.shape)
-        asym, xa, ya, drifted = _asymmetry_search(img, float(ix), float(iy), r_ap, sky_asym, reach_px=reach)
+def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, float]], np.ndarray]:
+    n, full_h, full_w = img.shape
+    recs = [_nan_record() for _ in range(n)]
+    flags = np.full(n, 2, dtype=np.int8)
+    gals = [g for i in range(n) if (g := _stamp(i, img[i], seg[i])) is not None]
+    if not gals:
+        return recs, flags
+    num = len(gals)
+    # Each galaxy's frame holds its stamp only (zeros and invalid elsewhere): the batched curves of
+    # growth then see exactly the stamp, as statmorph does.
+    frames = np.zeros((num, full_h, full_w))
+    valid = np.zeros((num, full_h, full_w), dtype=bool)
+    for k, g in enumerate(gals):
+        frames[k, g.y0 : g.y1, g.x0 : g.x1] = g.img
+        valid[k, g.y0 : g.y1, g.x0 : g.x1] = True
+        rec = recs[g.index]
+        rec["xc_centroid"], rec["yc_centroid"] = g.xc + g.x0, g.yc + g.y0
+    off_x = np.array([g.x0 for g in gals], dtype=np.float64)
+    off_y = np.array([g.y0 for g in gals], dtype=np.float64)
+    diag = np.array([np.hypot(g.y1 - g.y0, g.x1 - g.x0) for g in gals])  # statmorph's Petrosian search limit
+    flag = np.array([g.flag for g in gals])
+
+    # Petrosian radius about the centroid: the asymmetry aperture.
+    xc0 = np.array([g.xc for g in gals])
+    yc0 = np.array([g.yc for g in gals])
+    rp0, f = GrowthBatch(frames, valid, off_x, off_y, xc0, yc0, sub_radius=0.0).petrosian(diag)
+    flag = np.maximum(flag, f)
+
+    # The asymmetry centre, galaxy by galaxy. statmorph lets it drift up to 0.25 rp from the centroid;
+    # when it drifts further it starts again from the brightest pixel, and when that drifts too it
+    # keeps the centroid (bad).
+    xa, ya = np.empty(num), np.empty(num)
+    shape = np.empty((num, 3))  # ellipticity, elongation, orientation about the asymmetry centre
+    boxes = []
+    for k, g in enumerate(gals):
+        box = _skybox(g.img, g.seg)
+        boxes.append(box)
+        if box.size:
+            sky_asym = float(np.abs(box[::-1, ::-1] - box).sum() / box.size)
+        else:
+            sky_asym, flag[k] = 0.0, max(flag[k], 1)
+        r_ap, reach = _PETRO_EXTENT_CAS * rp0[k], max(1.0, _PETRO_FRACTION_CAS * rp0[k])
+        asym, x, y, drifted = _asymmetry_search(g.img, g.xc, g.yc, r_ap, sky_asym, reach_px=reach)
         if drifted:
-            flag, xa, ya = 2, xc0, yc0
-    rec["asymmetry"], rec["xc_asymmetry"], rec["yc_asymmetry"] = asym, xa + x_off, ya + y_off
+            flag[k] = max(flag[k], 1)
+            iy, ix = np.unravel_index(int(np.argmax(g.img_seg)), g.img_seg.shape)
+            asym, x, y, drifted = _asymmetry_search(g.img, float(ix), float(iy), r_ap, sky_asym, reach_px=reach)
+            if drifted:
+                flag[k], x, y = 2, g.xc, g.yc
+        xa[k], ya[k] = x, y
+        rec = recs[g.index]
+        rec["asymmetry"], rec["xc_asymmetry"], rec["yc_asymmetry"] = asym, x + g.x0, y + g.y0
+        shape[k] = _shape(*_moments(g.img_seg, x, y))
+        ell_c, _, theta_c = _shape(*_moments(g.img_seg, g.xc, g.yc))
+        rec["ellipticity"], rec["orientation"] = ell_c, theta_c
+        rec["elongation"] = 1.0 / (1.0 - ell_c)
 
-    ell, elong, theta = _shape(*_moments(img_seg, xa, ya))
-    ell_c, _, theta_c = _shape(*_moments(img_seg, xc0, yc0))
-    rec["ellipticity"], rec["orientation"] = ell_c, theta_c
-    rec["elongation"] = 1.0 / (1.0 - ell_c)
-
-    g_circ = _Growth(img, xa, ya)
+    # Circular apertures about the asymmetry centre: Petrosian radius, r20/r50/r80, concentration.
+    g_circ = GrowthBatch(frames, valid, off_x, off_y, xa, ya)
     rp, f = g_circ.petrosian(diag)
-    flag = max(flag, f)
-    rec["rpetro_circ"] = rp
-    (r20, r50, r80), f = g_circ.radius_at_fraction(_PETRO_EXTENT_CAS * rp, (0.2, 0.5, 0.8))
-    flag = max(flag, f)
-    rec["r20"], rec["r50"], rec["r80"] = r20, r50, r80
-    if r20 > 0 and r80 > 0:
-        rec["concentration"] = 5.0 * np.log10(r80 / r20)
+    flag = np.maximum(flag, f)
+    radii, f = g_circ.radius_at_fraction(_PETRO_EXTENT_CAS * rp, (0.2, 0.5, 0.8))
+    flag = np.maximum(flag, f)
+    conc = np.where((radii[:, 0] > 0) & (radii[:, 2] > 0), 5.0 * np.log10(radii[:, 2] / radii[:, 0]), np.nan)
+    for k, g in enumerate(gals):
+        rec = recs[g.index]
+        rec["rpetro_circ"] = float(rp[k])
+        rec["r20"], rec["r50"], rec["r80"] = (float(v) for v in radii[k])
+        rec["concentration"] = float(conc[k])
+        sm = _smoothness(g.img, g_circ.rad[k, g.y0 : g.y1, g.x0 : g.x1], float(rp[k]), boxes[k])
+        if np.isfinite(sm):
+            rec["smoothness"] = sm
+        else:
+            flag[k] = 2
 
-    # Smoothness (Lotz et al. 2004 eq. 11) in the annulus [0.25, 1.5] rp about the asymmetry centre.
+    # Elliptical apertures: Petrosian radius (the Gini segmap's scale) and the Sérsic fit's start.
+    ell, elong, theta = shape[:, 0], shape[:, 1], shape[:, 2]
+    g_ell = GrowthBatch(frames, valid, off_x, off_y, xa, ya, elong=elong, theta=theta)
+    rpe, f = g_ell.petrosian(diag * elong)
+    flag = np.maximum(flag, f)
+    starts = _sersic_starts(g_ell, conc, seg[[g.index for g in gals]], xa, ya, ell, theta)
+    jobs = []
+    for k, g in enumerate(gals):
+        rec = recs[g.index]
+        rec["rpetro_ellip"] = float(rpe[k])
+        gseg, f = _gini_segmap(g.img, float(rpe[k]), g.xc, g.yc, float(elong[k]), float(theta[k]))
+        flag[k] = max(flag[k], f)
+        if gseg.sum() > 1:
+            rec["gini"] = gini(g.img[gseg])
+            rec["m20"] = m20(g.img, gseg)
+        if flag[k] >= 2:
+            # Keep positions, drop measurements that depend on the failed step.
+            keep = {key: rec[key] for key in ("xc_centroid", "yc_centroid")}
+            recs[g.index] = _nan_record() | keep
+        elif starts[k] is not None:
+            jobs.append((k, g.img, starts[k]))
+        flags[g.index] = flag[k]
+
+    if jobs:
+        params, fit_flag = fit_sersic_2d([j[1] for j in jobs], np.array([j[2] for j in jobs]))
+        for (k, *_), p, f in zip(jobs, params, fit_flag, strict=True):
+            i = gals[k].index
+            if f < 2:
+                recs[i]["sersic_n"], recs[i]["sersic_rhalf"] = float(p[2]), float(p[1])
+            # A poor Sérsic fit alone does not spoil the other measurements.
+            flags[i] = max(flags[i], min(int(f), 1))
+    return recs, flags
+
+
+def _smoothness(img: np.ndarray, r: np.ndarray, rp: float, box: np.ndarray) -> float:
+    """Smoothness (Lotz et al. 2004 eq. 11) in the annulus [0.25, 1.5] rp; r: radius about the
+    asymmetry centre `(H,W)`; box: the skybox. NaN where the annulus holds no light."""
     boxcar = max(int(_PETRO_FRACTION_CAS * rp), 1)
     diff = img - ndi.uniform_filter(img, size=boxcar)
     diff = np.maximum(diff, 0.0)
-    r = g_circ.rad  # circular radius about the asymmetry centre
     r_in, r_out = _PETRO_FRACTION_CAS * rp, _PETRO_EXTENT_CAS * rp
     wgt = _ramp(r_out - r + 0.5) - _ramp(r_in - r + 0.5)
     ann_flux = float((wgt * img).sum())
@@ -830,48 +717,39 @@ def _measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], in
         sky_smooth = float(np.maximum(bd, 0).sum() / box.size)
     else:
         sky_smooth = 0.0
-    if ann_flux > 0:
-        rec["smoothness"] = float(((wgt * diff).sum() - np.pi * (r_out**2 - r_in**2) * sky_smooth) / ann_flux)
-    else:
-        flag = 2
-
-    g_ell = _Growth(img, xa, ya, elong=elong, theta=theta)
-    rpe, f = g_ell.petrosian(diag * elong)
-    flag = max(flag, f)
-    rec["rpetro_ellip"] = rpe
-    gseg, f = _gini_segmap(img, rpe, xc0, yc0, elong, theta)
-    flag = max(flag, f)
-    if gseg.sum() > 1:
-        rec["gini"] = gini(img[gseg])
-        rec["m20"] = m20(img, gseg)
-
-    if flag >= 2:
-        # Keep positions, drop measurements that depend on the failed step.
-        keep = {k: rec[k] for k in ("xc_centroid", "yc_centroid")}
-        return _nan_record() | keep, flag, None
-    return rec, flag, _sersic_start(img, g_ell, rec["concentration"], seg, xa, ya, ell, theta)
+    if not ann_flux > 0:
+        return float("nan")
+    return float(((wgt * diff).sum() - np.pi * (r_out**2 - r_in**2) * sky_smooth) / ann_flux)
 
 
-def _sersic_start(
-    img: np.ndarray, g_ell: _Growth, conc: float, seg: np.ndarray, xa: float, ya: float, ell: float, theta: float
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """statmorph's starting point of the 2D Sérsic fit, or None where statmorph gives up (flag 2).
+def _sersic_starts(
+    g_ell: GrowthBatch,
+    conc: np.ndarray,
+    seg: np.ndarray,
+    xa: np.ndarray,
+    ya: np.ndarray,
+    ell: np.ndarray,
+    theta: np.ndarray,
+) -> list[np.ndarray | None]:
+    """statmorph's starting points of the 2D Sérsic fits `(7,)` (stamp positions), None where statmorph
+    gives up (flag 2).
 
     n from the concentration (within [1, 3.5]); r_eff the elliptical half-light radius about the
     asymmetry centre (total: the light within the segment's outermost ellipse); the amplitude the
     mean brightness in the elliptical annulus at r_eff; centre and ellipse from the asymmetry centre.
     """
-    n_guess = float(np.clip(10.0**-1.5 * conc**3.5, 1.0, 3.5)) if np.isfinite(conc) and conc > 0 else 2.0
-    r_max = float(g_ell.rad[seg].max())
-    (r_guess,), f = g_ell.radius_at_fraction(r_max, (0.5,))
-    a_in, a_out = r_guess - 0.5 * _ANNULUS, r_guess + 0.5 * _ANNULUS
-    if f >= 2 or not np.isfinite(r_guess) or a_in < 0:
-        return None
-    flux, area = g_ell.flux_area(np.array([a_in, a_out]))
-    amp = (flux[1] - flux[0]) / (area[1] - area[0])
-    if not amp > 0:
-        return None
-    return img, np.array([amp, r_guess, n_guess, xa, ya, ell, theta])
+    n_guess = np.where(np.isfinite(conc) & (conc > 0), np.clip(10.0**-1.5 * conc**3.5, 1.0, 3.5), 2.0)
+    r_max = np.where(seg, g_ell.rad, -np.inf).reshape(len(conc), -1).max(axis=1)
+    r_half, f = g_ell.radius_at_fraction(r_max, (0.5,))
+    r_half = r_half[:, 0]
+    a_in, a_out = r_half - 0.5 * _ANNULUS, r_half + 0.5 * _ANNULUS
+    flux, area = g_ell.flux_area(np.stack([a_in, a_out], axis=1))
+    amp = (flux[:, 1] - flux[:, 0]) / (area[:, 1] - area[:, 0])
+    good = (f < 2) & np.isfinite(r_half) & (a_in >= 0) & (amp > 0)
+    return [
+        np.array([amp[k], r_half[k], n_guess[k], xa[k], ya[k], ell[k], theta[k]]) if good[k] else None
+        for k in range(len(conc))
+    ]
 
 
 @dataclass
