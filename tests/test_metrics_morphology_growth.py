@@ -39,9 +39,9 @@ def test_batched_growth_equals_the_per_galaxy_reference(kind):
     elong = rng.uniform(1.0, 2.5, n) if kind == "ellipse" else None
     theta = rng.uniform(-1.5, 1.5, n) if kind == "ellipse" else None
     sub = 0.0 if kind == "circle_nosub" else ref_impl._SUB_RADIUS
-    x0 = np.array([st[2] for st in stamps], dtype=float)
-    y0 = np.array([st[0] for st in stamps], dtype=float)
-    g = GrowthBatch(imgs, valid, x0, y0, xc - x0, yc - y0, elong=elong, theta=theta, sub_radius=sub)
+    bounds = np.array(stamps)
+    x0, y0 = bounds[:, 2].astype(float), bounds[:, 0].astype(float)
+    g = GrowthBatch(imgs, valid, bounds, xc - x0, yc - y0, elong=elong, theta=theta, sub_radius=sub)
     diag = np.array([np.hypot(y1 - y0, x1 - x0) for y0, y1, x0, x1 in stamps])
     r_outer = diag * (elong if elong is not None else 1.0)
     rp, flag = g.petrosian(r_outer)
@@ -66,9 +66,9 @@ def test_batched_growth_flags_like_the_reference_on_empty_and_negative_galaxies(
     imgs, valid, stamps, xc, yc, _ = _batch(seed=3, n=3)
     imgs[1] = 0.0  # no light: fractional radii are undefined
     imgs[2] = -np.abs(imgs[2])  # negative total
-    x0 = np.array([st[2] for st in stamps], dtype=float)
-    y0 = np.array([st[0] for st in stamps], dtype=float)
-    g = GrowthBatch(imgs, valid, x0, y0, xc - x0, yc - y0)
+    bounds = np.array(stamps)
+    x0, y0 = bounds[:, 2].astype(float), bounds[:, 0].astype(float)
+    g = GrowthBatch(imgs, valid, bounds, xc - x0, yc - y0)
     fr, flag = g.radius_at_fraction(np.full(3, 10.0), (0.5,))
     for i, (y0, y1, x0, x1) in enumerate(stamps):
         ref = ref_impl._Growth(imgs[i][y0:y1, x0:x1], xc[i] - x0, yc[i] - y0)

@@ -611,15 +611,14 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
         valid[k, g.y0 : g.y1, g.x0 : g.x1] = True
         rec = recs[g.index]
         rec["xc_centroid"], rec["yc_centroid"] = g.xc + g.x0, g.yc + g.y0
-    off_x = np.array([g.x0 for g in gals], dtype=np.float64)
-    off_y = np.array([g.y0 for g in gals], dtype=np.float64)
+    bounds = np.array([(g.y0, g.y1, g.x0, g.x1) for g in gals])
     diag = np.array([np.hypot(g.y1 - g.y0, g.x1 - g.x0) for g in gals])  # statmorph's Petrosian search limit
     flag = np.array([g.flag for g in gals])
 
     # Petrosian radius about the centroid: the asymmetry aperture.
     xc0 = np.array([g.xc for g in gals])
     yc0 = np.array([g.yc for g in gals])
-    rp0, f = GrowthBatch(frames, valid, off_x, off_y, xc0, yc0, sub_radius=0.0).petrosian(diag)
+    rp0, f = GrowthBatch(frames, valid, bounds, xc0, yc0, sub_radius=0.0).petrosian(diag)
     flag = np.maximum(flag, f)
 
     # The asymmetry centre, galaxy by galaxy. statmorph lets it drift up to 0.25 rp from the centroid;
@@ -652,7 +651,7 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
         rec["elongation"] = 1.0 / (1.0 - ell_c)
 
     # Circular apertures about the asymmetry centre: Petrosian radius, r20/r50/r80, concentration.
-    g_circ = GrowthBatch(frames, valid, off_x, off_y, xa, ya)
+    g_circ = GrowthBatch(frames, valid, bounds, xa, ya)
     rp, f = g_circ.petrosian(diag)
     flag = np.maximum(flag, f)
     radii, f = g_circ.radius_at_fraction(_PETRO_EXTENT_CAS * rp, (0.2, 0.5, 0.8))
@@ -671,7 +670,7 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
 
     # Elliptical apertures: Petrosian radius (the Gini segmap's scale) and the Sérsic fit's start.
     ell, elong, theta = shape[:, 0], shape[:, 1], shape[:, 2]
-    g_ell = GrowthBatch(frames, valid, off_x, off_y, xa, ya, elong=elong, theta=theta)
+    g_ell = GrowthBatch(frames, valid, bounds, xa, ya, elong=elong, theta=theta)
     rpe, f = g_ell.petrosian(diag * elong)
     flag = np.maximum(flag, f)
     starts = _sersic_starts(g_ell, conc, seg[[g.index for g in gals]], xa, ya, ell, theta)

@@ -59,6 +59,20 @@ def radius_grids(
     return np.sqrt(xp, out=xp)
 
 
+_NEAR: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _near_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel offsets (dy, dx) from floor(centre) that can lie within `radius` of a centre in the cell."""
+    if radius not in _NEAR:
+        k = int(np.ceil(radius)) + 1
+        dy, dx = (a.ravel() for a in np.mgrid[-k : k + 2, -k : k + 2])
+        gap = lambda d: np.maximum(np.maximum(d - 1, -d), 0)  # noqa: E731  (distance from [0, 1])
+        keep = np.hypot(gap(dx), gap(dy)) < radius
+        _NEAR[radius] = (dy[keep], dx[keep])
+    return _NEAR[radius]
+
+
 def _first(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the first True per row and whether there is one: `(N, K)` -> `(N,)`, `(N,)`."""
     return mask.argmax(axis=1), mask.any(axis=1)
@@ -85,18 +99,18 @@ class GrowthBatch:
     """Curves of growth about one centre per galaxy (circular, or elliptical with semi-major radius).
 
     img: `(N, H, W)` sky-subtracted frames, zero outside each galaxy's stamp; valid: `(N, H, W)` bool
-    stamps; x0, y0: `(N,)` the stamps' corners in the frame; xc, yc: `(N,)` centres in stamp pixels;
-    elong, theta: `(N,)` ellipses (None: circles). Pixels within `sub_radius` of the centre are split
-    into `_SUB` x `_SUB` sub-pixels, as in `_Growth`. Stamp coordinates make every number the same as
-    `_Growth`'s on the stamp alone, to the last bit.
+    stamps; bounds: `(N, 4)` int the stamps' (y0, y1, x0, x1) in the frame; xc, yc: `(N,)` centres in
+    stamp pixels; elong, theta: `(N,)` ellipses (None: circles). Pixels within `sub_radius` of the
+    centre are split into `_SUB` x `_SUB` sub-pixels, as in `_Growth`. Stamp coordinates make every
+    number the same as `_Growth`'s on the stamp alone, to the last bit. Galaxies are grouped by their
+    largest radius, so that one long ellipse does not lengthen every galaxy's histogram.
     """
 
     def __init__(
         self,
         img: np.ndarray,
         valid: np.ndarray,
-        x0: np.ndarray,
-        y0: np.ndarray,
+        bounds: np.ndarray,
         xc: np.ndarray,
         yc: np.ndarray,
         *,
@@ -106,54 +120,113 @@ class GrowthBatch:
     ):
         n, h, w = img.shape
         self.n = n
+        bounds = np.asarray(bounds, dtype=np.int64)
+        y0, x0 = bounds[:, 0].astype(np.float64), bounds[:, 2].astype(np.float64)
         self.rad = rad = radius_grids(h, w, xc, yc, elong, theta, x0=x0, y0=y0)
-        self.rmax = np.where(valid, rad, -np.inf).reshape(n, -1).max(axis=1) + 1.0
+        # The largest radius on a stamp is at one of its corners (radii are convex).
+        g = np.arange(n)[:, None]
+        cy = np.stack([bounds[:, 0], bounds[:, 0], bounds[:, 1] - 1, bounds[:, 1] - 1], axis=1)
+        cx = np.stack([bounds[:, 2], bounds[:, 3] - 1, bounds[:, 2], bounds[:, 3] - 1], axis=1)
+        rmax = rad[g, cy, cx].max(axis=1) + 1.0
+        # Groups of galaxies whose largest radii differ by less than a third.
+        order = np.argsort(rmax, kind="stable")
+        self._groups: list[tuple[np.ndarray, _Group]] = []
+        first = 0
+        for k in range(1, n + 1):
+            if k == n or rmax[order[k]] > 1.33 * rmax[order[first]] + 2.0:
+                idx = np.sort(order[first:k])
+                if k - first == n:  # one group (the usual case): no copies
+                    parts = (img, valid, bounds, xc, yc, elong, theta)
+                else:
+                    parts = tuple(None if a is None else a[idx] for a in (img, valid, bounds, xc, yc, elong, theta))
+                grp = _Group(*parts, sub_radius, rad if k - first == n else rad[idx], rmax[idx])
+                self._groups.append((idx, grp))
+                first = k
+
+    def _gather(self, method: str, *per_galaxy: np.ndarray, args: tuple = ()) -> tuple[np.ndarray, ...]:
+        """Call `method` of every group with its galaxies' rows of `per_galaxy`, and put the results back."""
+        outs: list[np.ndarray] | None = None
+        for idx, grp in self._groups:
+            res = getattr(grp, method)(*(a[idx] for a in per_galaxy), *args)
+            if outs is None:
+                outs = [np.empty((self.n,) + r.shape[1:], dtype=r.dtype) for r in res]
+            for o, r in zip(outs, res, strict=True):
+                o[idx] = r
+        return tuple(outs or ())
+
+    def flux_area(self, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flux and area inside apertures of radii `(N, K)` (each pixel ramps in across its edge)."""
+        return self._gather("flux_area", np.asarray(radii, dtype=np.float64))
+
+    def petrosian(self, r_outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Petrosian radii `(N,)` and flags `(N,)`, by `_Growth.petrosian`'s rules (statmorph's)."""
+        return self._gather("petrosian", np.asarray(r_outer, dtype=np.float64))
+
+    def radius_at_fraction(self, r_total: np.ndarray, fractions: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        """Radii `(N, F)` holding the given fractions of the flux inside `r_total (N,)`, and flags `(N,)`
+        (first crossing on the fine grid, as `_Growth.radius_at_fraction`)."""
+        return self._gather("radius_at_fraction", np.asarray(r_total, dtype=np.float64), args=(fractions,))
+
+
+class _Group:
+    """GrowthBatch's work for galaxies of similar extent (their histograms share one length)."""
+
+    def __init__(
+        self,
+        img: np.ndarray,
+        valid: np.ndarray,
+        bounds: np.ndarray,
+        xc: np.ndarray,
+        yc: np.ndarray,
+        elong: np.ndarray | None,
+        theta: np.ndarray | None,
+        sub_radius: float,
+        rad: np.ndarray,
+        rmax: np.ndarray,
+    ):
+        n, h, w = img.shape
+        self.n = n
+        self.rmax = rmax
         nb_own = (self.rmax / _DR).astype(np.int64) + 2
         self.nb = nb = int(nb_own.max())
-        rows = (np.arange(n) * nb)[:, None]
-        idx = np.minimum((rad / _DR).astype(np.int64), nb - 1).reshape(n, -1)  # pixels off the stamp: weight 0
-        flat = (idx + rows).ravel()
-        vw = valid.reshape(-1).astype(np.float64)
-        v = img.reshape(-1)
-        count = np.bincount(flat, weights=vw, minlength=n * nb).reshape(n, nb)
-        flux = np.bincount(flat, weights=v, minlength=n * nb).reshape(n, nb)
+        # Pixels off the stamps go to one extra bin, dropped.
+        flat = ((rad / _DR).astype(np.int64) + (np.arange(n) * nb)[:, None, None]).reshape(-1)
+        flat[~valid.reshape(-1)] = n * nb
+        count = np.bincount(flat, minlength=n * nb + 1)[:-1].reshape(n, nb).astype(np.float64)
+        flux = np.bincount(flat, weights=img.reshape(-1), minlength=n * nb + 1)[:-1].reshape(n, nb)
         near_count = near_flux = None
         if sub_radius > 0:
-            k = int(np.ceil(sub_radius)) + 1
-            off = np.arange(-k, k + 1)
-            oy = np.round(y0).astype(np.int64)[:, None]
-            ox = np.round(x0).astype(np.int64)[:, None]
-            # Frame pixels about the centre, and their stamp coordinates (as floats, like _Growth's).
-            by = (np.floor(yc).astype(np.int64)[:, None, None] + off[None, :, None]) + 0 * off[None, None, :]
-            bx = (np.floor(xc).astype(np.int64)[:, None, None] + off[None, None, :]) + 0 * off[None, :, None]
-            by, bx = by.reshape(n, -1) + oy, bx.reshape(n, -1) + ox
+            # Frame pixels that can lie within sub_radius of a centre in the pixel cell [floor, floor + 1).
+            dyo, dxo = _near_offsets(sub_radius)
+            oy, ox = bounds[:, :1], bounds[:, 2:3]
+            by = np.floor(yc).astype(np.int64)[:, None] + dyo[None, :] + oy
+            bx = np.floor(xc).astype(np.int64)[:, None] + dxo[None, :] + ox
             inside = (by >= 0) & (by < h) & (bx >= 0) & (bx < w)
-            byc, bxc = np.clip(by, 0, h - 1), np.clip(bx, 0, w - 1)
-            pix = byc * w + bxc
-            byc, bxc = (byc - oy).astype(np.float64), (bxc - ox).astype(np.float64)
+            pix = np.clip(by, 0, h - 1) * w + np.clip(bx, 0, w - 1)
             g = np.arange(n)[:, None]
+            # Stamp coordinates (as floats, like _Growth's) of the pixels really near the centre.
+            sy_px, sx_px = (by - oy).astype(np.float64), (bx - ox).astype(np.float64)
             near = inside & valid.reshape(n, -1)[g, pix]
-            near &= np.hypot(bxc - xc[:, None], byc - yc[:, None]) < sub_radius
-            wn = near.astype(np.float64)
-            pv = img.reshape(n, -1)[g, pix] * wn
+            near &= np.hypot(sx_px - xc[:, None], sy_px - yc[:, None]) < sub_radius
+            gi, ki = np.nonzero(near)
+            pix = pix[gi, ki]
+            pv = img.reshape(n, -1)[gi, pix]
             # Whole near pixels leave the plain histograms ...
-            nflat = (idx[g, pix] + rows).ravel()
-            count -= np.bincount(nflat, weights=wn.ravel(), minlength=n * nb).reshape(n, nb)
-            flux -= np.bincount(nflat, weights=pv.ravel(), minlength=n * nb).reshape(n, nb)
+            nflat = flat.reshape(n, -1)[gi, pix]  # near pixels lie on the stamp: their own bins
+            count -= np.bincount(nflat, minlength=n * nb).reshape(n, nb)
+            flux -= np.bincount(nflat, weights=pv, minlength=n * nb).reshape(n, nb)
             # ... and come back as sub-pixels.
-            sy = (byc[:, :, None] + _SUB_OY).reshape(n, -1)
-            sx = (bxc[:, :, None] + _SUB_OX).reshape(n, -1)
-            dx, dy = sx - xc[:, None], sy - yc[:, None]
+            dx = (sx_px[gi, ki][:, None] + _SUB_OX[None, :]) - xc[gi][:, None]
+            dy = (sy_px[gi, ki][:, None] + _SUB_OY[None, :]) - yc[gi][:, None]
             if elong is None:
                 sr = np.hypot(dx, dy)
             else:
-                c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
-                sr = np.hypot(dx * c + dy * s, (-dx * s + dy * c) * elong[:, None])
-            sidx = np.minimum((sr / _DR).astype(np.int64), (nb_own - 1)[:, None])
-            sflat = (sidx + rows).ravel()
-            sub_w = np.repeat(wn, _SUB**2, axis=1).ravel() / _SUB**2
-            sub_v = np.repeat(pv, _SUB**2, axis=1).ravel() / _SUB**2
-            near_count = np.bincount(sflat, weights=sub_w, minlength=n * nb).reshape(n, nb)
+                c, s = np.cos(theta)[gi][:, None], np.sin(theta)[gi][:, None]
+                sr = np.hypot(dx * c + dy * s, (-dx * s + dy * c) * elong[gi][:, None])
+            sidx = np.minimum((sr / _DR).astype(np.int64), (nb_own - 1)[gi][:, None])
+            sflat = (sidx + (gi * nb)[:, None]).ravel()
+            sub_v = np.repeat(pv / _SUB**2, _SUB**2)
+            near_count = np.bincount(sflat, minlength=n * nb).reshape(n, nb) / _SUB**2
             near_flux = np.bincount(sflat, weights=sub_v, minlength=n * nb).reshape(n, nb)
         hists = [count, flux] + ([near_count, near_flux] if near_count is not None else [])
         # Running integrals I(j) of the cumulative histograms at the bin centres c_j = (j + 1/2) _DR,
