@@ -76,3 +76,21 @@ def test_degenerate_stamps_are_flagged_not_raised():
     assert flag[1] == 2 and np.isnan(p[1]).all()
     assert flag[0] in (0, 1, 2)
     assert ms.fit_sersic_2d([], np.zeros((0, 7)))[0].shape == (0, 7)
+
+
+def test_binned_frames_equal_binned_stamps():
+    """The batched binning (stamps inside zero frames) gives each stamp's own super-pixels."""
+    rng = np.random.default_rng(4)
+    frames = np.zeros((4, 50, 60))
+    bounds = np.array([[2, 45, 3, 57], [0, 50, 0, 60], [5, 40, 10, 50], [1, 33, 7, 44]])
+    xc, yc = np.array([20.3, 30.7, 15.2, 17.0]), np.array([21.6, 24.1, 17.9, 12.5])
+    for i, (y0, y1, x0, x1) in enumerate(bounds):
+        frames[i, y0:y1, x0:x1] = rng.normal(size=(y1 - y0, x1 - x0))
+    x, y, sw, zsw = ms._bin_frames(frames, bounds, xc, yc, 4.0)
+    for i, (y0, y1, x0, x1) in enumerate(bounds):
+        want = ms._bin_stamp(frames[i, y0:y1, x0:x1], xc[i], yc[i], 4.0)
+        m = sw[i] > 0
+        assert m.sum() == want.shape[1] and not m[m.sum() :].any()
+        np.testing.assert_allclose(np.stack([x[i, m], y[i, m], sw[i, m] ** 2, zsw[i, m] / sw[i, m]]), want, rtol=1e-12)
+        # The centre's block is split into single pixels.
+        assert (want[2][np.hypot(want[0] - xc[i], want[1] - yc[i]) < 1.5] == 1).all()

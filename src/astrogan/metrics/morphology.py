@@ -28,7 +28,7 @@ from scipy import ndimage as ndi
 from scipy import special
 
 from astrogan.metrics.morphology_growth import _ANNULUS, GrowthBatch, radius_grids
-from astrogan.metrics.morphology_sersic import fit_sersic_2d
+from astrogan.metrics.morphology_sersic import fit_sersic_frames
 
 #: Properties measured per galaxy, in output order.
 PROPERTIES: tuple[str, ...] = (
@@ -753,12 +753,12 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
             keep = {key: rec[key] for key in ("xc_centroid", "yc_centroid")}
             recs[g.index] = _nan_record() | keep
         elif starts[k] is not None:
-            jobs.append((k, g.img, starts[k]))
+            jobs.append(k)
         flags[g.index] = flag[k]
 
     if jobs:
-        params, fit_flag = fit_sersic_2d([j[1] for j in jobs], np.array([j[2] for j in jobs]))
-        for (k, *_), p, f in zip(jobs, params, fit_flag, strict=True):
+        params, fit_flag = fit_sersic_frames(frames[jobs], bounds[jobs], np.array([starts[k] for k in jobs]))
+        for k, p, f in zip(jobs, params, fit_flag, strict=True):
             i = gals[k].index
             if f < 2:
                 recs[i]["sersic_n"], recs[i]["sersic_rhalf"] = float(p[2]), float(p[1])

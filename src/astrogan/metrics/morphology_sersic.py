@@ -25,7 +25,7 @@ _MAX_ITER = 60
 # Convergence: relative drop of the cost, or relative step of every parameter, below these (a
 # hundredth of a per cent in n is far below what tells galaxies apart).
 _TOL_DROP, _TOL_STEP = 1e-6, 1e-4
-_CHUNK = 256  # galaxies fitted together: bounds memory (the Jacobian is 7 x pixels per galaxy)
+_CHUNK = 128  # galaxies fitted together: bounds memory (the Jacobian is 7 x pixels per galaxy)
 
 
 def _bin_stamp(stamp: np.ndarray, xc: float, yc: float, full_px: float) -> np.ndarray:
@@ -38,7 +38,7 @@ def _bin_stamp(stamp: np.ndarray, xc: float, yc: float, full_px: float) -> np.nd
     """
     h, w = stamp.shape
     ax, ay = int(np.floor(xc)) - 3, int(np.floor(yc)) - 3  # a block corner
-    top, left = (ay % 8), (ax % 8)  # padding that puts block corners at multiples of 8
+    top, left = (-ay) % 8, (-ax) % 8  # padding that puts the block corner (ay, ax) at a multiple of 8
     hp, wp = -(-(top + h) // 8) * 8, -(-(left + w) // 8) * 8
     valid = stamp != 0
     planes = np.zeros((4, hp, wp))
@@ -70,6 +70,67 @@ def _bin_stamp(stamp: np.ndarray, xc: float, yc: float, full_px: float) -> np.nd
     out[:2] /= out[2]
     out[3] /= out[2]
     return out
+
+
+def _bin_frames(
+    frames: np.ndarray, bounds: np.ndarray, xc: np.ndarray, yc: np.ndarray, full_px: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_bin_stamp` of every galaxy at once, padded: `(N, M)` x, y (stamp pixels), sqrt(count) (0 for
+    padding) and mean value times sqrt(count).
+
+    frames: `(N, H, W)`, zero off each galaxy's stamp (zeros are left out, as statmorph's weights
+    leave them out); bounds: `(N, 4)` the stamps' (y0, y1, x0, x1); xc, yc: `(N,)` starts in stamp
+    pixels. Each frame is shifted so that its galaxy's blocks start at multiples of 8; the blocks,
+    their sums and their order are those of `_bin_stamp` on the stamp alone.
+    """
+    n, h, w = frames.shape
+    y0, x0 = bounds[:, 0], bounds[:, 2]
+    ay = np.floor(yc).astype(np.int64) - 3 + y0  # block corners in frame pixels
+    ax = np.floor(xc).astype(np.int64) - 3 + x0
+    top, left = (-ay) % 8, (-ax) % 8  # shifts that put the corners (ay, ax) at multiples of 8
+    hc, wc = -(-(h + 7) // 8) * 8, -(-(w + 7) // 8) * 8
+    g = np.arange(n)[:, None, None]
+    rows = (top[:, None] + np.arange(h)[None, :])[:, :, None]
+    cols = (left[:, None] + np.arange(w)[None, :])[:, None, :]
+    valid = frames != 0
+    planes = np.zeros((4, n, hc, wc))
+    planes[0][g, rows, cols] = valid * (np.arange(w)[None, None, :] - x0[:, None, None])
+    planes[1][g, rows, cols] = valid * (np.arange(h)[None, :, None] - y0[:, None, None])
+    planes[2][g, rows, cols] = valid
+    planes[3][g, rows, cols] = frames
+    # Distance of each 8x8 block's nearest pixel to the centre (stamp pixels), per axis.
+    cy8 = np.arange(hc // 8)[None, :] * 8 + 3.5 - top[:, None] - y0[:, None]
+    cx8 = np.arange(wc // 8)[None, :] * 8 + 3.5 - left[:, None] - x0[:, None]
+    d8 = np.maximum(
+        np.maximum(np.abs(cy8 - yc[:, None]) - 3.5, 0.0)[:, :, None],
+        np.maximum(np.abs(cx8 - xc[:, None]) - 3.5, 0.0)[:, None, :],
+    )
+    level8 = np.where(d8 < full_px, 1, np.where(d8 < 2 * full_px, 2, np.where(d8 < 4 * full_px, 4, 8)))
+    vals, keep = [], []
+    sums = planes
+    for size in (1, 2, 4, 8):
+        if size > 1:  # pairwise sums of the previous level, as _bin_stamp adds them
+            sums = sums[..., 0::2, 0::2] + sums[..., 1::2, 0::2] + sums[..., 0::2, 1::2] + sums[..., 1::2, 1::2]
+        k = 8 // size
+        sel = level8 == size
+        if k > 1:
+            sel = np.repeat(np.repeat(sel, k, axis=1), k, axis=2)
+        vals.append(sums.reshape(4, n, -1))
+        keep.append((sel & (sums[2] > 0)).reshape(n, -1))
+    vals_all, keep_all = np.concatenate(vals, axis=2), np.concatenate(keep, axis=1)
+    # Compact every galaxy's super-pixels to the front of its row, in order.
+    dest = np.cumsum(keep_all, axis=1) - 1
+    size_m = int(keep_all.sum(axis=1).max()) if n else 0
+    out = np.zeros((4, n, max(size_m, 1)))
+    gi, pi = np.nonzero(keep_all)
+    out[:, gi, dest[gi, pi]] = vals_all[:, gi, pi]
+    count = out[2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x, y, mean = out[0] / count, out[1] / count, out[3] / count
+    sw = np.sqrt(count)
+    empty = count == 0
+    x[empty] = y[empty] = mean[empty] = 0.0
+    return x, y, sw, mean * sw
 
 
 def _bn(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,29 +216,44 @@ def fit_sersic_2d(
     positions in stamp pixels. Returns (params `(N, 7)` after statmorph's post-fit fix, flag `(N,)`:
     0 good, 1 suspect (n at its bound, or not converged), 2 failed (NaN parameters)).
     """
-    num = len(stamps)
+    h = max((st.shape[0] for st in stamps), default=1)
+    w = max((st.shape[1] for st in stamps), default=1)
+    frames = np.zeros((len(stamps), h, w))
+    bounds = np.zeros((len(stamps), 4), dtype=np.int64)
+    for i, st in enumerate(stamps):
+        frames[i, : st.shape[0], : st.shape[1]] = st
+        bounds[i] = (0, st.shape[0], 0, st.shape[1])
+    return fit_sersic_frames(frames, bounds, p0, full_res_px=full_res_px, max_iter=max_iter)
+
+
+def fit_sersic_frames(
+    frames: np.ndarray,
+    bounds: np.ndarray,
+    p0: np.ndarray,
+    *,
+    full_res_px: float = _FULL_RES_PX,
+    max_iter: int = _MAX_ITER,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`fit_sersic_2d` on stamps held in frames `(N, H, W)` (zero off the stamps; bounds `(N, 4)` their
+    (y0, y1, x0, x1)); positions in p0 are in stamp pixels, as the results."""
+    num = len(frames)
     p = np.asarray(p0, dtype=np.float64).reshape(num, 7).copy()
     flag = np.zeros(num, dtype=np.int8)
     p[:, 2] = np.maximum(p[:, 2], _N_MIN)
-    binned = [_bin_stamp(s, float(q[3]), float(q[4]), full_res_px) for s, q in zip(stamps, p, strict=True)]
-    # Galaxies with similar numbers of super-pixels share a chunk: less padding.
-    order = np.argsort([b.shape[1] for b in binned], kind="stable")
+    bounds = np.asarray(bounds, dtype=np.int64)
     for start in range(0, num, _CHUNK):
-        idx = order[start : start + _CHUNK]
-        p[idx], flag[idx] = _fit_chunk([binned[i] for i in idx], p[idx], max_iter=max_iter)
+        sl = slice(start, start + _CHUNK)
+        x, y, sw, zsw = _bin_frames(frames[sl], bounds[sl], p[sl, 3], p[sl, 4], full_res_px)
+        p[sl], flag[sl] = _fit_chunk(x, y, sw, zsw, p[sl], max_iter=max_iter)
     return p, flag
 
 
-def _fit_chunk(binned: list[np.ndarray], p: np.ndarray, *, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
-    """Levenberg-Marquardt on a chunk of binned stamps (`_bin_stamp`) from `p (N, 7)`."""
-    num = len(binned)
+def _fit_chunk(
+    x: np.ndarray, y: np.ndarray, sw: np.ndarray, z: np.ndarray, p: np.ndarray, *, max_iter: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Levenberg-Marquardt on a chunk of binned stamps (`_bin_frames`) from `p (N, 7)`."""
+    num = len(p)
     flag = np.zeros(num, dtype=np.int8)
-    size = max(b.shape[1] for b in binned)
-    x, y, sw, z = (np.zeros((num, size)) for _ in range(4))
-    for i, b in enumerate(binned):
-        k = b.shape[1]
-        x[i, :k], y[i, :k], sw[i, :k] = b[0], b[1], np.sqrt(b[2])
-        z[i, :k] = b[3] * sw[i, :k]
 
     with np.errstate(all="ignore"):
         r, jac = _residuals_and_jacobian(p, x, y, z, sw)
