@@ -1,17 +1,19 @@
 """Fast galaxy morphology (Lotz et al. 2004 CAS/Gini-M20; Rodriguez-Gomez et al. 2019 statmorph definitions).
 
 A NumPy/SciPy re-implementation of the statmorph measurements that matter for comparing generated and
-real galaxies, built for speed and following statmorph's definitions step by step: one segmentation
-pass for the whole batch; statmorph's postage stamp and skybox (first segmap-free square, found with a
-summed-area table); curves of growth from one radial histogram per centre, sampled once on a fine grid
-(instead of one exact-overlap photometry call per radius), with statmorph's bracketing rules for the
-Petrosian and fractional-light radii; the asymmetry centre from a batched 3x3 pattern search at 1/2
-and 1/4 px plus a quadratic step, where every 180-degree rotation is a bilinear mix of exact flips as
-in skimage (instead of a Nelder-Mead search), with statmorph's retry from the brightest pixel when the
-centre drifts; the Gini segmap thresholded on the elliptical annulus about the centroid; and
-statmorph's 2D Sérsic fit (same model, same start, Levenberg-Marquardt) run for the whole batch at
-once in `morphology_sersic`. Every galaxy gets a quality flag (0 good, 1 suspect, 2 bad, as in
-statmorph) instead of an exception; bad measurements are NaN.
+real galaxies, built for speed and following statmorph's definitions step by step: statmorph's
+postage stamp and skybox (first segmap-free square, found with a summed-area table); curves of growth
+from radial histograms sampled once on a fine grid (instead of one exact-overlap photometry call per
+radius), with statmorph's bracketing rules for the Petrosian and fractional-light radii; the
+asymmetry centre from a 3x3 pattern search at 1/2 and 1/4 px plus a quadratic step, where every
+180-degree rotation is a bilinear mix of exact flips as in skimage (instead of a Nelder-Mead
+search), with statmorph's retry from the brightest pixel when the centre drifts; the Gini segmap
+thresholded on the elliptical annulus about the centroid; and statmorph's 2D Sérsic fit (same model,
+same start, Levenberg-Marquardt; `morphology_sersic`). A batch is measured in phases: the searches
+run galaxy by galaxy, everything else (segmentation, curves of growth in `morphology_growth`, Gini
+segmaps, Sérsic fits) for the whole batch at once; `morphology_reference` keeps the plain
+one-galaxy-at-a-time pipeline the tests hold it to. Every galaxy gets a quality flag (0 good,
+1 suspect, 2 bad, as in statmorph) instead of an exception; bad measurements are NaN.
 
 Conventions: images are ``(N, H, W)`` or ``(N, H, W, C)``; RGB is turned into luminance
 (0.299 R + 0.587 G + 0.114 B), other band counts into the band mean; arrays are indexed ``[y, x]``;
@@ -404,21 +406,31 @@ def _asymmetry_search(
         # Exact flips are gathered once per window and kept: the half-step candidates of the finer
         # search and the quadratic step mix flips the coarse search already gathered.
         need = sorted({ab for t in terms for _, ab in t if (wx, wy, *ab) not in flips})
+        single = all(len(t) == 1 for t in terms)
+        if single and len(need) == len(terms):
+            # New exact flips only (the coarse search): gathered in the candidates' order, kept as they
+            # are for later mixes; the differences go to a new array.
+            need = [t[0][1] for t in terms]
         if need:
             base = np.array([off0 - b * wp - a for a, b in need], dtype=np.int64)
             got = np.take(shifted, base[:, None] + srel[None, :])
             for ab, row in zip(need, got, strict=True):
                 flips[(wx, wy, *ab)] = row
-        rot = np.empty((len(cands), srel.size), dtype=np.float32)
-        for row, t in zip(rot, terms, strict=True):
-            (w0, ab0), rest = t[0], t[1:]
-            if not rest:
-                row[:] = flips[(wx, wy, *ab0)]
-                continue
-            np.multiply(flips[(wx, wy, *ab0)], np.float32(w0), out=row)
-            for wgt_, ab in rest:
-                row += np.float32(wgt_) * flips[(wx, wy, *ab)]
-        rot -= win
+        if single:
+            if len(need) == len(terms):
+                rot = got - win
+            else:
+                rot = np.stack([flips[(wx, wy, *t[0][1])] for t in terms])
+                rot -= win
+        else:  # bilinear mixes: one small matrix product (weights x flips)
+            refs = sorted({ab for t in terms for _, ab in t})
+            col = {ab: i for i, ab in enumerate(refs)}
+            mix_w = np.zeros((len(cands), len(refs)), dtype=np.float32)
+            for i, t in enumerate(terms):
+                for wgt_, ab in t:
+                    mix_w[i, col[ab]] = wgt_
+            rot = mix_w @ np.stack([flips[(wx, wy, *ab)] for ab in refs])
+            rot -= win
         diff = np.abs(rot, out=rot)
         shift = np.array([(wx - u / 2.0, wy - v / 2.0) for u, v in cands], dtype=np.float32)
         wgt = ring_weights(shift, oxr, oyr, interior)
@@ -529,18 +541,20 @@ def _gini_segmap(img: np.ndarray, rpe: float, xc: float, yc: float, elong: float
 def _gaussian_bands(n: int, sigma: np.ndarray) -> np.ndarray:
     """`_gaussian_band(n, sigma_i)` for every sigma: `(N, n, n)` (sigma 0: the identity)."""
     sigma = np.asarray(sigma, dtype=np.float64)
-    radius = (4.0 * sigma + 0.5).astype(np.int64)
-    d = (np.arange(n)[None, :] - np.arange(n)[:, None]).astype(np.float64)  # j - i
-    with np.errstate(divide="ignore", invalid="ignore"):
-        phi = np.exp(-0.5 / (sigma * sigma)[:, None, None] * (d * d)[None])
-    x = np.arange(-int(radius.max()), int(radius.max()) + 1, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kern = np.exp(-0.5 / (sigma * sigma)[:, None] * (x * x)[None])
-    norm = np.where(np.abs(x)[None] <= radius[:, None], kern, 0.0).sum(axis=1)
-    bands = np.where(np.abs(d)[None] <= radius[:, None, None], phi / norm[:, None, None], 0.0)
     tiny = ~(sigma > 1e-15)
-    bands[tiny] = np.eye(n)
-    return bands
+    s = np.where(tiny, 1.0, sigma)
+    radius = np.where(tiny, 0, (4.0 * s + 0.5).astype(np.int64))
+    r_max = int(radius.max()) if len(s) else 0
+    x = np.arange(-r_max, r_max + 1, dtype=np.float64)
+    kern = np.exp(-0.5 / (s * s)[:, None] * (x * x)[None, :])
+    kern[np.abs(x)[None, :] > radius[:, None]] = 0.0  # scipy truncates at int(4 sigma + 0.5)
+    kern /= kern.sum(axis=1, keepdims=True)
+    kern[tiny] = (x == 0).astype(np.float64)
+    # band[i, j] = kern[j - i], zero beyond the kernel: a gather from the kernel padded with one zero.
+    kern = np.concatenate([kern, np.zeros((len(s), 1))], axis=1)
+    d = np.arange(n)[None, :] - np.arange(n)[:, None] + r_max
+    d = np.where((d >= 0) & (d <= 2 * r_max), d, 2 * r_max + 1)
+    return kern[:, d]
 
 
 def _gini_segmaps(
