@@ -851,8 +851,18 @@ def measure_morphology(
     images: np.ndarray, *, params: SegmentationParams | None = None, keep_segmap: bool = False
 ) -> MorphologyResult:
     """Measure every galaxy of a batch: images `(N,H,W)` or `(N,H,W,C)` uint8/float -> MorphologyResult."""
-    lum = luminance(images)
-    img, _, _, seg = background_and_segmentation(lum, params=params)
-    recs, flags = measure_batch(img, seg)
+    recs: list[dict[str, float]] = []
+    flags, segs = [], []
+    # A chunk at a time: memory stays bounded (a few float64 copies of the chunk) for any N.
+    for start in range(0, len(images), _CHUNK):
+        lum = luminance(images[start : start + _CHUNK])
+        img, _, _, seg = background_and_segmentation(lum, params=params)
+        r, f = measure_batch(img, seg)
+        recs.extend(r)
+        flags.append(f)
+        if keep_segmap:
+            segs.append(seg)
     values = {k: np.array([r[k] for r in recs], dtype=np.float64) for k in PROPERTIES}
-    return MorphologyResult(values=values, flag=flags, segmap=seg if keep_segmap else None)
+    flag = np.concatenate(flags) if flags else np.zeros(0, dtype=np.int8)
+    segmap = (np.concatenate(segs) if segs else None) if keep_segmap else None
+    return MorphologyResult(values=values, flag=flag, segmap=segmap)
