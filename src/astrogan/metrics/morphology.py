@@ -221,27 +221,6 @@ def _indices(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return _INDICES[key]
 
 
-def _radius_grid(h: int, w: int, xc: float, yc: float, elong: float, theta: float) -> np.ndarray:
-    """Circular or elliptical radius of every pixel of an (h, w) image about (xc, yc), float64 (h, w).
-
-    Same values as `_Growth._radius` on full coordinate arrays (to rounding: sqrt of the sum of
-    squares, several times faster than hypot), built from a row and a column.
-    """
-    dx = np.arange(w, dtype=np.float64) - xc
-    dy = (np.arange(h, dtype=np.float64) - yc)[:, None]
-    if elong == 1.0:
-        r = dx * dx + dy * dy
-        return np.sqrt(r, out=r)
-    c, s = np.cos(theta), np.sin(theta)
-    xp = dx * c + dy * s
-    yp = -dx * s + dy * c
-    yp *= elong
-    xp *= xp
-    yp *= yp
-    xp += yp
-    return np.sqrt(xp, out=xp)
-
-
 _STRUCT8 = np.ones((3, 3), dtype=bool)  # 8-connectivity
 
 
@@ -492,52 +471,6 @@ def _ramp(x: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(x, 0.0, out=x), 1.0, out=x)
 
 
-def _gaussian_band(n: int, sigma: float) -> np.ndarray:
-    """(n, n) matrix of scipy's truncated Gaussian kernel (radius int(4 sigma + 0.5)) with zeros
-    outside: `band @ x` is `ndi.gaussian_filter1d(x, sigma, axis=0, mode="constant")`."""
-    radius = int(4.0 * sigma + 0.5)
-    x = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
-    phi /= phi.sum()
-    d = np.arange(n)[None, :] - np.arange(n)[:, None]  # j - i
-    inside = np.abs(d) <= radius
-    return np.where(inside, phi[np.clip(d + radius, 0, 2 * radius)], 0.0)
-
-
-def _gaussian_filter_zero(img: np.ndarray, sigma: float) -> np.ndarray:
-    """`ndi.gaussian_filter(img, sigma, mode="constant", cval=0)` as two matrix products (the
-    separable filter with zero borders is a banded matrix per axis; BLAS beats the line loops)."""
-    if not sigma > 1e-15:
-        return img.copy()
-    h, w = img.shape
-    band_y = _gaussian_band(h, sigma)
-    band_x = band_y if w == h else _gaussian_band(w, sigma)
-    return band_y @ img @ band_x.T
-
-
-def _gini_segmap(img: np.ndarray, rpe: float, xc: float, yc: float, elong: float, theta: float):
-    """statmorph's Gini segmap: the smoothed image above its mean in the elliptical annulus at the
-    Petrosian radius, centred on the centroid, over the annulus' full area (no mask, as statmorph)."""
-    smooth = _gaussian_filter_zero(img, _PETRO_FRACTION_GINI * rpe)
-    h, w = img.shape
-    yy, xx = _indices(h, w)
-    ra = _radius_grid(h, w, xc, yc, elong, theta)
-    a_in, a_out = rpe - 0.5 * _ANNULUS, rpe + 0.5 * _ANNULUS
-    wgt = _ramp(a_out - ra + 0.5) - _ramp(a_in - ra + 0.5)
-    area = np.pi * (a_out**2 - np.sign(a_in) * a_in**2) / elong
-    thr = float((wgt * smooth).sum() / max(area, 1e-12))
-    above = smooth >= thr
-    flag = 0
-    if not above.any() or above.all():
-        return above, 2
-    labels, num = ndi.label(above, structure=_STRUCT8)
-    if num > 1:
-        flag = 1
-        iy, ix = np.unravel_index(np.argmax(smooth), smooth.shape)
-        above = labels == labels[iy, ix]
-    return above, flag
-
-
 def _gaussian_bands(n: int, sigma: np.ndarray) -> np.ndarray:
     """`_gaussian_band(n, sigma_i)` for every sigma: `(N, n, n)` (sigma 0: the identity)."""
     sigma = np.asarray(sigma, dtype=np.float64)
@@ -606,12 +539,6 @@ def _gini_segmaps(
 
 def _nan_record() -> dict[str, float]:
     return {k: float("nan") for k in PROPERTIES}
-
-
-def measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int]:
-    """All properties of one sky-subtracted image `(H,W)` and its main-source mask -> (values, flag)."""
-    recs, flags = measure_batch(img[None], seg[None])
-    return recs[0], int(flags[0])
 
 
 def measure_batch(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, float]], np.ndarray]:

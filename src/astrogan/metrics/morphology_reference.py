@@ -2,7 +2,9 @@
 
 `measure_batch_reference` measures one galaxy at a time with `_Growth` (curves of growth of one
 galaxy) where `morphology.measure_batch` runs each step for the whole batch; both must give the
-same numbers (tests/test_metrics_morphology_growth.py). Not used in production.
+same numbers (tests/test_metrics_morphology_growth.py). The plain helpers the batched engine replaced
+live here too (one galaxy's radius grid, Gaussian smoothing and Gini segmap; one stamp's binning for
+the Sérsic fit), each the reference its batched twin is tested against. Not used in production.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from scipy import ndimage as ndi
 from astrogan.metrics.morphology import (
     _PETRO_EXTENT_CAS,
     _PETRO_FRACTION_CAS,
+    _PETRO_FRACTION_GINI,
+    _STRUCT8,
     _asymmetry_search,
-    _gini_segmap,
     _indices,
     _moments,
     _nan_record,
-    _radius_grid,
     _ramp,
     _shape,
     _skybox,
@@ -370,3 +372,118 @@ def _sersic_start(
     if not amp > 0:
         return None
     return img, np.array([amp, r_guess, n_guess, xa, ya, ell, theta])
+
+
+# ----------------------------------------------------------------------------------------------
+# Plain versions of the helpers the batched engine replaced
+
+
+def _radius_grid(h: int, w: int, xc: float, yc: float, elong: float, theta: float) -> np.ndarray:
+    """Circular or elliptical radius of every pixel of an (h, w) image about (xc, yc), float64 (h, w).
+
+    Same values as `_Growth._radius` on full coordinate arrays (to rounding: sqrt of the sum of
+    squares, several times faster than hypot), built from a row and a column.
+    """
+    dx = np.arange(w, dtype=np.float64) - xc
+    dy = (np.arange(h, dtype=np.float64) - yc)[:, None]
+    if elong == 1.0:
+        r = dx * dx + dy * dy
+        return np.sqrt(r, out=r)
+    c, s = np.cos(theta), np.sin(theta)
+    xp = dx * c + dy * s
+    yp = -dx * s + dy * c
+    yp *= elong
+    xp *= xp
+    yp *= yp
+    xp += yp
+    return np.sqrt(xp, out=xp)
+
+
+def _gaussian_band(n: int, sigma: float) -> np.ndarray:
+    """(n, n) matrix of scipy's truncated Gaussian kernel (radius int(4 sigma + 0.5)) with zeros
+    outside: `band @ x` is `ndi.gaussian_filter1d(x, sigma, axis=0, mode="constant")`."""
+    radius = int(4.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+    phi /= phi.sum()
+    d = np.arange(n)[None, :] - np.arange(n)[:, None]  # j - i
+    inside = np.abs(d) <= radius
+    return np.where(inside, phi[np.clip(d + radius, 0, 2 * radius)], 0.0)
+
+
+def _gaussian_filter_zero(img: np.ndarray, sigma: float) -> np.ndarray:
+    """`ndi.gaussian_filter(img, sigma, mode="constant", cval=0)` as two matrix products (the
+    separable filter with zero borders is a banded matrix per axis; BLAS beats the line loops)."""
+    if not sigma > 1e-15:
+        return img.copy()
+    h, w = img.shape
+    band_y = _gaussian_band(h, sigma)
+    band_x = band_y if w == h else _gaussian_band(w, sigma)
+    return band_y @ img @ band_x.T
+
+
+def _gini_segmap(img: np.ndarray, rpe: float, xc: float, yc: float, elong: float, theta: float):
+    """statmorph's Gini segmap: the smoothed image above its mean in the elliptical annulus at the
+    Petrosian radius, centred on the centroid, over the annulus' full area (no mask, as statmorph)."""
+    smooth = _gaussian_filter_zero(img, _PETRO_FRACTION_GINI * rpe)
+    h, w = img.shape
+    yy, xx = _indices(h, w)
+    ra = _radius_grid(h, w, xc, yc, elong, theta)
+    a_in, a_out = rpe - 0.5 * _ANNULUS, rpe + 0.5 * _ANNULUS
+    wgt = _ramp(a_out - ra + 0.5) - _ramp(a_in - ra + 0.5)
+    area = np.pi * (a_out**2 - np.sign(a_in) * a_in**2) / elong
+    thr = float((wgt * smooth).sum() / max(area, 1e-12))
+    above = smooth >= thr
+    flag = 0
+    if not above.any() or above.all():
+        return above, 2
+    labels, num = ndi.label(above, structure=_STRUCT8)
+    if num > 1:
+        flag = 1
+        iy, ix = np.unravel_index(np.argmax(smooth), smooth.shape)
+        above = labels == labels[iy, ix]
+    return above, flag
+
+
+def _bin_stamp(stamp: np.ndarray, xc: float, yc: float, full_px: float) -> np.ndarray:
+    """Super-pixels of one stamp: `(4, M)` rows x, y (mean position), count, mean value.
+
+    The stamp is tiled by 8x8 blocks anchored at the start centre (which lies in a middle 2x2 of its
+    block); blocks within `full_px` (Chebyshev distance) of the centre are split into pixels, those
+    within 2 `full_px` into 2x2 blocks, within 4 `full_px` into 4x4 blocks, and the rest kept whole.
+    Pixels equal to 0 (masked, as statmorph's fit weights say) are left out.
+    """
+    h, w = stamp.shape
+    ax, ay = int(np.floor(xc)) - 3, int(np.floor(yc)) - 3  # a block corner
+    top, left = (-ay) % 8, (-ax) % 8  # padding that puts the block corner (ay, ax) at a multiple of 8
+    hp, wp = -(-(top + h) // 8) * 8, -(-(left + w) // 8) * 8
+    valid = stamp != 0
+    planes = np.zeros((4, hp, wp))
+    sl = (slice(top, top + h), slice(left, left + w))
+    planes[0][sl] = valid * np.arange(w, dtype=np.float64)[None, :]
+    planes[1][sl] = valid * np.arange(h, dtype=np.float64)[:, None]
+    planes[2][sl] = valid
+    planes[3][sl] = stamp
+    # Distance of each 8x8 block's nearest pixel to the centre, per axis (block centre at corner + 3.5).
+    cy8 = np.arange(hp // 8) * 8 + 3.5 - top
+    cx8 = np.arange(wp // 8) * 8 + 3.5 - left
+    d8 = np.maximum(
+        np.maximum(np.abs(cy8 - yc) - 3.5, 0.0)[:, None], np.maximum(np.abs(cx8 - xc) - 3.5, 0.0)[None, :]
+    )
+    level8 = np.where(d8 < full_px, 1, np.where(d8 < 2 * full_px, 2, np.where(d8 < 4 * full_px, 4, 8)))
+    parts = []
+    sums = planes
+    for size in (1, 2, 4, 8):
+        if size > 1:  # pairwise sums of the previous level (strided adds beat a reshaped reduce)
+            sums = sums[:, 0::2, 0::2] + sums[:, 1::2, 0::2] + sums[:, 0::2, 1::2] + sums[:, 1::2, 1::2]
+        sel8 = level8 == size
+        if not sel8.any():
+            continue
+        k = 8 // size
+        sel = np.repeat(np.repeat(sel8, k, axis=0), k, axis=1) if k > 1 else sel8
+        picked = sums[:, sel]
+        parts.append(picked[:, picked[2] > 0])
+    out = np.concatenate(parts, axis=1)
+    out[:2] /= out[2]
+    out[3] /= out[2]
+    return out

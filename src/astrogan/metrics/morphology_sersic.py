@@ -28,60 +28,19 @@ _TOL_DROP, _TOL_STEP = 1e-5, 1e-3
 _CHUNK = 128  # galaxies fitted together: bounds memory (the Jacobian is 7 x pixels per galaxy)
 
 
-def _bin_stamp(stamp: np.ndarray, xc: float, yc: float, full_px: float) -> np.ndarray:
-    """Super-pixels of one stamp: `(4, M)` rows x, y (mean position), count, mean value.
-
-    The stamp is tiled by 8x8 blocks anchored at the start centre (which lies in a middle 2x2 of its
-    block); blocks within `full_px` (Chebyshev distance) of the centre are split into pixels, those
-    within 2 `full_px` into 2x2 blocks, within 4 `full_px` into 4x4 blocks, and the rest kept whole.
-    Pixels equal to 0 (masked, as statmorph's fit weights say) are left out.
-    """
-    h, w = stamp.shape
-    ax, ay = int(np.floor(xc)) - 3, int(np.floor(yc)) - 3  # a block corner
-    top, left = (-ay) % 8, (-ax) % 8  # padding that puts the block corner (ay, ax) at a multiple of 8
-    hp, wp = -(-(top + h) // 8) * 8, -(-(left + w) // 8) * 8
-    valid = stamp != 0
-    planes = np.zeros((4, hp, wp))
-    sl = (slice(top, top + h), slice(left, left + w))
-    planes[0][sl] = valid * np.arange(w, dtype=np.float64)[None, :]
-    planes[1][sl] = valid * np.arange(h, dtype=np.float64)[:, None]
-    planes[2][sl] = valid
-    planes[3][sl] = stamp
-    # Distance of each 8x8 block's nearest pixel to the centre, per axis (block centre at corner + 3.5).
-    cy8 = np.arange(hp // 8) * 8 + 3.5 - top
-    cx8 = np.arange(wp // 8) * 8 + 3.5 - left
-    d8 = np.maximum(
-        np.maximum(np.abs(cy8 - yc) - 3.5, 0.0)[:, None], np.maximum(np.abs(cx8 - xc) - 3.5, 0.0)[None, :]
-    )
-    level8 = np.where(d8 < full_px, 1, np.where(d8 < 2 * full_px, 2, np.where(d8 < 4 * full_px, 4, 8)))
-    parts = []
-    sums = planes
-    for size in (1, 2, 4, 8):
-        if size > 1:  # pairwise sums of the previous level (strided adds beat a reshaped reduce)
-            sums = sums[:, 0::2, 0::2] + sums[:, 1::2, 0::2] + sums[:, 0::2, 1::2] + sums[:, 1::2, 1::2]
-        sel8 = level8 == size
-        if not sel8.any():
-            continue
-        k = 8 // size
-        sel = np.repeat(np.repeat(sel8, k, axis=0), k, axis=1) if k > 1 else sel8
-        picked = sums[:, sel]
-        parts.append(picked[:, picked[2] > 0])
-    out = np.concatenate(parts, axis=1)
-    out[:2] /= out[2]
-    out[3] /= out[2]
-    return out
-
-
 def _bin_frames(
     frames: np.ndarray, bounds: np.ndarray, xc: np.ndarray, yc: np.ndarray, full_px: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`_bin_stamp` of every galaxy at once, padded: `(N, M)` x, y (stamp pixels), sqrt(count) (0 for
-    padding) and mean value times sqrt(count).
+    """Super-pixels of every stamp, padded: `(N, M)` x, y (mean position, stamp pixels), sqrt(count)
+    (0 for padding) and mean value times sqrt(count).
 
+    Each stamp is tiled by 8x8 blocks anchored at its start centre (which lies in a middle 2x2 of its
+    block); blocks within `full_px` (Chebyshev distance) of the centre are split into pixels, those
+    within 2 `full_px` into 2x2 blocks, within 4 `full_px` into 4x4 blocks, and the rest kept whole.
     frames: `(N, H, W)`, zero off each galaxy's stamp (zeros are left out, as statmorph's weights
     leave them out); bounds: `(N, 4)` the stamps' (y0, y1, x0, x1); xc, yc: `(N,)` starts in stamp
     pixels. Each frame is shifted so that its galaxy's blocks start at multiples of 8; the blocks,
-    their sums and their order are those of `_bin_stamp` on the stamp alone.
+    their sums and their order are those of `morphology_reference._bin_stamp` on the stamp alone.
     """
     n, h, w = frames.shape
     y0, x0 = bounds[:, 0], bounds[:, 2]
@@ -109,7 +68,7 @@ def _bin_frames(
     picked = []  # per level: (galaxy, flat index) of kept super-pixels and the level's sums
     sums = planes
     for size in (1, 2, 4, 8):
-        if size > 1:  # pairwise sums of the previous level, as _bin_stamp adds them
+        if size > 1:  # pairwise sums of the previous level, as the per-stamp reference adds them
             sums = sums[..., 0::2, 0::2] + sums[..., 1::2, 0::2] + sums[..., 0::2, 1::2] + sums[..., 1::2, 1::2]
         k = 8 // size
         sel = level8 == size
