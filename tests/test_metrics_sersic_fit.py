@@ -75,7 +75,8 @@ def test_degenerate_stamps_are_flagged_not_raised():
     flat[10:20, 10:20] = 1.0
     p, flag = ms.fit_sersic_2d([flat, np.full((32, 32), np.nan)], np.array([[1, 3, 2, 15, 15, 0.1, 0.0]] * 2))
     assert flag[1] == 2 and np.isnan(p[1]).all()
-    assert flag[0] in (0, 1, 2)
+    # A flat box is no Sérsic profile: n runs to statmorph's bound and the fit says so (suspect).
+    assert flag[0] == 1 and p[0, 2] == pytest.approx(0.01)
     assert ms.fit_sersic_2d([], np.zeros((0, 7)))[0].shape == (0, 7)
 
 
