@@ -22,13 +22,13 @@ radii are in pixels; orientation is in radians, counter-clockwise from +x, in (-
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy import special
 
+from astrogan.metrics.morphology_asymmetry import asymmetry_search_batch
 from astrogan.metrics.morphology_growth import _ANNULUS, GrowthBatch, radius_grids
 from astrogan.metrics.morphology_sersic import fit_sersic_frames
 
@@ -274,198 +274,6 @@ def _skybox(img: np.ndarray, seg: np.ndarray) -> np.ndarray:
         size //= 2
 
 
-_WINDOWS: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-
-def _window_offsets(half: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cached pixel offsets (dy, dx) of a (2 half + 1)^2 window and their radii, sorted by radius."""
-    if half not in _WINDOWS:
-        oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
-        rc = np.hypot(oy, ox).ravel()
-        order = np.argsort(rc, kind="stable")
-        out = (oy.ravel()[order].astype(np.int64), ox.ravel()[order].astype(np.int64), rc[order])
-        for arr in out:
-            arr.flags.writeable = False
-        _WINDOWS[half] = out
-    return _WINDOWS[half]
-
-
-def _asymmetry_search(
-    img: np.ndarray, x0: float, y0: float, r_ap: float, sky_asym: float, *, reach_px: float
-) -> tuple[float, float, float, bool]:
-    """Minimum CAS asymmetry (Lotz et al. 2004 eq. 10, sky term subtracted) over centres near (x0, y0).
-
-    statmorph rotates by 180 degrees with bilinear interpolation (skimage, zero outside the stamp):
-    about a centre whose doubled coordinates are u = a + fu, v = b + fv (a, b integers) the rotated
-    image is the bilinear mix of four exact flips F[a..a+1, b..b+1]. A batch of candidate centres is
-    scored at once (flips are gathers from the flipped, zero-padded stamp, in float32), and the search
-    is a 3x3 pattern search from the centroid in steps of 1/2 then 1/4 px, ended by the minimum of a
-    quadratic through the last 3x3 scores. Returns (A, xc, yc, drifted) where drifted says the
-    centre left `reach_px` of the start.
-    """
-    h, w = img.shape
-    half = int(np.ceil(r_ap + 1.0)) + 2  # window half size around the current best centre
-    # Window pixels and their 180-degree images both lie within `half` (+2) px of a centre inside
-    # the stamp, so this margin keeps every gather (including the bilinear neighbours) in bounds.
-    pad = half + int(np.ceil(reach_px)) + 6
-    # float32 halves the memory traffic of the (candidates x pixels) arrays; A needs no more.
-    padded = np.pad(img.astype(np.float32), pad)
-    flat = padded.ravel()
-    flipped = np.ascontiguousarray(padded[::-1, ::-1]).ravel()
-    hp, wp = padded.shape
-    shifted = flipped[wp + 1 :]
-    # Window pixels any candidate aperture can touch, sorted by radius. Candidates lie within 1 px
-    # per axis (sqrt 2 in all) of the window centre, so pixels deeper than r_ap - 2 have weight 1
-    # and pixels beyond r_ap + 2 weight 0 for every candidate (the aperture edge ramp is 1 px wide).
-    oy_i, ox_i, rc = _window_offsets(half)
-    num_win = int(np.searchsorted(rc, r_ap + 2.0, side="right"))
-    oy_i, ox_i, rc = oy_i[:num_win], ox_i[:num_win], rc[:num_win]
-    oy, ox = oy_i.astype(np.float32), ox_i.astype(np.float32)
-    rel = oy_i * wp + ox_i
-    num_deep = int(np.searchsorted(rc, r_ap - 2.0, side="left"))
-    cache: dict[tuple[float, float], float] = {}
-    windows: dict[tuple[int, int], tuple] = {}
-    flips: dict[tuple[int, int, int, int], np.ndarray] = {}  # (window x, y, a, b) -> F_{a,b} on its pixels
-    ring_cache: dict[tuple[float, float], np.ndarray] = {}  # shift -> ring weights (interior windows)
-
-    def window(wx: int, wy: int) -> tuple:
-        """Window pixels about (wx, wy) inside the stamp: flat indices, offsets, deep count, values."""
-        key = (wx, wy)
-        if key not in windows:
-            idx = (pad + wy) * wp + pad + wx + rel
-            interior = wy - half >= 0 and wy + half < h and wx - half >= 0 and wx + half < w
-            if interior:
-                srel, k, oxr, oyr = rel, num_deep, ox[num_deep:], oy[num_deep:]
-            else:
-                ys, xs = wy + oy_i, wx + ox_i
-                sel = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)  # outside the stamp adds nothing
-                idx, srel = idx[sel], rel[sel]
-                k = int(np.count_nonzero(sel[:num_deep]))  # still sorted: the first k pixels are deep
-                oxr, oyr = ox[sel][k:], oy[sel][k:]
-            win = flat[idx]
-            awin = np.abs(win)
-            ones = np.ones(k, dtype=np.float32)
-            windows[key] = (srel, k, oxr, oyr, win, awin, ones, float(awin[:k] @ ones), interior)
-        return windows[key]
-
-    def ring_weights(shifts: np.ndarray, oxr: np.ndarray, oyr: np.ndarray, interior: bool) -> np.ndarray:
-        """Aperture weights of the ring pixels for candidates at `shifts` (px, `(n, 2)`) from the window
-        centre. Interior windows share their ring pixels, so the weights of a shift are kept and
-        reused as the search walks (a few distinct shifts recur: multiples of 1/4 px)."""
-        if interior:
-            keys = [tuple(r) for r in shifts.tolist()]
-            missing = [i for i, key in enumerate(keys) if key not in ring_cache]
-            if missing:
-                for i, row in zip(missing, ring_weights(shifts[missing], oxr, oyr, False), strict=True):
-                    ring_cache[keys[i]] = row
-            return np.stack([ring_cache[key] for key in keys])
-        dx = oxr[None, :] + shifts[:, :1]
-        dy = oyr[None, :] + shifts[:, 1:]
-        dx *= dx
-        dy *= dy
-        dx += dy
-        wgt = np.sqrt(dx, out=dx)
-        np.subtract(np.float32(r_ap + 0.5), wgt, out=wgt)
-        return np.minimum(np.maximum(wgt, 0.0, out=wgt), 1.0, out=wgt)  # np.clip, without its overhead
-
-    def score(cands: list[tuple[float, float]], cu: float, cv: float) -> None:
-        """A at doubled centres `cands`, on the window pixels about the doubled centre (cu, cv)."""
-        wx, wy = int(round(cu / 2.0)), int(round(cv / 2.0))
-        srel, k, oxr, oyr, win, awin, ones, tot_deep, interior = window(wx, wy)
-        # F_{a,b}[y, x] = padded[pad + b - y, pad + a - x] = flipped[hp - 1 - pad - b + y, wp - 1 - pad - a + x]
-        # (indices counted from wp + 1, the start of shifted[0]).
-        off0 = (hp - 1 - pad + wy) * wp + (wp - 1 - pad + wx) - (wp + 1)
-        terms = []  # per candidate: [(weight, (a, b)), ...], the exact flips it mixes
-        for u, v in cands:
-            a, b = math.floor(u), math.floor(v)
-            fu, fv = u - a, v - b
-            mix = [((1 - fu) * (1 - fv), (a, b)), (fu * (1 - fv), (a + 1, b)), ((1 - fu) * fv, (a, b + 1))]
-            mix.append((fu * fv, (a + 1, b + 1)))
-            terms.append([(wgt_, ab) for wgt_, ab in mix if wgt_ != 0.0])
-        # Exact flips are gathered once per window and kept: the half-step candidates of the finer
-        # search and the quadratic step mix flips the coarse search already gathered.
-        need = sorted({ab for t in terms for _, ab in t if (wx, wy, *ab) not in flips})
-        single = all(len(t) == 1 for t in terms)
-        if single and len(need) == len(terms):
-            # New exact flips only (the coarse search): gathered in the candidates' order, kept as they
-            # are for later mixes; the differences go to a new array.
-            need = [t[0][1] for t in terms]
-        if need:
-            base = np.array([off0 - b * wp - a for a, b in need], dtype=np.int64)
-            got = np.take(shifted, base[:, None] + srel[None, :])
-            for ab, row in zip(need, got, strict=True):
-                flips[(wx, wy, *ab)] = row
-        if single:
-            if len(need) == len(terms):
-                rot = got - win
-            else:
-                rot = np.stack([flips[(wx, wy, *t[0][1])] for t in terms])
-                rot -= win
-        else:  # bilinear mixes: one small matrix product (weights x flips)
-            refs = sorted({ab for t in terms for _, ab in t})
-            col = {ab: i for i, ab in enumerate(refs)}
-            mix_w = np.zeros((len(cands), len(refs)), dtype=np.float32)
-            for i, t in enumerate(terms):
-                for wgt_, ab in t:
-                    mix_w[i, col[ab]] = wgt_
-            rot = mix_w @ np.stack([flips[(wx, wy, *ab)] for ab in refs])
-            rot -= win
-        diff = np.abs(rot, out=rot)
-        shift = np.array([(wx - u / 2.0, wy - v / 2.0) for u, v in cands], dtype=np.float32)
-        wgt = ring_weights(shift, oxr, oyr, interior)
-        tot = tot_deep + wgt @ awin[k:]
-        num = diff[:, :k] @ ones + np.einsum("ij,ij->i", wgt, diff[:, k:])
-        num = num - (k + wgt.sum(axis=1)) * sky_asym
-        val = num / tot
-        for c, x, t_ in zip(cands, val.tolist(), tot.tolist(), strict=True):
-            cache[c] = x if t_ > 0 else np.inf
-
-    u0, v0 = float(round(2.0 * x0)), float(round(2.0 * y0))
-    lim = 2.0 * reach_px + 2.0
-
-    def ok(c: tuple[float, float]) -> bool:
-        return (
-            0 <= c[0] <= 2 * (w - 1) and 0 <= c[1] <= 2 * (h - 1)
-            and abs(c[0] - u0) <= lim and abs(c[1] - v0) <= lim
-        )
-
-    best = (u0, v0)
-    square = [(i, j) for j in (-1, 0, 1) for i in (-1, 0, 1)]
-    for step, tries in ((1.0, 2 * int(np.ceil(reach_px)) + 2), (0.5, 2)):
-        for _ in range(tries):
-            cu, cv = best
-            cands = [(cu + step * i, cv + step * j) for i, j in square]
-            cands = [c for c in cands if ok(c)]
-            new = [c for c in cands if c not in cache]
-            if new:
-                score(new, cu, cv)
-            nb = min(cands, key=lambda c: cache[c])
-            if nb == best or cache[nb] >= cache[best]:
-                break
-            best = nb
-    # Finer refinement (statmorph's Nelder-Mead ends anywhere): the minimum of a quadratic through
-    # the last 3x3 values, scored with bilinear rotation, kept if it is lower.
-    cu, cv = best
-    grid = [(cu + step * i, cv + step * j) for i, j in square]
-    if all(c in cache and np.isfinite(cache[c]) for c in grid):
-        z = np.array([cache[c] for c in grid]).reshape(3, 3)
-        gx, gy = 0.5 * (z[1, 2] - z[1, 0]), 0.5 * (z[2, 1] - z[0, 1])
-        hxx, hyy = z[1, 2] - 2 * z[1, 1] + z[1, 0], z[2, 1] - 2 * z[1, 1] + z[0, 1]
-        hxy = 0.25 * (z[2, 2] - z[2, 0] - z[0, 2] + z[0, 0])
-        det = hxx * hyy - hxy * hxy
-        if det > 0 and hxx > 0:
-            du = step * float(min(max(-(hyy * gx - hxy * gy) / det, -0.5), 0.5))
-            dv = step * float(min(max(-(hxx * gy - hxy * gx) / det, -0.5), 0.5))
-            c = (cu + du, cv + dv)
-            if (du or dv) and ok(c):
-                score([c], cu, cv)
-                if cache[c] < cache[best]:
-                    best = c
-    ub, vb = best
-    drifted = np.hypot(ub / 2.0 - x0, vb / 2.0 - y0) > reach_px
-    return float(cache[best]), ub / 2.0, vb / 2.0, bool(drifted)
-
-
 def _ramp(x: np.ndarray) -> np.ndarray:
     """np.clip(x, 0, 1) in place (a fresh array), without np.clip's overhead."""
     return np.minimum(np.maximum(x, 0.0, out=x), 1.0, out=x)
@@ -626,31 +434,35 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
     rp0, f = GrowthBatch(frames, valid, bounds, xc0, yc0, sub_radius=0.0).petrosian(diag)
     flag = np.maximum(flag, f)
 
-    # The asymmetry centre, galaxy by galaxy. statmorph lets it drift up to 0.25 rp from the centroid;
-    # when it drifts further it starts again from the brightest pixel, and when that drifts too it
-    # keeps the centroid (bad).
-    xa, ya = np.empty(num), np.empty(num)
+    # The asymmetry centres, all galaxies searched in lockstep. statmorph lets the centre drift up to
+    # 0.25 rp from the centroid; when it drifts further it starts again from the brightest pixel, and
+    # when that drifts too it keeps the centroid (bad).
+    boxes = [_skybox(g.img, g.seg) for g in gals]
+    sky_asym = np.array([np.abs(b[::-1, ::-1] - b).sum() / b.size if b.size else 0.0 for b in boxes])
+    flag = np.maximum(flag, np.array([0 if b.size else 1 for b in boxes]))
+    r_ap, reach = _PETRO_EXTENT_CAS * rp0, np.maximum(1.0, _PETRO_FRACTION_CAS * rp0)
+    stamps = [g.img for g in gals]
+    asym, xa, ya, drifted = asymmetry_search_batch(stamps, xc0, yc0, r_ap, sky_asym, reach)
+    if drifted.any():
+        again = np.flatnonzero(drifted)
+        flag[again] = np.maximum(flag[again], 1)
+        peaks = [np.unravel_index(int(np.argmax(gals[k].img_seg)), gals[k].img_seg.shape) for k in again]
+        res = asymmetry_search_batch(
+            [stamps[k] for k in again],
+            np.array([float(p[1]) for p in peaks]),
+            np.array([float(p[0]) for p in peaks]),
+            r_ap[again], sky_asym[again], reach[again],
+        )  # fmt: skip
+        for i, k in enumerate(again):
+            if res[3][i]:
+                flag[k], xa[k], ya[k], asym[k] = 2, xc0[k], yc0[k], res[0][i]
+            else:
+                asym[k], xa[k], ya[k] = res[0][i], res[1][i], res[2][i]
     shape = np.empty((num, 3))  # ellipticity, elongation, orientation about the asymmetry centre
-    boxes = []
     for k, g in enumerate(gals):
-        box = _skybox(g.img, g.seg)
-        boxes.append(box)
-        if box.size:
-            sky_asym = float(np.abs(box[::-1, ::-1] - box).sum() / box.size)
-        else:
-            sky_asym, flag[k] = 0.0, max(flag[k], 1)
-        r_ap, reach = _PETRO_EXTENT_CAS * rp0[k], max(1.0, _PETRO_FRACTION_CAS * rp0[k])
-        asym, x, y, drifted = _asymmetry_search(g.img, g.xc, g.yc, r_ap, sky_asym, reach_px=reach)
-        if drifted:
-            flag[k] = max(flag[k], 1)
-            iy, ix = np.unravel_index(int(np.argmax(g.img_seg)), g.img_seg.shape)
-            asym, x, y, drifted = _asymmetry_search(g.img, float(ix), float(iy), r_ap, sky_asym, reach_px=reach)
-            if drifted:
-                flag[k], x, y = 2, g.xc, g.yc
-        xa[k], ya[k] = x, y
         rec = recs[g.index]
-        rec["asymmetry"], rec["xc_asymmetry"], rec["yc_asymmetry"] = asym, x + g.x0, y + g.y0
-        shape[k] = _shape(*_moments(g.img_seg, x, y))
+        rec["asymmetry"], rec["xc_asymmetry"], rec["yc_asymmetry"] = asym[k], xa[k] + g.x0, ya[k] + g.y0
+        shape[k] = _shape(*_moments(g.img_seg, xa[k], ya[k]))
         ell_c, _, theta_c = _shape(*_moments(g.img_seg, g.xc, g.yc))
         rec["ellipticity"], rec["orientation"] = ell_c, theta_c
         rec["elongation"] = 1.0 / (1.0 - ell_c)
