@@ -62,17 +62,16 @@ class _Window:
 
     def __init__(self, s: _Search, wx: int, wy: int):
         self.wx, self.wy = wx, wy
-        rel, k = s.rel, s.num_deep
-        oxr, oyr = s.ox[k:], s.oy[k:]
         half = s.half
-        if not (wy - half >= 0 and wy + half < s.h and wx - half >= 0 and wx + half < s.w):
+        if wy - half >= 0 and wy + half < s.h and wx - half >= 0 and wx + half < s.w:
+            rel, k, oxr, oyr = s.interior()
+        else:
             # Pixels off the stamp add nothing (statmorph's image ends there): the window keeps the
-            # part of the offsets' rank image that lies on the stamp, deep pixels and ring apart
-            # (each in row-major order; sums do not care).
+            # part of the offsets' rank image that lies on the stamp.
             y0, y1, x0, x1 = max(0, wy - half), min(s.h, wy + half + 1), max(0, wx - half), min(s.w, wx + half + 1)
             sub = _rank_image(half)[y0 - wy + half : y1 - wy + half, x0 - wx + half : x1 - wx + half]
-            deep = np.flatnonzero(sub < k)
-            ring = np.flatnonzero((sub >= k) & (sub < s.rel.size))
+            deep = np.flatnonzero(sub < s.num_deep)
+            ring = np.flatnonzero((sub >= s.num_deep) & (sub < s.num_win))
             k = deep.size
             rels, xs, ys = (a[y0:y1, x0:x1].ravel() for a in s.stamp_grids())
             rel = np.concatenate([rels.take(deep), rels.take(ring)]) - (wy * s.wp + wx)
@@ -99,17 +98,36 @@ class _Search:
         self.wp = self.w + 2 * pad
         self.x0, self.y0, self.r_ap, self.sky, self.reach = x0, y0, r_ap, sky, reach
         self.half = half_window(r_ap)
-        oy_i, ox_i, rc = window_offsets(self.half)
-        num_win = int(np.searchsorted(rc, r_ap + 2.0, side="right"))
-        self.oy_i, self.ox_i = oy_i[:num_win], ox_i[:num_win]
-        self.oy, self.ox = self.oy_i.astype(np.float32), self.ox_i.astype(np.float32)
-        self.rel = self.oy_i * self.wp + self.ox_i
-        self.num_deep = int(np.searchsorted(rc[:num_win], r_ap - 2.0, side="left"))
+        # Ranks (in window_offsets order, by radius) below num_deep lie deeper than r_ap - 2 px, and
+        # below num_win within r_ap + 2 px.
+        rc = window_offsets(self.half)[2]
+        self.num_win = int(np.searchsorted(rc, r_ap + 2.0, side="right"))
+        self.num_deep = int(np.searchsorted(rc[: self.num_win], r_ap - 2.0, side="left"))
+        self._interior: tuple[np.ndarray, int, np.ndarray, np.ndarray] | None = None
         self.windows: dict[tuple[int, int], _Window] = {}
         self.grids: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.last: _Window | None = None
         self.cache: dict[tuple[float, float], float] = {}
         self.u0, self.v0 = float(round(2.0 * x0)), float(round(2.0 * y0))
-        self.lim = 2.0 * reach + 2.0
+        lim = 2.0 * reach + 2.0
+        self.umin, self.umax = max(0.0, self.u0 - lim), min(2.0 * (self.w - 1), self.u0 + lim)
+        self.vmin, self.vmax = max(0.0, self.v0 - lim), min(2.0 * (self.h - 1), self.v0 + lim)
+
+    def interior(self) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """A window wholly on the stamp: offsets rel = dy wp + dx of its deep pixels then its ring
+        (each part in row-major order: gathers then run through memory), the deep count, and the
+        ring's dx, dy (float32). The same for every such window; made on first use."""
+        if self._interior is None:
+            half, side = self.half, 2 * self.half + 1
+            ranks = _rank_image(half)
+            deep = np.flatnonzero(ranks < self.num_deep)
+            ring = np.flatnonzero((ranks >= self.num_deep) & (ranks < self.num_win))
+            oy, ox = np.divmod(np.concatenate([deep, ring]), side)
+            oy -= half
+            ox -= half
+            k = deep.size
+            self._interior = (oy * self.wp + ox, k, ox[k:].astype(np.float32), oy[k:].astype(np.float32))
+        return self._interior
 
     def stamp_grids(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per stamp pixel: y wp + x (int64), x and y (float32); `(h, w)` each, made on first use."""
@@ -119,21 +137,25 @@ class _Search:
         return self.grids
 
     def window(self, cu: float, cv: float) -> _Window:
-        """The window about the pixel nearest the doubled centre (cu, cv)."""
+        """A window for candidates within 1/2 px (per axis) of the doubled centre (cu, cv): the last one
+        used if its centre is within 1/2 px of (cu, cv) (a walk that crosses half pixels keeps its
+        window), else the one about the nearest pixel."""
+        last = self.last
+        if last is not None and abs(cu / 2.0 - last.wx) <= 0.5 and abs(cv / 2.0 - last.wy) <= 0.5:
+            return last
         key = (int(round(cu / 2.0)), int(round(cv / 2.0)))
         if key not in self.windows:
             self.windows[key] = _Window(self, *key)
-        return self.windows[key]
+        self.last = self.windows[key]
+        return self.last
 
     def flip_base(self, win: _Window, a: int, b: int) -> int:
         """Flat index q with F_{a,b} at the window pixel of offset rel equal to flat[q - rel]."""
         return self.off + (self.pad + b - win.wy) * self.wp + self.pad + a - win.wx
 
     def ok(self, c: tuple[float, float]) -> bool:
-        return (
-            0 <= c[0] <= 2 * (self.w - 1) and 0 <= c[1] <= 2 * (self.h - 1)
-            and abs(c[0] - self.u0) <= self.lim and abs(c[1] - self.v0) <= self.lim
-        )
+        """Whether a doubled centre lies on the stamp and within the search's reach (+1 px)."""
+        return self.umin <= c[0] <= self.umax and self.vmin <= c[1] <= self.vmax
 
     def walk(self) -> Generator[tuple, None, tuple[float, float, float, bool]]:
         """The search: yields requests, finds their scores in `cache`; returns (A, xc, yc, drifted).
@@ -143,10 +165,11 @@ class _Search:
         of a quadratic through the last 3x3 scores, kept if it is lower.
         """
         cache, ok = self.cache, self.ok
+        umin, umax, vmin, vmax = self.umin, self.umax, self.vmin, self.vmax
         best = (self.u0, self.v0)
         for _ in range(2 * int(np.ceil(self.reach)) + 2):
             cu, cv = best
-            cands = [c for i, j in _SQUARE if ok(c := (cu + i, cv + j))]
+            cands = [(u, v) for i, j in _SQUARE if umin <= (u := cu + i) <= umax and vmin <= (v := cv + j) <= vmax]
             new = [c for c in cands if c not in cache]
             if new:
                 yield ("exact", self, self.window(cu, cv), new)
@@ -163,7 +186,11 @@ class _Search:
         step = 0.5
         for _ in range(2):
             cu, cv = best
-            cands = [c for i, j in _SQUARE if ok(c := (cu + step * i, cv + step * j))]
+            cands = [
+                (u, v)
+                for i, j in _SQUARE
+                if umin <= (u := cu + step * i) <= umax and vmin <= (v := cv + step * j) <= vmax
+            ]
             nb = min(cands, key=cache.__getitem__)
             if nb == best or cache[nb] >= cache[best]:
                 break

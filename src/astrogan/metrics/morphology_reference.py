@@ -477,8 +477,9 @@ def _bin_stamp(stamp: np.ndarray, xc: float, yc: float, full_px: float) -> np.nd
     parts = []
     sums = planes
     for size in (1, 2, 4, 8):
-        if size > 1:  # pairwise sums of the previous level (strided adds beat a reshaped reduce)
-            sums = sums[:, 0::2, 0::2] + sums[:, 1::2, 0::2] + sums[:, 0::2, 1::2] + sums[:, 1::2, 1::2]
+        if size > 1:  # 2x2 sums of the previous level: pairs of rows, then pairs of columns
+            sums = sums[:, 0::2, :] + sums[:, 1::2, :]
+            sums = sums[:, :, 0::2] + sums[:, :, 1::2]
         sel8 = level8 == size
         if not sel8.any():
             continue

@@ -48,13 +48,15 @@ def _bin_frames(
     ax = np.floor(xc).astype(np.int64) - 3 + x0
     top, left = (-ay) % 8, (-ax) % 8  # shifts that put the corners (ay, ax) at multiples of 8
     hc, wc = -(-(h + 7) // 8) * 8, -(-(w + 7) // 8) * 8
-    # planes: x and y (stamp pixels) of valid pixels, valid, value; each frame shifted by (top, left).
-    planes = np.zeros((4, n, hc, wc))
+    # planes: x and y (stamp pixels) of valid pixels, valid (whole numbers: float32 sums are exact and
+    # move half the bytes); values (float64); each frame shifted by (top, left).
+    values = np.zeros((n, hc, wc))
     for i in range(n):  # slice copies: far cheaper than one fancy-indexed scatter
-        planes[3, i, top[i] : top[i] + h, left[i] : left[i] + w] = frames[i]
-    np.not_equal(planes[3], 0.0, out=planes[2])
-    cols = np.arange(wc)[None, None, :] - (left + x0)[:, None, None]
-    rows = np.arange(hc)[None, :, None] - (top + y0)[:, None, None]
+        values[i, top[i] : top[i] + h, left[i] : left[i] + w] = frames[i]
+    planes = np.empty((3, n, hc, wc), dtype=np.float32)
+    np.not_equal(values, 0.0, out=planes[2])
+    cols = np.arange(wc, dtype=np.float32)[None, None, :] - (left + x0)[:, None, None].astype(np.float32)
+    rows = np.arange(hc, dtype=np.float32)[None, :, None] - (top + y0)[:, None, None].astype(np.float32)
     np.multiply(planes[2], cols, out=planes[0])
     np.multiply(planes[2], rows, out=planes[1])
     # Distance of each 8x8 block's nearest pixel to the centre (stamp pixels), per axis.
@@ -66,26 +68,29 @@ def _bin_frames(
     )
     level8 = np.where(d8 < full_px, 1, np.where(d8 < 2 * full_px, 2, np.where(d8 < 4 * full_px, 4, 8)))
     picked = []  # per level: (galaxy, flat index) of kept super-pixels and the level's sums
-    sums = planes
     for size in (1, 2, 4, 8):
-        if size > 1:  # pairwise sums of the previous level, as the per-stamp reference adds them
-            sums = sums[..., 0::2, 0::2] + sums[..., 1::2, 0::2] + sums[..., 0::2, 1::2] + sums[..., 1::2, 1::2]
+        if size > 1:  # 2x2 sums of the previous level (rows, then columns), as the per-stamp reference adds them
+            planes = planes[..., 0::2, :] + planes[..., 1::2, :]
+            planes = planes[..., 0::2] + planes[..., 1::2]
+            values = values[..., 0::2, :] + values[..., 1::2, :]
+            values = values[..., 0::2] + values[..., 1::2]
         k = 8 // size
         sel = level8 == size
         if k > 1:
             sel = np.repeat(np.repeat(sel, k, axis=1), k, axis=2)
-        gi, pi = np.nonzero((sel & (sums[2] > 0)).reshape(n, -1))
-        picked.append((gi, pi, sums.reshape(4, n, -1)))
+        gi, pi = np.nonzero((sel & (planes[2] > 0)).reshape(n, -1))
+        picked.append((gi, pi, planes.reshape(3, n, -1), values.reshape(n, -1)))
     # Every galaxy's super-pixels at the front of its row, level by level, in raster order.
-    counts = np.stack([np.bincount(gi, minlength=n) for gi, _, _ in picked])  # (levels, N)
+    counts = np.stack([np.bincount(gi, minlength=n) for gi, _, _, _ in picked])  # (levels, N)
     starts = np.cumsum(counts, axis=0) - counts
     size_m = max(int(counts.sum(axis=0).max()) if n else 0, 1)
     out = np.zeros((4, n, size_m))
-    for lev, (gi, pi, flat) in enumerate(picked):
+    for lev, (gi, pi, flat, vflat) in enumerate(picked):
         if gi.size:
             first = np.searchsorted(gi, np.arange(n))  # gi is sorted: each galaxy's run starts here
             dest = starts[lev][gi] + np.arange(gi.size) - first[gi]
-            out[:, gi, dest] = flat[:, gi, pi]
+            out[:3, gi, dest] = flat[:, gi, pi]
+            out[3, gi, dest] = vflat[gi, pi]
     count = out[2]
     with np.errstate(invalid="ignore", divide="ignore"):
         x, y, mean = out[0] / count, out[1] / count, out[3] / count
