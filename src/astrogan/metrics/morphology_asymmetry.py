@@ -57,7 +57,7 @@ class _Window:
 
     __slots__ = (
         "wx", "wy", "k", "rel", "win", "deep_rel", "ring_rel", "win_deep", "win_ring", "awin_ring", "oxr", "oyr",
-        "tot_deep",
+        "tot_deep", "_back",
     )  # fmt: skip
 
     def __init__(self, s: _Search, wx: int, wy: int):
@@ -84,6 +84,14 @@ class _Window:
         self.win_deep, self.win_ring = win[:k], win[k:]
         self.awin_ring = np.abs(self.win_ring)
         self.tot_deep = float(np.add.reduce(np.abs(self.win_deep)))
+        self._back: tuple[np.ndarray, int] | None = None
+
+    def back(self) -> tuple[np.ndarray, int]:
+        """max(rel) - rel (all >= 0) and max(rel): flat[q - rel] is flat[q - max(rel):][max(rel) - rel]."""
+        if self._back is None:
+            top = int(self.rel.max()) if self.rel.size else 0
+            self._back = (top - self.rel, top)
+        return self._back
 
 
 class _Search:
@@ -288,14 +296,15 @@ def _score_exact(reqs: list[tuple]) -> None:
         m, size = len(cands), win.rel.size
         blocks.append((pos, m, size))
         pos += m * size
-    idx = np.empty(pos, dtype=np.int64)
+    got = np.empty(pos, dtype=np.float32)
     for (start, m, size), (_, s, win, cands) in zip(blocks, reqs, strict=True):
-        q = np.array([s.flip_base(win, int(u), int(v)) for u, v in cands], dtype=np.int64)
-        np.subtract(q[:, None], win.rel, out=idx[start : start + m * size].reshape(m, size))
-    got = np.take(flat, idx)
-    for (start, m, size), req in zip(blocks, reqs, strict=True):
+        back, top = win.back()
         blk = got[start : start + m * size].reshape(m, size)
-        np.subtract(blk, req[2].win, out=blk)
+        for row, (u, v) in zip(blk, cands, strict=True):
+            # flat[q - rel] as a gather from the view that starts at q - max(rel): no index array.
+            q = s.flip_base(win, int(u), int(v))
+            np.take(flat[q - top :], back, out=row, mode="clip")
+        np.subtract(blk, win.win, out=blk)
     diff = np.abs(got, out=got)
     searches = [req[1] for req in reqs for _ in req[3]]
     wins = [req[2] for req in reqs for _ in req[3]]
@@ -335,17 +344,21 @@ def _score_quarter(reqs: list[tuple]) -> None:
     rows = _Rows(searches, wins)
     flat = searches[0].flat
     q = np.array([s.flip_base(w, int(u), int(v)) for s, w, u, v in zip(searches, wins, U, V, strict=True)])
-    wp = np.array([s.wp for s in searches], dtype=np.int64)
-    # Indices of F_{U-1, V+db} (one below F_{U, V+db}: the views flat[1 + da:] add da back).
-    base_d = np.repeat(q - 1, rows.kd) - rows.concat("deep_rel")
-    base_r = np.repeat(q - 1, rows.kr) - rows.concat("ring_rel")
-    wp_d, wp_r = np.repeat(wp, rows.kd), np.repeat(wp, rows.kr)
+    # Layer (da, db) holds F_{U+da, V+db} on every galaxy's deep pixels, then on every ring: gathers
+    # from views (flat[q - rel] = flat[q - max(rel):][max(rel) - rel]), galaxy by galaxy.
+    dstart = np.concatenate([[0], np.cumsum(rows.kd)])
+    rstart = np.concatenate([[0], np.cumsum(rows.kr)])
     layers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     for db in (-1, 0, 1):
-        row_d, row_r = base_d + db * wp_d, base_r + db * wp_r
         for da in (-1, 0, 1):
-            view = flat[1 + da :]
-            layers[(da, db)] = (np.take(view, row_d), np.take(view, row_r))
+            layers[(da, db)] = (np.empty(dstart[-1], dtype=np.float32), np.empty(rstart[-1], dtype=np.float32))
+    for g, (s, w) in enumerate(zip(searches, wins, strict=True)):
+        back, top = w.back()
+        bd, br = back[: w.k], back[w.k :]
+        for (da, db), (ld, lr) in layers.items():
+            view = flat[q[g] + db * s.wp + da - top :]
+            np.take(view, bd, out=ld[dstart[g] : dstart[g + 1]], mode="clip")
+            np.take(view, br, out=lr[rstart[g] : rstart[g + 1]], mode="clip")
     win_deep, win_ring = rows.concat("win_deep"), rows.concat("win_ring")
     img2 = (2 * win_deep, 2 * win_ring)
     img4 = (4 * win_deep, 4 * win_ring)
