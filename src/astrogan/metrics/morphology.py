@@ -9,9 +9,10 @@ asymmetry centre from a 3x3 pattern search at 1/2 and 1/4 px plus a quadratic st
 180-degree rotation is a bilinear mix of exact flips as in skimage (instead of a Nelder-Mead
 search), with statmorph's retry from the brightest pixel when the centre drifts; the Gini segmap
 thresholded on the elliptical annulus about the centroid; and statmorph's 2D Sérsic fit (same model,
-same start, Levenberg-Marquardt; `morphology_sersic`). A batch is measured in phases: the searches
-run galaxy by galaxy, everything else (segmentation, curves of growth in `morphology_growth`, Gini
-segmaps, Sérsic fits) for the whole batch at once; `morphology_reference` keeps the plain
+same start, Levenberg-Marquardt; `morphology_sersic`). A batch is measured in phases, each for a
+chunk of galaxies at once: the asymmetry searches in lockstep (`morphology_asymmetry`), the curves
+of growth (`morphology_growth`), the Gini segmaps and the Sérsic fits; only the labelling of a
+segmap's components and a few moments run galaxy by galaxy. `morphology_reference` keeps the plain
 one-galaxy-at-a-time pipeline the tests hold it to. Every galaxy gets a quality flag (0 good,
 1 suspect, 2 bad, as in statmorph) instead of an exception; bad measurements are NaN.
 
@@ -352,9 +353,8 @@ def _nan_record() -> dict[str, float]:
 def measure_batch(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, float]], np.ndarray]:
     """Every galaxy of a batch of sky-subtracted images `(N,H,W)` with main-source masks `(N,H,W)`.
 
-    Returns (one record per galaxy, flags int8 `(N,)`). The steps that search (the asymmetry centre,
-    the Gini segmap) run galaxy by galaxy; the curves of growth and the Sérsic fits run for a chunk of
-    galaxies at once.
+    Returns (one record per galaxy, flags int8 `(N,)`). Every step runs for a chunk of galaxies at
+    once (the asymmetry searches in lockstep); a galaxy gets the same numbers in any batch.
     """
     recs: list[dict[str, float]] = []
     flags = np.zeros(len(img), dtype=np.int8)

@@ -4,7 +4,9 @@
 galaxy) where `morphology.measure_batch` runs each step for the whole batch; both must give the
 same numbers (tests/test_metrics_morphology_growth.py). The plain helpers the batched engine replaced
 live here too (one galaxy's radius grid, Gaussian smoothing and Gini segmap; one stamp's binning for
-the Sérsic fit), each the reference its batched twin is tested against. Not used in production.
+the Sérsic fit; one galaxy's asymmetry search), each the reference its batched twin is tested against.
+The reference pipeline runs the lockstep asymmetry search on its galaxy alone, so that the rest of
+the two pipelines can be compared number for number. Not used in production.
 """
 
 from __future__ import annotations
