@@ -354,7 +354,7 @@ def measure_batch(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, floa
     """Every galaxy of a batch of sky-subtracted images `(N,H,W)` with main-source masks `(N,H,W)`.
 
     Returns (one record per galaxy, flags int8 `(N,)`). Every step runs for a chunk of galaxies at
-    once (the asymmetry searches in lockstep); a galaxy gets the same numbers in any batch.
+    once (the asymmetry searches in lockstep), with the numbers of the per-galaxy reference.
     """
     recs: list[dict[str, float]] = []
     flags = np.zeros(len(img), dtype=np.int8)
