@@ -207,14 +207,9 @@ class _Search:
         cu, cv = best
         grid = [(cu + step * i, cv + step * j) for i, j in _SQUARE]
         if all(c in cache and np.isfinite(cache[c]) for c in grid):
-            z = np.array([cache[c] for c in grid]).reshape(3, 3)
-            gx, gy = 0.5 * (z[1, 2] - z[1, 0]), 0.5 * (z[2, 1] - z[0, 1])
-            hxx, hyy = z[1, 2] - 2 * z[1, 1] + z[1, 0], z[2, 1] - 2 * z[1, 1] + z[0, 1]
-            hxy = 0.25 * (z[2, 2] - z[2, 0] - z[0, 2] + z[0, 0])
-            det = hxx * hyy - hxy * hxy
-            if det > 0 and hxx > 0:
-                du = step * float(min(max(-(hyy * gx - hxy * gy) / det, -0.5), 0.5))
-                dv = step * float(min(max(-(hxx * gy - hxy * gx) / det, -0.5), 0.5))
+            d = quadratic_step(np.array([cache[c] for c in grid]).reshape(3, 3), step)
+            if d is not None:
+                du, dv = d
                 c = (cu + du, cv + dv)
                 if (du or dv) and ok(c):
                     yield ("mix", self, self.window(cu, cv), c)
@@ -223,6 +218,20 @@ class _Search:
         ub, vb = best
         drifted = np.hypot(ub / 2.0 - self.x0, vb / 2.0 - self.y0) > self.reach
         return float(cache[best]), ub / 2.0, vb / 2.0, bool(drifted)
+
+
+def quadratic_step(z: np.ndarray, step: float) -> tuple[float, float] | None:
+    """(du, dv) from the middle of a 3x3 grid of scores `z` (spacing `step`, indexed [v, u]) to the
+    minimum of the quadratic through them, each clipped to half a step; None without a minimum."""
+    gx, gy = 0.5 * (z[1, 2] - z[1, 0]), 0.5 * (z[2, 1] - z[0, 1])
+    hxx, hyy = z[1, 2] - 2 * z[1, 1] + z[1, 0], z[2, 1] - 2 * z[1, 1] + z[0, 1]
+    hxy = 0.25 * (z[2, 2] - z[2, 0] - z[0, 2] + z[0, 0])
+    det = hxx * hyy - hxy * hxy
+    if not (det > 0 and hxx > 0):
+        return None
+    du = step * float(min(max(-(hyy * gx - hxy * gy) / det, -0.5), 0.5))
+    dv = step * float(min(max(-(hxx * gy - hxy * gx) / det, -0.5), 0.5))
+    return du, dv
 
 
 def half_window(r_ap: float) -> int:

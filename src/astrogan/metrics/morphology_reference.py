@@ -31,7 +31,7 @@ from astrogan.metrics.morphology import (
     gini,
     m20,
 )
-from astrogan.metrics.morphology_asymmetry import asymmetry_search_batch, window_offsets
+from astrogan.metrics.morphology_asymmetry import asymmetry_search_batch, quadratic_step, window_offsets
 from astrogan.metrics.morphology_growth import (
     _ANNULUS,
     _ARANGE100,
@@ -662,14 +662,9 @@ def _asymmetry_search(
     cu, cv = best
     grid = [(cu + step * i, cv + step * j) for i, j in square]
     if all(c in cache and np.isfinite(cache[c]) for c in grid):
-        z = np.array([cache[c] for c in grid]).reshape(3, 3)
-        gx, gy = 0.5 * (z[1, 2] - z[1, 0]), 0.5 * (z[2, 1] - z[0, 1])
-        hxx, hyy = z[1, 2] - 2 * z[1, 1] + z[1, 0], z[2, 1] - 2 * z[1, 1] + z[0, 1]
-        hxy = 0.25 * (z[2, 2] - z[2, 0] - z[0, 2] + z[0, 0])
-        det = hxx * hyy - hxy * hxy
-        if det > 0 and hxx > 0:
-            du = step * float(min(max(-(hyy * gx - hxy * gy) / det, -0.5), 0.5))
-            dv = step * float(min(max(-(hxx * gy - hxy * gx) / det, -0.5), 0.5))
+        d = quadratic_step(np.array([cache[c] for c in grid]).reshape(3, 3), step)
+        if d is not None:
+            du, dv = d
             c = (cu + du, cv + dv)
             if (du or dv) and ok(c):
                 score([c], cu, cv)
