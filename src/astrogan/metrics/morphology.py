@@ -281,7 +281,7 @@ def _ramp(x: np.ndarray) -> np.ndarray:
 
 
 def _gaussian_bands(n: int, sigma: np.ndarray) -> np.ndarray:
-    """`_gaussian_band(n, sigma_i)` for every sigma: `(N, n, n)` (sigma 0: the identity)."""
+    """`_gaussian_band(n, sigma_i)` for every sigma: `(N, n, n)` float32 (sigma 0: the identity)."""
     sigma = np.asarray(sigma, dtype=np.float64)
     tiny = ~(sigma > 1e-15)
     s = np.where(tiny, 1.0, sigma)
@@ -293,7 +293,7 @@ def _gaussian_bands(n: int, sigma: np.ndarray) -> np.ndarray:
     kern /= kern.sum(axis=1, keepdims=True)
     kern[tiny] = (x == 0).astype(np.float64)
     # band[i, j] = kern[j - i], zero beyond the kernel: a gather from the kernel padded with one zero.
-    kern = np.concatenate([kern, np.zeros((len(s), 1))], axis=1)
+    kern = np.concatenate([kern, np.zeros((len(s), 1))], axis=1).astype(np.float32)
     d = np.arange(n)[None, :] - np.arange(n)[:, None] + r_max
     d = np.where((d >= 0) & (d <= 2 * r_max), d, 2 * r_max + 1)
     return kern[:, d]
@@ -318,7 +318,9 @@ def _gini_segmaps(
     sigma = _PETRO_FRACTION_GINI * rpe
     by = _gaussian_bands(h, sigma)
     bx = by if w == h else _gaussian_bands(w, sigma)
-    smooth = np.matmul(np.matmul(by, frames), bx.transpose(0, 2, 1))
+    # float32 products: half the time of float64 (the smoothed image only has to be compared with
+    # its own annulus mean; float32 moves that by 1e-7 of it).
+    smooth = np.matmul(np.matmul(by, frames.astype(np.float32)), bx.transpose(0, 2, 1))
     ra = radius_grids(
         h, w, xc, yc, elong, theta, x0=bounds[:, 2].astype(np.float64), y0=bounds[:, 0].astype(np.float64)
     )

@@ -405,22 +405,23 @@ def _radius_grid(h: int, w: int, xc: float, yc: float, elong: float, theta: floa
 
 
 def _gaussian_band(n: int, sigma: float) -> np.ndarray:
-    """(n, n) matrix of scipy's truncated Gaussian kernel (radius int(4 sigma + 0.5)) with zeros
-    outside: `band @ x` is `ndi.gaussian_filter1d(x, sigma, axis=0, mode="constant")`."""
+    """(n, n) float32 matrix of scipy's truncated Gaussian kernel (radius int(4 sigma + 0.5)) with
+    zeros outside: `band @ x` is `ndi.gaussian_filter1d(x, sigma, axis=0, mode="constant")`."""
     radius = int(4.0 * sigma + 0.5)
     x = np.arange(-radius, radius + 1)
     phi = np.exp(-0.5 / (sigma * sigma) * x * x)
     phi /= phi.sum()
     d = np.arange(n)[None, :] - np.arange(n)[:, None]  # j - i
     inside = np.abs(d) <= radius
-    return np.where(inside, phi[np.clip(d + radius, 0, 2 * radius)], 0.0)
+    return np.where(inside, phi[np.clip(d + radius, 0, 2 * radius)], 0.0).astype(np.float32)
 
 
 def _gaussian_filter_zero(img: np.ndarray, sigma: float) -> np.ndarray:
-    """`ndi.gaussian_filter(img, sigma, mode="constant", cval=0)` as two matrix products (the
-    separable filter with zero borders is a banded matrix per axis; BLAS beats the line loops)."""
+    """`ndi.gaussian_filter(img, sigma, mode="constant", cval=0)` in float32, as two matrix products
+    (the separable filter with zero borders is a banded matrix per axis; BLAS beats the line loops)."""
+    img = img.astype(np.float32)
     if not sigma > 1e-15:
-        return img.copy()
+        return img
     h, w = img.shape
     band_y = _gaussian_band(h, sigma)
     band_x = band_y if w == h else _gaussian_band(w, sigma)
