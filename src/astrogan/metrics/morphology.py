@@ -476,14 +476,14 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
     radii, f = g_circ.radius_at_fraction(_PETRO_EXTENT_CAS * rp, (0.2, 0.5, 0.8))
     flag = np.maximum(flag, f)
     conc = np.where((radii[:, 0] > 0) & (radii[:, 2] > 0), 5.0 * np.log10(radii[:, 2] / radii[:, 0]), np.nan)
+    smooth = _smoothness(gals, g_circ.rad, rp, boxes)
     for k, g in enumerate(gals):
         rec = recs[g.index]
         rec["rpetro_circ"] = float(rp[k])
         rec["r20"], rec["r50"], rec["r80"] = (float(v) for v in radii[k])
         rec["concentration"] = float(conc[k])
-        sm = _smoothness(g.img, g_circ.rad[k, g.y0 : g.y1, g.x0 : g.x1], float(rp[k]), boxes[k])
-        if np.isfinite(sm):
-            rec["smoothness"] = sm
+        if np.isfinite(smooth[k]):
+            rec["smoothness"] = float(smooth[k])
         else:
             flag[k] = 2
 
@@ -522,23 +522,39 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
     return recs, flags
 
 
-def _smoothness(img: np.ndarray, r: np.ndarray, rp: float, box: np.ndarray) -> float:
-    """Smoothness (Lotz et al. 2004 eq. 11) in the annulus [0.25, 1.5] rp; r: radius about the
-    asymmetry centre `(H,W)`; box: the skybox. NaN where the annulus holds no light."""
-    boxcar = max(int(_PETRO_FRACTION_CAS * rp), 1)
-    diff = img - ndi.uniform_filter(img, size=boxcar)
-    diff = np.maximum(diff, 0.0)
+def _smoothness(gals: list[_Galaxy], rad: np.ndarray, rp: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
+    """Smoothness (Lotz et al. 2004 eq. 11) of every galaxy in the annulus [0.25, 1.5] rp: `(N,)`, NaN
+    where the annulus holds no light. rad: `(N, H, W)` frame radii about the asymmetry centres;
+    boxes: the skyboxes. Stamps (and skyboxes) of one shape and boxcar are filtered as one stack:
+    each keeps scipy's own reflected borders and numbers."""
+    boxcar = np.maximum((_PETRO_FRACTION_CAS * rp).astype(np.int64), 1)
+    num = np.full(len(gals), np.nan)
+    ann_flux = np.zeros(len(gals))
+    groups: dict[tuple, list[int]] = {}
+    for k, g in enumerate(gals):
+        groups.setdefault((g.img.shape, int(boxcar[k])), []).append(k)
+    for (_, size), ks in groups.items():
+        img = np.stack([gals[k].img for k in ks])
+        diff = np.maximum(img - ndi.uniform_filter(img, size=(1, size, size)), 0.0)
+        r = np.stack([rad[k, gals[k].y0 : gals[k].y1, gals[k].x0 : gals[k].x1] for k in ks])
+        r_in = (_PETRO_FRACTION_CAS * rp[ks])[:, None, None]
+        r_out = (_PETRO_EXTENT_CAS * rp[ks])[:, None, None]
+        wgt = _ramp(r_out - r + 0.5) - _ramp(r_in - r + 0.5)
+        ann_flux[ks] = (wgt * img).reshape(len(ks), -1).sum(axis=1)
+        num[ks] = (wgt * diff).reshape(len(ks), -1).sum(axis=1)
+    sky = np.zeros(len(gals))
+    groups = {}
+    for k, b in enumerate(boxes):
+        if b.size:
+            groups.setdefault((b.shape, int(boxcar[k])), []).append(k)
+    for (shape, size), ks in groups.items():
+        box = np.stack([boxes[k] for k in ks])
+        bd = box - ndi.uniform_filter(box, size=(1, size, size))
+        sky[ks] = np.maximum(bd, 0).reshape(len(ks), -1).sum(axis=1) / (shape[0] * shape[1])
     r_in, r_out = _PETRO_FRACTION_CAS * rp, _PETRO_EXTENT_CAS * rp
-    wgt = _ramp(r_out - r + 0.5) - _ramp(r_in - r + 0.5)
-    ann_flux = float((wgt * img).sum())
-    if box.size:
-        bd = box - ndi.uniform_filter(box, size=boxcar)
-        sky_smooth = float(np.maximum(bd, 0).sum() / box.size)
-    else:
-        sky_smooth = 0.0
-    if not ann_flux > 0:
-        return float("nan")
-    return float(((wgt * diff).sum() - np.pi * (r_out**2 - r_in**2) * sky_smooth) / ann_flux)
+    with np.errstate(all="ignore"):
+        val = (num - np.pi * (r_out**2 - r_in**2) * sky) / ann_flux
+    return np.where(ann_flux > 0, val, np.nan)
 
 
 def _sersic_starts(
