@@ -224,17 +224,21 @@ class _Group:
                 c, s = np.cos(theta)[gi][:, None], np.sin(theta)[gi][:, None]
                 sr = np.hypot(dx * c + dy * s, (-dx * s + dy * c) * elong[gi][:, None])
             sidx = np.minimum((sr / _DR).astype(np.int64), (nb_own - 1)[gi][:, None])
-            sflat = (sidx + (gi * nb)[:, None]).ravel()
+            # The sub-pixel histograms end a bin past their last sub-pixel: beyond it their running
+            # integrals are linear, which the extrapolation below the last bin gives by itself.
+            nbn = int(sidx.max()) + 2 if sidx.size else 2
+            sflat = (sidx + (gi * nbn)[:, None]).ravel()
             sub_v = np.repeat(pv / _SUB**2, _SUB**2)
-            near_count = np.bincount(sflat, minlength=n * nb).reshape(n, nb) / _SUB**2
-            near_flux = np.bincount(sflat, weights=sub_v, minlength=n * nb).reshape(n, nb)
+            near_count = np.bincount(sflat, minlength=n * nbn).reshape(n, nbn) / _SUB**2
+            near_flux = np.bincount(sflat, weights=sub_v, minlength=n * nbn).reshape(n, nbn)
         hists = [count, flux] + ([near_count, near_flux] if near_count is not None else [])
         # Running integrals I(j) of the cumulative histograms at the bin centres c_j = (j + 1/2) _DR,
         # with the last cumulative value kept as the slope beyond the last centre.
         self._cum, self._int = [], []
+        self._nbs = [hist.shape[1] for hist in hists]  # bins of each histogram
         for hist in hists:
             cum = np.cumsum(hist, axis=1)
-            integ = np.zeros((n, nb))
+            integ = np.zeros(hist.shape)
             np.cumsum(cum[:, :-1] * _DR, axis=1, out=integ[:, 1:])
             self._cum.append(cum)
             self._int.append(integ)
@@ -243,14 +247,14 @@ class _Group:
 
     def _interp(self, which: int, r: np.ndarray) -> np.ndarray:
         """Running integral `which` at radii r `(N, K)` (linear between centres, 0 below the first)."""
-        integ, cum = self._int[which], self._cum[which]
+        integ, cum, nb = self._int[which], self._cum[which], self._nbs[which]
         t = r / _DR - 0.5
         j = np.floor(t)
-        below, beyond = j < 0, j >= self.nb - 1
-        ji = np.clip(j, 0, self.nb - 1).astype(np.int64)
+        below, beyond = j < 0, j >= nb - 1
+        ji = np.clip(j, 0, nb - 1).astype(np.int64)
         base = np.take_along_axis(integ, ji, axis=1)
         slope = np.take_along_axis(cum, ji, axis=1) * _DR  # I(j + 1) - I(j), and the slope beyond
-        frac = np.where(beyond, t - (self.nb - 1), t - j)
+        frac = np.where(beyond, t - (nb - 1), t - j)
         return np.where(below, 0.0, base + frac * slope)
 
     def _box(self, which: int, r: np.ndarray, width: float) -> np.ndarray:
@@ -283,8 +287,7 @@ class _Group:
         """`_box` on the fine grid without searches (_H = _DR): r_k +- half a box is m _DR, midway
         between two bin centres, where the running integral is the mean of its neighbours (linear
         beyond the last centre)."""
-        integ, cum = self._int[which], self._cum[which]
-        nb = self.nb
+        integ, cum, nb = self._int[which], self._cum[which], self._nbs[which]
         size = num + half_steps
         mid = np.empty((self.n, max(size, nb)))
         mid[:, 0] = 0.0
