@@ -25,7 +25,7 @@ _MAX_ITER = 60
 # Convergence: relative drop of the cost, or relative step of every parameter, below these (a
 # tenth of a per cent in n is far below what tells galaxies apart).
 _TOL_DROP, _TOL_STEP = 1e-5, 1e-3
-_CHUNK = 128  # galaxies fitted together: bounds memory (the Jacobian is 7 x pixels per galaxy)
+_CHUNK = 256  # galaxies fitted together (one measuring chunk); bounds memory: the Jacobian is 7 x pixels each
 
 
 def _bin_frames(
