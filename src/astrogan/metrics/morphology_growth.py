@@ -286,50 +286,64 @@ class _Group:
     def _box_fine(self, which: int, num: int, half_steps: int) -> np.ndarray:
         """`_box` on the fine grid without searches (_H = _DR): r_k +- half a box is m _DR, midway
         between two bin centres, where the running integral is the mean of its neighbours (linear
-        beyond the last centre)."""
+        beyond the last centre, so a box wholly beyond it holds the whole histogram)."""
         integ, cum, nb = self._int[which], self._cum[which], self._nbs[which]
-        size = num + half_steps
-        mid = np.empty((self.n, max(size, nb)))
+        full = min(num, nb + half_steps)  # samples whose box reaches back before the last centre
+        size = full + half_steps
+        inner = min(size, nb)
+        mid = np.empty((self.n, max(size, 1)))
         mid[:, 0] = 0.0
-        mid[:, 1:nb] = 0.5 * (integ[:, :-1] + integ[:, 1:])
+        mid[:, 1:inner] = 0.5 * (integ[:, : inner - 1] + integ[:, 1:inner])
         if size > nb:
             last = (nb - 0.5) * _DR  # the last bin centre
             steps = np.arange(nb, size) * _DR - last
             mid[:, nb:size] = integ[:, -1:] + steps[None, :] * cum[:, -1:]
-        out = mid[:, half_steps : half_steps + num].copy()
-        out[:, half_steps:] -= mid[:, : num - half_steps]  # r_k - half a box < 0 holds nothing
-        return out / (2 * half_steps * _DR)
+        out = np.empty((self.n, num))
+        out[:, :full] = mid[:, half_steps : half_steps + full]
+        out[:, half_steps:full] -= mid[:, : full - half_steps]  # r_k - half a box < 0 holds nothing
+        out[:, :full] /= 2 * half_steps * _DR
+        out[:, full:] = cum[:, -1:]
+        return out
 
     def petrosian(self, r_outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Petrosian radii `(N,)` and flags `(N,)`, by `_Growth.petrosian`'s rules (statmorph's)."""
+        """Petrosian radii `(N,)` and flags `(N,)`, by `_Growth.petrosian`'s rules (statmorph's).
+
+        The Petrosian function is evaluated only where the rules look: at the fine-grid neighbours of
+        the 100 coarse radii, then across the bracket of the first coarse root."""
         rk, f, a = self.curves()
         s = _S
-        with np.errstate(all="ignore"):
-            ann = np.abs((f[:, 2 * s :] - f[:, : -2 * s]) / (a[:, 2 * s :] - a[:, : -2 * s]))
-            val = ann / np.abs(f[:, s:-s] / a[:, s:-s]) - _ETA
-        val = np.where(np.isfinite(val), val, 1.0 - _ETA)
+        size = rk.size - 2 * s  # samples of the Petrosian function on the group's grid, at r_mid
         r_mid = rk[s:-s]
-        length = self.num - 2 * s  # each galaxy's own samples of val
+        rows = (np.arange(self.n) * rk.size)[:, None]
+
+        def val_at(i: np.ndarray) -> np.ndarray:
+            q = i + rows
+            f0, f1, f2 = np.take(f, q), np.take(f, q + s), np.take(f, q + 2 * s)
+            a0, a1, a2 = np.take(a, q), np.take(a, q + s), np.take(a, q + 2 * s)
+            with np.errstate(all="ignore"):
+                val = np.abs((f2 - f0) / (a2 - a0)) / np.abs(f1 / a1) - _ETA
+            return np.where(np.isfinite(val), val, 1.0 - _ETA)
+
+        length = self.num - 2 * s  # each galaxy's own samples
         coarse = _ARANGE100[None, :] * ((r_outer[:, None] - _ANNULUS) / 99) + _ANNULUS
         coarse[:, -1] = r_outer
         # np.interp on each galaxy's own range (clamped at its ends).
         t = np.clip((coarse - r_mid[0]) / _H, 0.0, (length - 1)[:, None].astype(np.float64))
         j0 = np.minimum(np.floor(t).astype(np.int64), (length - 2)[:, None])
-        v0 = np.take_along_axis(val, j0, axis=1)
-        v1 = np.take_along_axis(val, j0 + 1, axis=1)
+        v0, v1 = val_at(j0), val_at(j0 + 1)
         cval = v0 + (t - j0) * (v1 - v0)
         j, has = _first(cval <= 0)
         rp = np.where(has, _rows(coarse, j), r_outer)
         flag = np.where(has & (j > 0), 0, 2)
-        # The root on the fine grid, in the bracket [coarse[j - 1], coarse[j]].
+        # The root on the fine grid, in the bracket [coarse[j - 1], coarse[j]]: its first sample <= 0.
         lo = _searchsorted_grid(r_mid, _rows(coarse, j - 1), length)
         hi = np.minimum(_searchsorted_grid(r_mid, _rows(coarse, j), length), length - 1)
-        cols = np.arange(val.shape[1])[None, :]
-        inb = (cols >= lo[:, None]) & (cols <= hi[:, None])
-        k, anyb = _first(inb & (val <= 0))
-        k = np.where(anyb, k, hi)
+        span = np.arange(max(int((hi - lo).max()) + 1, 1))[None, :]
+        k, anyb = _first((span <= (hi - lo)[:, None]) & (val_at(np.minimum(lo[:, None] + span, size - 1)) <= 0))
+        k = np.where(anyb, lo + k, hi)
         at_lo = k <= lo
-        va, vb = _rows(val, k - 1), _rows(val, k)
+        va = val_at(np.clip(k - 1, 0, size - 1)[:, None])[:, 0]
+        vb = val_at(np.clip(k, 0, size - 1)[:, None])[:, 0]
         with np.errstate(all="ignore"):
             crossing = r_mid[np.clip(k - 1, 0, None)] + _H * va / (va - vb)
             root = np.where(at_lo, r_mid[np.clip(lo, 0, r_mid.size - 1)], crossing)
