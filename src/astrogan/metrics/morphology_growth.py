@@ -102,7 +102,7 @@ class GrowthBatch:
     stamps; bounds: `(N, 4)` int the stamps' (y0, y1, x0, x1) in the frame; xc, yc: `(N,)` centres in
     stamp pixels; elong, theta: `(N,)` ellipses (None: circles). Pixels within `sub_radius` of the
     centre are split into `_SUB` x `_SUB` sub-pixels, as in `_Growth`. Stamp coordinates make every
-    number the same as `_Growth`'s on the stamp alone, to the last bit. Galaxies are grouped by their
+    number the same as `_Growth`'s on the stamp alone, to rounding (tested to 1e-9). Galaxies are grouped by their
     largest radius, so that one long ellipse does not lengthen every galaxy's histogram.
     """
 
@@ -188,7 +188,7 @@ class _Group:
         self.n = n
         self.rmax = rmax
         nb_own = (self.rmax / _DR).astype(np.int64) + 2
-        self.nb = nb = int(nb_own.max())
+        nb = int(nb_own.max())  # bins of the whole-pixel histograms
         # Pixels off the stamps go to one extra bin, dropped.
         flat = ((rad / _DR).astype(np.int64) + (np.arange(n) * nb)[:, None, None]).reshape(-1)
         flat[~valid.reshape(-1)] = n * nb
@@ -291,7 +291,7 @@ class _Group:
         full = min(num, nb + half_steps)  # samples whose box reaches back before the last centre
         size = full + half_steps
         inner = min(size, nb)
-        mid = np.empty((self.n, max(size, 1)))
+        mid = np.empty((self.n, size))
         mid[:, 0] = 0.0
         mid[:, 1:inner] = 0.5 * (integ[:, : inner - 1] + integ[:, 1:inner])
         if size > nb:
