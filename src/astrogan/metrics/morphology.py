@@ -72,6 +72,27 @@ COMPARED_PROPERTIES: tuple[str, ...] = (
     "sersic_rhalf",
 )
 
+#: Where a value can lie for a galaxy on its stamp (inclusive); outside, the step that made it failed
+#: (a radius beyond the stamp's diagonal, a sky correction larger than the galaxy's own asymmetry,
+#: a negative-flux profile), and the value is set to NaN for that property alone. "diag" is the
+#: image diagonal in pixels. Asymmetry and smoothness are sky-corrected and may be a little below 0.
+PLAUSIBLE_RANGES: dict[str, tuple[float | str, float | str]] = {
+    "gini": (0.0, 1.0),
+    "m20": (-5.0, 0.0),
+    "concentration": (0.0, 10.0),
+    "asymmetry": (-1.0, 2.0),
+    "smoothness": (-1.0, 2.0),
+    "r20": (0.0, "diag"),
+    "r50": (0.0, "diag"),
+    "r80": (0.0, "diag"),
+    "rpetro_circ": (0.0, "diag"),
+    "rpetro_ellip": (0.0, "diag"),
+    "ellipticity": (0.0, 1.0),
+    "elongation": (1.0, np.inf),
+    "sersic_n": (0.0, np.inf),  # bounded by the fit itself (morphology_sersic)
+    "sersic_rhalf": (0.0, np.inf),
+}
+
 _PETRO_EXTENT_CAS = 1.5
 _PETRO_FRACTION_CAS = 0.25
 _PETRO_FRACTION_GINI = 0.2
@@ -522,7 +543,7 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
         params, fit_flag = fit_sersic_frames(frames[jobs], bounds[jobs], np.array([starts[k] for k in jobs]))
         for k, p, f in zip(jobs, params, fit_flag, strict=True):
             i = gals[k].index
-            if f < 2:
+            if f == 0:  # converged inside the box: a measurement (on a bound or stalled: NaN)
                 recs[i]["sersic_n"], recs[i]["sersic_rhalf"] = float(p[2]), float(p[1])
             # A poor Sérsic fit alone does not spoil the other measurements.
             flags[i] = max(flags[i], min(int(f), 1))
@@ -594,6 +615,24 @@ def _sersic_starts(
     ]
 
 
+def drop_implausible(values: dict[str, np.ndarray], *, diag_px: float) -> dict[str, int]:
+    """Set values outside `PLAUSIBLE_RANGES` to NaN, in place (`values[name]` is `(N,)`); the
+    concentration goes with an implausible r20 or r80. Returns how many were dropped per property."""
+    dropped = {}
+    for k, (lo, hi) in PLAUSIBLE_RANGES.items():
+        v = values[k]
+        lo_v = diag_px if lo == "diag" else float(lo)
+        hi_v = diag_px if hi == "diag" else float(hi)
+        bad = np.isfinite(v) & ((v < lo_v) | (v > hi_v))
+        v[bad] = np.nan
+        dropped[k] = int(bad.sum())
+    conc = values["concentration"]
+    bad = np.isfinite(conc) & ~(np.isfinite(values["r20"]) & np.isfinite(values["r80"]))
+    conc[bad] = np.nan
+    dropped["concentration"] += int(bad.sum())
+    return dropped
+
+
 @dataclass
 class MorphologyResult:
     """Per-galaxy values: `values[name]` float64 `(N,)`, `flag` int8 `(N,)`, `segmap` bool `(N,H,W)`."""
@@ -627,6 +666,7 @@ def measure_morphology(
         if keep_segmap:
             segs.append(seg)
     values = {k: np.array([r[k] for r in recs], dtype=np.float64) for k in PROPERTIES}
+    drop_implausible(values, diag_px=float(np.hypot(*np.shape(images)[1:3])))
     flag = np.concatenate(flags) if flags else np.zeros(0, dtype=np.int8)
     segmap = (np.concatenate(segs) if segs else None) if keep_segmap else None
     return MorphologyResult(values=values, flag=flag, segmap=segmap)

@@ -68,7 +68,7 @@ def measure_batch_reference(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict
         if jobs:
             params, fit_flag = fit_sersic_2d([j[1] for j in jobs], np.array([j[2] for j in jobs]))
             for (i, *_), p, f in zip(jobs, params, fit_flag, strict=True):
-                if f < 2:
+                if f == 0:  # converged inside the box: a measurement (on a bound or stalled: NaN)
                     recs[i]["sersic_n"], recs[i]["sersic_rhalf"] = float(p[2]), float(p[1])
                 # A poor Sérsic fit alone does not spoil the other measurements.
                 flags[i] = max(flags[i], min(int(f), 1))

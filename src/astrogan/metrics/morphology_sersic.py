@@ -10,6 +10,12 @@ iteration for the whole batch, with the analytic Jacobian), and with pixels away
 averaged in 2x2, 4x4 and 8x8 blocks: a block of k pixels whose model is nearly linear across it
 weighs sum_i (m_i - z_i)^2 = k (m - mean z)^2 + const, so the optimum hardly moves while the fit
 touches a tenth to a fifth of the pixels.
+
+Unlike statmorph (which bounds only n >= 0.01), every parameter that can run away is kept in a box
+(projected steps, as astropy's fitter clips bounded parameters): n in [0.01, 10], r_eff in
+[0.05 px, 2 stamp sides], amplitude positive, the centre on the stamp. On real galaxies and early
+fakes an unbounded fit reaches r_eff ~ 1e17 px and n ~ 1e14; a fit that ends on a bound, or does not
+converge, is flagged (1) and its n and r_eff are not used as measurements.
 """
 
 from __future__ import annotations
@@ -20,6 +26,11 @@ from scipy import special
 #: Parameter order of the fits (astropy's Sersic2D; positions in stamp pixels, angle in radians).
 PARAMS: tuple[str, ...] = ("amplitude", "r_eff", "n", "x_0", "y_0", "ellip", "theta")
 _N_MIN = 0.01  # statmorph's lower bound on n (prevents overflows)
+_N_MAX = 10.0  # above this a profile is a point source on any stamp: the fit has run away
+_R_MIN_PX = 0.05  # r_eff below a twentieth of a pixel is a point source, not a measured radius
+_R_MAX_SIDES = 2.0  # r_eff beyond two stamp sides is not constrained by the stamp's light
+_E_MIN, _E_MAX = -4.0, 0.99  # ellipticity (b = a (1 - e)); see _param_box
+_AMP_MIN = 1e-12  # the amplitude stays positive (a negative Sérsic galaxy is not a galaxy)
 _FULL_RES_PX = 4  # 8x8 blocks within this (Chebyshev) distance of the start are fitted pixel by pixel
 _MAX_ITER = 60
 # Convergence: relative drop of the cost, or relative step of every parameter, below these (a
@@ -181,7 +192,8 @@ def fit_sersic_2d(
 
     stamps: N sky-subtracted images `(h_i, w_i)`; p0: `(N, 7)` starting parameters in `PARAMS` order,
     positions in stamp pixels. Returns (params `(N, 7)` after statmorph's post-fit fix, flag `(N,)`:
-    0 good, 1 suspect (n at its bound, or not converged), 2 failed (NaN parameters)).
+    0 good, 1 suspect (a parameter on its bound, or not converged: not a measurement), 2 failed (NaN
+    parameters)).
     """
     h = max((st.shape[0] for st in stamps), default=1)
     w = max((st.shape[1] for st in stamps), default=1)
@@ -211,16 +223,46 @@ def fit_sersic_frames(
     for start in range(0, num, _CHUNK):
         sl = slice(start, start + _CHUNK)
         x, y, sw, zsw = _bin_frames(frames[sl], bounds[sl], p[sl, 3], p[sl, 4], full_res_px)
-        p[sl], flag[sl] = _fit_chunk(x, y, sw, zsw, p[sl], max_iter=max_iter)
+        lo, hi = _param_box(bounds[sl])
+        p[sl], flag[sl] = _fit_chunk(x, y, sw, zsw, p[sl], lo, hi, max_iter=max_iter)
     return p, flag
 
 
+def _param_box(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds `(N, 7)` of the parameters for stamps with (y0, y1, x0, x1) `bounds (N, 4)`.
+
+    The angle stays free. The ellipticity may go below 0 (b > a: statmorph's post-fit fix swaps the
+    axes) down to -4 (axis ratio 1/5 the other way) and up to 0.99; unbounded, it ran to -1e9, and
+    the fix turned that into r_eff ~ 1e11."""
+    num = len(bounds)
+    side = np.maximum(bounds[:, 1] - bounds[:, 0], bounds[:, 3] - bounds[:, 2]).astype(np.float64)
+    lo = np.full((num, 7), -np.inf)
+    hi = np.full((num, 7), np.inf)
+    lo[:, 0] = _AMP_MIN
+    lo[:, 1], hi[:, 1] = _R_MIN_PX, _R_MAX_SIDES * side
+    lo[:, 2], hi[:, 2] = _N_MIN, _N_MAX
+    lo[:, 3], hi[:, 3] = 0.0, (bounds[:, 3] - bounds[:, 2]) - 1.0
+    lo[:, 4], hi[:, 4] = 0.0, (bounds[:, 1] - bounds[:, 0]) - 1.0
+    lo[:, 5], hi[:, 5] = _E_MIN, _E_MAX
+    return lo, hi
+
+
 def _fit_chunk(
-    x: np.ndarray, y: np.ndarray, sw: np.ndarray, z: np.ndarray, p: np.ndarray, *, max_iter: int
+    x: np.ndarray,
+    y: np.ndarray,
+    sw: np.ndarray,
+    z: np.ndarray,
+    p: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    max_iter: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Levenberg-Marquardt on a chunk of binned stamps (`_bin_frames`) from `p (N, 7)`."""
+    """Levenberg-Marquardt on a chunk of binned stamps (`_bin_frames`) from `p (N, 7)`, every step
+    projected into the box [lo, hi] `(N, 7)`."""
     num = len(p)
     flag = np.zeros(num, dtype=np.int8)
+    p = np.clip(p, lo, hi)
 
     with np.errstate(all="ignore"):
         r, jac = _residuals_and_jacobian(p, x, y, z, sw)
@@ -242,8 +284,7 @@ def _fit_chunk(
             step = np.zeros((active.size, 7))
             if ok_sys.any():
                 step[ok_sys] = -np.linalg.solve(aug[ok_sys], jtr[active][ok_sys][:, :, None])[:, :, 0]
-            trial = p[active] + step
-            trial[:, 2] = np.maximum(trial[:, 2], _N_MIN)  # astropy clips a bounded parameter
+            trial = np.clip(p[active] + step, lo[active], hi[active])  # astropy clips bounded parameters
             rt, jt = _residuals_and_jacobian(trial, x[active], y[active], z[active], sw[active])
             ct = np.einsum("ij,ij->i", rt, rt)
             better = np.isfinite(ct) & (ct < cost[active]) & ok_sys
@@ -261,9 +302,13 @@ def _fit_chunk(
             stop[rej] = lam[rej] > 1e8  # no downhill step left: a (local) optimum
             converged |= stop
             active = active[~stop[active]]
+    # On a bound (to rounding): the optimum lies outside the box, so the value is not a measurement.
+    tol = 1e-9 * np.maximum(np.abs(p), 1.0)
+    on_bound = ((p - lo <= tol) | (hi - p <= tol)).any(axis=1)
     p = _postfit(p)
+    on_bound |= p[:, 1] > hi[:, 1]  # the fix lengthened r_eff beyond its bound (e < 0)
     bad = ~np.isfinite(p).all(axis=1) | ~np.isfinite(cost)
-    flag[~converged | (p[:, 2] <= _N_MIN)] = 1
+    flag[~converged | on_bound] = 1
     flag[bad] = 2
     p[bad] = np.nan
     return p, flag

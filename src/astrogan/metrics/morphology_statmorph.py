@@ -17,6 +17,7 @@ from astrogan.metrics.morphology import (
     MorphologyResult,
     SegmentationParams,
     background_and_segmentation,
+    drop_implausible,
     luminance,
 )
 
@@ -70,5 +71,6 @@ def measure_morphology_statmorph(
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_worker, jobs, chunksize=max(1, n // (4 * workers))))
     values = {k: np.array([r[0][k] for r in results], dtype=np.float64) for k in PROPERTIES}
+    drop_implausible(values, diag_px=float(np.hypot(*lum.shape[1:])))
     flags = np.array([r[1] for r in results], dtype=np.int8)
     return MorphologyResult(values=values, flag=flags)
