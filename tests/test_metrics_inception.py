@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from astrogan.metrics.compute import compute_metrics
 from astrogan.metrics.inception import (
     FEATURE_DIM,
     FIDInceptionV3,
+    check_weights_file,
     images_to_inception_input,
     load_inception,
     resolve_weights_path,
@@ -60,6 +62,136 @@ def test_bad_weights_files_are_user_errors(tmp_path):
         resolve_weights_path(tmp_path / "missing.pth")
 
 
+def _refused(path) -> str:
+    """The UserError message of both load_inception and check_weights_file for `path` (they agree)."""
+    with pytest.raises(UserError) as info:
+        load_inception(path)
+    msg = str(info.value)
+    with pytest.raises(UserError) as info2:
+        check_weights_file(path)
+    assert str(info2.value).replace(str(path.resolve()), str(path)) == msg
+    assert "\n" not in msg and "\x1b" not in msg, msg  # one plain line
+    assert "weights_only=False" not in msg and "weights_only" not in msg, msg
+    assert str(path) in msg, msg
+    return msg
+
+
+class _RunsCode:
+    """A pickle that creates a file when unpickled: what a malicious weights file would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("kind", ["text", "garbage", "empty", "truncated_zip", "truncated_legacy"])
+def test_files_that_are_not_torch_files(tmp_path, weights_file, kind):
+    p = tmp_path / "w.pth"
+    if kind == "text":
+        p.write_text("<html><body>404 Not Found</body></html>\n")
+    elif kind == "garbage":
+        p.write_bytes(
+            bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)).lstrip(b"\x80PK")
+        )
+    elif kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "truncated_zip":  # an interrupted download of a real-layout file
+        data = weights_file.read_bytes()
+        p.write_bytes(data[: len(data) // 2])
+    else:
+        # torch < 1.6 wrote this format (pt_inception-2015-12-05 dates from then); cut in the tensor data
+        torch.save(torch.load(weights_file, weights_only=True), p, _use_new_zipfile_serialization=False)
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) * 3 // 4])
+    msg = _refused(p)
+    if kind.startswith("truncated"):
+        assert "not a readable PyTorch weights file (corrupt or truncated?" in msg
+    else:
+        assert "not a PyTorch or safetensors file (it starts with b'" in msg
+    assert "pt_inception-2015-12-05-6726825d.pth" in msg
+
+
+def test_corrupt_safetensors_file(tmp_path):
+    p = tmp_path / "w.safetensors"
+    p.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    assert "not a readable safetensors weights file" in _refused(p)
+
+
+@pytest.mark.parametrize("kind", ["module", "module_legacy", "object_in_dict", "plain_pickle"])
+def test_pickled_objects_are_refused_without_running_them(tmp_path, kind):
+    p = tmp_path / "w.pth"
+    marker = tmp_path / "code-ran"
+    if kind == "module":  # torch.save(model) instead of torch.save(model.state_dict())
+        torch.save(torch.nn.Linear(2, 2), p)
+    elif kind == "module_legacy":
+        torch.save(torch.nn.Linear(2, 2), p, _use_new_zipfile_serialization=False)
+    elif kind == "object_in_dict":
+        torch.save({"Conv2d_1a_3x3.conv.weight": _RunsCode(marker)}, p)
+    else:
+        p.write_bytes(pickle.dumps(_RunsCode(marker), protocol=2))
+    msg = _refused(p)
+    assert "is not a state dict of tensors (astrogan loads weights safely and never unpickles objects)" in msg
+    assert msg.endswith("pass the pt_inception-2015-12-05-6726825d.pth file")
+    assert not marker.exists()
+
+
+def test_wrong_layout_shapes_and_values(tmp_path, weights_file):
+    state = torch.load(weights_file, weights_only=True)
+    p = tmp_path / "w.pth"
+
+    torch.save({"conv.weight": torch.zeros(3)}, p)  # another network
+    msg = _refused(p)
+    assert "not the FID Inception-v3 state dict" in msg and "missing keys" in msg
+
+    torch.save({**state, "extra.weight": torch.zeros(1)}, p)
+    assert "1 unexpected keys, e.g. ['extra.weight']" in _refused(p)
+
+    torch.save([state["fc.weight"]], p)  # a list of tensors, not a dict
+    assert "not a state dict of tensors" in _refused(p)
+
+    torch.save({**state, "fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)}, p)
+    msg = _refused(p)  # torchvision's ImageNet Inception has 1000 classes, the FID one 1008
+    assert "fc.bias has shape (1000,), expected (1008,)" in msg and "not the FID Inception-v3" in msg
+
+    torch.save({**state, "Mixed_7c.branch_pool.conv.weight": torch.zeros(192, 2048, 3, 3)}, p)
+    assert "Mixed_7c.branch_pool.conv.weight has shape (192, 2048, 3, 3)" in _refused(p)
+
+    torch.save({**state, "Mixed_5b.branch1x1.bn.bias": [0.0] * 64}, p)
+    assert "not a state dict of tensors" in _refused(p)
+
+    nan = state["Mixed_6e.branch1x1.bn.running_var"].clone()
+    nan[3] = float("nan")
+    torch.save({**state, "Mixed_6e.branch1x1.bn.running_var": nan}, p)
+    assert "Mixed_6e.branch1x1.bn.running_var holds NaN or infinite values" in _refused(p)
+
+
+def test_check_weights_file(weights_file, tmp_path, monkeypatch):
+    monkeypatch.delenv("ASTROGAN_INCEPTION_WEIGHTS", raising=False)
+    path, sha = check_weights_file(str(weights_file))
+    assert path == weights_file.resolve() and path.is_absolute()
+    assert sha == hashlib.sha256(weights_file.read_bytes()).hexdigest() == load_inception(weights_file)[1]
+    with pytest.raises(UserError, match="no Inception weights file.*--inception-weights"):
+        check_weights_file(None)
+    monkeypatch.setenv("ASTROGAN_INCEPTION_WEIGHTS", str(weights_file))
+    assert check_weights_file(None) == (path, sha)
+    # the same tensors in torch's pre-1.6 format (the format of the real file) and as safetensors
+    from safetensors.torch import save_file
+
+    state = torch.load(weights_file, weights_only=True)
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "w.safetensors")
+    for other in (tmp_path / "legacy.pth", tmp_path / "w.safetensors"):
+        model, other_sha = load_inception(other)
+        assert other_sha == check_weights_file(other)[1] != sha
+        assert torch.equal(model.state_dict()["fc.weight"], state["fc.weight"])
+    with pytest.raises(UserError, match="does not exist"):
+        check_weights_file(tmp_path / "missing.pth")
+    with pytest.raises(UserError, match="does not exist"):
+        load_inception(tmp_path / "missing.pth")
+
+
 def test_multiband_mapping_uses_first_three_bands():
     x = np.random.default_rng(1).random((1, 8, 8, 5)).astype(np.float32)
     t = images_to_inception_input(x)
@@ -88,6 +220,6 @@ def test_fid_through_compute_metrics_with_weights(weights_file, tmp_path):
 
 def test_parse_metric_names():
     assert parse_metric_names("spectrum, fid") == ["spectrum", "fid"]
-    assert len(parse_metric_names(None)) == 5
+    assert len(parse_metric_names(None)) == 6
     with pytest.raises(UserError, match="unknown metric"):
         parse_metric_names("fid,bogus")

@@ -27,11 +27,15 @@ def galaxies(num: int, *, size: int = 24, seed: int = 0, scale: float = 1.0) -> 
 
 
 def test_compute_metrics_scalars_and_cache(tmp_path):
-    real, fake = galaxies(24, seed=0), galaxies(16, seed=1, scale=2.0)
-    names = ["spectrum", "morphology", "memorization"]
+    real, fake = galaxies(210, seed=0), galaxies(40, seed=1, scale=2.0)
+    names = ["spectrum", "morphology", "memorization", "prdc"]
     m = compute_metrics(names, real, fake, cache_dir=tmp_path, cache_key="abc123")
-    for k in ("spectrum_w1_mean", "morph_w1_mean", "morph_w1_gini", "morph_floor_w1_mean", "memorization_fraction"):
+    for k in ("spectrum_w1_mean", "spectrum_floor_w1_mean", "morph_w1_mean", "morph_w1_gini", "morph_floor_w1_mean",
+              "morph_ratio_mean", "memorization_fraction", "memorization_fraction_pixels_low", "prdc_precision",
+              "prdc_recall_floor"):
         assert k in m and np.isfinite(m[k]), k
+    # Twice as large galaxies: far beyond the real-vs-real floor.
+    assert m["morph_ratio_mean"] > 3 and m["spectrum_w1_mean"] > 2 * m["spectrum_floor_w1_mean"]
     assert all(isinstance(v, float) for v in m.values())
     cached = sorted(p.name for p in tmp_path.iterdir())
     assert any(n.startswith("abc123-morphology-") for n in cached)
@@ -39,22 +43,41 @@ def test_compute_metrics_scalars_and_cache(tmp_path):
     # Second call reads the cache and gives the same figures.
     assert compute_metrics(names, real, fake, cache_dir=tmp_path, cache_key="abc123") == m
     # Larger generated galaxies are further from the real ones than a fresh draw of the same law.
-    same = compute_metrics(["morphology"], real, galaxies(16, seed=2))
+    same = compute_metrics(["morphology"], real, galaxies(40, seed=2))
     assert m["morph_w1_r50"] > same["morph_w1_r50"]
 
 
+def test_memorization_refuses_to_judge_a_small_set():
+    from astrogan.metrics.compute import run_metrics
+
+    res = run_metrics(["memorization"], galaxies(40, seed=0), galaxies(10, seed=1))
+    assert "memorization_fraction" not in res.scalars
+    assert "40 real images are too few" in res.skipped["memorization"] and "200" in res.skipped["memorization"]
+
+
 def test_evaluate_writes_report(tmp_path):
-    real, fake = galaxies(20, seed=3), galaxies(12, seed=4)
-    doc = evaluate(real, fake, tmp_path / "rep", names=["spectrum", "morphology", "memorization", "fid"],
-                   meta={"generator": "test"})
+    real, fake = galaxies(200, seed=3), galaxies(24, seed=4)
+    doc = evaluate(real, fake, tmp_path / "rep", names=["spectrum", "morphology", "memorization", "fid", "prdc"],
+                   meta={"generator": "test", "step": 1200, "kimg": 19.2})
     rep = tmp_path / "rep"
     on_disk = json.loads((rep / "metrics.json").read_text())
-    assert on_disk["schema"] == "astrogan.metrics/1" and on_disk["metrics"] == doc["metrics"]
+    assert on_disk["schema"] == "astrogan.metrics/2" and on_disk["metrics"] == doc["metrics"]
+    # The leading table: every row has a value, a floor and a ratio, and says how many images it used.
+    rows = {r["metric"]: r for r in on_disk["summary"]}
+    assert len(rows) == 7
+    for r in rows.values():
+        assert r["value"] is not None and r["floor"] is not None and r["ratio"] is not None, r
+        assert r["ratio"] == pytest.approx(r["value"] / r["floor"]) and "real" in r["images"]
+    assert on_disk["morphology"]["properties"]["sersic_n"]["num_real"] <= 200
     assert "fid" in on_disk["skipped"] and "fid" not in on_disk["metrics"]
     for name in ("real_grid.png", "generated_grid.png", "spectrum.png", "morphology.png", "closest_pairs.png"):
         assert Image.open(rep / name).size[0] > 100
     html = (rep / "report.html").read_text()
-    assert "spectrum.png" in html and "floor" in html and "pytorch-fid" in html
+    assert "spectrum.png" in html and "floor (real vs real)" in html and "pytorch-fid" in html
+    assert "step 1200" in html and "19.2 kimg" in html
+    # The numbers in the page are those in metrics.json.
+    for r in rows.values():
+        assert f"{r['value']:.4g}" in html and f"{r['floor']:.4g}" in html
     with pytest.raises(FileExistsError):
         evaluate(real, fake, rep, names=["spectrum"])
 
@@ -99,10 +122,13 @@ def test_eval_command_on_a_run_directory(tmp_path):
     torch.manual_seed(0)
     spec = get_arch("dcgan")
     cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
-    save_generator(spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints")
-    rc = main(["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--num", "10",
-               "--metrics", "spectrum,memorization", "--device", "cpu", "--cache-dir", str(tmp_path / "c")])
+    save_generator(spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints",
+                   extra={"step": 40, "kimg": 0.64, "dataset_hash": "sha256:another-set", "run": "00000-t"})
+    with pytest.warns(UserWarning, match="not the dataset this generator trained on"):
+        rc = main(["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--num", "10",
+                   "--metrics", "spectrum,memorization", "--device", "cpu", "--cache-dir", str(tmp_path / "c")])
     assert rc == 0
     doc = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert doc["num_generated"] == 10 and "spectrum_w1_mean" in doc["metrics"]
-    assert "memorization_fraction" in doc["metrics"]
+    assert "12 real images are too few" in doc["skipped"]["memorization"]
+    assert doc["meta"]["step"] == 40 and doc["meta"]["kimg"] == 0.64 and doc["meta"]["trained_on_this_dataset"] is False

@@ -1,4 +1,5 @@
-"""`astrogan eval`: FID/KID, power spectra, morphology and memorization of a generator, as one report."""
+"""`astrogan eval`: FID/KID, power spectra, morphology, precision/recall and memorization of a generator,
+each beside its real-vs-real floor, as one report."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ def _open_generator(run: Path | None, model: Path | None, device: str):  # noqa:
         raise UserError("give exactly one of --run RUN or --model model.onnx")
     if model is not None:
         if model.suffix != ".onnx":
-            raise UserError(f"--model wants an exported .onnx file, got {model}; use --run for a run directory")
+            raise UserError(
+                f"--model wants an exported .onnx file, got {model}; use --run for a run directory"
+            )
         from astrogan.web.onnx_generator import OnnxGenerator
 
         return OnnxGenerator(model)
@@ -37,28 +40,45 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_cmd(
-        run: Path = typer.Option(None, "--run", help="Run directory (or its checkpoints/ or generator file)."),
+        run: Path = typer.Option(
+            None, "--run", help="Run directory (or its checkpoints/ or generator file)."
+        ),
         model: Path = typer.Option(None, "--model", help="An exported model.onnx instead of a run."),
         data: Path = typer.Option(..., "--data", help="Dataset directory (manifest.json + images.h5)."),
         num: int = typer.Option(5000, "--num", help="Number of generated images (seeds 0..num-1)."),
         metrics: str = typer.Option(
-            "fid,kid,spectrum,morphology,memorization", "--metrics", help="Comma-separated metrics to compute."
+            "fid,kid,spectrum,morphology,prdc,memorization",
+            "--metrics",
+            help="Comma-separated metrics: fid, kid, spectrum, morphology, prdc (precision/recall, "
+            "density/coverage), memorization.",
+        ),
+        protocol: str = typer.Option(
+            "astrogan",
+            "--protocol",
+            help="astrogan, or holzschuh2022: also compute FID/KID, spectrum and morphology as Holzschuh et "
+            "al. 2022 did (one band through magma; their 15 frequency partitions; their property set).",
         ),
         inception_weights: Path = typer.Option(
             None,
             "--inception-weights",
             help="Local pt_inception-2015-12-05-6726825d.pth for FID/KID (or ASTROGAN_INCEPTION_WEIGHTS).",
         ),
-        out: Path = typer.Option(None, "--out", help="Report directory (default: RUN/eval or ./eval-report)."),
+        out: Path = typer.Option(
+            None, "--out", help="Report directory (default: RUN/eval or ./eval-report)."
+        ),
         morphology_engine: str = typer.Option(
             "fast", "--morphology-engine", help="fast (NumPy) or statmorph (reference, slow, parallel)."
         ),
-        workers: int = typer.Option(0, "--workers", help="Processes for the statmorph engine (0 = all CPUs)."),
+        workers: int = typer.Option(
+            0, "--workers", help="Processes for the statmorph engine (0 = all CPUs)."
+        ),
         trunc: float = typer.Option(1.0, "--trunc", help="Truncation of the latents (1 = none)."),
         batch_size: int = typer.Option(32, "--batch-size", help="Images per generator forward pass."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (for --run)."),
         cache_dir: Path = typer.Option(
-            None, "--cache-dir", help="Where reference statistics are cached (default ~/.cache/astrogan/metrics)."
+            None,
+            "--cache-dir",
+            help="Where reference statistics are cached (default ~/.cache/astrogan/metrics).",
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the random splits (real halves, held-out set)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report directory."),
@@ -70,9 +90,13 @@ def register(app: typer.Typer) -> None:
         from astrogan.metrics import parse_metric_names
         from astrogan.metrics.compute import evaluate
         from astrogan.utils.errors import UserError
-        from astrogan.utils.log import info, progress
+        from astrogan.utils.log import info, progress, warn
 
         names = parse_metric_names(metrics)
+        from astrogan.metrics.protocols import PROTOCOLS
+
+        if protocol not in PROTOCOLS:
+            raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
         if num < 2:
             raise UserError(f"--num must be at least 2, got {num}")
         if morphology_engine not in ("fast", "statmorph"):
@@ -83,10 +107,27 @@ def register(app: typer.Typer) -> None:
             out = (run / "eval") if run is not None and run.is_dir() else Path("eval-report")
         if out.exists() and not overwrite:
             raise UserError(f"report directory {out} exists; pass --overwrite or choose another --out")
+        if any(m in names for m in ("fid", "kid")) and (
+            inception_weights or os.environ.get("ASTROGAN_INCEPTION_WEIGHTS")
+        ):
+            # Refuse a bad weights file now, not after minutes of generating images.
+            from astrogan.metrics.inception import check_weights_file
+
+            inception_weights, _ = check_weights_file(inception_weights)
         gen = _open_generator(run, model, device)
         ds = open_dataset(data)
+        raw_meta = dict(getattr(gen, "meta", None) or {})
+        gmeta = {**raw_meta, **(raw_meta.get("extra") or {})}  # a run's step, kimg, dataset hash live in extra
+        trained_on = gmeta.get("dataset_hash")
+        if trained_on and trained_on != ds.content_hash:
+            warn(
+                f"{data} is not the dataset this generator trained on (content hash {ds.content_hash[:19]}, "
+                f"trained on {trained_on[:19]}): distances compare with another set, memorization means little"
+            )
         if ds.channels != gen.channels:
-            raise UserError(f"the generator makes {gen.channels}-band images but {data} has {ds.channels} bands")
+            raise UserError(
+                f"the generator makes {gen.channels}-band images but {data} has {ds.channels} bands"
+            )
         real = ds.images(gen.image_size)
         chunks = []
         with progress() as bar:
@@ -105,6 +146,10 @@ def register(app: typer.Typer) -> None:
             "num_generated": num,
             "trunc": trunc,
             "morphology_engine": morphology_engine,
+            "run": gmeta.get("run"),
+            "step": gmeta.get("step"),
+            "kimg": gmeta.get("kimg"),
+            "trained_on_this_dataset": None if not trained_on else trained_on == ds.content_hash,
         }
         doc = evaluate(
             real,
@@ -117,10 +162,11 @@ def register(app: typer.Typer) -> None:
             morphology_engine=morphology_engine,
             num_workers=workers or None,
             rng_seed=seed,
+            protocol=protocol,
             meta=meta,
             overwrite=overwrite,
         )
-        for k, v in sorted(doc["metrics"].items()):
-            if not k.startswith("morph_w1_") or k == "morph_w1_mean":
-                info(f"{k}: {v if v is None else f'{v:.4g}'}")
+        for r in doc["summary"]:
+            ratio = "" if r["ratio"] is None else f" ({r['ratio']:.3g}x the floor {r['floor']:.4g})"
+            info(f"{r['metric']}: {'n/a' if r['value'] is None else format(r['value'], '.4g')}{ratio}")
         info(f"[green]wrote {out / 'report.html'}")

@@ -1,35 +1,62 @@
-"""Metrics of generated sky images: FID/KID, power spectra, galaxy morphology, distances, memorization.
+"""Metrics of generated sky images: FID/KID, power spectra, galaxy morphology, precision/recall and
+density/coverage, memorization; each figure beside its real-vs-real floor.
 
-`METRICS` lists the metric names accepted by `astrogan eval --metrics` and by
-`astrogan.metrics.compute.compute_metrics`; heavy modules are imported only when a metric runs.
+`METRICS` is the registry: a name, what it reports, and where its `Metric` class lives (imported only
+when the metric runs, so `import astrogan.metrics` stays light). Adding a metric is one class in its
+family's module plus one line here; see `astrogan.metrics.base`.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric family: its name, what it reports, and whether it needs the Inception weights."""
+    """One metric family: its name, what it reports, whether it needs the Inception weights, its class."""
 
     name: str
     description: str
+    impl: str  # "module:Class"
     needs_inception: bool = False
+
+    def load(self) -> Any:
+        """A fresh instance of the metric's class."""
+        module, cls = self.impl.split(":")
+        return getattr(importlib.import_module(module), cls)()
 
 
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
-        MetricSpec("fid", "Fréchet Inception Distance (2048-d pool features)", needs_inception=True),
-        MetricSpec("kid", "Kernel Inception Distance (unbiased cubic-kernel MMD^2)", needs_inception=True),
-        MetricSpec("spectrum", "azimuthally averaged power spectra: ratio and per-bin Wasserstein"),
-        MetricSpec("morphology", "statmorph-style morphology: per-property Wasserstein and real floor"),
-        MetricSpec("memorization", "nearest training image of each generated image vs held-out reals"),
+        MetricSpec(
+            "fid", "Fréchet Inception Distance (2048-d pool features)", "astrogan.metrics.fid:FIDMetric", True
+        ),
+        MetricSpec(
+            "kid", "Kernel Inception Distance (unbiased MMD^2)", "astrogan.metrics.fid:KIDMetric", True
+        ),
+        MetricSpec(
+            "spectrum",
+            "power spectra: per-bin Wasserstein and ratio",
+            "astrogan.metrics.spectrum:SpectrumMetric",
+        ),
+        MetricSpec(
+            "morphology",
+            "statmorph-style morphology, per property",
+            "astrogan.metrics.morphology_metric:MorphologyMetric",
+        ),
+        MetricSpec("prdc", "precision/recall and density/coverage", "astrogan.metrics.prdc:PRDCMetric"),
+        MetricSpec(
+            "memorization",
+            "copy ratio against the real images",
+            "astrogan.metrics.memorization:MemorizationMetric",
+        ),
     )
 }
 
-DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "spectrum", "morphology", "memorization")
+DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "spectrum", "morphology", "prdc", "memorization")
 
 
 def parse_metric_names(text: str | None) -> list[str]:

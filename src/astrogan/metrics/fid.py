@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 from scipy import linalg
 
+from astrogan.metrics.base import Context, Metric, MetricSkipped, Row
+
 
 def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean `(D,)` and covariance `(D,D)` (unbiased) of features `(N,D)`."""
@@ -77,3 +79,117 @@ def kid_from_features(
         off = m * (m - 1)
         vals[i] = (kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off - 2 * kxy.mean()
     return float(vals.mean()), float(vals.std())
+
+
+def _inception_scale(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float (FITS) data -> [0,1] with the real set's 0.5/99.5 percentiles, applied to both sets."""
+    if real.dtype == np.uint8:
+        return real, fake
+    lo, hi = np.percentile(real, [0.5, 99.5])
+    scale = 1.0 / (hi - lo) if hi > lo else 1.0
+    return (np.clip((real - lo) * scale, 0, 1), np.clip((fake - lo) * scale, 0, 1))
+
+
+def shared_inception(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """(real, generated) Inception features `(N, 2048)` of the context, extracted once (real cached).
+
+    Raises MetricSkipped without a weights file. With `--protocol holzschuh2022` the images are the
+    paper's (one band, min-max normalised, through magma)."""
+
+    def extract() -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        from astrogan.metrics.inception import (
+            WEIGHTS_HINT,
+            extract_features,
+            load_inception,
+            resolve_weights_path,
+        )
+
+        path = resolve_weights_path(ctx.inception_weights)
+        if path is None:
+            raise MetricSkipped(WEIGHTS_HINT)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model, sha = load_inception(path, device=device)
+        ctx.shared("inception_weights", lambda: {"sha256": sha, "path": str(path)})
+        if ctx.protocol == "holzschuh2022":
+            from astrogan.metrics.protocols import holzschuh_band, holzschuh_fid_images
+
+            b = holzschuh_band(ctx.real.shape[-1], "fid")
+            r, f = holzschuh_fid_images(ctx.real)[b], holzschuh_fid_images(ctx.fake)[b]
+        else:
+            r, f = _inception_scale(ctx.real, ctx.fake)
+        rf = ctx.cache.get(
+            "inception",
+            {**ctx.base, "sha": sha, "protocol": ctx.protocol},
+            lambda: {"features": extract_features(model, r, device=device)},
+        )
+        return rf["features"], extract_features(model, f, device=device)
+
+    return ctx.shared("inception", extract)
+
+
+def _halves(n: int, rng_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng(rng_seed).permutation(n)
+    return perm[: n // 2], perm[n // 2 : 2 * (n // 2)]
+
+
+class FIDMetric(Metric):
+    name = "fid"
+    description = "Fréchet Inception Distance (2048-d pool features)"
+    needs_inception = True
+
+    def compute(self, ctx: Context) -> dict[str, float]:
+        r, f = shared_inception(ctx)
+        a, b = _halves(len(r), ctx.rng_seed)
+        floor = fid_from_features(r[a], r[b]) if len(a) >= 2 else float("nan")
+        return {"fid": fid_from_features(r, f), "floor": floor, "num_real": len(r), "num_fake": len(f)}
+
+    def scalars(self, d: dict) -> dict[str, float]:
+        return {"fid": d["fid"], "fid_floor": d["floor"]}
+
+    def rows(self, d: dict, ctx: Context) -> list[Row]:
+        return [
+            Row(
+                "FID",
+                d["fid"],
+                d["floor"],
+                "distance between Gaussian fits of Inception features (overall realism and variety); the floor is "
+                "two halves of the real set (FID is biased upward for small sets, so it is a high floor)",
+                ctx.counts(d["num_real"], d["num_fake"]),
+            )
+        ]
+
+    def to_json(self, d: dict) -> dict:
+        return {"fid": d["fid"], "floor_real_halves": d["floor"]}
+
+
+class KIDMetric(Metric):
+    name = "kid"
+    description = "Kernel Inception Distance (unbiased cubic-kernel MMD^2)"
+    needs_inception = True
+
+    def compute(self, ctx: Context) -> dict[str, float]:
+        r, f = shared_inception(ctx)
+        m, s = kid_from_features(r, f, rng_seed=ctx.rng_seed)
+        a, b = _halves(len(r), ctx.rng_seed)
+        floor = kid_from_features(r[a], r[b], rng_seed=ctx.rng_seed)[0] if len(a) >= 2 else float("nan")
+        return {"mean": m, "std": s, "floor": floor, "num_real": len(r), "num_fake": len(f)}
+
+    def scalars(self, d: dict) -> dict[str, float]:
+        return {"kid_mean": d["mean"], "kid_std": d["std"], "kid_floor": d["floor"]}
+
+    def rows(self, d: dict, ctx: Context) -> list[Row]:
+        return [
+            Row(
+                "KID",
+                d["mean"],
+                d["floor"],
+                f"unbiased kernel distance of Inception features (± {d['std']:.2g}); 0 for a perfect generator, "
+                "so the floor (two halves of the real set) is ~0 and the ratio is not shown when it is <= 0",
+                ctx.counts(d["num_real"], d["num_fake"]),
+            )
+        ]
+
+    def to_json(self, d: dict) -> dict:
+        return {"mean": d["mean"], "std": d["std"], "floor_real_halves": d["floor"]}

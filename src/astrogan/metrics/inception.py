@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -209,41 +210,110 @@ def resolve_weights_path(path: str | os.PathLike[str] | None) -> Path | None:
     return p
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
+_PICKLE_PROTO = b"\x80"  # torch.save's legacy format (and any pickle of protocol 2+) starts with PROTO
+
+
+def _not_tensors(p: Path) -> UserError:
+    return UserError(
+        f"Inception weights {p} is not a state dict of tensors (astrogan loads weights safely and never "
+        f"unpickles objects); pass the {WEIGHTS_NAME} file"
+    )
+
+
+def _read_state_dict(p: Path) -> dict[str, torch.Tensor]:
+    """Read `p` on the CPU without unpickling objects and check it holds the FID Inception's tensors.
+
+    Every failure is a UserError with one line that names the file. torch's own messages are never
+    quoted: they are several lines long and advise `weights_only=False`, which would run code from the
+    file.
+    """
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+    # safetensors: an 8-byte header length, then the JSON header
+    torch_magic = head.startswith((_ZIP_MAGIC, _PICKLE_PROTO))
+    is_safetensors = p.suffix == ".safetensors" or (not torch_magic and head[8:9] == b"{")
+    try:
+        if is_safetensors:
+            from safetensors.torch import load_file
+
+            state = load_file(str(p), device="cpu")
+        else:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # one line for the user; torch's own text is never quoted
+        if not (torch_magic or is_safetensors):  # text (an HTML error page), garbage, an empty file
+            raise UserError(
+                f"cannot read Inception weights {p}: not a PyTorch or safetensors file (it starts with "
+                f"{head[:12]!r}); pass the {WEIGHTS_NAME} file"
+            ) from None
+        if isinstance(exc, pickle.UnpicklingError) and torch_magic:
+            # torch's layout, and the weights-only unpickler refused what the pickle holds: objects
+            # (a whole nn.Module, a training checkpoint, ...), which astrogan never unpickles
+            raise _not_tensors(p) from None
+        kind = "safetensors" if is_safetensors else "PyTorch"
+        raise UserError(
+            f"cannot read Inception weights {p}: not a readable {kind} weights file (corrupt or truncated? "
+            f"{type(exc).__name__}); pass the {WEIGHTS_NAME} file"
+        ) from None
+    if not isinstance(state, dict):
+        raise _not_tensors(p)
+    with torch.device("meta"):  # shapes only: no memory, no random initialisation
+        expected = {k: tuple(v.shape) for k, v in FIDInceptionV3().state_dict().items()}
+    needed = {k for k in expected if not k.endswith("num_batches_tracked")}
+    keys = {k for k in state if isinstance(k, str)}
+    missing = sorted(needed - keys)
+    unexpected = sorted(str(k) for k in set(state) - set(expected) if not str(k).startswith("AuxLogits."))
+    if missing or unexpected:
+        found = [f"{len(missing)} missing keys, e.g. {missing[:2]}"] if missing else []
+        found += [f"{len(unexpected)} unexpected keys, e.g. {unexpected[:2]}"] if unexpected else []
+        raise UserError(
+            f"{p} is not the FID Inception-v3 state dict ({'; '.join(found)}); use {WEIGHTS_NAME}"
+        )
+    if not all(isinstance(state[k], torch.Tensor) for k in expected if k in state):
+        raise _not_tensors(p)
+    for k in sorted(needed):
+        if tuple(state[k].shape) != expected[k]:
+            raise UserError(
+                f"{p}: weight {k} has shape {tuple(state[k].shape)}, expected {expected[k]}; this is not the "
+                f"FID Inception-v3 (pytorch-fid's 1008-class network); use {WEIGHTS_NAME}"
+            )
+        if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all()):
+            raise UserError(
+                f"{p}: weight {k} holds NaN or infinite values; use an intact copy of {WEIGHTS_NAME}"
+            )
+    return {k: v for k, v in state.items() if k in expected}
+
+
+def check_weights_file(path: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    """Check an Inception weights file before any work that needs it; returns (absolute path, sha256).
+
+    `path` None means ASTROGAN_INCEPTION_WEIGHTS. Raises UserError (one line) when neither is set, the
+    file does not exist, or it does not hold the FID Inception-v3's weights (see `load_inception`).
+    Costs one read of the ~95 MB file plus its sha256 (well under a second or two on a CPU).
+    """
+    p = resolve_weights_path(path)
+    if p is None:
+        raise UserError(f"no Inception weights file; {WEIGHTS_HINT.split('; ', 1)[1]}")
+    p = p.resolve()
+    _read_state_dict(p)
+    return p, sha256_file(p)
+
+
 def load_inception(path: str | os.PathLike[str], *, device: str = "cpu") -> tuple[FIDInceptionV3, str]:
     """Build the FID Inception and load a local state dict (.pth via weights_only, or .safetensors).
 
-    Returns (model in eval mode, sha256 of the file). Raises UserError when the file does not hold
-    this network's weights.
+    Returns (model in eval mode, sha256 of the file). Raises UserError with one line when the file is
+    missing, is not a PyTorch/safetensors file (text, garbage, truncated), holds pickled objects instead
+    of tensors (a whole nn.Module: refused, never unpickled), or holds another network's tensors (wrong
+    keys or shapes) or non-finite values.
     """
-    p = Path(path)
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"Inception weights file {p} does not exist; {WEIGHTS_HINT.split('; ', 1)[1]}")
+    state = _read_state_dict(p)
     digest = sha256_file(p)
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(p))
-        else:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unreadable or unsafe pickle: one line for the user
-        raise UserError(f"cannot read Inception weights {p}: {type(exc).__name__}: {exc}") from None
-    if not isinstance(state, dict):
-        raise UserError(f"Inception weights {p} hold no state dict")
     model = FIDInceptionV3()
-    expected = model.state_dict()
-    needed = {k for k in expected if not k.endswith("num_batches_tracked")}
-    missing = sorted(needed - set(state))
-    unexpected = sorted(k for k in set(state) - set(expected) if not k.startswith("AuxLogits."))
-    if missing or unexpected:
-        raise UserError(
-            f"{p} is not the FID Inception-v3 state dict ({len(missing)} missing keys, e.g. "
-            f"{(missing or unexpected)[:2]}); use {WEIGHTS_NAME}"
-        )
-    for k in needed:
-        if tuple(state[k].shape) != tuple(expected[k].shape):
-            raise UserError(
-                f"{p}: weight {k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}"
-            )
-    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    model.load_state_dict(state, strict=False)
     return model.eval().to(device), digest
 
 

@@ -1,20 +1,33 @@
-"""Memorization check: nearest training image of every generated image, against held-out real images.
+"""Memorization check: is a generated image much nearer to one real image than to the others?
 
-For every generated image we find its nearest training image (Euclidean distance, in pixels at a
-reduced size and optionally in a feature space). The reference is the distribution of
-nearest-neighbour distances from held-out real images (a random part of the real set, never used as
-neighbours) to the training part. A generated image closer to a training image than the 5th
-percentile of those held-out distances counts as memorised; a generator that copies its training set
-scores ~1, an honest one ~0.05 or less.
+A plain "nearest training image closer than real images are to each other" test fails on noisy data:
+a smooth generator (one that has learnt to denoise) is closer, in pixels, to every noisy training image
+than two independently noisy real images are to each other, so it looks like a copier. We use the
+relative test of Carlini et al. (2023, "Extracting training data from diffusion models"): for each
+image, the distance to its nearest real image over the mean distance to the next `k` nearest. A copy
+sits on one real image (ratio ~0) while a denoised or fresh image is about as far from its nearest
+real image as from the next ones (ratio ~1).
+
+The threshold is calibrated by leave-one-out on the real set: every real image (or a random subset of
+`max_calibration`) against all the others, which is exactly what a perfect generator's fresh images
+face; a generated image with a ratio below the `percentile`-th percentile of those counts as memorised.
+A perfect generator then scores `percentile`% (~0.05), a copier ~1, noise and unrelated pictures ~0.
+The fraction has a bootstrap confidence interval (resampling both the calibration and the generated
+images). Fewer than `min_real` real images are too few to place a 5th percentile: the check refuses
+and says so.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from astrogan.metrics.base import Context, Metric, MetricSkipped, Row
 from astrogan.metrics.spectrum import to_float_images
 
 
@@ -28,39 +41,84 @@ def reduce_pixels(images: np.ndarray, *, size_px: int = 32) -> np.ndarray:
     return x.reshape(n, -1).astype(np.float32)
 
 
+def nearest_k(
+    query: np.ndarray,
+    ref: np.ndarray,
+    k: int,
+    *,
+    exclude: np.ndarray | None = None,
+    chunk: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` nearest rows of `ref (R,D)` to each row of `query (Q,D)`, nearest first: (distances (Q,k),
+    indices (Q,k)). `exclude (Q,)`: one index of `ref` per query that may not be returned (itself)."""
+    extra = 1 if exclude is not None else 0
+    if len(ref) < k + extra:
+        raise ValueError(f"need at least {k + extra} reference rows, got {len(ref)}")
+    q = query.astype(np.float64)
+    r = ref.astype(np.float64)
+    r2 = (r * r).sum(axis=1)
+    dist = np.empty((len(q), k))
+    idx = np.empty((len(q), k), dtype=np.int64)
+    for s in range(0, len(q), chunk):
+        qq = q[s : s + chunk]
+        d2 = (qq * qq).sum(axis=1)[:, None] + r2[None, :] - 2.0 * qq @ r.T
+        np.maximum(d2, 0.0, out=d2)
+        if exclude is not None:
+            d2[np.arange(len(qq)), exclude[s : s + chunk]] = np.inf
+        part = (
+            np.argpartition(d2, k - 1, axis=1)[:, :k]
+            if k < d2.shape[1]
+            else np.tile(np.arange(k), (len(qq), 1))
+        )
+        pd = np.take_along_axis(d2, part, axis=1)
+        order = np.argsort(pd, axis=1, kind="stable")
+        idx[s : s + chunk] = np.take_along_axis(part, order, axis=1)
+        dist[s : s + chunk] = np.sqrt(np.take_along_axis(pd, order, axis=1))
+    return dist, idx
+
+
 def nearest_neighbours(
     query: np.ndarray, ref: np.ndarray, *, chunk: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
     """For rows of `query (Q,D)`: (distance to nearest row of `ref (R,D)` (Q,), its index (Q,))."""
-    q = query.astype(np.float64)
-    r = ref.astype(np.float64)
-    r2 = (r * r).sum(axis=1)
-    dist = np.empty(len(q))
-    idx = np.empty(len(q), dtype=np.int64)
-    for s in range(0, len(q), chunk):
-        qq = q[s : s + chunk]
-        d2 = (qq * qq).sum(axis=1)[:, None] + r2[None, :] - 2.0 * qq @ r.T
-        j = np.argmin(d2, axis=1)
-        idx[s : s + chunk] = j
-        dist[s : s + chunk] = np.sqrt(np.maximum(d2[np.arange(len(qq)), j], 0.0))
-    return dist, idx
+    d, i = nearest_k(query, ref, 1, chunk=chunk)
+    return d[:, 0], i[:, 0]
+
+
+def copy_ratio(dist: np.ndarray) -> np.ndarray:
+    """Nearest distance over the mean of the next ones, `dist (Q, 1+k)` sorted -> `(Q,)`; 0 for an
+    image that sits on several identical real images (all distances 0)."""
+    rest = dist[:, 1:].mean(axis=1)
+    return np.divide(dist[:, 0], rest, out=np.zeros(len(dist)), where=rest > 0)
 
 
 @dataclass
 class MemorizationResult:
-    """Per space ('pixels', 'features'): fraction memorised, threshold, distances and closest pairs."""
+    """Per space ('pixels', 'features'): memorised fraction, its 95% interval, threshold and ratios.
+
+    fake_ratio / real_ratio: the copy ratio of every generated image and of the calibration images;
+    fake_nn_dist / fake_nn_index: each generated image's nearest real image; closest_pairs: the most
+    copy-like (generated index, real index, pixel distance) by pixel-space ratio."""
 
     fraction: dict[str, float]
+    interval: dict[str, tuple[float, float]]
     threshold: dict[str, float]
+    fake_ratio: dict[str, np.ndarray]
+    real_ratio: dict[str, np.ndarray]
     fake_nn_dist: dict[str, np.ndarray]
     fake_nn_index: dict[str, np.ndarray]
-    heldout_nn_dist: dict[str, np.ndarray]
-    train_index: np.ndarray
+    num_real: int
+    num_calibration: int
+    k: int
+    percentile: float
     closest_pairs: list[tuple[int, int, float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
-        """Flat scalars: memorization_fraction (pixels) and memorization_fraction_<space>."""
-        out = {f"memorization_fraction_{k}": v for k, v in self.fraction.items()}
+        """Flat scalars: memorization_fraction (pixels) with its interval, and per space."""
+        out: dict[str, float] = {}
+        for k, v in self.fraction.items():
+            out[f"memorization_fraction_{k}"] = v
+            out[f"memorization_fraction_{k}_low"], out[f"memorization_fraction_{k}_high"] = self.interval[k]
         out["memorization_fraction"] = self.fraction["pixels"]
         return out
 
@@ -69,31 +127,32 @@ def memorization(
     train: np.ndarray,
     fake: np.ndarray,
     *,
-    heldout_fraction: float = 0.1,
-    min_heldout: int = 8,
+    k: int = 5,
     percentile: float = 5.0,
+    min_real: int = 200,
+    max_calibration: int = 2000,
     size_px: int = 32,
     features: Callable[[np.ndarray], np.ndarray] | None = None,
     train_features: np.ndarray | None = None,
     fake_features: np.ndarray | None = None,
     num_pairs: int = 16,
+    num_boot: int = 500,
     rng_seed: int = 0,
 ) -> MemorizationResult:
-    """Memorization check of generated images `fake (M,H,W,C)` against real images `train (N,H,W,C)`.
+    """Memorization check of generated images `fake (M,H,W,C)` against the real images `train (N,H,W,C)`
+    the generator learnt from (see the module docstring).
 
-    A random `heldout_fraction` of `train` (at least `min_heldout`) is held out; their distances to
-    the rest give the threshold (`percentile`). Generated images are compared with the same training
-    part. `features`, when given, maps images to `(N,D)` vectors for a second space; precomputed
-    `train_features`/`fake_features` may be given instead.
-    Returns the fraction below threshold per space and the `num_pairs` closest (fake, train, distance)
-    pairs in pixel space (train index into the full `train` array).
+    `features`, when given, maps images to `(N,D)` vectors for a second space; precomputed
+    `train_features`/`fake_features` may be given instead. Raises ValueError when N < `min_real`.
     """
     n = len(train)
-    num_held = max(min_heldout, int(round(heldout_fraction * n)))
-    if n - num_held < 1 or num_held < 2:
-        raise ValueError(f"memorization needs more real images (got {n}, holding out {num_held})")
-    perm = np.random.default_rng(rng_seed).permutation(n)
-    held, kept = np.sort(perm[:num_held]), np.sort(perm[num_held:])
+    if n < max(min_real, k + 2):
+        raise ValueError(
+            f"memorization not judged: {n} real images are too few to place the {percentile:g}th percentile "
+            f"of the real images' own copy ratios (needs at least {max(min_real, k + 2)})"
+        )
+    rng = np.random.default_rng(rng_seed)
+    calib = np.sort(rng.permutation(n)[: min(n, max_calibration)])
     spaces: dict[str, tuple[np.ndarray, np.ndarray]] = {
         "pixels": (reduce_pixels(train, size_px=size_px), reduce_pixels(fake, size_px=size_px))
     }
@@ -101,22 +160,136 @@ def memorization(
         spaces["features"] = (np.asarray(train_features), np.asarray(fake_features))
     elif features is not None:
         spaces["features"] = (np.asarray(features(train)), np.asarray(features(fake)))
-    frac, thr, fd, fi, hd = {}, {}, {}, {}, {}
+    frac, ci, thr, fr, rr, fd, fi = {}, {}, {}, {}, {}, {}, {}
     for name, (tr, fk) in spaces.items():
-        h_dist, _ = nearest_neighbours(tr[held], tr[kept])
-        f_dist, f_idx = nearest_neighbours(fk, tr[kept])
-        t = float(np.percentile(h_dist, percentile))
-        frac[name] = float(np.mean(f_dist < t))
-        thr[name] = t
-        fd[name], fi[name], hd[name] = f_dist, kept[f_idx], h_dist
-    order = np.argsort(fd["pixels"])[:num_pairs]
+        rdist, _ = nearest_k(tr[calib], tr, k + 1, exclude=calib)  # leave one out
+        fdist, fidx = nearest_k(fk, tr, k + 1)
+        rr[name], fr[name] = copy_ratio(rdist), copy_ratio(fdist)
+        thr[name] = float(np.percentile(rr[name], percentile))
+        frac[name] = float(np.mean(fr[name] <= thr[name]))
+        ci[name] = _bootstrap_interval(rr[name], fr[name], percentile, num_boot, rng)
+        fd[name], fi[name] = fdist[:, 0], fidx[:, 0]
+    order = np.argsort(fr["pixels"], kind="stable")[:num_pairs]
     pairs = [(int(i), int(fi["pixels"][i]), float(fd["pixels"][i])) for i in order]
     return MemorizationResult(
         fraction=frac,
+        interval=ci,
         threshold=thr,
+        fake_ratio=fr,
+        real_ratio=rr,
         fake_nn_dist=fd,
         fake_nn_index=fi,
-        heldout_nn_dist=hd,
-        train_index=kept,
+        num_real=n,
+        num_calibration=len(calib),
+        k=k,
+        percentile=percentile,
         closest_pairs=pairs,
     )
+
+
+def _bootstrap_interval(
+    real_ratio: np.ndarray, fake_ratio: np.ndarray, percentile: float, num_boot: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """95% interval of the memorised fraction, resampling the calibration (threshold) and the fakes."""
+    fr = np.sort(fake_ratio)
+    vals = np.empty(num_boot)
+    for b in range(num_boot):
+        t = np.percentile(real_ratio[rng.integers(0, len(real_ratio), len(real_ratio))], percentile)
+        below = np.searchsorted(fr, t, side="right") / len(fr)  # fraction of the original fakes <= t
+        # Resampling the fakes too: a binomial draw around that fraction.
+        vals[b] = rng.binomial(len(fr), below) / len(fr)
+    lo, hi = np.percentile(vals, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+class MemorizationMetric(Metric):
+    name = "memorization"
+    description = (
+        "copy ratio of every generated image against leave-one-out real images (Carlini et al. 2023)"
+    )
+
+    def compute(self, ctx: Context) -> MemorizationResult:
+        feats = ctx._shared.get("inception")  # only when FID/KID/PRDC computed them already
+        try:
+            return memorization(
+                ctx.real,
+                ctx.fake,
+                rng_seed=ctx.rng_seed,
+                train_features=None if feats is None else feats[0],
+                fake_features=None if feats is None else feats[1],
+            )
+        except ValueError as e:
+            raise MetricSkipped(str(e)) from None
+
+    def scalars(self, r: MemorizationResult) -> dict[str, float]:
+        return r.summary()
+
+    def rows(self, r: MemorizationResult, ctx: Context) -> list[Row]:
+        lo, hi = r.interval["pixels"]
+        return [
+            Row(
+                "memorised fraction (pixels)",
+                r.fraction["pixels"],
+                r.percentile / 100.0,
+                f"generated images much nearer one real image than the next {r.k} (95% interval {lo:.3g}-{hi:.3g}); "
+                f"a perfect generator scores the floor ({r.percentile:g}%), a copier 1",
+                ctx.counts(r.num_real),
+            )
+        ]
+
+    def to_json(self, r: MemorizationResult) -> dict[str, Any]:
+        return {
+            "method": "copy ratio d1 / mean(d2..d{k+1}) to the real images; threshold: the percentile of the real "
+            "images' own leave-one-out ratios",
+            "fraction": r.fraction,
+            "interval_95": {k: list(v) for k, v in r.interval.items()},
+            "threshold_ratio": r.threshold,
+            "percentile": r.percentile,
+            "k": r.k,
+            "num_real": r.num_real,
+            "num_calibration": r.num_calibration,
+            "closest_pairs": [{"generated": a, "real": b, "distance": d} for a, b, d in r.closest_pairs],
+        }
+
+    def figures(self, r: MemorizationResult, ctx: Context, out_dir: Path) -> list[tuple[str, str]]:
+        from astrogan.metrics.plots import display, imshow, pyplot
+
+        plt = pyplot()
+        pairs = r.closest_pairs[:16]
+        fig, axes = plt.subplots(2, max(len(pairs), 1), figsize=(1.3 * max(len(pairs), 1), 3))
+        axes = np.asarray(axes).reshape(2, -1)
+        fx, rx = display(ctx.fake), display(ctx.real)
+        for j, (fi, ri, _) in enumerate(pairs):
+            imshow(axes[0, j], fx[fi])
+            imshow(axes[1, j], rx[ri])
+            axes[0, j].set_title(f"{r.fake_ratio['pixels'][fi]:.2f}", fontsize=7)
+        fig.suptitle("most copy-like: generated (top), nearest real image (bottom), copy ratio", fontsize=8)
+        fig.savefig(out_dir / "closest_pairs.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(5, 3))
+        a, b = r.real_ratio["pixels"], r.fake_ratio["pixels"]
+        bins = np.linspace(0, max(a.max(), b.max(), 1e-9) * 1.05, 40)
+        ax.hist(a, bins=bins, density=True, alpha=0.5, label="real, leave-one-out")
+        ax.hist(b, bins=bins, density=True, alpha=0.5, label="generated")
+        ax.axvline(r.threshold["pixels"], color="k", ls="--", label=f"{r.percentile:g}th percentile of real")
+        ax.set_xlabel(f"copy ratio: nearest distance / mean of the next {r.k} (pixels)")
+        ax.legend(fontsize=7)
+        fig.savefig(out_dir / "memorization.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        return [
+            ("closest_pairs.png", "the 16 most copy-like generated images and their nearest real images"),
+            ("memorization.png", "copy ratios of generated and real images"),
+        ]
+
+    def section(self, r: MemorizationResult) -> str:
+        lo, hi = r.interval["pixels"]
+        return (
+            "<h2>Memorization</h2><p>"
+            + html.escape(
+                f"{100 * r.fraction['pixels']:.1f}% of generated images (95% interval {100 * lo:.1f}-{100 * hi:.1f}%) "
+                f"sit much nearer one real image than the next {r.k}, against {r.percentile:g}% of the real images "
+                f"themselves ({r.num_calibration} of {r.num_real} real images calibrate the threshold "
+                f"{r.threshold['pixels']:.3g})."
+            )
+            + "</p>"
+        )

@@ -68,7 +68,12 @@ class _Window:
         else:
             # Pixels off the stamp add nothing (statmorph's image ends there): the window keeps the
             # part of the offsets' rank image that lies on the stamp.
-            y0, y1, x0, x1 = max(0, wy - half), min(s.h, wy + half + 1), max(0, wx - half), min(s.w, wx + half + 1)
+            y0, y1, x0, x1 = (
+                max(0, wy - half),
+                min(s.h, wy + half + 1),
+                max(0, wx - half),
+                min(s.w, wx + half + 1),
+            )
             sub = _rank_image(half)[y0 - wy + half : y1 - wy + half, x0 - wx + half : x1 - wx + half]
             deep = np.flatnonzero(sub < s.num_deep)
             ring = np.flatnonzero((sub >= s.num_deep) & (sub < s.num_win))
@@ -177,7 +182,9 @@ class _Search:
         best = (self.u0, self.v0)
         for _ in range(2 * int(np.ceil(self.reach)) + 2):
             cu, cv = best
-            cands = [(u, v) for i, j in _SQUARE if umin <= (u := cu + i) <= umax and vmin <= (v := cv + j) <= vmax]
+            cands = [
+                (u, v) for i, j in _SQUARE if umin <= (u := cu + i) <= umax and vmin <= (v := cv + j) <= vmax
+            ]
             new = [c for c in cands if c not in cache]
             if new:
                 yield ("exact", self, self.window(cu, cv), new)
@@ -360,7 +367,10 @@ def _score_quarter(reqs: list[tuple]) -> None:
     layers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     for db in (-1, 0, 1):
         for da in (-1, 0, 1):
-            layers[(da, db)] = (np.empty(dstart[-1], dtype=np.float32), np.empty(rstart[-1], dtype=np.float32))
+            layers[(da, db)] = (
+                np.empty(dstart[-1], dtype=np.float32),
+                np.empty(rstart[-1], dtype=np.float32),
+            )
     for g, (s, w) in enumerate(zip(searches, wins, strict=True)):
         back, top = w.back()
         bd, br = back[: w.k], back[w.k :]
@@ -414,7 +424,9 @@ def _score_mix(reqs: list[tuple]) -> None:
     v = np.array([r[3][1] for r in reqs])
     a, b = np.floor(u), np.floor(v)
     fu, fv = (u - a).astype(np.float32), (v - b).astype(np.float32)
-    q = np.array([s.flip_base(w, int(ai), int(bi)) for s, w, ai, bi in zip(searches, wins, a, b, strict=True)])
+    q = np.array(
+        [s.flip_base(w, int(ai), int(bi)) for s, w, ai, bi in zip(searches, wins, a, b, strict=True)]
+    )
     wp = np.array([s.wp for s in searches], dtype=np.int64)
     one = np.float32(1.0)
     terms = [(0, (one - fu) * (one - fv)), (1, fu * (one - fv)), (wp, (one - fu) * fv), (wp + 1, fu * fv)]

@@ -138,7 +138,9 @@ class GrowthBatch:
                 if k - first == n:  # one group (the usual case): no copies
                     parts = (img, valid, bounds, xc, yc, elong, theta)
                 else:
-                    parts = tuple(None if a is None else a[idx] for a in (img, valid, bounds, xc, yc, elong, theta))
+                    parts = tuple(
+                        None if a is None else a[idx] for a in (img, valid, bounds, xc, yc, elong, theta)
+                    )
                 grp = _Group(*parts, sub_radius, rad if k - first == n else rad[idx], rmax[idx])
                 self._groups.append((idx, grp))
                 first = k
@@ -162,7 +164,9 @@ class GrowthBatch:
         """Petrosian radii `(N,)` and flags `(N,)`, by `_Growth.petrosian`'s rules (statmorph's)."""
         return self._gather("petrosian", np.asarray(r_outer, dtype=np.float64))
 
-    def radius_at_fraction(self, r_total: np.ndarray, fractions: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    def radius_at_fraction(
+        self, r_total: np.ndarray, fractions: Sequence[float]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Radii `(N, F)` holding the given fractions of the flux inside `r_total (N,)`, and flags `(N,)`
         (first crossing on the fine grid, as `_Growth.radius_at_fraction`)."""
         return self._gather("radius_at_fraction", np.asarray(r_total, dtype=np.float64), args=(fractions,))
@@ -339,7 +343,9 @@ class _Group:
         lo = _searchsorted_grid(r_mid, _rows(coarse, j - 1), length)
         hi = np.minimum(_searchsorted_grid(r_mid, _rows(coarse, j), length), length - 1)
         span = np.arange(max(int((hi - lo).max()) + 1, 1))[None, :]
-        k, anyb = _first((span <= (hi - lo)[:, None]) & (val_at(np.minimum(lo[:, None] + span, size - 1)) <= 0))
+        k, anyb = _first(
+            (span <= (hi - lo)[:, None]) & (val_at(np.minimum(lo[:, None] + span, size - 1)) <= 0)
+        )
         k = np.where(anyb, lo + k, hi)
         at_lo = k <= lo
         va = val_at(np.clip(k - 1, 0, size - 1)[:, None])[:, 0]
@@ -350,7 +356,9 @@ class _Group:
         ok = has & (j > 0)
         return np.where(ok, root, rp), flag
 
-    def radius_at_fraction(self, r_total: np.ndarray, fractions: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    def radius_at_fraction(
+        self, r_total: np.ndarray, fractions: Sequence[float]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Radii `(N, F)` holding the given fractions of the flux inside `r_total (N,)`, and flags `(N,)`
         (first crossing on the fine grid, as `_Growth.radius_at_fraction`)."""
         rk, f, _ = self.curves()

@@ -257,7 +257,6 @@ class _Growth:
         return out, flag
 
 
-
 def _measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], int, tuple | None]:
     """Everything but the Sérsic fit: (values, flag, (stamp, start parameters) of the fit or None)."""
     rec = _nan_record()
@@ -358,7 +357,14 @@ def _measure_one(img: np.ndarray, seg: np.ndarray) -> tuple[dict[str, float], in
 
 
 def _sersic_start(
-    img: np.ndarray, g_ell: _Growth, conc: float, seg: np.ndarray, xa: float, ya: float, ell: float, theta: float
+    img: np.ndarray,
+    g_ell: _Growth,
+    conc: float,
+    seg: np.ndarray,
+    xa: float,
+    ya: float,
+    ell: float,
+    theta: float,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """statmorph's starting point of the 2D Sérsic fit, or None where statmorph gives up (flag 2).
 
@@ -640,8 +646,10 @@ def _asymmetry_search(
 
     def ok(c: tuple[float, float]) -> bool:
         return (
-            0 <= c[0] <= 2 * (w - 1) and 0 <= c[1] <= 2 * (h - 1)
-            and abs(c[0] - u0) <= lim and abs(c[1] - v0) <= lim
+            0 <= c[0] <= 2 * (w - 1)
+            and 0 <= c[1] <= 2 * (h - 1)
+            and abs(c[0] - u0) <= lim
+            and abs(c[1] - v0) <= lim
         )
 
     best = (u0, v0)

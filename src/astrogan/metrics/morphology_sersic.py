@@ -80,7 +80,9 @@ def _bin_frames(
     level8 = np.where(d8 < full_px, 1, np.where(d8 < 2 * full_px, 2, np.where(d8 < 4 * full_px, 4, 8)))
     picked = []  # per level: (galaxy, flat index) of kept super-pixels and the level's sums
     for size in (1, 2, 4, 8):
-        if size > 1:  # 2x2 sums of the previous level (rows, then columns), as the per-stamp reference adds them
+        if (
+            size > 1
+        ):  # 2x2 sums of the previous level (rows, then columns), as the per-stamp reference adds them
             planes = planes[..., 0::2, :] + planes[..., 1::2, :]
             planes = planes[..., 0::2] + planes[..., 1::2]
             values = values[..., 0::2, :] + values[..., 1::2, :]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import wasserstein_distance
+
+from astrogan.metrics.base import Context, Metric, Row
 
 
 def to_float_images(images: np.ndarray) -> np.ndarray:
@@ -99,3 +104,116 @@ def compare_spectra(real_spec: np.ndarray, fake_spec: np.ndarray, freqs: np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(mr > 0, mf / mr, np.nan)
     return SpectrumComparison(freqs=freqs, mean_real=mr, mean_fake=mf, ratio=ratio, w1=w1)
+
+
+def spectrum_floor(real_spec: np.ndarray, num_fake: int, *, rng_seed: int = 0) -> np.ndarray:
+    """Real-vs-real floor `(C,K)` of the per-bin W1 of log10 power, for a comparison of the real spectra
+    `(N,C,K)` with `num_fake` generated ones (`distances.matched_floor`: halves, rescaled)."""
+    from astrogan.metrics.distances import matched_floor
+
+    lr = _log_power(real_spec)
+    _, c, k = lr.shape
+    return np.array(
+        [
+            [matched_floor(lr[:, b, j], num_fake, rng_seed=rng_seed, standardise=False) for j in range(k)]
+            for b in range(c)
+        ]
+    )
+
+
+class SpectrumMetric(Metric):
+    name = "spectrum"
+    description = "azimuthally averaged power spectra: ratio and per-bin Wasserstein beside the real floor"
+
+    def compute(self, ctx: Context) -> dict:
+        def real_spec() -> dict[str, np.ndarray]:
+            f, p = radial_spectrum(ctx.real)
+            return {"freqs": f, "power": p}
+
+        rs = ctx.cache.get("spectrum", ctx.base, real_spec)
+        _, fp = radial_spectrum(ctx.fake)
+        comp = compare_spectra(rs["power"], fp, rs["freqs"])
+        out = {"comparison": comp, "floor": spectrum_floor(rs["power"], len(fp), rng_seed=ctx.rng_seed)}
+        if ctx.protocol == "holzschuh2022":
+            from astrogan.metrics.protocols import holzschuh_band, holzschuh_spectrum_distance
+
+            b = holzschuh_band(fp.shape[1], "spectrum")
+            out["holzschuh2022"] = holzschuh_spectrum_distance(rs["power"][:, b], fp[:, b], rs["freqs"])
+        return out
+
+    def scalars(self, d: dict) -> dict[str, float]:
+        out = d["comparison"].summary()
+        out["spectrum_floor_w1_mean"] = float(np.nanmean(d["floor"]))
+        if "holzschuh2022" in d:
+            out["holzschuh2022_spectrum_w1_mean"] = float(d["holzschuh2022"]["mean"])
+        return out
+
+    def rows(self, d: dict, ctx: Context) -> list[Row]:
+        s = self.scalars(d)
+        return [
+            Row(
+                "power spectrum W1 (mean over bins)",
+                s["spectrum_w1_mean"],
+                s["spectrum_floor_w1_mean"],
+                "distance between real and generated distributions of log10 power per spatial frequency "
+                "(texture, noise, sharpness); the floor is two halves of the real set",
+                ctx.counts(),
+            )
+        ]
+
+    def to_json(self, d: dict) -> dict:
+        c = d["comparison"]
+        out = {
+            "freqs_cycles_per_px": c.freqs.tolist(),
+            "ratio": np.nan_to_num(c.ratio, nan=-1.0).tolist(),
+            "w1_log10_power": c.w1.tolist(),
+            "w1_floor_real_halves": np.nan_to_num(d["floor"], nan=-1.0).tolist(),
+        }
+        if "holzschuh2022" in d:
+            out["holzschuh2022"] = {
+                k: (float(v) if math.isfinite(v) else None) for k, v in d["holzschuh2022"].items()
+            }
+        return out
+
+    def figures(self, d: dict, ctx: Context, out_dir: Path) -> list[tuple[str, str]]:
+        from matplotlib.ticker import NullFormatter
+
+        from astrogan.metrics.plots import pyplot
+
+        plt = pyplot()
+        comp = d["comparison"]
+        c = comp.mean_real.shape[0]
+        fig, axes = plt.subplots(3, 1, figsize=(6, 8), sharex=True, gridspec_kw={"height_ratios": [2, 1, 1]})
+        for b in range(c):
+            lab = f" band {b}" if c > 1 else ""
+            axes[0].loglog(comp.freqs, comp.mean_real[b], "-", label=f"real{lab}")
+            axes[0].loglog(comp.freqs, comp.mean_fake[b], "--", label=f"generated{lab}")
+            axes[1].semilogx(comp.freqs, comp.ratio[b], label=lab or None)
+            axes[2].semilogx(comp.freqs, comp.w1[b], label=f"real vs generated{lab}")
+            axes[2].semilogx(comp.freqs, d["floor"][b], ":", label=f"floor (real halves){lab}")
+        axes[0].set_ylabel("mean power")
+        axes[0].legend(fontsize=7)
+        axes[1].axhline(1.0, color="k", lw=0.5)
+        axes[1].set_ylabel("generated / real")
+        axes[2].set_ylabel("W1 of log10 power")
+        axes[2].legend(fontsize=7)
+        axes[2].set_xlabel("spatial frequency (cycles / px)")
+        axes[2].xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap on short ranges
+        fig.suptitle(
+            f"1D power spectrum (mean per-bin W1 {np.mean(comp.w1):.3g}, floor {np.nanmean(d['floor']):.3g})"
+        )
+        fig.savefig(out_dir / "spectrum.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return [("spectrum.png", "1D power spectra, their ratio and the per-bin distance beside its floor")]
+
+    def section(self, d: dict) -> str:
+        s = self.scalars(d)
+        return (
+            "<h2>Power spectrum</h2><p>"
+            + html.escape(
+                f"Mean per-bin W1 of log10 power {s['spectrum_w1_mean']:.3g} against a real-vs-real floor of "
+                f"{s['spectrum_floor_w1_mean']:.3g}; mean |log10 ratio| of the mean spectra "
+                f"{s['spectrum_log_ratio_mean_abs']:.3g}."
+            )
+            + "</p>"
+        )

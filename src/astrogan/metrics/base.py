@@ -1,0 +1,155 @@
+"""What every metric is: an object that computes from a shared context and reports its own scalars,
+summary rows (value beside its real-vs-real floor), JSON, figures and report section.
+
+Adding a metric is one class (in its family's module) plus one line in `astrogan.metrics.METRICS`;
+`compute.run_metrics` and `report.write_report` hold no per-metric code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrogan.utils.atomic import atomic_path
+
+_CACHE_VERSION = 2  # 2: bounded Sérsic fits and per-property NaN (morphology arrays changed)
+
+
+class MetricSkipped(Exception):
+    """Raised by `Metric.compute` when it cannot run on these inputs; the message says why (one line)."""
+
+
+class StatsCache:
+    """`.npz` files `<dir>/<key>-<metric>-<params hash>.npz`; a no-op when `cache_dir` is None."""
+
+    def __init__(self, cache_dir: str | Path | None, cache_key: str | None):
+        self.dir = Path(cache_dir) if cache_dir is not None else None
+        self.key = cache_key
+
+    def get(self, metric: str, params: dict[str, Any], fn: Callable[[], dict[str, np.ndarray]]):
+        """Return the cached arrays for (metric, params) or compute, store and return them."""
+        if self.dir is None or self.key is None:
+            return fn()
+        blob = json.dumps({**params, "v": _CACHE_VERSION}, sort_keys=True).encode()
+        path = self.dir / f"{self.key}-{metric}-{hashlib.sha1(blob).hexdigest()[:12]}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    return {k: z[k] for k in z.files}
+            except (OSError, ValueError):  # a damaged cache file is recomputed, never fatal
+                pass
+        data = fn()
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **data)
+        return data
+
+
+@dataclass
+class Row:
+    """One line of the report's leading table: a figure, its real-vs-real floor and what it means."""
+
+    metric: str
+    value: float
+    floor: float | None
+    meaning: str
+    images: str  # how many images each side used, e.g. "816 real / 1000 generated"
+    lower_is_better: bool = True
+
+    @property
+    def ratio(self) -> float | None:
+        """value / floor (1 = as good as real images are to each other); None without a usable floor."""
+        if (
+            self.floor is None
+            or not math.isfinite(self.floor)
+            or self.floor <= 0
+            or not math.isfinite(self.value)
+        ):
+            return None
+        return self.value / self.floor
+
+    def to_json(self) -> dict[str, Any]:
+        def num(v: float | None) -> float | None:
+            return None if v is None or not math.isfinite(v) else float(v)
+
+        return {
+            "metric": self.metric,
+            "value": num(self.value),
+            "floor": num(self.floor),
+            "ratio": num(self.ratio),
+            "meaning": self.meaning,
+            "images": self.images,
+        }
+
+
+@dataclass
+class Context:
+    """The inputs every metric shares, and the expensive intermediates computed once for all of them.
+
+    real, fake: `(N,H,W,C)` uint8 or float in [0, 1]; cache: reference statistics of `real`."""
+
+    real: np.ndarray
+    fake: np.ndarray
+    cache: StatsCache
+    rng_seed: int = 0
+    inception_weights: str | Path | None = None
+    morphology_engine: str = "fast"
+    num_workers: int | None = None
+    protocol: str = "astrogan"
+    notes: list[str] = field(default_factory=list)
+    _shared: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base(self) -> dict[str, Any]:
+        """Cache parameters that identify the real set's array."""
+        return {"shape": list(self.real.shape), "dtype": str(self.real.dtype)}
+
+    def counts(self, num_real: int | None = None, num_fake: int | None = None) -> str:
+        """ "N real / M generated" for a summary row."""
+        r = len(self.real) if num_real is None else num_real
+        f = len(self.fake) if num_fake is None else num_fake
+        return f"{r} real / {f} generated"
+
+    def shared(self, key: str, fn: Callable[[], Any]) -> Any:
+        """`fn()` computed once per evaluation under `key` (e.g. Inception features, morphology)."""
+        if key not in self._shared:
+            self._shared[key] = fn()
+        return self._shared[key]
+
+
+class Metric:
+    """Base class of a metric family. `compute` returns the details every other method reads."""
+
+    name: str = ""
+    description: str = ""
+    needs_inception: bool = False
+
+    def compute(self, ctx: Context) -> Any:
+        """Measure `ctx.fake` against `ctx.real`; raise MetricSkipped(reason) when it cannot."""
+        raise NotImplementedError
+
+    def scalars(self, details: Any) -> dict[str, float]:
+        """Flat figures for stats.jsonl / TensorBoard / metrics.json."""
+        return {}
+
+    def rows(self, details: Any, ctx: Context) -> list[Row]:
+        """Lines of the report's leading table."""
+        return []
+
+    def to_json(self, details: Any) -> dict[str, Any]:
+        """The metric's detailed section of metrics.json."""
+        return {}
+
+    def figures(self, details: Any, ctx: Context, out_dir: Path) -> list[tuple[str, str]]:
+        """Write PNG files into `out_dir`; return (file name, caption) pairs."""
+        return []
+
+    def section(self, details: Any) -> str:
+        """An HTML fragment for report.html (escaped by the metric)."""
+        return ""
