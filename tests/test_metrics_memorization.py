@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from astrogan.metrics.memorization import copy_ratio, memorization, nearest_k, nearest_neighbours, reduce_pixels
+from astrogan.metrics.memorization import (
+    copy_ratio,
+    memorization,
+    nearest_k,
+    nearest_neighbours,
+    reduce_pixels,
+)
 
 
 def _sersic_set(num: int, seed: int, *, noise: bool = True) -> np.ndarray:

@@ -73,8 +73,13 @@ def nearest_k(
         pd = np.take_along_axis(d2, part, axis=1)
         order = np.argsort(pd, axis=1, kind="stable")
         idx[s : s + chunk] = np.take_along_axis(part, order, axis=1)
-        dist[s : s + chunk] = np.sqrt(np.take_along_axis(pd, order, axis=1))
-    return dist, idx
+    # The expansion |q|^2 + |r|^2 - 2 q.r loses the small distances to rounding (an exact copy comes out
+    # at ~1e-3 instead of 0, which ranks copies at random among duplicates): recompute the k found exactly.
+    for s in range(0, len(q), chunk):
+        diff = q[s : s + chunk, None, :] - r[idx[s : s + chunk]]
+        dist[s : s + chunk] = np.sqrt(np.einsum("qkd,qkd->qk", diff, diff))
+    order = np.argsort(dist, axis=1, kind="stable")
+    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
 
 def nearest_neighbours(
@@ -108,6 +113,7 @@ class MemorizationResult:
     fake_nn_dist: dict[str, np.ndarray]
     fake_nn_index: dict[str, np.ndarray]
     num_real: int
+    num_duplicates: int
     num_calibration: int
     k: int
     percentile: float
@@ -152,14 +158,23 @@ def memorization(
             f"of the real images' own copy ratios (needs at least {max(min_real, k + 2)})"
         )
     rng = np.random.default_rng(rng_seed)
-    calib = np.sort(rng.permutation(n)[: min(n, max_calibration)])
-    spaces: dict[str, tuple[np.ndarray, np.ndarray]] = {
-        "pixels": (reduce_pixels(train, size_px=size_px), reduce_pixels(fake, size_px=size_px))
-    }
+    pix = reduce_pixels(train, size_px=size_px)
+    # Exact duplicates in the real set (816 Galaxy Zoo examples hold 339 images with a twin) would put the
+    # leave-one-out threshold at 0 and hide copies among them: each distinct image counts once.
+    _, keep = np.unique(pix, axis=0, return_index=True)
+    keep = np.sort(keep)
+    num_dup = n - len(keep)
+    if len(keep) < max(min_real, k + 2):
+        raise ValueError(
+            f"memorization not judged: {len(keep)} distinct real images ({num_dup} exact duplicates merged) "
+            f"are too few (needs at least {max(min_real, k + 2)})"
+        )
+    calib = np.sort(rng.permutation(len(keep))[: min(len(keep), max_calibration)])
+    spaces: dict[str, tuple[np.ndarray, np.ndarray]] = {"pixels": (pix[keep], reduce_pixels(fake, size_px=size_px))}
     if train_features is not None and fake_features is not None:
-        spaces["features"] = (np.asarray(train_features), np.asarray(fake_features))
+        spaces["features"] = (np.asarray(train_features)[keep], np.asarray(fake_features))
     elif features is not None:
-        spaces["features"] = (np.asarray(features(train)), np.asarray(features(fake)))
+        spaces["features"] = (np.asarray(features(train))[keep], np.asarray(features(fake)))
     frac, ci, thr, fr, rr, fd, fi = {}, {}, {}, {}, {}, {}, {}
     for name, (tr, fk) in spaces.items():
         rdist, _ = nearest_k(tr[calib], tr, k + 1, exclude=calib)  # leave one out
@@ -168,7 +183,7 @@ def memorization(
         thr[name] = float(np.percentile(rr[name], percentile))
         frac[name] = float(np.mean(fr[name] <= thr[name]))
         ci[name] = _bootstrap_interval(rr[name], fr[name], percentile, num_boot, rng)
-        fd[name], fi[name] = fdist[:, 0], fidx[:, 0]
+        fd[name], fi[name] = fdist[:, 0], keep[fidx[:, 0]]  # index into the full `train`
     order = np.argsort(fr["pixels"], kind="stable")[:num_pairs]
     pairs = [(int(i), int(fi["pixels"][i]), float(fd["pixels"][i])) for i in order]
     return MemorizationResult(
@@ -180,6 +195,7 @@ def memorization(
         fake_nn_dist=fd,
         fake_nn_index=fi,
         num_real=n,
+        num_duplicates=num_dup,
         num_calibration=len(calib),
         k=k,
         percentile=percentile,
@@ -247,6 +263,7 @@ class MemorizationMetric(Metric):
             "percentile": r.percentile,
             "k": r.k,
             "num_real": r.num_real,
+            "num_duplicates_merged": r.num_duplicates,
             "num_calibration": r.num_calibration,
             "closest_pairs": [{"generated": a, "real": b, "distance": d} for a, b, d in r.closest_pairs],
         }
