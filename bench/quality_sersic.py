@@ -34,7 +34,9 @@ def main() -> None:
     )
     ap.add_argument("--steps", type=int, default=1_000_000, help="at most this many training steps")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: all CPUs)")
-    ap.add_argument("--width", type=int, default=16, help="ngf = ndf of every architecture (CPU-sized models)")
+    ap.add_argument(
+        "--width", type=int, default=16, help="ngf = ndf of every architecture (CPU-sized models)"
+    )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--num-generated", type=int, default=256)
     ap.add_argument("--archs", default="", help="comma-separated subset of architectures (default: all)")
@@ -47,7 +49,6 @@ def main() -> None:
     from astrogan.data.build import BuildOptions, build_dataset
     from astrogan.data.dataset import open_dataset
     from astrogan.metrics.compute import run_metrics
-    from astrogan.metrics.morphology import COMPARED_PROPERTIES
     from astrogan.models import ARCHS
     from astrogan.sampling.generator import load_generator
     from astrogan.training.demo import make_sersic_pngs
@@ -74,7 +75,7 @@ def main() -> None:
             show_progress=False,
         )
         real = open_dataset(root / "ds").images(args.image_size)
-        names = ["spectrum", "morphology", "memorization"]
+        names = ["spectrum", "morphology", "prdc", "memorization"]
         for arch in archs:
             cfg = TrainConfig(
                 data=str(root / "ds"),
@@ -99,26 +100,58 @@ def main() -> None:
             steps_done = max((s for s, _ in list_states(run / "checkpoints")), default=0)
             gen = load_generator(run, device="cpu")
             fake = gen.generate(list(range(args.num_generated)), batch_size=32)
-            res = run_metrics(names, real, fake, rng_seed=args.seed)
-            morph = res.details["morphology"]
-            ratio = {
-                k: morph["distances"][k] / morph["floor"][k]
-                for k in COMPARED_PROPERTIES
-                if morph["floor"].get(k) and np.isfinite(morph["distances"][k])
-            }
             out["archs"][arch] = {
                 "train_s": round(train_s, 1),  # includes set-up and the final save
                 "steps": steps_done,
                 "kimg": round(steps_done * args.batch_size / 1000, 1),
-                "w1_over_floor": {k: round(v, 3) for k, v in ratio.items()},
-                "w1_over_floor_mean": round(float(np.mean(list(ratio.values()))), 3),
-                "morph_w1_mean": res.scalars["morph_w1_mean"],
-                "morph_floor_w1_mean": res.scalars.get("morph_floor_w1_mean"),
-                "spectrum_w1_mean": res.scalars["spectrum_w1_mean"],
-                "memorization_fraction": res.scalars["memorization_fraction"],
-                "morph_bad_fraction_fake": res.scalars["morph_bad_fraction_fake"],
+                **_figures(run_metrics(names, real, fake, rng_seed=args.seed)),
             }
+        # Baselines in the same run: a perfect generator (fresh stamps of the same law, new noise) must
+        # score ~1 on every ratio and ~5% memorised; a copier of the training set ~1 memorised.
+        make_sersic_pngs(
+            root / "png2", num=args.num_generated, image_size=args.image_size, seed=args.seed + 1000
+        )
+        build_dataset(
+            [root / "png2"],
+            root / "ds2",
+            options=BuildOptions(image_sizes=(args.image_size,)),
+            show_progress=False,
+        )
+        fresh = open_dataset(root / "ds2").images(args.image_size)
+        out["baselines"] = {
+            "perfect_generator": _figures(run_metrics(names, real, fresh, rng_seed=args.seed)),
+            "copier": _figures(
+                run_metrics(["memorization"], real, real[: args.num_generated], rng_seed=args.seed)
+            ),
+        }
     print(json.dumps(out, indent=1))
+
+
+def _figures(res) -> dict:  # noqa: ANN001
+    """The bench's figures from a `run_metrics` result: per-property W1 / floor, spectrum, memorization."""
+    out: dict = {}
+    if "morphology" in res.details:
+        comp = res.details["morphology"]["comparisons"]
+        ratio = {k: c.ratio for k, c in comp.items() if np.isfinite(c.ratio)}
+        out["w1_over_floor"] = {k: round(v, 3) for k, v in ratio.items()}
+        out["w1_over_floor_mean"] = round(float(np.mean(list(ratio.values()))), 3)
+        out["dropped_fake"] = {k: c.dropped_fake for k, c in comp.items() if c.dropped_fake}
+        out["morph_bad_fraction_fake"] = res.scalars["morph_bad_fraction_fake"]
+    if "spectrum" in res.details:
+        out["spectrum_w1_over_floor"] = round(
+            res.scalars["spectrum_w1_mean"] / res.scalars["spectrum_floor_w1_mean"], 3
+        )
+    for k in (
+        "memorization_fraction",
+        "memorization_fraction_pixels_low",
+        "memorization_fraction_pixels_high",
+    ):
+        if k in res.scalars:
+            out[k] = round(res.scalars[k], 4)
+    for k in ("prdc_precision", "prdc_recall", "prdc_density", "prdc_coverage"):
+        if k in res.scalars:
+            out[k] = round(res.scalars[k], 3)
+    return out
 
 
 if __name__ == "__main__":
