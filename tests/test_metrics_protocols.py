@@ -313,3 +313,22 @@ def test_import_is_light():
     code = "import sys, astrogan.metrics.protocols as p; print(sorted({'torch', 'scipy'} & set(sys.modules)))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "[]"
+
+
+def test_protocol_through_run_metrics():
+    from astrogan.metrics.compute import run_metrics
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.indices((32, 32))
+    real = np.stack(
+        [200 * np.exp(-np.hypot(xx - 16, yy - 16) / rng.uniform(2, 5)) + rng.normal(0, 3, (32, 32)) for _ in range(30)]
+    )
+    real = np.clip(real + 10, 0, 255).astype(np.uint8)[..., None]
+    fake = np.clip(ndimage.gaussian_filter(real.astype(float), (0, 1.5, 1.5, 0)), 0, 255).astype(np.uint8)
+    plain = run_metrics(["spectrum", "morphology"], real, fake)
+    res = run_metrics(["spectrum", "morphology"], real, fake, protocol="holzschuh2022")
+    assert "holzschuh2022_spectrum_w1_mean" not in plain.scalars
+    assert res.scalars["holzschuh2022_spectrum_w1_mean"] > 0.05
+    assert np.isfinite(res.scalars["holzschuh2022_morph_w1_mean"])
+    with pytest.raises(Exception, match="unknown protocol"):
+        run_metrics(["spectrum"], real, fake, protocol="bogus")

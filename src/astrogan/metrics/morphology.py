@@ -188,28 +188,61 @@ def _border_mask(h: int, w: int, frac: float) -> np.ndarray:
     return m
 
 
+def _clipped_stats(
+    edge: np.ndarray, *, nsigma: float = 3.0, iters: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sigma-clipped mean and std of each row of sky pixels `edge (N, P)`, and the kept mask `(N, P)`.
+
+    The first spread is the larger of the MAD-based sigma and the 84th percentile minus the median:
+    on an 8-bit asinh-stretched picture the sky noise is clipped at black (over half the pixels are 0),
+    so median and MAD are both 0 while the noise spans tens of grey levels; the mean of what the clip
+    keeps is then the sky level that makes the background sum to zero (a median of 0 left a pedestal
+    under every galaxy, and no Petrosian radius). On Gaussian noise this is the median and sigma."""
+    med = np.median(edge, axis=1, keepdims=True)
+    mad = 1.4826 * np.median(np.abs(edge - med), axis=1, keepdims=True)
+    spread = np.maximum(mad, np.percentile(edge, 84.13, axis=1, keepdims=True) - med)
+    centre, keep = med, np.ones(edge.shape, dtype=bool)
+    for _ in range(iters):
+        keep = np.abs(edge - centre) <= nsigma * np.maximum(spread, 1e-30)
+        num = np.maximum(keep.sum(axis=1, keepdims=True), 1)
+        centre = (edge * keep).sum(axis=1, keepdims=True) / num
+        spread = np.sqrt((((edge - centre) * keep) ** 2).sum(axis=1, keepdims=True) / num)
+    return centre[:, 0], spread[:, 0], keep
+
+
+def input_quantum(images: np.ndarray) -> float:
+    """The value step of `luminance(images)`: 1/255 for uint8 pictures (0 for float data)."""
+    return 1.0 / 255.0 if np.asarray(images).dtype == np.uint8 else 0.0
+
+
 def background_and_segmentation(
-    lum: np.ndarray, *, params: SegmentationParams | None = None
+    lum: np.ndarray, *, params: SegmentationParams | None = None, quantum: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sky level, sky sigma and the main-source segmentation of a batch.
 
-    lum: float `(N,H,W)`. Returns `(image - sky (N,H,W), sky (N,), sigma (N,), segmap bool (N,H,W))`.
-    The sky is the median of the border frame, sigma its MAD-based spread; the main source is the
-    8-connected region of the smoothed image above `threshold_nsigma` sigmas that holds the brightest
-    smoothed pixel of the central half of the stamp.
+    lum: float `(N,H,W)`; quantum: the value step of the input (`input_quantum`). Returns
+    `(image - sky (N,H,W), sky (N,), sigma (N,), segmap bool (N,H,W))`. The sky is the median of the
+    border frame, sigma its MAD-based spread; the main source is the 8-connected region of the smoothed
+    image above `threshold_nsigma` sigmas that holds the brightest smoothed pixel of the central half of
+    the stamp.
+
+    An 8-bit picture whose sky noise is below one grey level (asinh-stretched Sérsic stamps: 86% of
+    them) has a flat sky, MAD 0: the threshold then fell to 1e-6 of the peak, the segment took in the
+    whole stamp and most measurements failed. Sigma is floored at the quantisation noise (quantum /
+    sqrt(12)) and the threshold at half a step, so a speck of one grey level is sky, not galaxy.
     """
     p = params or SegmentationParams()
     n, h, w = lum.shape
     border = _border_mask(h, w, p.border_frac)
-    edge = lum[:, border]
-    sky = np.median(edge, axis=1)
+    sky, sigma, keep = _clipped_stats(lum[:, border])
     img = lum - sky[:, None, None]
-    sigma = 1.4826 * np.median(np.abs(img[:, border]), axis=1)
+    sigma = np.maximum(sigma, quantum / np.sqrt(12.0))
     smooth = ndi.gaussian_filter(img, sigma=(0, p.smooth_sigma_px, p.smooth_sigma_px), mode="nearest")
-    sig_s = 1.4826 * np.median(np.abs(smooth[:, border]), axis=1)
+    sb = np.where(keep, smooth[:, border], np.nan)
+    sig_s = np.sqrt(np.nanmean((sb - np.nanmean(sb, axis=1, keepdims=True)) ** 2, axis=1))
     peak = smooth.reshape(n, -1).max(axis=1)
-    # Noiseless images have sigma 0: fall back to a tiny fraction of the peak.
-    thr = np.maximum(p.threshold_nsigma * sig_s, 1e-6 * np.maximum(peak, 1e-12))
+    # Noiseless float images have sigma 0: fall back to a tiny fraction of the peak.
+    thr = np.maximum(p.threshold_nsigma * sig_s, np.maximum(1e-6 * np.maximum(peak, 1e-12), 0.5 * quantum))
     above = smooth > thr[:, None, None]
     struct = np.zeros((3, 3, 3), dtype=bool)
     struct[1] = True  # 8-connected inside an image, never across images
@@ -659,7 +692,7 @@ def measure_morphology(
     # A chunk at a time: memory stays bounded (a few float64 copies of the chunk) for any N.
     for start in range(0, len(images), _CHUNK):
         lum = luminance(images[start : start + _CHUNK])
-        img, _, _, seg = background_and_segmentation(lum, params=params)
+        img, _, _, seg = background_and_segmentation(lum, params=params, quantum=input_quantum(images))
         r, f = measure_batch(img, seg)
         recs.extend(r)
         flags.append(f)

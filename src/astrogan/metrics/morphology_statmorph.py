@@ -18,6 +18,7 @@ from astrogan.metrics.morphology import (
     SegmentationParams,
     background_and_segmentation,
     drop_implausible,
+    input_quantum,
     luminance,
 )
 
@@ -61,7 +62,7 @@ def measure_morphology_statmorph(
 ) -> MorphologyResult:
     """statmorph over a batch `(N,H,W[,C])` in `num_workers` processes (default: all CPUs)."""
     lum = luminance(images)
-    img, _, sigma, seg = background_and_segmentation(lum, params=params)
+    img, _, sigma, seg = background_and_segmentation(lum, params=params, quantum=input_quantum(images))
     n = lum.shape[0]
     jobs = [(img[i], seg[i], float(sigma[i])) for i in range(n)]
     workers = num_workers or os.cpu_count() or 1
