@@ -188,26 +188,29 @@ def _border_mask(h: int, w: int, frac: float) -> np.ndarray:
     return m
 
 
-def _clipped_stats(
-    edge: np.ndarray, *, nsigma: float = 3.0, iters: int = 3
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sigma-clipped mean and std of each row of sky pixels `edge (N, P)`, and the kept mask `(N, P)`.
+def _robust_spread(x: np.ndarray) -> np.ndarray:
+    """Per row of `x (N, P)`: the larger of the MAD-based sigma and the 84th percentile minus the median.
 
-    The first spread is the larger of the MAD-based sigma and the 84th percentile minus the median:
-    on an 8-bit asinh-stretched picture the sky noise is clipped at black (over half the pixels are 0),
-    so median and MAD are both 0 while the noise spans tens of grey levels; the mean of what the clip
-    keeps is then the sky level that makes the background sum to zero (a median of 0 left a pedestal
-    under every galaxy, and no Petrosian radius). On Gaussian noise this is the median and sigma."""
-    med = np.median(edge, axis=1, keepdims=True)
-    mad = 1.4826 * np.median(np.abs(edge - med), axis=1, keepdims=True)
-    spread = np.maximum(mad, np.percentile(edge, 84.13, axis=1, keepdims=True) - med)
-    centre, keep = med, np.ones(edge.shape, dtype=bool)
+    On Gaussian noise both are sigma. On an 8-bit asinh-stretched picture the sky noise is clipped at
+    black (over half the pixels are 0): median and MAD are 0 while the noise spans tens of grey levels,
+    which the upper percentile still sees."""
+    med = np.median(x, axis=1, keepdims=True)
+    mad = 1.4826 * np.median(np.abs(x - med), axis=1)
+    return np.maximum(mad, np.percentile(x, 84.13, axis=1) - med[:, 0])
+
+
+def _sky_level(edge: np.ndarray, spread: np.ndarray, *, nsigma: float = 3.0, iters: int = 3) -> np.ndarray:
+    """Sigma-clipped mean of each row of sky pixels `edge (N, P)` (clipped at `nsigma` x `spread (N,)`).
+
+    The mean, not the median: on a clipped sky the median (0) leaves a pedestal under every galaxy (and
+    no Petrosian radius); the clipped mean makes the background sum to zero. On Gaussian noise the two
+    agree."""
+    centre = np.median(edge, axis=1, keepdims=True)
+    lim = nsigma * np.maximum(spread, 1e-30)[:, None]
     for _ in range(iters):
-        keep = np.abs(edge - centre) <= nsigma * np.maximum(spread, 1e-30)
-        num = np.maximum(keep.sum(axis=1, keepdims=True), 1)
-        centre = (edge * keep).sum(axis=1, keepdims=True) / num
-        spread = np.sqrt((((edge - centre) * keep) ** 2).sum(axis=1, keepdims=True) / num)
-    return centre[:, 0], spread[:, 0], keep
+        keep = np.abs(edge - centre) <= lim
+        centre = (edge * keep).sum(axis=1, keepdims=True) / np.maximum(keep.sum(axis=1, keepdims=True), 1)
+    return centre[:, 0]
 
 
 def input_quantum(images: np.ndarray) -> float:
@@ -234,12 +237,13 @@ def background_and_segmentation(
     p = params or SegmentationParams()
     n, h, w = lum.shape
     border = _border_mask(h, w, p.border_frac)
-    sky, sigma, keep = _clipped_stats(lum[:, border])
+    edge = lum[:, border]
+    spread = _robust_spread(edge)
+    sky = _sky_level(edge, spread)
     img = lum - sky[:, None, None]
-    sigma = np.maximum(sigma, quantum / np.sqrt(12.0))
+    sigma = np.maximum(spread, quantum / np.sqrt(12.0))
     smooth = ndi.gaussian_filter(img, sigma=(0, p.smooth_sigma_px, p.smooth_sigma_px), mode="nearest")
-    sb = np.where(keep, smooth[:, border], np.nan)
-    sig_s = np.sqrt(np.nanmean((sb - np.nanmean(sb, axis=1, keepdims=True)) ** 2, axis=1))
+    sig_s = _robust_spread(smooth[:, border])
     peak = smooth.reshape(n, -1).max(axis=1)
     # Noiseless float images have sigma 0: fall back to a tiny fraction of the peak.
     thr = np.maximum(p.threshold_nsigma * sig_s, np.maximum(1e-6 * np.maximum(peak, 1e-12), 0.5 * quantum))
