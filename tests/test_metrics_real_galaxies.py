@@ -48,7 +48,9 @@ def test_measurements_stay_physical_on_real_galaxies(galaxies_64):
         f = v[k][np.isfinite(v[k])]
         assert f.size > 0.9 * len(galaxies_64) and f.max() <= max(diag, 2 * 64) and f.min() > 0, k
     n = v["sersic_n"][np.isfinite(v["sersic_n"])]
-    assert n.size > 0.9 * len(galaxies_64) and n.min() >= 0.01 and n.max() <= 10  # unbounded fits reached 1e13 here
+    assert (
+        n.size > 0.9 * len(galaxies_64) and n.min() >= 0.01 and n.max() <= 10
+    )  # unbounded fits reached 1e13 here
     assert np.nanmin(v["asymmetry"]) >= -1 and np.nanmax(v["gini"]) <= 1
 
 
@@ -98,3 +100,31 @@ def test_a_perfect_generator_scores_about_one():
         ratios += [c.ratio for c in compare_properties(real, fake, ["a", "b"], rng_seed=t).values()]
     assert 0.85 < np.mean(ratios) < 1.2
     assert set(COMPARED_PROPERTIES) >= {"sersic_n", "sersic_rhalf"}
+
+
+def test_pictures_of_another_kind_are_not_copies(galaxies_64, shared_data, tmp_path):
+    # ESA/Hubble showcase pictures (nebulae, clusters) against the Galaxy Zoo galaxies.
+    build_dataset(
+        [shared_data / "hubble-showcase"],
+        tmp_path / "hs",
+        options=BuildOptions(image_sizes=(64,)),
+        show_progress=False,
+    )
+    other = open_dataset(tmp_path / "hs").images(64)[..., :3]
+    assert run_metrics(["memorization"], galaxies_64, other).scalars["memorization_fraction"] < 0.03
+
+
+def test_a_perfect_sersic_generator_scores_the_floor():
+    """Fresh GalSim stamps of the same law with new noise, 8-bit asinh-stretched as the demo writes them:
+    every figure near its floor (ratio ~1) and ~5% memorised."""
+    from astrogan.data.synthetic import asinh_stretch, render_sersic
+
+    imgs, _ = render_sersic(900, image_size=32, seed=0, num_workers=1)
+    x = asinh_stretch(imgs[:, 0, :, :, None], softening=2.0, vmax=float(np.percentile(imgs, 99.9)))
+    real, fresh = x[:500], x[500:]
+    res = run_metrics(["spectrum", "morphology", "memorization"], real, fresh)
+    assert res.scalars["morph_bad_fraction_real"] < 0.05  # was 0.86: a clipped sky, no Petrosian radius
+    for row in res.rows:
+        assert 0.6 < row.ratio < 1.6, (row.metric, row.value, row.floor)
+    lo, hi = res.details["memorization"].interval["pixels"]
+    assert lo <= 0.05 <= hi + 0.02
