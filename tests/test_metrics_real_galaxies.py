@@ -71,8 +71,8 @@ def test_real_against_real_sits_at_the_floor_and_noise_far_above(galaxies_64):
     bad = run_metrics(NAMES, a, noise)
     rows = {r.metric.split(" (")[0]: r for r in bad.rows}
     assert rows["power spectrum W1"].ratio > 10 and rows["morphology W1"].ratio > 5
-    for k in ("precision", "recall", "density", "coverage"):
-        assert rows[k].value < 0.05, k
+    for k in ("precision", "recall", "density", "coverage"):  # 157 real vs 157 noise images: wide k-NN balls
+        assert rows[k].ratio < 0.3, (k, rows[k].value, rows[k].floor)
     for k, c in bad.details["morphology"]["comparisons"].items():
         if k != "orientation":  # noise blobs point anywhere, as real galaxies do
             assert c.ratio > 2, (k, c)

@@ -331,10 +331,17 @@ class PRDCMetric(Metric):
             raise MetricSkipped(
                 f"prdc skipped: needs at least 12 real and 6 generated images, got {len(r)} and {len(f)}"
             )
-        res = prdc(r, f, max_samples=10000, rng_seed=ctx.rng_seed)
-        perm = np.random.default_rng(ctx.rng_seed).permutation(len(r))
-        half = len(r) // 2
-        floor = prdc(r[perm[:half]], r[perm[half : 2 * half]], max_samples=10000, rng_seed=ctx.rng_seed)
+        # All four depend on both sample sizes (k-NN radii shrink as a set grows; coverage needs as many
+        # fakes as reals), so value and floor are taken at the same sizes: half A of the real set against
+        # m generated images, and against m real images of the other half B.
+        rng = np.random.default_rng(ctx.rng_seed)
+        perm = rng.permutation(len(r))
+        half = min(len(r) // 2, 10000)
+        m = min(len(f), half)
+        a, b = r[perm[:half]], r[perm[half : half + m]]
+        fm = f[np.sort(rng.permutation(len(f))[:m])]
+        res = prdc(a, fm, rng_seed=ctx.rng_seed)
+        floor = prdc(a, b, rng_seed=ctx.rng_seed)
         return {"space": space, "result": res, "floor": floor}
 
     def scalars(self, d: dict[str, Any]) -> dict[str, float]:
@@ -350,7 +357,8 @@ class PRDCMetric(Metric):
                 f"{k} ({d['space']} features)",
                 getattr(res, k),
                 getattr(fl, k),
-                _PRDC_MEANING[k] + "; the floor is two halves of the real set; higher is better",
+                _PRDC_MEANING[k] + "; half the real set against as many generated images as the floor's real "
+                "ones (the other half); higher is better",
                 ctx.counts(res.num_real, res.num_fake),
                 lower_is_better=False,
             )
