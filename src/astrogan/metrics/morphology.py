@@ -188,29 +188,28 @@ def _border_mask(h: int, w: int, frac: float) -> np.ndarray:
     return m
 
 
-def _robust_spread(x: np.ndarray) -> np.ndarray:
-    """Per row of `x (N, P)`: the larger of the MAD-based sigma and the 84th percentile minus the median.
+def _sky_stats(
+    edge: np.ndarray, *, nsigma: float = 3.0, iters: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sky level `(N,)`, spread `(N,)` and whether the sky is clipped `(N,)`, per row of sky pixels
+    `edge (N, P)`.
 
-    On Gaussian noise both are sigma. On an 8-bit asinh-stretched picture the sky noise is clipped at
-    black (over half the pixels are 0): median and MAD are 0 while the noise spans tens of grey levels,
-    which the upper percentile still sees."""
-    med = np.median(x, axis=1, keepdims=True)
-    mad = 1.4826 * np.median(np.abs(x - med), axis=1)
-    return np.maximum(mad, np.percentile(x, 84.13, axis=1) - med[:, 0])
-
-
-def _sky_level(edge: np.ndarray, spread: np.ndarray, *, nsigma: float = 3.0, iters: int = 3) -> np.ndarray:
-    """Sigma-clipped mean of each row of sky pixels `edge (N, P)` (clipped at `nsigma` x `spread (N,)`).
-
-    The mean, not the median: on a clipped sky the median (0) leaves a pedestal under every galaxy (and
-    no Petrosian radius); the clipped mean makes the background sum to zero. On Gaussian noise the two
-    agree."""
-    centre = np.median(edge, axis=1, keepdims=True)
+    Normally the median and the MAD-based sigma. On an 8-bit asinh-stretched picture the sky noise is
+    clipped at black (over half the pixels are 0): the MAD is ~0 while the noise spans tens of grey
+    levels. Such a sky (MAD under half of the 84th percentile minus the median; on Gaussian noise the
+    two are equal) gets the upper spread instead, and a sigma-clipped mean as its level: the median (0)
+    left a pedestal under every galaxy, and no Petrosian radius."""
+    med = np.median(edge, axis=1)
+    mad = 1.4826 * np.median(np.abs(edge - med[:, None]), axis=1)
+    upper = np.percentile(edge, 84.13, axis=1) - med
+    clipped = mad < 0.5 * upper
+    spread = np.where(clipped, upper, mad)
+    centre = med[:, None]
     lim = nsigma * np.maximum(spread, 1e-30)[:, None]
     for _ in range(iters):
         keep = np.abs(edge - centre) <= lim
         centre = (edge * keep).sum(axis=1, keepdims=True) / np.maximum(keep.sum(axis=1, keepdims=True), 1)
-    return centre[:, 0]
+    return np.where(clipped, centre[:, 0], med), spread, clipped
 
 
 def input_quantum(images: np.ndarray) -> float:
@@ -238,12 +237,14 @@ def background_and_segmentation(
     n, h, w = lum.shape
     border = _border_mask(h, w, p.border_frac)
     edge = lum[:, border]
-    spread = _robust_spread(edge)
-    sky = _sky_level(edge, spread)
+    sky, sigma, clipped = _sky_stats(edge)
     img = lum - sky[:, None, None]
-    sigma = np.maximum(spread, quantum / np.sqrt(12.0))
+    sigma = np.maximum(sigma, quantum / np.sqrt(12.0))
     smooth = ndi.gaussian_filter(img, sigma=(0, p.smooth_sigma_px, p.smooth_sigma_px), mode="nearest")
-    sig_s = _robust_spread(smooth[:, border])
+    sb = smooth[:, border]
+    sig_s = 1.4826 * np.median(np.abs(sb), axis=1)
+    # A clipped sky: the smoothed sky's spread from its upper side too (as in _sky_stats).
+    sig_s = np.where(clipped, np.percentile(sb, 84.13, axis=1) - np.median(sb, axis=1), sig_s)
     peak = smooth.reshape(n, -1).max(axis=1)
     # Noiseless float images have sigma 0: fall back to a tiny fraction of the peak.
     thr = np.maximum(p.threshold_nsigma * sig_s, np.maximum(1e-6 * np.maximum(peak, 1e-12), 0.5 * quantum))
