@@ -107,6 +107,7 @@ def test_user_errors_are_one_line_with_status_2(args, message, tiny_dataset, tmp
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_console_script_reports_errors_without_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "astrogan.cli.main", "train", "--data", str(tmp_path / "x")],

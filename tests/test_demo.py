@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from astrogan.cli.main import main
+
+pytestmark = pytest.mark.slow  # spawns processes or a browser
 
 
 def test_quick_demo_writes_the_whole_page(tmp_path, capsys):
@@ -17,8 +20,14 @@ def test_quick_demo_writes_the_whole_page(tmp_path, capsys):
     assert page == out / "index.html"
     html = page.read_text()
     assert "trained for 8 steps" in html  # --quick trains 8 steps
-    for name in ("real-grid.png", "final-grid.png", "interpolation.png", "average-64.png", "progress.gif",
-                 "training-curves.png"):
+    for name in (
+        "real-grid.png",
+        "final-grid.png",
+        "interpolation.png",
+        "average-64.png",
+        "progress.gif",
+        "training-curves.png",
+    ):
         assert (out / name).is_file(), name
         assert name in html
     for src in re.findall(r"src='([^']+)'", html):

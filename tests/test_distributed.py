@@ -8,8 +8,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from astrogan.training.state import list_states, load_state
 from astrogan.training.stats import read_stats
+
+pytestmark = pytest.mark.slow  # spawns processes or a browser
 
 
 def _free_port() -> int:

@@ -137,6 +137,7 @@ def test_pickled_objects_are_refused_without_running_them(tmp_path, kind):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_wrong_layout_shapes_and_values(tmp_path, weights_file):
     state = torch.load(weights_file, weights_only=True)
     p = tmp_path / "w.pth"
@@ -167,6 +168,7 @@ def test_wrong_layout_shapes_and_values(tmp_path, weights_file):
     assert "Mixed_6e.branch1x1.bn.running_var holds NaN or infinite values" in _refused(p)
 
 
+@pytest.mark.slow
 def test_check_weights_file(weights_file, tmp_path, monkeypatch):
     monkeypatch.delenv("ASTROGAN_INCEPTION_WEIGHTS", raising=False)
     path, sha = check_weights_file(str(weights_file))
@@ -225,6 +227,7 @@ def test_parse_metric_names():
         parse_metric_names("fid,bogus")
 
 
+@pytest.mark.slow
 def test_fid_with_the_holzschuh_protocol_uses_magma_images(weights_file):
     from astrogan.metrics.compute import run_metrics
 

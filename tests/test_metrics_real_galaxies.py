@@ -14,6 +14,8 @@ from astrogan.metrics.compute import run_metrics
 from astrogan.metrics.distances import compare_properties
 from astrogan.metrics.morphology import COMPARED_PROPERTIES, measure_morphology
 
+pytestmark = pytest.mark.slow  # builds the 816 real galaxies and measures them several times
+
 NAMES = ["spectrum", "morphology", "prdc", "memorization"]
 
 

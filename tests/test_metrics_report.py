@@ -55,6 +55,7 @@ def test_memorization_refuses_to_judge_a_small_set():
     assert "40 real images are too few" in res.skipped["memorization"] and "200" in res.skipped["memorization"]
 
 
+@pytest.mark.slow
 def test_evaluate_writes_report(tmp_path):
     real, fake = galaxies(200, seed=3), galaxies(24, seed=4)
     doc = evaluate(real, fake, tmp_path / "rep", names=["spectrum", "morphology", "memorization", "fid", "prdc"],
@@ -82,6 +83,7 @@ def test_evaluate_writes_report(tmp_path):
         evaluate(real, fake, rep, names=["spectrum"])
 
 
+@pytest.mark.slow
 def test_eval_command_on_an_onnx_model(tmp_path):
     onnx_gen = pytest.importorskip("astrogan.web.onnx_generator")
     pytest.importorskip("onnx")

@@ -238,6 +238,7 @@ def _run_cli_subprocess(server, out: Path, first: date, last: date) -> subproces
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_matches_uninterrupted(server, tmp_path):
     first, last = date(2013, 6, 1), date(2013, 6, 30)
     server.latency_s = 0.03

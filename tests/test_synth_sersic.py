@@ -61,6 +61,7 @@ def test_shapes_dtypes_and_params() -> None:
     assert np.allclose(ratio[bright], params["flux_ratio_1"][bright], rtol=0.05)
 
 
+@pytest.mark.slow
 def test_reproducible_and_independent_of_workers() -> None:
     a, pa = render_sersic(70, image_size=16, seed=7, num_workers=1)
     b, pb = render_sersic(70, image_size=16, seed=7, num_workers=2)

@@ -8,9 +8,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from astrogan.training.state import list_states, load_state
+
+pytestmark = pytest.mark.slow  # spawns processes or a browser
 
 
 def _cmd(ds, results, name, steps):

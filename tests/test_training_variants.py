@@ -84,6 +84,7 @@ def test_amp_on_cpu_uses_bfloat16_and_stays_finite(tiny_dataset, tmp_path, arch)
     assert ticks[0]["kimg"] == pytest.approx(3 * 4 * 2 / 1000)
 
 
+@pytest.mark.slow
 def test_wall_clock_budget_stops_and_saves_early(tiny_dataset, tmp_path):
     cfg = TrainConfig(data=str(tiny_dataset), arch="dcgan", image_size=16, batch_size=4, num_train_steps=10_000,
                       save_every=10_000, evaluate_every=10_000, results_dir=str(tmp_path), max_minutes=0.05,

@@ -25,9 +25,12 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.is_file(), reason="needs /usr/bin/chromium (Debian: apt-get install -y chromium)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(), reason="needs /usr/bin/chromium (Debian: apt-get install -y chromium)"
+    ),
+]
 
 
 def _free_port() -> int:

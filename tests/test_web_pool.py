@@ -29,6 +29,7 @@ def _claim_all(pool_dir: str, model_id: str, out: mp.Queue, start: mp.Event, rea
     out.put(got)
 
 
+@pytest.mark.slow
 def test_two_processes_never_claim_the_same_image(tmp_path):
     pool = Pool(tmp_path / "pool", model_id="m1")
     ids = pool.add_many((seed, 1.0, b"png%d" % seed) for seed in range(300))
@@ -111,6 +112,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_serve_cli_two_workers_share_the_pool(tmp_path):
     model = write_tiny_model(tmp_path / "model.onnx", image_size=16)
     settings = ServeSettings(model_path=model, pool_dir=tmp_path / "pool", pool_size=60, low_water=10)

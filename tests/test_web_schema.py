@@ -35,6 +35,9 @@ def _operations(schema):
     return ops
 
 
+pytestmark = pytest.mark.slow  # hundreds of generated requests per operation
+
+
 # Schemathesis' pytest plugin does not load under this pytest, so the strategies are driven with Hypothesis.
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_request_gets_a_server_error(api_schema, mode):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from astrogan.web.onnx_generator import write_tiny_model
 
 # A meta-path finder that refuses torch, as in a serving environment where it is not installed.
@@ -18,6 +20,9 @@ class _NoTorch:
         return None
 sys.meta_path.insert(0, _NoTorch())
 """
+
+
+pytestmark = pytest.mark.slow  # spawns processes or a browser
 
 
 def test_generate_and_serve_from_onnx_without_torch(tmp_path):

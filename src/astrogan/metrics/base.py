@@ -47,7 +47,7 @@ class StatsCache:
                 pass
         data = fn()
         with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, **data)
+            np.savez(tmp, **data)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
         return data
 
 

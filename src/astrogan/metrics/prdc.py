@@ -240,8 +240,9 @@ def weight_free_features(
     mean = centre.mean(axis=1)
     stats = np.stack([mean, centre.std(axis=1), pct[0], pct[1], pct[2]], axis=-1)  # (N, C, 5)
     cols = [stats.reshape(n, c * len(_COLOUR_STATS)), mean[:, :-1] - mean[:, 1:]]
-    for name in sorted(morphology_values or {}):
-        v = np.asarray(morphology_values[name], dtype=np.float64)
+    morph = morphology_values or {}
+    for name in sorted(morph):
+        v = np.asarray(morph[name], dtype=np.float64)
         if v.shape != (n,):
             raise ValueError(
                 f"morphology value {name!r} must have shape ({n},) like the images, got {v.shape}"

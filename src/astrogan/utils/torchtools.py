@@ -30,7 +30,7 @@ def seed_everything(seed: int) -> None:
 
 def get_rng_state() -> dict[str, Any]:
     """Capture every global RNG state as tensors/plain values (loadable with weights_only=True)."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]  # a tuple when legacy
     state: dict[str, Any] = {
         "python": list(random.getstate()[1]) + [random.getstate()[2]],
         "python_version": random.getstate()[0],

@@ -23,7 +23,7 @@ import hashlib
 import json
 import sqlite3
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ FINAL_STATUSES = frozenset({"skipped-video", "skipped-no-image", "not-found"})
 
 def now_utc() -> str:
     """The current UTC time, ISO 8601 with seconds."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def sha256_file(path: Path) -> str:
