@@ -89,12 +89,11 @@ def register(app: typer.Typer) -> None:
         from astrogan.data.dataset import open_dataset
         from astrogan.metrics import parse_metric_names
         from astrogan.metrics.compute import evaluate
+        from astrogan.metrics.protocols import PROTOCOLS
         from astrogan.utils.errors import UserError
         from astrogan.utils.log import info, progress, warn
 
         names = parse_metric_names(metrics)
-        from astrogan.metrics.protocols import PROTOCOLS
-
         if protocol not in PROTOCOLS:
             raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
         if num < 2:

@@ -116,6 +116,10 @@ class Context:
         f = len(self.fake) if num_fake is None else num_fake
         return f"{r} real / {f} generated"
 
+    def peek(self, key: str) -> Any:
+        """What `shared(key, ...)` computed already, or None (nothing is computed)."""
+        return self._shared.get(key)
+
     def shared(self, key: str, fn: Callable[[], Any]) -> Any:
         """`fn()` computed once per evaluation under `key` (e.g. Inception features, morphology)."""
         if key not in self._shared:

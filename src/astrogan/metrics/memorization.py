@@ -256,7 +256,7 @@ class MemorizationMetric(Metric):
     )
 
     def compute(self, ctx: Context) -> MemorizationResult:
-        feats = ctx._shared.get("inception")  # only when FID/KID/PRDC computed them already
+        feats = ctx.peek("inception")  # only when FID/KID/PRDC computed them already
         try:
             return memorization(
                 ctx.real,

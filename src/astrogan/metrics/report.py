@@ -38,7 +38,7 @@ def _metrics_json(res: Any, names: Sequence[str], meta: dict) -> dict:
         "image_shape": list(ctx.real.shape[1:]),
         "meta": meta,
     }
-    weights = ctx._shared.get("inception_weights")
+    weights = ctx.peek("inception_weights")
     if weights:
         doc["inception"] = weights
     for name, details in res.details.items():
