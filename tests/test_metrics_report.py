@@ -96,14 +96,24 @@ def test_eval_command_on_an_onnx_model(tmp_path):
         Image.fromarray(img).save(src / f"g{i:02d}.png")
     build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
     model = onnx_gen.write_tiny_model(tmp_path / "model.onnx", image_size=16, channels=3)
+    card = json.loads(model.with_suffix(".json").read_text())
+    card["model_card"] = {
+        "training": {"steps": 7, "kimg": 0.1, "run": "00003-x"},
+        "dataset": {"content_hash": "sha256:x"},
+    }
+    model.with_suffix(".json").write_text(json.dumps(card))
     out = tmp_path / "report"
-    rc = main(["eval", "--model", str(model), "--data", str(tmp_path / "ds"), "--num", "12",
-               "--metrics", "spectrum,morphology,memorization", "--out", str(out),
-               "--cache-dir", str(tmp_path / "cache")])
+    with pytest.warns(UserWarning, match="not the dataset this generator trained on"):
+        rc = main(["eval", "--model", str(model), "--data", str(tmp_path / "ds"), "--num", "12",
+                   "--metrics", "spectrum,morphology,memorization", "--out", str(out),
+                   "--cache-dir", str(tmp_path / "cache")])
     assert rc == 0
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["num_generated"] == 12 and doc["num_real"] == 16
     assert doc["meta"]["dataset_content_hash"] and (out / "report.html").is_file()
+    # An exported model says in its model card which step it is and what it trained on.
+    assert doc["meta"]["step"] == 7 and doc["meta"]["run"] == "00003-x"
+    assert doc["meta"]["trained_on_this_dataset"] is False
     assert main(["eval", "--model", str(model), "--data", str(tmp_path / "ds"), "--out", str(out)]) == 2
     assert main(["eval", "--model", str(model), "--data", str(tmp_path / "ds"), "--metrics", "nope"]) == 2
 

@@ -117,6 +117,14 @@ def register(app: typer.Typer) -> None:
         ds = open_dataset(data)
         raw_meta = dict(getattr(gen, "meta", None) or {})
         gmeta = {**raw_meta, **(raw_meta.get("extra") or {})}  # a run's step, kimg, dataset hash live in extra
+        card = raw_meta.get("model_card") or {}  # an exported model.json says the same in its model card
+        for key, value in (
+            ("step", (card.get("training") or {}).get("steps")),
+            ("kimg", (card.get("training") or {}).get("kimg")),
+            ("run", (card.get("training") or {}).get("run")),
+            ("dataset_hash", (card.get("dataset") or {}).get("content_hash")),
+        ):
+            gmeta.setdefault(key, value)
         trained_on = gmeta.get("dataset_hash")
         if trained_on and trained_on != ds.content_hash:
             warn(
