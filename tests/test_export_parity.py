@@ -85,6 +85,22 @@ def _make_run(tmp_path, arch: str, num_classes: int):
     return run, G
 
 
+def _module_flags(G: nn.Module) -> dict[str, tuple]:
+    """Per submodule: its class, train/eval mode and parametrized tensors; per parameter: requires_grad."""
+    from torch.nn.utils import parametrize
+
+    flags: dict[str, tuple] = {
+        name: (
+            type(m),
+            m.training,
+            tuple(sorted(m.parametrizations)) if parametrize.is_parametrized(m) else (),
+        )
+        for name, m in G.named_modules()
+    }
+    flags.update({f"param:{name}": (p.requires_grad,) for name, p in G.named_parameters()})
+    return flags
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 @pytest.mark.parametrize(("arch", "num_classes"), _variants())
 def test_every_arch_exports_with_parity(tmp_path, arch, num_classes, fmt):
@@ -104,11 +120,21 @@ def test_every_arch_exports_with_parity(tmp_path, arch, num_classes, fmt):
     assert "NASA/ESA (10 images)" in card["dataset"]["credits"]
     assert "CC BY 4.0 (2 images)" in card["dataset"]["licences"]
     assert card["metrics"] == {"fid": 87.5}
-    # the original generator is untouched by the export (spectral norm still a parametrization, same output)
+    # exporting a module leaves the caller's generator untouched (spectral norm still a parametrization,
+    # same weights, flags and output): everything "before" is taken before the export
     z = torch.from_numpy(np.random.default_rng(1).standard_normal((2, G.z_dim), dtype=np.float32))
     c = torch.tensor([0, 2]) if num_classes else None
-    before = G(z, c)
-    assert torch.equal(before, G(z, c))
+    with torch.no_grad():
+        before = G(z, c)
+    state_before = {k: v.clone() for k, v in G.state_dict().items()}
+    flags_before = _module_flags(G)
+    export_module(G, tmp_path / "from-module", fmt=fmt)
+    assert _module_flags(G) == flags_before
+    state_after = G.state_dict()
+    assert state_after.keys() == state_before.keys()
+    assert all(torch.equal(state_after[k], v) for k, v in state_before.items())
+    with torch.no_grad():
+        assert torch.equal(G(z, c), before)
     if fmt == "onnx":
         # the torch-free generator draws the pixels PyTorch's sampler draws, seed for seed
         from astrogan.sampling.generator import load_generator

@@ -89,6 +89,70 @@ def test_slerp_endpoints_and_norm():
     assert torch.allclose(same[:, 0], a, atol=1e-5)
 
 
+def _slerp_np(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The torch-free sampler's slerp (one pair of latents per call) in the (N, T, D) layout of `slerp`."""
+    from astrogan.web.onnx_generator import slerp as slerp_numpy
+
+    return torch.stack(
+        [
+            torch.from_numpy(slerp_numpy(ai.numpy(), bi.numpy(), t.numpy()))
+            for ai, bi in zip(a, b, strict=True)
+        ]
+    )
+
+
+SLERPS = pytest.mark.parametrize("interp", [slerp, _slerp_np], ids=["torch", "numpy"])
+
+
+def _gaussian_latents(n: int, dim: int = 512, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
+
+
+@SLERPS
+def test_slerp_midpoint_of_gaussian_latents_keeps_their_norm(interp):
+    a, b = _gaussian_latents(16)  # nearly orthogonal, norms about sqrt(512)
+    na, nb = a.norm(dim=1), b.norm(dim=1)
+    mid = interp(a, b, torch.tensor([0.5]))[:, 0].norm(dim=1)
+    # on the great circle (theta ~ 90 degrees) the midpoint's norm is the RMS of the endpoints' norms
+    assert torch.allclose(mid, ((na**2 + nb**2) / 2).sqrt(), rtol=0.03)
+    lerp_mid = ((a + b) / 2).norm(dim=1)
+    assert (lerp_mid / mid).max() < 0.8 and (lerp_mid / mid).min() > 0.6  # a straight line cuts ~0.707 inside
+    path = interp(a, b, torch.linspace(0, 1, 9)).norm(dim=2)  # (N, T): no step leaves the shell
+    assert (path >= 0.97 * torch.minimum(na, nb)[:, None]).all()
+    assert (path <= 1.03 * torch.maximum(na, nb)[:, None]).all()
+
+
+@SLERPS
+def test_slerp_matches_the_closed_form(interp):
+    a, noise = _gaussian_latents(4, seed=1)
+    # pairs at about 90, 45, 135 and 5 degrees, with unequal norms
+    b = torch.stack([noise[0], a[1] + noise[1], 1.5 * (noise[2] - a[2]), 2 * a[3] + 0.18 * noise[3]])
+    a64, b64 = a.double(), b.double()
+    theta = torch.acos((a64 * b64).sum(1) / (a64.norm(dim=1) * b64.norm(dim=1)))
+    assert theta.min() < 0.1 and theta.max() > 2.0
+    t = torch.tensor([0.0, 0.1, 0.25, 0.5, 0.8, 1.0])
+    out = interp(a, b, t)
+    assert out.shape == (4, 6, 512)
+    for j, tj in enumerate(t.double()):
+        wa = (torch.sin((1 - tj) * theta) / torch.sin(theta))[:, None]
+        wb = (torch.sin(tj * theta) / torch.sin(theta))[:, None]
+        expected = wa * a64 + wb * b64
+        assert torch.allclose(out[:, j].double(), expected, rtol=1e-4, atol=1e-4), float(tj)
+
+
+@SLERPS
+def test_slerp_of_parallel_vectors_is_the_straight_line(interp):
+    a = _gaussian_latents(3)[0]
+    t = torch.tensor([0.0, 0.3, 0.5, 1.0])
+    same = interp(a, a, t)
+    assert torch.isfinite(same).all()
+    assert torch.allclose(same, a[:, None].expand(-1, 4, -1), atol=1e-5)
+    longer = interp(a, 2 * a, t)  # same direction, twice the norm: the segment between them
+    assert torch.isfinite(longer).all()
+    assert torch.allclose(longer, (1 + t)[None, :, None] * a[:, None], atol=1e-4)
+
+
 def test_to_uint8_and_grid():
     x = np.array([-1.0, 0.0, 1.0, 2.0], np.float32).reshape(1, 1, 2, 2)
     assert to_uint8(x)[0, :, :, 0].tolist() == [[0, 128], [255, 255]]
@@ -103,8 +167,13 @@ def test_parse_seeds():
 
     assert parse_seeds("0-3,10") == [0, 1, 2, 3, 10]
     assert parse_seeds(" 5 ") == [5]
-    for bad, msg in (("3-1", "backwards"), ("a-b", "cannot read"), ("", "no seeds"), ("-5", "out of range"),
-                     ("0-4294967295", "too many")):
+    for bad, msg in (
+        ("3-1", "backwards"),
+        ("a-b", "cannot read"),
+        ("", "no seeds"),
+        ("-5", "out of range"),
+        ("0-4294967295", "too many"),
+    ):
         with pytest.raises(UserError, match=msg):
             parse_seeds(bad)
     z = latents_for_seeds([3, 9, 3], 8)

@@ -48,7 +48,10 @@ def _cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), device=x.device)
     yy = torch.arange(h, device=x.device).view(1, h, 1)
     xx = torch.arange(w, device=x.device).view(1, 1, w)
-    inside = ((yy - cy).abs() <= ch // 2) & ((xx - cx).abs() <= cw // 2)
+    # A ch x cw hole from (cy - ch // 2, cx - cw // 2), clipped at the border (DiffAugment's; `<= ch // 2`
+    # about the centre cut ch + 1 rows when ch is even).
+    y0, x0 = cy - ch // 2, cx - cw // 2
+    inside = (yy >= y0) & (yy < y0 + ch) & (xx >= x0) & (xx < x0 + cw)
     return torch.where(inside.unsqueeze(1), torch.full_like(x, -1.0), x)
 
 
