@@ -5,6 +5,8 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from astrogan.config import TrainConfig
 from astrogan.data.build import BuildOptions, build_dataset
@@ -59,6 +61,27 @@ def test_conditional_dcgan_trains_and_samples_per_class(galaxy10_ds, tmp_path):
         train(TrainConfig(**{**cfg.to_dict(), "num_classes": 5, "aug_types": ()}), show_progress=False)
 
 
+def _record_layer_dtypes(seen: set[torch.dtype]):
+    """A step callback: at step 1 it hooks every conv/linear layer of G and D, whose later outputs land in `seen`.
+
+    Steps 2.. then run under the loop's own autocast context, so `seen` holds the dtypes the layers computed in.
+    """
+    layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+    def hook(_module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            seen.add(output.dtype)
+
+    def callback(step, ctx):
+        if step == 1:
+            for net in (ctx["G"], ctx["D"]):
+                for m in net.modules():
+                    if isinstance(m, layers):
+                        m.register_forward_hook(hook)
+
+    return callback
+
+
 @pytest.mark.parametrize("arch", ["dcgan", "fastgan"])
 def test_amp_on_cpu_uses_bfloat16_and_stays_finite(tiny_dataset, tmp_path, arch):
     model = {"dcgan": {"ngf": 8, "ndf": 8}, "fastgan": {"ngf": 4, "ndf": 4}}[arch]
@@ -78,17 +101,51 @@ def test_amp_on_cpu_uses_bfloat16_and_stays_finite(tiny_dataset, tmp_path, arch)
         device="cpu",
         aug_prob=1.0,
     )
-    run = train(cfg, show_progress=False)
+    seen: set[torch.dtype] = set()
+    run = train(cfg, callbacks=[_record_layer_dtypes(seen)], show_progress=False)
+    # CPU autocast runs conv/linear in bfloat16: every hooked layer output of G and D in steps 2-3 is bf16.
+    assert seen == {torch.bfloat16}
     ticks = [r for r in read_stats(run) if "loss_d" in r]
     assert len(ticks) == 1 and np.isfinite(ticks[0]["loss_d"]) and np.isfinite(ticks[0]["loss_g"])
     assert ticks[0]["kimg"] == pytest.approx(3 * 4 * 2 / 1000)
 
 
+def test_amp_off_on_cpu_computes_in_float32(tiny_dataset, tmp_path):
+    cfg = TrainConfig(
+        data=str(tiny_dataset),
+        arch="dcgan",
+        image_size=16,
+        batch_size=4,
+        num_train_steps=2,
+        save_every=2,
+        evaluate_every=2,
+        results_dir=str(tmp_path),
+        amp=False,
+        num_snapshot_seeds=4,
+        model={"ngf": 8, "ndf": 8},
+        device="cpu",
+    )
+    seen: set[torch.dtype] = set()
+    train(cfg, callbacks=[_record_layer_dtypes(seen)], show_progress=False)
+    assert seen == {torch.float32}
+
+
 @pytest.mark.slow
 def test_wall_clock_budget_stops_and_saves_early(tiny_dataset, tmp_path):
-    cfg = TrainConfig(data=str(tiny_dataset), arch="dcgan", image_size=16, batch_size=4, num_train_steps=10_000,
-                      save_every=10_000, evaluate_every=10_000, results_dir=str(tmp_path), max_minutes=0.05,
-                      num_snapshot_seeds=4, model={"ngf": 8, "ndf": 8}, device="cpu")
+    cfg = TrainConfig(
+        data=str(tiny_dataset),
+        arch="dcgan",
+        image_size=16,
+        batch_size=4,
+        num_train_steps=10_000,
+        save_every=10_000,
+        evaluate_every=10_000,
+        results_dir=str(tmp_path),
+        max_minutes=0.05,
+        num_snapshot_seeds=4,
+        model={"ngf": 8, "ndf": 8},
+        device="cpu",
+    )
     run = train(cfg, show_progress=False)
     from astrogan.training.state import list_states
 
@@ -98,9 +155,21 @@ def test_wall_clock_budget_stops_and_saves_early(tiny_dataset, tmp_path):
 
 
 def test_metrics_during_training_reach_stats(tiny_dataset, tmp_path):
-    cfg = TrainConfig(data=str(tiny_dataset), arch="dcgan", image_size=32, batch_size=4, num_train_steps=2,
-                      save_every=2, evaluate_every=2, results_dir=str(tmp_path), metrics=("spectrum", "morphology"),
-                      num_metric_images=16, num_snapshot_seeds=4, model={"ngf": 8, "ndf": 8}, device="cpu")
+    cfg = TrainConfig(
+        data=str(tiny_dataset),
+        arch="dcgan",
+        image_size=32,
+        batch_size=4,
+        num_train_steps=2,
+        save_every=2,
+        evaluate_every=2,
+        results_dir=str(tmp_path),
+        metrics=("spectrum", "morphology"),
+        num_metric_images=16,
+        num_snapshot_seeds=4,
+        model={"ngf": 8, "ndf": 8},
+        device="cpu",
+    )
     run = train(cfg, show_progress=False)
     metric_rows = [r for r in read_stats(run) if any(k.startswith("metric_") for k in r)]
     assert len(metric_rows) == 1 and metric_rows[0]["step"] == 2
