@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -57,6 +59,45 @@ def test_fast_engine_matches_statmorph_on_sersic_stamps():
         ref.values["sersic_n"],
     )
     assert np.allclose(fast.values["sersic_rhalf"], ref.values["sersic_rhalf"], rtol=0.03)
+
+
+def test_statmorph_exceptions_are_flagged_counted_and_warned_once(monkeypatch):
+    """statmorph raising on some galaxies: flag 2 and NaN for those, the others measured, and one warning for
+    the batch with the count by exception type (single-process path, so the patch reaches statmorph)."""
+    import statmorph
+
+    from astrogan.metrics.morphology import PROPERTIES
+    from astrogan.metrics.morphology_statmorph import measure_morphology_statmorph
+
+    real = statmorph.SourceMorphology
+    raises = {1: ValueError("segmap too small"), 2: np.linalg.LinAlgError("singular"), 3: ValueError("nan")}
+    calls = []
+
+    def flaky(*args, **kw):
+        calls.append(len(calls))
+        if calls[-1] in raises:
+            raise raises[calls[-1]]
+        return real(*args, **kw)
+
+    monkeypatch.setattr(statmorph, "SourceMorphology", flaky)
+    with pytest.warns(UserWarning, match="statmorph failed") as record:
+        res = measure_morphology_statmorph(_stamps(), num_workers=1)
+    assert calls == [0, 1, 2, 3]
+    msgs = [str(w.message) for w in record if "statmorph failed" in str(w.message)]
+    assert len(msgs) == 1, msgs
+    assert msgs[0].startswith("statmorph failed on 3 of 4 galaxies (ValueError x2, LinAlgError x1); they are")
+    assert "flagged bad" in msgs[0] and "galaxy index 1, 2, 3" in msgs[0]
+    assert res.flag[0] < 2 and list(res.flag[1:]) == [2, 2, 2]
+    assert np.isfinite(res.values["gini"][0])
+    for k in PROPERTIES:
+        assert np.isnan(res.values[k][1:]).all(), k
+
+    # A batch where statmorph never raises says nothing.
+    monkeypatch.setattr(statmorph, "SourceMorphology", real)
+    with warnings.catch_warnings(record=True) as clean:
+        warnings.simplefilter("always")
+        measure_morphology_statmorph(_stamps()[:1], num_workers=1)
+    assert not [w for w in clean if "statmorph failed" in str(w.message)]
 
 
 def test_statmorph_engine_through_run_metrics():

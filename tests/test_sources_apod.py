@@ -168,6 +168,40 @@ def test_failed_items_are_retried_on_the_next_run(server, tmp_path):
     assert read_catalog(tmp_path)[0]["status"] == "ok"
 
 
+def test_parse_failure_records_the_reason_warns_and_is_retried(server, tmp_path, monkeypatch):
+    """A page the parser chokes on: failed:parse with the exception in the status, one warning naming the
+    day and URL, the run goes on; the next run retries that day only (like any failed:<reason>)."""
+    from astrogan.data.sources import apod
+
+    real_parse = apod.parse_apod_page
+    long_msg = "unexpected <center> nesting\n  at line 12: " + "x" * 300
+
+    def choking_parse(html: str, page_url: str):
+        if page_url.endswith(PAGE):
+            raise ValueError(long_msg)
+        return real_parse(html, page_url)
+
+    monkeypatch.setattr(apod, "parse_apod_page", choking_parse)
+    with pytest.warns(UserWarning) as record:
+        summary = _fetch(server, tmp_path, DAY, DAY + timedelta(days=1))
+    rows = {r["item_id"]: r for r in read_catalog(tmp_path)}
+    bad, good = rows[DAY.isoformat()], rows[(DAY + timedelta(days=1)).isoformat()]
+    assert bad["status"].startswith("failed:parse:ValueError: unexpected <center> nesting at line 12: xxx")
+    assert bad["status"].endswith("...") and len(bad["status"]) < 160 and "\n" not in bad["status"]
+    assert bad["local_path"] is None and good["status"] == "ok"
+    assert summary.failed == {"parse": 1} and summary.num_fetched == 1  # counted as plain failed:parse
+    msgs = [str(w.message) for w in record if "not parsed" in str(w.message)]
+    assert len(msgs) == 1
+    assert DAY.isoformat() in msgs[0] and PAGE in msgs[0] and "ValueError: unexpected <center>" in msgs[0]
+
+    monkeypatch.setattr(apod, "parse_apod_page", real_parse)
+    server.mark = len(server.log)
+    again = _fetch(server, tmp_path, DAY, DAY + timedelta(days=1))
+    assert _since(server, "/apod/ap") == [PAGE]  # the ok day is done; the failed one is tried again
+    assert again.num_already_done == 1 and again.num_fetched == 1
+    assert read_catalog(tmp_path)[0]["status"] == "ok"
+
+
 def test_not_found_days_and_bad_input(server, tmp_path):
     _fetch(server, tmp_path, date(1995, 6, 17), date(1995, 6, 17))  # the archive has no record of it
     assert read_catalog(tmp_path)[0]["status"] == "not-found"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from astrogan.export.known_warnings import known_export_warnings_filtered
 from astrogan.export.prepare import ExportWrapper, dummy_inputs
 
 LATENT_INPUT = "z"
@@ -33,9 +33,8 @@ def export_onnx(
     args = dummy_inputs(wrapper, batch=2)
     names = [LATENT_INPUT] + ([CLASS_INPUT] if wrapper.conditional else [])
     axes = {n: {0: "batch"} for n in [*names, IMAGE_OUTPUT]}
-    with warnings.catch_warnings(), torch.no_grad():
-        # The tracer warns about Python-side checks (label range, shapes); parity decides if it went wrong.
-        warnings.simplefilter("ignore")
+    # Only the known noise is filtered (tracer warnings: parity decides; the legacy exporter's deprecation).
+    with known_export_warnings_filtered(), torch.no_grad():
         torch.onnx.export(
             wrapper,
             args,

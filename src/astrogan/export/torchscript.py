@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from astrogan.export.known_warnings import known_export_warnings_filtered
 from astrogan.export.prepare import ExportWrapper, dummy_inputs
 
 
@@ -18,8 +18,7 @@ def export_torchscript(wrapper: ExportWrapper, path: str | Path) -> str:
     (batch sizes 1 and 16) catches anything tracing baked in.
     """
     path = Path(path)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with known_export_warnings_filtered(), torch.no_grad():  # tracer warnings, torch.jit deprecations only
         try:
             module = torch.jit.script(wrapper)
             method = "script"
@@ -33,8 +32,7 @@ def export_torchscript(wrapper: ExportWrapper, path: str | Path) -> str:
 
 def torchscript_runner(path: str | Path):
     """A loaded TorchScript module wrapped as `run(z, c) -> float32 (N, C, H, W)`."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but still the format
+    with known_export_warnings_filtered():  # torch.jit is deprecated but still the format
         module = torch.jit.load(str(path), map_location="cpu").eval()
 
     @torch.no_grad()

@@ -3,7 +3,8 @@
 A day page carries the picture as ``<a href="FULL"><img src="DISPLAY"></a>``; we take the link
 when it points at an image file and fall back to the ``<img>`` otherwise. Video and interactive days
 (an ``<iframe>``/``<embed>``/``<video>`` and no image) are recorded as ``skipped-video``; a page with
-neither as ``skipped-no-image``; a missing page (404) as ``not-found``.
+neither as ``skipped-no-image``; a missing page (404) as ``not-found``; a page the parser cannot read
+as ``failed:parse:<ExceptionType>: <message>``, with a warning naming the day (retried on the next run).
 
 The keyword filter behaves like the original APOD-scraping project: a day is kept when a keyword
 occurs anywhere in the day's HTML page, case-sensitively (``ignore_case`` to relax; ``regex`` to
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -41,6 +43,7 @@ SOURCE = "apod"
 DEFAULT_BASE_URL = "https://apod.nasa.gov/apod/"
 FIRST_DAY = date(1995, 6, 16)
 _IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|gif|tiff?|webp)$", re.IGNORECASE)
+_REASON_MAX_CHARS = 120  # of an exception message kept in a failed:parse:<reason> status
 
 
 @dataclass
@@ -122,6 +125,14 @@ def parse_apod_page(html: str, page_url: str) -> ApodPage:
         copyright=copyright_,
         explanation=explanation,
     )
+
+
+def parse_failure_reason(exc: BaseException, *, max_chars: int = _REASON_MAX_CHARS) -> str:
+    """``"<ExceptionType>: <message>"`` on one line, the message cut to ``max_chars``."""
+    msg = " ".join(str(exc).split())
+    if len(msg) > max_chars:
+        msg = msg[: max_chars - 3] + "..."
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 def licence_note(copyright_: str | None, credit: str | None) -> str:
@@ -237,10 +248,15 @@ async def _fetch_day(
         return row["status"]
     try:
         page = parse_apod_page(html, page_url)
-    except Exception:  # a page we cannot read is a data problem, never fatal for the run
-        row.update(status="failed:parse", fetched_at=now_utc())
+    except Exception as exc:  # a page we cannot read is a data problem, never fatal for the run
+        reason = parse_failure_reason(exc)
+        warnings.warn(f"APOD {day.isoformat()} ({page_url}): page not parsed, {reason}", stacklevel=1)
+        # The reason rides in the status (the catalog has no message column); a re-run retries every
+        # status but ok and the final ones, so it is retried like any failed:<reason>. The run summary
+        # counts it as plain failed:parse.
+        row.update(status=f"failed:parse:{reason}", fetched_at=now_utc())
         catalog.upsert(row)
-        return row["status"]
+        return "failed:parse"
     matched = match(html)
     row.update(
         title=page.title,
