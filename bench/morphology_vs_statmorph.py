@@ -31,7 +31,7 @@ from astrogan.metrics.morphology import (  # noqa: E402
     measure_batch,
     sersic_profile,
 )
-from astrogan.metrics.morphology_statmorph import measure_one_statmorph  # noqa: E402
+from astrogan.metrics.morphology.statmorph import measure_one_statmorph  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "galaxyzoo-examples"
 COMPARED = tuple(p for p in PROPERTIES if not p.startswith(("xc_", "yc_")))

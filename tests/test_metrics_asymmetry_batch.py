@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrogan.metrics.morphology_asymmetry import asymmetry_search_batch
-from astrogan.metrics.morphology_reference import _asymmetry_search
+from astrogan.metrics.morphology._reference import _asymmetry_search
+from astrogan.metrics.morphology.asymmetry import asymmetry_search_batch
 
 
 def _problems():

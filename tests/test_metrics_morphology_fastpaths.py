@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from astrogan.metrics import morphology as morph
-from astrogan.metrics import morphology_reference as ref_impl
+from astrogan.metrics.morphology import _reference as ref_impl
+from astrogan.metrics.morphology import measure as morph
 
 
 @pytest.mark.parametrize(("h", "w", "sigma"), [(48, 48, 4.0), (40, 56, 0.3), (32, 32, 20.0), (24, 24, 0.0)])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrogan.metrics import morphology as morph
-from astrogan.metrics import morphology_reference as ref_impl
-from astrogan.metrics.morphology_growth import GrowthBatch
+from astrogan.metrics.morphology import _reference as ref_impl
+from astrogan.metrics.morphology import measure as morph
+from astrogan.metrics.morphology.growth import GrowthBatch
 
 
 def _batch(seed: int = 0, n: int = 12, size: int = 48):

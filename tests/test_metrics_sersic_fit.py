@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrogan.metrics import morphology_reference as ref_impl
-from astrogan.metrics import morphology_sersic as ms
+from astrogan.metrics.morphology import _reference as ref_impl
+from astrogan.metrics.morphology import sersic as ms
 from astrogan.metrics.morphology import sersic_profile
 
 

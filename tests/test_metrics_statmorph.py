@@ -35,7 +35,7 @@ def _stamps() -> np.ndarray:
 
 
 def test_fast_engine_matches_statmorph_on_sersic_stamps():
-    from astrogan.metrics.morphology_statmorph import measure_morphology_statmorph
+    from astrogan.metrics.morphology.statmorph import measure_morphology_statmorph
 
     imgs = _stamps()
     fast = measure_morphology(imgs)
@@ -67,7 +67,7 @@ def test_statmorph_exceptions_are_flagged_counted_and_warned_once(monkeypatch):
     import statmorph
 
     from astrogan.metrics.morphology import PROPERTIES
-    from astrogan.metrics.morphology_statmorph import measure_morphology_statmorph
+    from astrogan.metrics.morphology.statmorph import measure_morphology_statmorph
 
     real = statmorph.SourceMorphology
     raises = {1: ValueError("segmap too small"), 2: np.linalg.LinAlgError("singular"), 3: ValueError("nan")}
@@ -126,7 +126,7 @@ def _statmorph_skybox_rule(seg: np.ndarray) -> tuple[int, int, int] | None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_skybox_follows_statmorph_scan(seed):
-    from astrogan.metrics.morphology import _skybox
+    from astrogan.metrics.morphology.measure import _skybox
 
     rng = np.random.default_rng(seed)
     seg = np.zeros((48, 48), dtype=bool)
@@ -190,7 +190,7 @@ def test_fast_engine_matches_statmorph_on_structured_galaxies():
     they are far from zero and differ from galaxy to galaxy (smooth Sérsic stamps prove nothing for A, S)."""
     from scipy.stats import spearmanr
 
-    from astrogan.metrics.morphology_statmorph import measure_morphology_statmorph
+    from astrogan.metrics.morphology.statmorph import measure_morphology_statmorph
 
     fast, ref = {}, {}
     for img in _structured_stamps():  # stamps of different sizes: one call each

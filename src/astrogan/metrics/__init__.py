@@ -45,7 +45,7 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec(
             "morphology",
             "statmorph-style morphology, per property",
-            "astrogan.metrics.morphology_metric:MorphologyMetric",
+            "astrogan.metrics.morphology.metric:MorphologyMetric",
         ),
         MetricSpec("prdc", "precision/recall and density/coverage", "astrogan.metrics.prdc:PRDCMetric"),
         MetricSpec(

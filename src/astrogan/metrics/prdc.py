@@ -302,7 +302,7 @@ def _feature_space(ctx: Context) -> tuple[str, np.ndarray, np.ndarray]:
         except MetricSkipped:
             pass
     from astrogan.metrics.morphology import COMPARED_PROPERTIES
-    from astrogan.metrics.morphology_metric import shared_morphology
+    from astrogan.metrics.morphology.metric import shared_morphology
 
     real_m, fake_m = shared_morphology(ctx)
     names = [k for k in COMPARED_PROPERTIES if k != "orientation"]  # an angle: no Euclidean meaning

@@ -1,12 +1,13 @@
 """The fast morphology engine's per-galaxy reference: the plain pipeline the batched one is tested against.
 
 `measure_batch_reference` measures one galaxy at a time with `_Growth` (curves of growth of one
-galaxy) where `morphology.measure_batch` runs each step for the whole batch; both must give the
+galaxy) where `measure.measure_batch` runs each step for the whole batch; both must give the
 same numbers (tests/test_metrics_morphology_growth.py). The plain helpers the batched engine replaced
 live here too (one galaxy's radius grid, Gaussian smoothing and Gini segmap; one stamp's binning for
 the Sérsic fit; one galaxy's asymmetry search), each the reference its batched twin is tested against.
 The reference pipeline runs the lockstep asymmetry search on its galaxy alone, so that the rest of
-the two pipelines can be compared number for number. Not used in production.
+the two pipelines can be compared number for number. Private: only the tests import it (no
+production code does, and `astrogan.metrics.morphology` does not re-export it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,19 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from astrogan.metrics.morphology import (
+from astrogan.metrics.morphology.asymmetry import asymmetry_search_batch, quadratic_step, window_offsets
+from astrogan.metrics.morphology.growth import (
+    _ANNULUS,
+    _ARANGE100,
+    _DR,
+    _ETA,
+    _H,
+    _SUB,
+    _SUB_OX,
+    _SUB_OY,
+    _SUB_RADIUS,
+)
+from astrogan.metrics.morphology.measure import (
     _PETRO_EXTENT_CAS,
     _PETRO_FRACTION_CAS,
     _PETRO_FRACTION_GINI,
@@ -31,19 +44,7 @@ from astrogan.metrics.morphology import (
     gini,
     m20,
 )
-from astrogan.metrics.morphology_asymmetry import asymmetry_search_batch, quadratic_step, window_offsets
-from astrogan.metrics.morphology_growth import (
-    _ANNULUS,
-    _ARANGE100,
-    _DR,
-    _ETA,
-    _H,
-    _SUB,
-    _SUB_OX,
-    _SUB_OY,
-    _SUB_RADIUS,
-)
-from astrogan.metrics.morphology_sersic import fit_sersic_2d
+from astrogan.metrics.morphology.sersic import fit_sersic_2d
 
 # Half box widths of the curves of growth in fine steps (the steps are the bin width).
 _HALF_STEPS_FAR = int(round(0.5 / _DR))
@@ -514,7 +515,7 @@ def _asymmetry_search(
     img: np.ndarray, x0: float, y0: float, r_ap: float, sky_asym: float, *, reach_px: float
 ) -> tuple[float, float, float, bool]:
     """Minimum CAS asymmetry (Lotz et al. 2004 eq. 10, sky term subtracted) over centres near (x0, y0),
-    one galaxy at a time: the plain search `morphology_asymmetry.asymmetry_search_batch` is tested against.
+    one galaxy at a time: the plain search `asymmetry.asymmetry_search_batch` is tested against.
 
     statmorph rotates by 180 degrees with bilinear interpolation (skimage, zero outside the stamp):
     about a centre whose doubled coordinates are u = a + fu, v = b + fv (a, b integers) the rotated

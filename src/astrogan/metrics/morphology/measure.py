@@ -9,12 +9,12 @@ asymmetry centre from a 3x3 pattern search at 1/2 and 1/4 px plus a quadratic st
 180-degree rotation is a bilinear mix of exact flips as in skimage (instead of a Nelder-Mead
 search), with statmorph's retry from the brightest pixel when the centre drifts; the Gini segmap
 thresholded on the elliptical annulus about the centroid; and statmorph's 2D Sérsic fit (same model,
-same start, Levenberg-Marquardt; `morphology_sersic`). A batch is measured in phases, each for a
-chunk of galaxies at once: the asymmetry searches in lockstep (`morphology_asymmetry`), the curves
-of growth (`morphology_growth`), the Gini segmaps and the Sérsic fits; only the labelling of a
-segmap's components and a few moments run galaxy by galaxy. `morphology_reference` keeps the plain
-one-galaxy-at-a-time pipeline the tests hold it to. Every galaxy gets a quality flag (0 good,
-1 suspect, 2 bad, as in statmorph) instead of an exception; bad measurements are NaN.
+same start, Levenberg-Marquardt; `sersic`). A batch is measured in phases, each for a chunk of
+galaxies at once: the asymmetry searches in lockstep (`asymmetry`), the curves of growth (`growth`),
+the Gini segmaps and the Sérsic fits; only the labelling of a segmap's components and a few moments
+run galaxy by galaxy. `_reference` keeps the plain one-galaxy-at-a-time pipeline the tests hold it
+to. Every galaxy gets a quality flag (0 good, 1 suspect, 2 bad, as in statmorph) instead of an
+exception; bad measurements are NaN.
 
 Conventions: images are ``(N, H, W)`` or ``(N, H, W, C)``; RGB is turned into luminance
 (0.299 R + 0.587 G + 0.114 B), other band counts into the band mean; arrays are indexed ``[y, x]``;
@@ -29,9 +29,9 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import special
 
-from astrogan.metrics.morphology_asymmetry import asymmetry_search_batch
-from astrogan.metrics.morphology_growth import _ANNULUS, GrowthBatch, radius_grids
-from astrogan.metrics.morphology_sersic import fit_sersic_frames
+from astrogan.metrics.morphology.asymmetry import asymmetry_search_batch
+from astrogan.metrics.morphology.growth import _ANNULUS, GrowthBatch, radius_grids
+from astrogan.metrics.morphology.sersic import fit_sersic_frames
 
 #: Properties measured per galaxy, in output order.
 PROPERTIES: tuple[str, ...] = (
@@ -89,7 +89,7 @@ PLAUSIBLE_RANGES: dict[str, tuple[float | str, float | str]] = {
     "rpetro_ellip": (0.0, "diag"),
     "ellipticity": (0.0, 1.0),
     "elongation": (1.0, np.inf),
-    "sersic_n": (0.0, np.inf),  # bounded by the fit itself (morphology_sersic)
+    "sersic_n": (0.0, np.inf),  # bounded by the fit itself (sersic.py)
     "sersic_rhalf": (0.0, np.inf),
 }
 

@@ -11,15 +11,15 @@ import numpy as np
 
 from astrogan.metrics.base import Context, Metric, Row
 from astrogan.metrics.distances import compare_properties, mean_distance
-from astrogan.metrics.morphology import COMPARED_PROPERTIES, PROPERTIES, MorphologyResult
+from astrogan.metrics.morphology.measure import COMPARED_PROPERTIES, PROPERTIES, MorphologyResult
 
 
 def _measure(images: np.ndarray, engine: str, num_workers: int | None) -> MorphologyResult:
     if engine == "statmorph":
-        from astrogan.metrics.morphology_statmorph import measure_morphology_statmorph
+        from astrogan.metrics.morphology.statmorph import measure_morphology_statmorph
 
         return measure_morphology_statmorph(images, num_workers=num_workers)
-    from astrogan.metrics.morphology import measure_morphology
+    from astrogan.metrics.morphology.measure import measure_morphology
 
     return measure_morphology(images)
 

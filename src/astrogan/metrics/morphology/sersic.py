@@ -51,7 +51,7 @@ def _bin_frames(
     frames: `(N, H, W)`, zero off each galaxy's stamp (zeros are left out, as statmorph's weights
     leave them out); bounds: `(N, 4)` the stamps' (y0, y1, x0, x1); xc, yc: `(N,)` starts in stamp
     pixels. Each frame is shifted so that its galaxy's blocks start at multiples of 8; the blocks,
-    their sums and their order are those of `morphology_reference._bin_stamp` on the stamp alone.
+    their sums and their order are those of `_reference._bin_stamp` on the stamp alone.
     """
     n, h, w = frames.shape
     y0, x0 = bounds[:, 0], bounds[:, 2]

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from astrogan.metrics.morphology import (
+from astrogan.metrics.morphology.measure import (
     PROPERTIES,
     MorphologyResult,
     SegmentationParams,

@@ -1,6 +1,6 @@
 """Curves of growth of a whole batch of galaxies at once: statmorph's Petrosian and fractional-light radii.
 
-The batch twin of `morphology._Growth` (the per-galaxy reference, kept for tests): the same radial
+The batch twin of `_reference._Growth` (the per-galaxy reference, kept for tests): the same radial
 histograms (bins of `_DR` px, sub-pixels near the centre), the same running integrals and the same
 bracketing rules, but as array operations over all galaxies, so that a 64 px stamp costs a few
 microseconds of arithmetic instead of a few hundred NumPy calls. Galaxies keep their own postage

@@ -1,6 +1,6 @@
 """The asymmetry centres of a whole batch of galaxies, searched in lockstep (statmorph's minimised CAS A).
 
-The batch twin of `morphology_reference._asymmetry_search` (the per-galaxy search, kept for tests):
+The batch twin of `_reference._asymmetry_search` (the per-galaxy search, kept for tests):
 the same pattern search, the same rotations and the same aperture weights, but every galaxy's search
 is a generator of score requests, and each round scores the requests of all galaxies with a few
 array operations (one gather, one subtraction, segment sums). A galaxy's search then costs the
