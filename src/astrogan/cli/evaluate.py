@@ -87,6 +87,7 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from astrogan.data.dataset import open_dataset
+        from astrogan.imaging import uint8_to_unit
         from astrogan.metrics import parse_metric_names
         from astrogan.metrics.compute import evaluate
         from astrogan.metrics.protocols import PROTOCOLS
@@ -145,7 +146,7 @@ def register(app: typer.Typer) -> None:
                 bar.advance(task, len(seeds))
         fake = np.concatenate(chunks)
         if real.dtype != np.uint8:  # float science data live in [0, 1]: compare like with like
-            fake = fake.astype(np.float32) / 255.0
+            fake = uint8_to_unit(fake, np.float32)
         meta = {
             "generator": str(model if model is not None else run),
             "dataset": str(data),

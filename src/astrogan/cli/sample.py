@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     ) -> None:
         """Write one PNG per seed (seedNNNN.png); seed N always gives the same image."""
-        from astrogan.sampling.grids import make_grid
+        from astrogan.imaging import make_grid
         from astrogan.sampling.post import save_png
         from astrogan.utils.errors import UserError
         from astrogan.utils.log import info, progress

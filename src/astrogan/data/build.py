@@ -47,6 +47,7 @@ import numpy as np
 
 from astrogan.data import fits_io, galaxy10, preprocess
 from astrogan.data.preprocess import Decoded, SkipFile
+from astrogan.imaging import sha256_file, uint8_to_unit
 from astrogan.utils.atomic import atomic_dir, write_json
 from astrogan.utils.errors import UserError
 
@@ -375,13 +376,8 @@ def _provenance_of(f: Path, sha: str, prov: _Provenance) -> tuple[dict[str, Any]
 
 
 def _file_sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+    """(hex sha256, size in bytes) of a file."""
+    return sha256_file(path), path.stat().st_size
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -588,7 +584,7 @@ class _Builder:
         assert self.channels is not None
         pixels = preprocess.to_channels(decoded.pixels, self.channels, flags=flags)
         if self.dtype == "float32" and pixels.dtype == np.uint8:
-            pixels = pixels.astype(np.float32) / 255.0
+            pixels = uint8_to_unit(pixels, np.float32)
         rng = np.random.default_rng([opts.seed, *rng_key])
         boxes = preprocess.crop_boxes(
             decoded.height,

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from astrogan.data import fits_io
+from astrogan.imaging import unit_to_uint8
 from astrogan.utils.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -271,11 +272,7 @@ def resize_square(pixels: np.ndarray, size_px: int, *, filter: str = "lanczos") 
     )
 
 
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Float [0, 1] -> uint8 [0, 255] (rounded); uint8 passes through."""
-    if pixels.dtype == np.uint8:
-        return pixels
-    return np.clip(np.rint(pixels.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+to_uint8 = unit_to_uint8  # float [0, 1] -> uint8 (rounded); uint8 passes through
 
 
 def pixel_sha256(pixels: np.ndarray) -> str:

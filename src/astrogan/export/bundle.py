@@ -21,6 +21,7 @@ from astrogan.export.onnx import (
 from astrogan.export.parity import PARITY_BATCH_SIZES, PARITY_NUM_SEEDS, PARITY_TOLERANCE, check_parity
 from astrogan.export.prepare import ExportWrapper, prepare_generator
 from astrogan.export.torchscript import export_torchscript, torchscript_runner
+from astrogan.imaging import TO_UINT8_RULE
 from astrogan.utils.atomic import atomic_dir, write_json
 from astrogan.utils.errors import UserError
 
@@ -195,7 +196,7 @@ def export_module(
         "image_size": wrapper.image_size,
         "channels": wrapper.channels,
         "value_range": [-1.0, 1.0],
-        "to_uint8": "round((x + 1) * 127.5), clipped to 0..255",
+        "to_uint8": TO_UINT8_RULE,
         "stretch": _stretch(run_dir),
         "opset": opset if fmt == "onnx" else None,
     }

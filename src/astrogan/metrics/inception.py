@@ -19,7 +19,6 @@ environment variable ASTROGAN_INCEPTION_WEIGHTS. Its sha256 is computed and repo
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from astrogan.imaging import sha256_file
 from astrogan.utils.errors import UserError
 
 WEIGHTS_ENV = "ASTROGAN_INCEPTION_WEIGHTS"
@@ -188,15 +188,6 @@ class FIDInceptionV3(nn.Module):
         for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
             x = getattr(self, f"Mixed_{name}")(x)
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_weights_path(path: str | os.PathLike[str] | None) -> Path | None:

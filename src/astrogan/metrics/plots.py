@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
+
+from astrogan.imaging import make_grid
 
 
 def pyplot():  # noqa: ANN201
@@ -33,15 +34,7 @@ def display(images: np.ndarray) -> np.ndarray:
 
 def image_grid(images: np.ndarray, *, num: int = 64) -> np.ndarray:
     """Tile the first `num` images into one square-ish grid `(rows*H, cols*W, C)` with 2-px gaps."""
-    x = display(images[:num])
-    n, h, w, c = x.shape
-    cols = int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    grid = np.ones((rows * (h + 2), cols * (w + 2), c))
-    for i in range(n):
-        r, k = divmod(i, cols)
-        grid[r * (h + 2) : r * (h + 2) + h, k * (w + 2) : k * (w + 2) + w] = x[i]
-    return grid
+    return make_grid(display(images[:num]), pad_px=2, pad_value=1.0, border=False, dtype=np.float64)
 
 
 def imshow(ax, img: np.ndarray) -> None:  # noqa: ANN001

@@ -7,7 +7,6 @@ so a pair from two different saves is caught. Loading never unpickles: safetenso
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from astrogan.imaging import sha256_file
 from astrogan.models import get_arch
 from astrogan.models.layers import bake_spectral_norm
 from astrogan.utils.atomic import atomic_path, write_json
@@ -25,14 +25,6 @@ FORMAT = "astrogan.generator"
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "generator.safetensors"
 META_NAME = "generator.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_generator(
@@ -60,7 +52,7 @@ def save_generator(
         "image_size": int(cfg["image_size"]),
         "channels": int(cfg.get("channels", 3)),
         "value_range": [-1, 1],
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": sha256_file(weights),
         "extra": dict(extra) if extra else {},
     }
     write_json(out / META_NAME, meta)
@@ -131,7 +123,7 @@ def load_generator_module(
     spec = get_arch(str(meta.get("arch")))
     cfg = spec.config_cls.from_dict(meta.get("config") or {})
     expected = meta.get("weights_sha256")
-    if expected is not None and _sha256(weights_path) != expected:
+    if expected is not None and sha256_file(weights_path) != expected:
         raise UserError(
             f"checkpoint {weights_path} does not match {meta_path.name} (corrupt, truncated or from another "
             "save): re-export it or point at another"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from astrogan.imaging import make_grid, to_uint8
 from astrogan.sampling.generator import Generator
-from astrogan.sampling.grids import make_grid
-from astrogan.sampling.post import to_uint8
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -7,16 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from astrogan.imaging import to_uint8
 from astrogan.utils.atomic import atomic_path
 
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """float (N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C): round((x + 1) * 127.5), clipped.
-
-    The torch-free web server uses the same mapping (web.onnx_generator), so both draw identical pixels.
-    """
-    arr = np.clip(np.rint((np.asarray(x, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    return arr.transpose(0, 2, 3, 1)
+__all__ = ["save_png", "to_pil", "to_uint8"]
 
 
 def to_pil(image_hwc: np.ndarray) -> Image.Image:

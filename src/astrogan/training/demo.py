@@ -18,9 +18,9 @@ from astrogan.config import TrainConfig
 from astrogan.data.build import BuildOptions, build_dataset
 from astrogan.data.dataset import open_dataset
 from astrogan.data.synthetic import asinh_stretch, render_sersic
+from astrogan.imaging import make_grid
 from astrogan.sampling.average import average_image
 from astrogan.sampling.generator import load_generator
-from astrogan.sampling.grids import make_grid
 from astrogan.sampling.interpolate import interpolation_sheet
 from astrogan.sampling.post import save_png
 from astrogan.sampling.report import Figure, write_page

@@ -29,10 +29,10 @@ from astrogan._version import __version__
 from astrogan.config import TrainConfig, from_dict
 from astrogan.data.augment import DiffAugment
 from astrogan.data.dataset import open_dataset
+from astrogan.imaging import make_grid, model_to_unit, to_uint8
 from astrogan.models import get_arch
 from astrogan.models.io import save_generator
-from astrogan.sampling.grids import make_grid
-from astrogan.sampling.post import save_png, to_uint8
+from astrogan.sampling.post import save_png
 from astrogan.training import distributed as dist_utils
 from astrogan.training.ema import ema_beta, update_ema
 from astrogan.training.losses import make_loss
@@ -423,7 +423,7 @@ def train(
         real_idx = np.linspace(0, len(images) - 1, min(len(images), cfg.num_metric_images)).astype(int)
         real = images[torch.from_numpy(real_idx).to(images.device)].permute(0, 2, 3, 1).cpu().numpy()
         if real.dtype != np.uint8:
-            fake_arr = ((fake + 1) / 2).transpose(0, 2, 3, 1).astype(np.float32)
+            fake_arr = model_to_unit(fake).transpose(0, 2, 3, 1).astype(np.float32)
         else:
             fake_arr = to_uint8(fake)
         figures = metric_fn(

@@ -20,10 +20,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from astrogan.imaging import make_grid, slerp
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import MAX_SEED, parse_seeds
-from astrogan.web.imaging import animation_formats, encode_animation, encode_png, make_grid
-from astrogan.web.onnx_generator import OnnxGenerator, slerp
+from astrogan.web.imaging import animation_formats, encode_animation, encode_png
+from astrogan.web.onnx_generator import OnnxGenerator
 from astrogan.web.pool import Pool
 from astrogan.web.settings import ServeSettings
 from astrogan.web.worker import model_id, open_pool
@@ -402,7 +403,8 @@ def create_app(
 
         def make() -> bytes:
             imgs = gen.generate(seed_list, trunc=trunc, labels=_labels(seed_list, cls), batch_size=16)
-            return encode_png(make_grid(imgs, num_cols=cols), compress_level=settings.png_compress_level)
+            sheet = make_grid(imgs, ncols=min(cols, len(imgs)) if cols else None, pad_px=2)
+            return encode_png(sheet, compress_level=settings.png_compress_level)
 
         key = ("grid", tuple(seed_list), repr(float(trunc)), cls, cols)
         return _image_response(request, key, "image/png", make)

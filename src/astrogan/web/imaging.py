@@ -1,9 +1,8 @@
-"""Pictures to bytes for the web: PNG, grids and animated WebP/GIF (Pillow only)."""
+"""Pictures to bytes for the web: PNG and animated WebP/GIF (Pillow only); grids are `astrogan.imaging`."""
 
 from __future__ import annotations
 
 import io
-import math
 
 import numpy as np
 from PIL import Image, features
@@ -25,20 +24,6 @@ def encode_png(image: np.ndarray, *, compress_level: int = 1) -> bytes:
     buf = io.BytesIO()
     _pil(image).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
-
-
-def make_grid(images: np.ndarray, *, num_cols: int | None = None, pad_px: int = 2) -> np.ndarray:
-    """uint8 `(N, H, W, C)` -> one uint8 `(rows*H + pads, cols*W + pads, C)` mosaic, row-major."""
-    n, h, w, c = images.shape
-    cols = num_cols or max(1, math.ceil(math.sqrt(n)))
-    cols = min(cols, n)
-    rows = math.ceil(n / cols)
-    out = np.zeros((rows * h + (rows + 1) * pad_px, cols * w + (cols + 1) * pad_px, c), dtype=np.uint8)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        y, x = pad_px + r * (h + pad_px), pad_px + q * (w + pad_px)
-        out[y : y + h, x : x + w] = images[i]
-    return out
 
 
 def animation_formats() -> list[str]:

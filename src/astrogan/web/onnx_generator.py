@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from astrogan.imaging import slerp as slerp  # re-exported: the web's latent walk
+from astrogan.imaging import to_uint8
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
 
@@ -16,29 +18,6 @@ LATENT_INPUT = "z"
 CLASS_INPUT = "c"
 IMAGE_OUTPUT = "images"
 META_KEY = "astrogan"
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Float `(N, C, H, W)` in [-1, 1] -> uint8 `(N, H, W, C)` via round((x + 1) * 127.5), clipped.
-
-    The one mapping from model output to pixels; the PyTorch sampler uses the same formula.
-    """
-    x = np.rint((np.asarray(images, dtype=np.float32) + 1.0) * 127.5)
-    return np.clip(x, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1).copy()
-
-
-def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Spherical interpolation between latents `a`, `b` (z_dim,) at fractions `t` (S,) -> `(S, z_dim)`."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64)[:, None]
-    cos = float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
-    omega = np.arccos(np.clip(cos, -1.0, 1.0))
-    if omega < 1e-6:  # nearly parallel: the straight line is the great circle
-        out = (1 - t) * a + t * b
-    else:
-        out = (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
-    return out.astype(np.float32)
 
 
 def read_model_meta(path: str | Path) -> dict[str, Any]:

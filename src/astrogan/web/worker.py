@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import signal
 import time
 from pathlib import Path
 
+from astrogan.imaging import sha256_file
 from astrogan.utils.seeds import MAX_SEED
 from astrogan.web.imaging import encode_png
 from astrogan.web.onnx_generator import OnnxGenerator
@@ -18,11 +18,7 @@ from astrogan.web.settings import ServeSettings
 
 def model_id(path: str | Path) -> str:
     """Identity of a model file (sha256 of its bytes): pools are tied to the model that filled them."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    return sha256_file(path)[:16]
 
 
 def open_pool(settings: ServeSettings) -> Pool:

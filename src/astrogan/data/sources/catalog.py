@@ -19,13 +19,14 @@ other final states (``skipped-video``, ``skipped-no-image``, ``not-found``) and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from astrogan.imaging import sha256_file
 
 CATALOG_NAME = "catalog.sqlite"
 SCHEMA_VERSION = 1
@@ -56,15 +57,6 @@ FINAL_STATUSES = frozenset({"skipped-video", "skipped-no-image", "not-found"})
 def now_utc() -> str:
     """The current UTC time, ISO 8601 with seconds."""
     return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 hex digest of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Catalog:
