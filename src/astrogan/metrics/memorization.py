@@ -175,7 +175,9 @@ def memorization(
             f"are too few (needs at least {max(min_real, k + 2)})"
         )
     calib = np.sort(rng.permutation(len(keep))[: min(len(keep), max_calibration)])
-    spaces: dict[str, tuple[np.ndarray, np.ndarray]] = {"pixels": (pix[keep], reduce_pixels(fake, size_px=size_px))}
+    spaces: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        "pixels": (pix[keep], reduce_pixels(fake, size_px=size_px))
+    }
     if train_features is not None and fake_features is not None:
         spaces["features"] = (np.asarray(train_features)[keep], np.asarray(fake_features))
     elif features is not None:
@@ -188,7 +190,9 @@ def memorization(
         t = _thresholds(rr[name], rdist[:, 0], percentile)
         thr[name], lim[name] = t
         frac[name] = float(np.mean(_flagged(fr[name], fdist[:, 0], t)))
-        ci[name] = _bootstrap_interval(rr[name], rdist[:, 0], fr[name], fdist[:, 0], percentile, num_boot, rng)
+        ci[name] = _bootstrap_interval(
+            rr[name], rdist[:, 0], fr[name], fdist[:, 0], percentile, num_boot, rng
+        )
         fd[name], fi[name] = fdist[:, 0], keep[fidx[:, 0]]  # index into the full `train`
     order = np.argsort(fr["pixels"], kind="stable")[:num_pairs]
     pairs = [(int(i), int(fi["pixels"][i]), float(fd["pixels"][i])) for i in order]
@@ -278,7 +282,8 @@ class MemorizationMetric(Metric):
                 "memorised fraction (pixels)",
                 r.fraction["pixels"],
                 r.percentile / 100.0,
-                f"generated images much nearer one real image than the next {r.k} (95% interval {lo:.3g}-{hi:.3g}); "
+                f"generated images that are no outliers and much nearer one real image than the next {r.k} "
+                f"(95% interval {lo:.3g}-{hi:.3g}); "
                 f"a perfect generator scores the floor ({r.percentile:g}%), a copier 1",
                 ctx.counts(r.num_real),
             )
@@ -336,9 +341,10 @@ class MemorizationMetric(Metric):
             "<h2>Memorization</h2><p>"
             + html.escape(
                 f"{100 * r.fraction['pixels']:.1f}% of generated images (95% interval {100 * lo:.1f}-{100 * hi:.1f}%) "
-                f"sit much nearer one real image than the next {r.k}, against {r.percentile:g}% of the real images "
-                f"themselves ({r.num_calibration} of {r.num_real} real images calibrate the threshold "
-                f"{r.threshold['pixels']:.3g})."
+                f"are no outliers and sit much nearer one real image than the next {r.k}, against "
+                f"{r.percentile:g}% of the real images themselves ({r.num_calibration} of {r.num_real} real images "
+                f"calibrate the copy-ratio threshold {r.threshold['pixels']:.3g} and the distance limit "
+                f"{r.distance_limit['pixels']:.3g}; {r.num_duplicates} exact duplicates among them counted once)."
             )
             + "</p>"
         )
