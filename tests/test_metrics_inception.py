@@ -248,7 +248,7 @@ def test_eval_refuses_bad_weights_before_generating(tmp_path, monkeypatch):
     bad = tmp_path / "weights.pth"
     bad.write_text("not weights")
     calls = []
-    monkeypatch.setattr("astrogan.cli.evaluate._open_generator", lambda *a: calls.append(a))
+    monkeypatch.setattr("astrogan.cli.sample.open_generator", lambda *a: calls.append(a))
     rc = main(["eval", "--run", str(tmp_path), "--data", str(tmp_path), "--metrics", "fid",
                "--inception-weights", str(bad), "--out", str(tmp_path / "rep")])
     assert rc == 2 and calls == []  # refused before the generator was even opened

@@ -15,26 +15,6 @@ def _default_cache_dir() -> Path:
     return base / "metrics"
 
 
-def _open_generator(run: Path | None, model: Path | None, device: str):  # noqa: ANN202
-    from astrogan.utils.errors import UserError
-
-    if (run is None) == (model is None):
-        raise UserError("give exactly one of --run RUN or --model model.onnx")
-    if model is not None:
-        if model.suffix != ".onnx":
-            raise UserError(
-                f"--model wants an exported .onnx file, got {model}; use --run for a run directory"
-            )
-        from astrogan.web.onnx_generator import OnnxGenerator
-
-        return OnnxGenerator(model)
-    if not run.exists():
-        raise UserError(f"run {run} does not exist")
-    from astrogan.sampling.generator import load_generator
-
-    return load_generator(run, device=device)
-
-
 def register(app: typer.Typer) -> None:
     """Add the `eval` command to the root app."""
 
@@ -114,10 +94,15 @@ def register(app: typer.Typer) -> None:
             from astrogan.metrics.inception import check_weights_file
 
             inception_weights, _ = check_weights_file(inception_weights)
-        gen = _open_generator(run, model, device)
+        from astrogan.cli.sample import open_generator
+
+        gen = open_generator(run, model, device)
         ds = open_dataset(data)
         raw_meta = dict(getattr(gen, "meta", None) or {})
-        gmeta = {**raw_meta, **(raw_meta.get("extra") or {})}  # a run's step, kimg, dataset hash live in extra
+        gmeta = {
+            **raw_meta,
+            **(raw_meta.get("extra") or {}),
+        }  # a run's step, kimg, dataset hash live in extra
         card = raw_meta.get("model_card") or {}  # an exported model.json says the same in its model card
         for key, value in (
             ("step", (card.get("training") or {}).get("steps")),

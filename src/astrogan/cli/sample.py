@@ -9,7 +9,8 @@ import typer
 RUN_HELP = "Run directory (or its checkpoints/ or generator.safetensors)."
 
 
-def _open_generator(run: Path | None, model: Path | None, device: str):  # noqa: ANN202
+def open_generator(run: Path | None, model: Path | None, device: str):  # noqa: ANN201
+    """The generator behind `--run RUN` (PyTorch) or `--model model.onnx` (ONNX Runtime): exactly one."""
     from astrogan.utils.errors import UserError
 
     if (run is None) == (model is None):
@@ -22,6 +23,8 @@ def _open_generator(run: Path | None, model: Path | None, device: str):  # noqa:
         from astrogan.web.onnx_generator import OnnxGenerator
 
         return OnnxGenerator(model)
+    if not run.exists():
+        raise UserError(f"run {run} does not exist")
     from astrogan.sampling.generator import load_generator
 
     return load_generator(run, device=device)
@@ -54,7 +57,7 @@ def register(app: typer.Typer) -> None:
         if not 0 < trunc <= 2:
             raise UserError(f"--trunc must be in (0, 2], got {trunc}")
         seed_list = parse_seeds(seeds)
-        gen = _open_generator(run, model, device)
+        gen = open_generator(run, model, device)
         out.mkdir(parents=True, exist_ok=True)
         images = []
         with progress() as bar:
