@@ -18,6 +18,22 @@ from astrogan.training.stats import read_stats
 pytestmark = pytest.mark.slow  # spawns processes or a browser
 
 
+def _torchrun(*target: str) -> list[str]:
+    """`python -m torch.distributed.run` with 2 processes on a free loopback port, running `target`."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        *target,
+    ]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,21 +71,7 @@ def test_two_process_gloo_training_runs_and_resumes(tiny_dataset, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ASTROGAN_QUIET": "1"}
 
     def torchrun(extra):
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-addr",
-            "127.0.0.1",
-            "--master-port",
-            str(_free_port()),
-            "-m",
-            "astrogan.cli.main",
-            *args,
-            *extra,
-        ]
+        cmd = _torchrun("-m", "astrogan.cli.main", *args, *extra)
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
     proc = torchrun([])
@@ -100,21 +102,12 @@ def test_two_processes_average_gradients_and_stay_in_sync(tiny_dataset, tmp_path
     """
     out = tmp_path / "out"
     out.mkdir()
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(_free_port()),
+    cmd = _torchrun(
         str(Path(__file__).with_name("_ddp_helper.py")),
         str(tiny_dataset),
         str(tmp_path / "runs"),
         str(out),
-    ]
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ASTROGAN_QUIET": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]

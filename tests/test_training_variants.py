@@ -110,20 +110,19 @@ def test_amp_on_cpu_uses_bfloat16_and_stays_finite(tiny_dataset, tmp_path, arch)
     assert ticks[0]["kimg"] == pytest.approx(3 * 4 * 2 / 1000)
 
 
+# A tiny DCGAN on the CPU: the settings the single-run tests below share.
+_TINY = dict(
+    arch="dcgan", image_size=16, batch_size=4, num_snapshot_seeds=4, model={"ngf": 8, "ndf": 8}, device="cpu"
+)
+
+
 def test_amp_off_on_cpu_computes_in_float32(tiny_dataset, tmp_path):
     cfg = TrainConfig(
-        data=str(tiny_dataset),
-        arch="dcgan",
-        image_size=16,
-        batch_size=4,
+        **{**_TINY, "data": str(tiny_dataset), "results_dir": str(tmp_path)},
         num_train_steps=2,
         save_every=2,
         evaluate_every=2,
-        results_dir=str(tmp_path),
         amp=False,
-        num_snapshot_seeds=4,
-        model={"ngf": 8, "ndf": 8},
-        device="cpu",
     )
     seen: set[torch.dtype] = set()
     train(cfg, callbacks=[_record_layer_dtypes(seen)], show_progress=False)
@@ -133,18 +132,11 @@ def test_amp_off_on_cpu_computes_in_float32(tiny_dataset, tmp_path):
 @pytest.mark.slow
 def test_wall_clock_budget_stops_and_saves_early(tiny_dataset, tmp_path):
     cfg = TrainConfig(
-        data=str(tiny_dataset),
-        arch="dcgan",
-        image_size=16,
-        batch_size=4,
+        **{**_TINY, "data": str(tiny_dataset), "results_dir": str(tmp_path)},
         num_train_steps=10_000,
         save_every=10_000,
         evaluate_every=10_000,
-        results_dir=str(tmp_path),
         max_minutes=0.05,
-        num_snapshot_seeds=4,
-        model={"ngf": 8, "ndf": 8},
-        device="cpu",
     )
     run = train(cfg, show_progress=False)
     from astrogan.training.state import list_states
