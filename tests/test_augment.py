@@ -9,7 +9,7 @@ import torch
 
 from astrogan.config import AUG_TYPES, TrainConfig
 from astrogan.data import augment as augment_mod
-from astrogan.data.augment import DiffAugment, diff_augment
+from astrogan.data.augment import Augment, DiffAugment, diff_augment
 from astrogan.training import loop as loop_mod
 from astrogan.training.loop import train
 
@@ -84,6 +84,26 @@ def test_seeded_augmentation_is_reproducible_and_the_function_matches_the_class(
     assert not torch.equal(a, _augment(x, OPS, 0.5, seed=12))
     torch.manual_seed(11)
     assert torch.equal(diff_augment(x, OPS, prob=0.5), a)
+
+
+def test_diffaugment_implements_the_augment_interface_with_a_constant_p():
+    aug = DiffAugment(OPS, 0.25)
+    assert isinstance(aug, Augment) and aug.name == "diffaugment"
+    assert aug.p == aug.prob == 0.25
+    aug.update({"d_real_sign": 1.0, "num_images": 64})  # nothing to adapt
+    assert aug.p == 0.25
+    assert aug.state_dict() == {"p": 0.25}
+    other = DiffAugment(OPS, 0.0)
+    other.load_state_dict(aug.state_dict())
+    assert other.p == other.prob == 0.25
+    x = _batch(4, 3, 16, 16)
+    torch.manual_seed(1)
+    a = aug(x)
+    torch.manual_seed(1)
+    assert torch.equal(other(x), a)
+    for bad, match in (({}, "'p'"), ({"p": 1.5}, r"\[0, 1\]")):
+        with pytest.raises(ValueError, match=match):
+            other.load_state_dict(bad)
 
 
 def test_no_augmentation_returns_the_input():

@@ -13,9 +13,15 @@ from torch import nn
 from astrogan.cli.main import main
 from astrogan.export import ParityError, export_generator, export_module
 from astrogan.export import bundle as export_bundle
+from astrogan.export.known_warnings import known_export_warnings_filtered
+from astrogan.export.onnx import export_onnx, onnx_runner
+from astrogan.export.prepare import prepare_generator
+from astrogan.export.torchscript import export_torchscript, torchscript_runner
 from astrogan.models import ARCHS
 from astrogan.models.io import save_generator
+from astrogan.models.layers import truncate_z
 from astrogan.utils.errors import UserError
+from astrogan.utils.seeds import latents_for_seeds
 from astrogan.web.onnx_generator import OnnxGenerator
 
 TINY = {"z_dim": 8, "ngf": 8, "ndf": 8, "embed_dim": 4}
@@ -36,6 +42,7 @@ def _tiny_generator(arch: str, *, num_classes: int = 0):
             p.add_(0.05 * torch.randn_like(p))
         for m in G.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                assert m.running_mean is not None and m.running_var is not None
                 m.running_mean.normal_(0, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
     return G.eval(), cfg
@@ -114,6 +121,8 @@ def test_every_arch_exports_with_parity(tmp_path, arch, num_classes, fmt):
     assert 0 <= parity["max_abs_diff"] <= 1e-4
     assert meta["z_dim"] == G.z_dim and meta["image_size"] == G.image_size and meta["channels"] == G.channels
     assert meta["inputs"]["class"] == ("c" if num_classes else None)
+    assert meta["inputs"]["truncation"] == "trunc" and "applied inside the network" in meta["latent"]
+    assert parity["truncs"] == [1.0, 0.7, 0.5]  # parity covered truncation, seed by seed
     assert meta["labels"] == ([f"kind{i}" for i in range(num_classes)] if num_classes else None)
     card = meta["model_card"]
     assert card["arch"] == arch and card["training"]["steps"] == 1200 and card["training"]["kimg"] == 38.4
@@ -140,7 +149,11 @@ def test_every_arch_exports_with_parity(tmp_path, arch, num_classes, fmt):
         from astrogan.sampling.generator import load_generator
 
         seeds = [0, 5, 77, 1234]
-        onnx_imgs = OnnxGenerator(result.model_path).generate(seeds, trunc=0.8, batch_size=3)
+        onnx_gen = OnnxGenerator(result.model_path)
+        assert onnx_gen.has_trunc_input and [i.name for i in onnx_gen.session.get_inputs()] == (
+            ["z", "c", "trunc"] if num_classes else ["z", "trunc"]
+        )
+        onnx_imgs = onnx_gen.generate(seeds, trunc=0.8, batch_size=3)
         torch_imgs = load_generator(run, device="cpu").generate(seeds, trunc=0.8)
         assert onnx_imgs.shape == torch_imgs.shape == (4, G.image_size, G.image_size, G.channels)
         assert np.abs(onnx_imgs.astype(int) - torch_imgs.astype(int)).max() <= 1
@@ -156,8 +169,8 @@ class _BranchyGenerator(nn.Module):
         super().__init__()
         self.lin = nn.Linear(8, 16)
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        out = torch.tanh(self.lin(z)).view(-1, 1, 4, 4)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, *, trunc=1.0) -> torch.Tensor:
+        out = torch.tanh(self.lin(truncate_z(z, trunc))).view(-1, 1, 4, 4)
         if float(z.sum()) > 0:  # the kind of branch the original site lost in tracing
             out = -out
         return out
@@ -178,7 +191,7 @@ def test_over_tolerance_export_fails_in_one_line_via_cli(tmp_path, monkeypatch, 
 
     def perturbed(path, **kw):
         run_onnx = real_runner(path, **kw)
-        return lambda z, c: run_onnx(z, c) + 3e-4  # a corrupted export: off by more than the tolerance
+        return lambda z, c, trunc: run_onnx(z, c, trunc) + 3e-4  # a corrupted export: over the tolerance
 
     monkeypatch.setattr(export_bundle, "onnx_runner", perturbed)
     assert main(["export", "--run", str(run), "--format", "onnx"]) == 2
@@ -242,3 +255,89 @@ def test_generate_from_the_onnx_export_matches_the_run(tmp_path):
         a = np.asarray(Image.open(tmp_path / "onnx" / name)).astype(int)
         b = np.asarray(Image.open(tmp_path / "torch" / name)).astype(int)
         assert a.shape == b.shape and np.abs(a - b).max() <= 1
+
+
+def _old_style_export(wrapper, path, fmt: str) -> None:
+    """An export as written before truncation moved into the graph: `forward(z)`, no `trunc` input."""
+
+    class _OldWrapper(nn.Module):
+        def __init__(self, G: nn.Module) -> None:
+            super().__init__()
+            self.G = G
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return self.G(z).clamp(-1.0, 1.0)
+
+    old = _OldWrapper(wrapper.G).eval()
+    z = torch.randn(2, wrapper.z_dim, generator=torch.Generator().manual_seed(0))
+    with known_export_warnings_filtered(), torch.no_grad():
+        if fmt == "onnx":
+            torch.onnx.export(
+                old,
+                (z,),
+                str(path),
+                input_names=["z"],
+                output_names=["images"],
+                dynamic_axes={"z": {0: "batch"}, "images": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        else:
+            torch.jit.save(torch.jit.trace(old, (z,), check_trace=False), str(path))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("arch", ["dcgan", "fastgan"])
+def test_exported_graph_truncates_like_pytorch(tmp_path, arch, fmt):
+    """`trunc` is an input of the graph, per row: the export at 0.5 is G(z, trunc=0.5), not G(z)."""
+    G, _ = _tiny_generator(arch)
+    wrapper = prepare_generator(G)
+    path = tmp_path / ("model.onnx" if fmt == "onnx" else "model.pt")
+    if fmt == "onnx":
+        export_onnx(wrapper, path)
+        run = onnx_runner(path)
+    else:
+        export_torchscript(wrapper, path)
+        run = torchscript_runner(path)
+    z = latents_for_seeds([0, 1, 2, 3], G.z_dim)
+    with torch.no_grad():
+        ref_half = G(torch.from_numpy(z), trunc=0.5).clamp(-1, 1).numpy()
+        ref_full = G(torch.from_numpy(z)).clamp(-1, 1).numpy()
+    half = run(z, None, np.full(4, 0.5, np.float32))
+    full = run(z, None, np.ones(4, np.float32))
+    np.testing.assert_allclose(half, ref_half, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(full, ref_full, atol=1e-4, rtol=0)
+    assert np.abs(half - full).max() > 1e-2  # truncation does change the picture
+    mixed = run(z, None, np.asarray([0.5, 1.0, 0.5, 1.0], np.float32))  # one factor per row
+    np.testing.assert_allclose(mixed[0::2], ref_half[0::2], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(mixed[1::2], ref_full[1::2], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(run(z, None, 0.5), half, atol=1e-6, rtol=0)  # a number means every row
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_old_export_without_trunc_input_is_truncated_by_scaling_z(tmp_path, fmt):
+    G, _ = _tiny_generator("dcgan")
+    wrapper = prepare_generator(G)
+    path = tmp_path / ("old.onnx" if fmt == "onnx" else "old.pt")
+    _old_style_export(wrapper, path, fmt)
+    run = onnx_runner(path) if fmt == "onnx" else torchscript_runner(path)
+    z = latents_for_seeds([3, 4, 5], G.z_dim)
+    trunc = np.asarray([0.5, 1.0, 0.8], np.float32)
+    with torch.no_grad():
+        ref = G(torch.from_numpy(z), trunc=torch.from_numpy(trunc)).clamp(-1, 1).numpy()
+    np.testing.assert_allclose(run(z, None, trunc), ref, atol=1e-4, rtol=0)
+    if fmt == "onnx":  # the torch-free server opens it too, and truncates the same way
+        gen = OnnxGenerator(path)
+        assert not gen.has_trunc_input
+        np.testing.assert_allclose(gen.generate_float(z, trunc=trunc), ref, atol=1e-4, rtol=0)
+
+
+def test_export_refuses_a_generator_that_ignores_trunc(tmp_path):
+    """The exporter drops an unused input: a graph without `trunc` would be truncated wrongly by loaders."""
+
+    class _Untruncated(_BranchyGenerator):
+        def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, *, trunc=1.0) -> torch.Tensor:
+            return torch.tanh(self.lin(z)).view(-1, 1, 4, 4)
+
+    with pytest.raises(UserError, match="must apply `trunc` itself"):
+        export_onnx(prepare_generator(_Untruncated().eval()), tmp_path / "m.onnx")

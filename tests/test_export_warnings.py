@@ -89,8 +89,13 @@ def test_torchscript_export_and_load_let_other_warnings_through(tmp_path, monkey
         "`torch.jit.load(map_location=str)` is deprecated",
     ]  # torch.jit's own "`torch.jit.script` is deprecated" etc. are filtered
     assert not _messages(record, torch.jit.TracerWarning)
-    z, c = dummy_inputs(wrapper)
-    assert run(z.numpy(), c.numpy()).shape == (2, wrapper.channels, wrapper.image_size, wrapper.image_size)
+    z, c, trunc = dummy_inputs(wrapper)
+    assert run(z.numpy(), c.numpy(), trunc.numpy()).shape == (
+        2,
+        wrapper.channels,
+        wrapper.image_size,
+        wrapper.image_size,
+    )
 
 
 def test_filter_is_narrow():

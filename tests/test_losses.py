@@ -177,3 +177,79 @@ def test_discriminator_can_overfit_a_tiny_batch(arch: str) -> None:
     # An untrained D sits at ~log(4) (dcgan) or ~2 + recon (fastgan); learning must show in 30 steps.
     assert last < 0.88 * first, history
     assert stats["acc_real"] >= 0.75 and stats["acc_fake"] >= 0.75
+
+
+def _sg2(**kw):
+    torch.manual_seed(0)
+    spec = get_arch("stylegan2")
+    cfg = spec.config_cls(image_size=16, channels=1, **spec.tiny)
+    G, D = spec.build_generator(cfg).train(), spec.build_discriminator(cfg).train()
+    return make_loss("stylegan2", image_size=16, batch_size=4, **kw), G, D
+
+
+def _batch(n: int = 4):
+    from astrogan.training.losses import Batch
+
+    return Batch(z=torch.randn(n, 32), real=torch.rand(n, 1, 16, 16) * 2 - 1)
+
+
+def test_stylegan2_phases_and_default_gamma() -> None:
+    loss, _, _ = _sg2()
+    assert [(p.name, p.net, p.interval) for p in loss.phases] == [
+        ("Dmain", "D", 1),
+        ("Dreg", "D", 16),
+        ("Gmain", "G", 1),
+        ("Greg", "G", 4),
+    ]
+    assert loss.r1_gamma == pytest.approx(0.0002 * 16**2 / 4)  # the ADA paper's heuristic
+    no_reg = make_loss("stylegan2", r1_gamma=0.0, pl_weight=0.0)
+    assert [p.name for p in no_reg.phases] == ["Dmain", "Gmain"]
+    with pytest.raises(UserError, match="style_mixing"):
+        make_loss("stylegan2", style_mixing=2.0)
+
+
+def test_stylegan2_r1_is_the_scaled_squared_gradient_norm_on_reals() -> None:
+    loss, G, D = _sg2(r1_gamma=2.0)
+    phase = next(p for p in loss.phases if p.name == "Dreg")
+    batch = _batch()
+    value, stats = loss.run(phase, G=G, D=D, augment=lambda x: x, batch=batch)
+    real = batch.real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(real).sum(), real)
+    penalty = grad.square().sum(dim=(1, 2, 3)).mean()
+    assert stats["loss_r1"] == pytest.approx(penalty.item(), rel=1e-4)
+    assert value.item() == pytest.approx(penalty.item() * 2.0 / 2 * 16, rel=1e-4)  # gamma/2 x interval
+    value.backward()
+    assert sum(p.grad.abs().sum() for p in D.parameters() if p.grad is not None) > 0
+    assert all(p.grad is None for p in G.parameters())
+
+
+def test_stylegan2_path_length_tracks_its_mean_and_pushes_g() -> None:
+    loss, G, D = _sg2()
+    phase = next(p for p in loss.phases if p.name == "Greg")
+    value, stats = loss.run(phase, G=G, D=D, augment=lambda x: x, batch=_batch())
+    assert stats["pl_mean"] > 0 and value.item() > 0
+    value.backward()
+    assert sum(p.grad.abs().sum() for p in G.synthesis.parameters() if p.grad is not None) > 0
+    assert all(p.grad is None for p in D.parameters())
+    state = loss.state_dict()
+    other, _, _ = _sg2()
+    other.load_state_dict(state)
+    assert torch.equal(other.pl_mean, loss.pl_mean)
+
+
+def test_stylegan2_gmain_updates_w_avg_and_mixes_styles() -> None:
+    loss, G, D = _sg2(style_mixing=1.0)
+    before = G.mapping.w_avg.clone()
+    phase = next(p for p in loss.phases if p.name == "Gmain")
+    calls = []
+    original = G.mapping.forward
+
+    def spy(z, c=None, **kw):
+        calls.append(kw.get("update_w_avg"))
+        return original(z, c, **kw)
+
+    G.mapping.forward = spy
+    value, stats = loss.run(phase, G=G, D=D, augment=lambda x: x, batch=_batch())
+    assert calls == [True, False]  # the main latent updates w_avg; the mixing latent does not
+    assert not torch.equal(G.mapping.w_avg, before)
+    assert stats["loss_g"] == pytest.approx(value.item())

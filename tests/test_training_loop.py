@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from astrogan.config import TrainConfig
+from astrogan.models import ARCHS
 from astrogan.training import loop as loop_mod
 from astrogan.training.loop import train
 from astrogan.training.state import list_states, load_state
 from astrogan.training.stats import read_stats
-
-TINY = {"dcgan": {"ngf": 8, "ndf": 8}, "fastgan": {"ngf": 4, "ndf": 4}}
 
 
 def _cfg(tiny_dataset, tmp_path, arch, **kw) -> TrainConfig:
@@ -31,7 +30,7 @@ def _cfg(tiny_dataset, tmp_path, arch, **kw) -> TrainConfig:
         name=arch,
         aug_prob=0.5,
         num_snapshot_seeds=4,
-        model=TINY[arch],
+        model=ARCHS[arch].tiny,
         device="cpu",
     )
     base.update(kw)
@@ -50,7 +49,8 @@ def _kill_at(step_to_die: int):
     return cb
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "fastgan"])
+# Every registered architecture gets this test (add one to ARCHS with its `tiny` knobs and it runs here).
+@pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_short_run_writes_run_dir_and_resumes_bit_exactly(tiny_dataset, tmp_path, arch):
     cfg = _cfg(tiny_dataset, tmp_path, arch)
     full = train(cfg, show_progress=False)
@@ -136,3 +136,35 @@ def test_training_rejects_bad_input(tiny_dataset, tmp_path):
         train(_cfg(tiny_dataset, tmp_path, "dcgan", num_classes=3), show_progress=False)
     with pytest.raises(UserError, match="nothing to resume"):
         train(_cfg(tiny_dataset, tmp_path, "dcgan", name="never-ran"), resume=True, show_progress=False)
+
+
+def test_stylegan2_with_ada_resumes_bit_exactly_with_p_and_path_length_mean(tiny_dataset, tmp_path):
+    # ADA fast enough to move p within a few steps; lazy R1 every 2 and path length every 3 steps.
+    kw = dict(aug="ada", aug_prob=0.2, ada_kimg=0.16, loss={"r1_interval": 2, "pl_interval": 3})
+    cfg = _cfg(tiny_dataset, tmp_path, "stylegan2", **kw)
+    full = train(cfg, show_progress=False)
+    ticks = read_stats(full)
+    # ADA adjusts every 4 steps: p moved at step 4, in the direction of r_t against the 0.6 target
+    assert [r["aug_prob"] for r in ticks[:3]] == [0.2] * 3
+    assert ticks[3]["aug_prob"] == pytest.approx(
+        0.2 + (4 * 4 / 160) * (1 if ticks[3]["ada_rt"] > 0.6 else -1)
+    )
+    # the regularisers show up on their steps only (steps 0, 2, 4 and 0, 3 -> records 1, 3, 5 and 1, 4)
+    assert [r["step"] for r in ticks if "loss_r1" in r] == [1, 3, 5]
+    assert [r["step"] for r in ticks if "loss_pl" in r] == [1, 4]
+    assert all(r["loss_r1"] > 0 for r in ticks if "loss_r1" in r)
+    assert all(r["loss_pl"] > 0 for r in ticks if "loss_pl" in r)
+
+    cfg2 = _cfg(tiny_dataset, tmp_path, "stylegan2", name="sg2-killed", **kw)
+    with pytest.raises(_Kill):
+        train(cfg2, callbacks=[_kill_at(5)], show_progress=False)
+    resumed = train(cfg2, resume=True, show_progress=False)
+    a = load_state(full / "checkpoints" / "state-0000006.pt")
+    b = load_state(resumed / "checkpoints" / "state-0000006.pt")
+    for key in ("G", "D", "G_ema"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs after resume"
+    assert a["augment"] == b["augment"] and a["augment"]["p"] != 0.2
+    assert torch.equal(a["loss_state"][0]["pl_mean"], b["loss_state"][0]["pl_mean"])
+    assert a["loss_state"][0]["pl_mean"] > 0
+    assert [r["loss_d"] for r in read_stats(resumed)] == [r["loss_d"] for r in ticks]

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from astrogan.utils.errors import UserError
+from astrogan.utils.seeds import latents_for_seeds
 from astrogan.web.app import create_app
 from astrogan.web.onnx_generator import OnnxGenerator, slerp, to_uint8, write_tiny_model
 from astrogan.web.settings import ServeSettings
@@ -61,6 +62,43 @@ def test_onnx_generator_seed_is_batch_independent(model_path):
     assert (gen.generate([5], trunc=0.0) == 128).all()
     with pytest.raises(UserError, match="unconditional"):
         gen.generate([1], labels=[0])
+
+
+def test_truncation_is_a_graph_input_fed_per_row(model_path):
+    gen = OnnxGenerator(model_path)
+    assert gen.has_trunc_input and [i.name for i in gen.session.get_inputs()] == ["z", "trunc"]
+    assert gen.meta["inputs"]["truncation"] == "trunc"
+    z = gen.latents([1, 2, 3])
+    np.testing.assert_array_equal(z, latents_for_seeds([1, 2, 3], 8))  # raw z: nothing scaled outside
+    mixed = gen.generate_float(z, trunc=[0.5, 1.0, 0.25], batch_size=2)
+    for i, t in enumerate([0.5, 1.0, 0.25]):
+        np.testing.assert_allclose(mixed[i], gen.generate_float(z[i : i + 1], trunc=t)[0], atol=1e-6)
+    assert not np.allclose(mixed[0], gen.generate_float(z[:1])[0])
+    np.testing.assert_array_equal(gen.generate([1, 2], trunc=0.7), gen.generate_latents(z[:2], trunc=0.7))
+    with pytest.raises(ValueError, match="trunc"):
+        gen.generate_float(z, trunc=[0.5, 1.0])
+
+
+def test_old_export_without_trunc_input_still_serves_truncated(tmp_path):
+    """Exports from before in-network truncation (z-GANs only) take no `trunc`: z is scaled instead."""
+    new = OnnxGenerator(write_tiny_model(tmp_path / "new" / "model.onnx", seed=3))
+    old_path = write_tiny_model(tmp_path / "old" / "model.onnx", seed=3, trunc_input=False)
+    old = OnnxGenerator(old_path)
+    assert not old.has_trunc_input and [i.name for i in old.session.get_inputs()] == ["z"]
+    assert "truncation" not in old.meta["inputs"]
+    for trunc in (1.0, 0.6, [0.3, 1.2, 0.6]):
+        a = old.generate_float(old.latents([4, 5, 6]), trunc=trunc)
+        b = new.generate_float(new.latents([4, 5, 6]), trunc=trunc)
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert not np.array_equal(old.generate([4], trunc=0.5), old.generate([4]))
+    client, _ = _client(old_path, tmp_path)
+    r = client.get("/api/image.png", params={"seed": 9, "trunc": 0.5})
+    assert r.status_code == 200
+    np.testing.assert_array_equal(_png(r.content), old.generate([9], trunc=0.5)[0])
+    anim = client.get("/api/interpolate", params={"from": 1, "to": 2, "steps": 3, "trunc": 0.5})
+    frames = Image.open(io.BytesIO(anim.content))
+    frames.seek(2)
+    np.testing.assert_array_equal(np.asarray(frames.convert("RGB")), old.generate([2], trunc=0.5)[0])
 
 
 def test_onnx_generator_labels(cond_model_path):
@@ -160,6 +198,14 @@ def test_interpolation_and_grid(model_path, tmp_path):
     np.testing.assert_array_equal(np.asarray(anim.convert("RGB")), gen.generate([1])[0])  # lossless WebP
     anim.seek(5)
     np.testing.assert_array_equal(np.asarray(anim.convert("RGB")), gen.generate([2])[0])
+    # truncation goes to the network with the walk's raw z: the ends are the truncated seed pictures
+    r = client.get("/api/interpolate", params={"from": 1, "to": 2, "steps": 4, "trunc": 0.5})
+    anim = Image.open(io.BytesIO(r.content))
+    anim.seek(0)
+    np.testing.assert_array_equal(np.asarray(anim.convert("RGB")), gen.generate([1], trunc=0.5)[0])
+    anim.seek(3)
+    np.testing.assert_array_equal(np.asarray(anim.convert("RGB")), gen.generate([2], trunc=0.5)[0])
+    assert not np.array_equal(np.asarray(anim.convert("RGB")), gen.generate([2])[0])
     gif = client.get("/api/interpolate", params={"from": 1, "to": 2, "steps": 3, "format": "gif"})
     assert gif.headers["content-type"] == "image/gif" and Image.open(io.BytesIO(gif.content)).n_frames == 3
     g = client.get("/api/grid", params={"seeds": "0-3", "cols": 2})

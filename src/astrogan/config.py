@@ -33,6 +33,10 @@ class TrainConfig:
     amp: bool = False
     aug_prob: float = 0.0
     aug_types: tuple[str, ...] = ("color", "translation", "cutout")
+    aug: str = "diffaugment"  # or "ada": adaptive p from D's overfitting (starts at aug_prob)
+    ada_target: float = 0.6  # ADA's target for r_t = E[sign(D(real))]
+    ada_kimg: float = 500.0  # ADA: p can move 0 -> 1 in this many thousand real images
+    loss: dict[str, Any] = field(default_factory=dict)  # loss-family options (e.g. r1_gamma, pl_weight)
     lr_g: float | None = None  # None: the architecture's default
     lr_d: float | None = None
     ema_kimg: float = 1.0  # EMA half-life in thousands of images (StyleGAN2's convention)
@@ -74,6 +78,12 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.aug_prob <= 1.0:
             raise UserError(f"--aug-prob must be in [0, 1], got {self.aug_prob}")
+        if self.aug not in ("diffaugment", "ada"):
+            raise UserError(f"unknown --aug {self.aug!r}: choose diffaugment or ada")
+        if not 0.0 < self.ada_target < 1.0:
+            raise UserError(f"--ada-target must be in (0, 1), got {self.ada_target}")
+        if self.ada_kimg <= 0:
+            raise UserError(f"--ada-kimg must be positive, got {self.ada_kimg}")
         bad = [t for t in self.aug_types if t not in AUG_TYPES]
         if bad:
             raise UserError(f"unknown --aug-types {','.join(bad)}: choose from {','.join(AUG_TYPES)}")
@@ -125,13 +135,31 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def preset_names() -> list[str]:
+    """Names of the presets that ship with astrogan (`--preset small` reads presets/small.toml)."""
+    from importlib.resources import files
+
+    return sorted(p.name[:-5] for p in files("astrogan.presets").iterdir() if p.name.endswith(".toml"))
+
+
 def load_preset(path: str | Path) -> dict[str, Any]:
-    """Read a TOML preset (a `[train]` table or top-level keys) into a dict."""
+    """Read a preset: a TOML file, or the name of a built-in one; a `[train]` table or top-level keys."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"no preset file at {p}")
+    if p.is_file():
+        text, where = p.read_text(encoding="utf-8"), str(p)
+    elif str(path) in preset_names():
+        from importlib.resources import files
+
+        text, where = (
+            files("astrogan.presets").joinpath(f"{path}.toml").read_text(encoding="utf-8"),
+            str(path),
+        )
+    else:
+        raise UserError(
+            f"no preset file at {p} and no built-in preset {str(path)!r} (built-in: {', '.join(preset_names())})"
+        )
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"preset {p} is not valid TOML: {exc}") from None
+        raise UserError(f"preset {where} is not valid TOML: {exc}") from None
     return dict(data.get("train", data))

@@ -39,7 +39,9 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Option(None, "--model", help="An exported model.onnx (needs no torch)."),
         seeds: str = typer.Option("0-63", "--seeds", help="Seeds, e.g. 0-63 or 1,5,9; one image each."),
         trunc: float = typer.Option(
-            1.0, "--trunc", help="Truncation: scale z towards 0 (0.7 = tamer images)."
+            1.0,
+            "--trunc",
+            help="Truncation: 1 = none, 0.7 = tamer images (z towards 0, or w towards its average for StyleGAN2).",
         ),
         class_: int = typer.Option(None, "--class", help="Class index for a conditional model."),
         out: Path = typer.Option(Path("generated"), "--out", help="Output folder."),
@@ -82,7 +84,9 @@ def register(app: typer.Typer) -> None:
         rows: int = typer.Option(8, "--rows", help="Number of start/end pairs (columns of the sheet)."),
         steps: int = typer.Option(8, "--steps", help="Images from start to end, both included."),
         seed: int = typer.Option(0, "--seed", help="First seed; pairs use seed..seed+2*rows-1."),
-        trunc: float = typer.Option(1.0, "--trunc", help="Truncation in z."),
+        trunc: float = typer.Option(
+            1.0, "--trunc", help="Truncation (1 = none; in w for StyleGAN2, in z otherwise)."
+        ),
         out: Path = typer.Option(None, "--out", help="Output PNG (default RUN/interpolation.png)."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     ) -> None:

@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         ctx: typer.Context,
         data: str = typer.Option("", "--data", help="Dataset directory (from `astrogan dataset build`)."),
-        arch: str = typer.Option("fastgan", "--arch", help="Architecture: dcgan or fastgan."),
+        arch: str = typer.Option("fastgan", "--arch", help="Architecture: dcgan, fastgan or stylegan2."),
         image_size: int = typer.Option(
             64, "--image-size", help="Training resolution in pixels (power of 2)."
         ),
@@ -48,7 +48,9 @@ def register(app: typer.Typer) -> None:
             "", "--metrics", help="Metrics every --evaluate-every steps, e.g. spectrum."
         ),
         model: list[str] = typer.Option([], "--model", help="Architecture knob as key=value, e.g. ngf=32."),
-        max_minutes: float = typer.Option(None, "--max-minutes", help="Wall-clock budget; stops and saves early."),
+        max_minutes: float = typer.Option(
+            None, "--max-minutes", help="Wall-clock budget; stops and saves early."
+        ),
         channels_last: bool = typer.Option(
             None, "--channels-last/--no-channels-last", help="NHWC memory format (default: on CUDA only)."
         ),

@@ -1,4 +1,5 @@
-"""Differentiable augmentation for data-efficient GAN training (Zhao et al. 2020, "DiffAugment").
+"""Differentiable augmentation for data-efficient GAN training (Zhao et al. 2020, "DiffAugment"), and the
+`Augment` interface the training loop holds (DiffAugment here, ADA in `astrogan.data.ada`).
 
 Applied identically (same policy, fresh randomness) to real and fake images before the discriminator, so
 gradients flow through it to the generator. Every op draws its random numbers for the whole batch whether
@@ -8,10 +9,34 @@ Empty sky is black, so translation and cutout fill with -1 (black in [-1, 1]) ra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
+
+
+@runtime_checkable
+class Augment(Protocol):
+    """What the loop holds: applied to D's inputs (real and fake), told each step's stats, saved with the run.
+
+    `__call__` maps (N, C, H, W) in [-1, 1] to the same shape, differentiably in `x`; `update` is called once per
+    training step with `{"d_real_sign": mean sign(D(real)) over the step's reals (all processes),
+    "num_images": reals D saw this step (all processes)}`; `p` is the current strength (logged and saved).
+    """
+
+    name: str
+
+    @property
+    def p(self) -> float: ...
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def update(self, stats: Mapping[str, float]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
 def _blend(x: torch.Tensor, aug: torch.Tensor, prob: float) -> torch.Tensor:
@@ -68,7 +93,12 @@ def diff_augment(x: torch.Tensor, types: Sequence[str], *, prob: float = 1.0) ->
 
 
 class DiffAugment:
-    """Callable holding the policy and the probability (the latter is part of the resumable state)."""
+    """Callable holding the policy and the probability (the latter is part of the resumable state).
+
+    Implements `Augment` with a constant strength: `p` is `prob`, `update` does nothing.
+    """
+
+    name = "diffaugment"
 
     def __init__(self, types: Sequence[str], prob: float) -> None:
         unknown = [t for t in types if t not in _OPS]
@@ -79,3 +109,30 @@ class DiffAugment:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.types, prob=self.prob)
+
+    @property
+    def p(self) -> float:
+        """The probability each op hits each sample (an alias of `prob`)."""
+        return self.prob
+
+    def update(self, stats: Mapping[str, float]) -> None:
+        """Nothing to adapt: DiffAugment's strength is fixed."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """`{"p": prob}`."""
+        return {"p": self.prob}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `prob` from `state_dict()`'s output."""
+        if "p" not in state:
+            raise ValueError(f"a DiffAugment state needs the key 'p', got {sorted(state)}")
+        p = float(state["p"])
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"augmentation probability must lie in [0, 1], got {p}")
+        self.prob = p
+
+
+if TYPE_CHECKING:
+
+    def _conforms(a: DiffAugment) -> Augment:  # mypy checks that DiffAugment implements Augment
+        return a

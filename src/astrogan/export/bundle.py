@@ -15,6 +15,7 @@ from astrogan.export.onnx import (
     DEFAULT_OPSET,
     IMAGE_OUTPUT,
     LATENT_INPUT,
+    TRUNC_INPUT,
     export_onnx,
     onnx_runner,
 )
@@ -83,7 +84,8 @@ def _metrics_from_stats(run_dir: Path | None) -> dict[str, float]:
             continue
         if not isinstance(rec, dict):
             continue
-        nested = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+        metrics = rec.get("metrics")
+        nested: dict[str, Any] = metrics if isinstance(metrics, dict) else {}
         for key, val in [*rec.items(), *nested.items()]:
             if isinstance(val, int | float) and str(key).lower().startswith(_METRIC_PREFIXES):
                 found[str(key)] = float(val)
@@ -184,12 +186,20 @@ def export_module(
         "schema_version": SCHEMA_VERSION,
         "format": fmt,
         "file": MODEL_FILES[fmt],
-        "inputs": {"latent": LATENT_INPUT, "class": CLASS_INPUT if wrapper.conditional else None},
+        "inputs": {
+            "latent": LATENT_INPUT,
+            "class": CLASS_INPUT if wrapper.conditional else None,
+            "truncation": TRUNC_INPUT,
+        },
         "output": IMAGE_OUTPUT,
         "layout": "NCHW",
         "dynamic_axes": {"batch": 0},
         "z_dim": wrapper.z_dim,
-        "latent": "z = latents_for_seeds(seeds, z_dim) * trunc (NumPy PCG64 per seed; no mapping network)",
+        "latent": (
+            "z = latents_for_seeds(seeds, z_dim) (NumPy PCG64 per seed); truncation is the `trunc` input "
+            "float32 (N,), applied inside the network (z scaled for z-GANs, w pulled to its average for "
+            "mapping networks)"
+        ),
         "num_classes": wrapper.num_classes,
         "labels": labels,
         "default_class": "seed % num_classes" if wrapper.conditional else None,

@@ -10,10 +10,13 @@ import numpy as np
 import torch
 
 from astrogan.export.known_warnings import known_export_warnings_filtered
+from astrogan.export.parity import Runner, trunc_rows
 from astrogan.export.prepare import ExportWrapper, dummy_inputs
+from astrogan.utils.errors import UserError
 
 LATENT_INPUT = "z"
 CLASS_INPUT = "c"
+TRUNC_INPUT = "trunc"
 IMAGE_OUTPUT = "images"
 META_KEY = "astrogan"  # the torch-free loader (web.onnx_generator) reads this metadata entry
 DEFAULT_OPSET = 17
@@ -26,12 +29,13 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `wrapper` as ONNX: inputs `z` (batch, z_dim) [+ `c` (batch,) int64], output `images`."""
+    """Write `wrapper` as ONNX: inputs `z` (batch, z_dim) [+ `c` (batch,) int64] + `trunc` (batch,) float32,
+    output `images` (batch, C, H, W)."""
     import onnx
 
     path = Path(path)
     args = dummy_inputs(wrapper, batch=2)
-    names = [LATENT_INPUT] + ([CLASS_INPUT] if wrapper.conditional else [])
+    names = [LATENT_INPUT] + ([CLASS_INPUT] if wrapper.conditional else []) + [TRUNC_INPUT]
     axes = {n: {0: "batch"} for n in [*names, IMAGE_OUTPUT]}
     # Only the known noise is filtered (tracer warnings: parity decides; the legacy exporter's deprecation).
     with known_export_warnings_filtered(), torch.no_grad():
@@ -49,6 +53,11 @@ def export_onnx(
         )
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
+    got = [i.name for i in model.graph.input]
+    if got != names:  # e.g. a generator that ignores `trunc`: the exporter drops the unused input
+        raise UserError(
+            f"the exported graph takes inputs {got}, not {names}: the generator must apply `trunc` itself"
+        )
     if metadata:
         entry = model.metadata_props.add()
         entry.key, entry.value = META_KEY, json.dumps(metadata, sort_keys=True)
@@ -56,18 +65,28 @@ def export_onnx(
     return path
 
 
-def onnx_runner(path: str | Path, *, num_threads: int = 0):
-    """An ONNX Runtime session wrapped as `run(z, c) -> float32 (N, C, H, W)` for the parity check."""
+def onnx_runner(path: str | Path, *, num_threads: int = 0) -> Runner:
+    """An ONNX Runtime session wrapped as `run(z, c, trunc) -> float32 (N, C, H, W)` for the parity check.
+
+    An older export without a `trunc` input (only z-GANs were exported then) is truncated by scaling z.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if num_threads:
         opts.intra_op_num_threads = num_threads
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    conditional = any(i.name == CLASS_INPUT for i in sess.get_inputs())
+    inputs = {i.name for i in sess.get_inputs()}
+    conditional = CLASS_INPUT in inputs
+    has_trunc = TRUNC_INPUT in inputs
 
-    def run(z: np.ndarray, c: np.ndarray | None) -> np.ndarray:
-        feeds = {LATENT_INPUT: np.ascontiguousarray(z, dtype=np.float32)}
+    def run(z: np.ndarray, c: np.ndarray | None, trunc: np.ndarray | float = 1.0) -> np.ndarray:
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        t = trunc_rows(trunc, len(z))
+        if has_trunc:
+            feeds = {LATENT_INPUT: z, TRUNC_INPUT: t}
+        else:
+            feeds = {LATENT_INPUT: np.ascontiguousarray(z * t[:, None])}
         if conditional:
             feeds[CLASS_INPUT] = np.ascontiguousarray(c, dtype=np.int64)
         return sess.run([IMAGE_OUTPUT], feeds)[0]

@@ -1,4 +1,9 @@
-"""Parity check: the exported model and PyTorch must draw the same images (guards against tracing bugs)."""
+"""Parity check: the exported model and PyTorch must draw the same images (guards against tracing bugs).
+
+Truncation is part of the check: each seed gets its own factor (cycling PARITY_TRUNCS), fed to the export
+as its `trunc` input and to PyTorch as `G(z, c, trunc=...)`, so an export that ignores or bakes in the
+truncation fails.
+"""
 
 from __future__ import annotations
 
@@ -15,32 +20,60 @@ from astrogan.utils.seeds import latents_for_seeds
 PARITY_TOLERANCE = 1e-4
 PARITY_NUM_SEEDS = 64
 PARITY_BATCH_SIZES = (1, 16)
+PARITY_TRUNCS = (1.0, 0.7, 0.5)  # seed s is drawn at PARITY_TRUNCS[s % 3]
 
-# (z float32 (N, z_dim), c int64 (N,) | None) -> float32 (N, C, H, W)
-Runner = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
+# (z float32 (N, z_dim), c int64 (N,) | None, trunc float32 (N,) or a number) -> float32 (N, C, H, W)
+Runner = Callable[[np.ndarray, "np.ndarray | None", "np.ndarray | float"], np.ndarray]
 
 
 class ParityError(UserError):
     """The exported model draws different images than PyTorch."""
 
 
-def parity_inputs(G: nn.Module, *, num_seeds: int = PARITY_NUM_SEEDS) -> tuple[np.ndarray, np.ndarray | None]:
-    """Latents for seeds 0..num_seeds-1 and, for conditional models, labels `seed % num_classes`."""
+def trunc_rows(trunc: np.ndarray | float, n: int) -> np.ndarray:
+    """Truncation as an exported graph takes it: float32 (n,), one factor per row (a number is repeated)."""
+    t = np.asarray(trunc, dtype=np.float32).reshape(-1)
+    if t.size == 1:
+        return np.full(n, t[0], dtype=np.float32)
+    if t.shape != (n,):
+        raise ValueError(f"trunc must be a number or have shape ({n},), got shape {np.shape(trunc)}")
+    return np.ascontiguousarray(t)
+
+
+def parity_inputs(
+    G: nn.Module, *, num_seeds: int = PARITY_NUM_SEEDS
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Latents for seeds 0..num_seeds-1, labels `seed % num_classes` (None when unconditional) and one
+    truncation per seed, float32 (N,), cycling PARITY_TRUNCS."""
     seeds = list(range(num_seeds))
-    z = latents_for_seeds(seeds, int(G.z_dim))
+    spec: Any = G  # z_dim is a plain int attribute (nn.Module's __getattr__ types it loosely)
+    z = latents_for_seeds(seeds, int(spec.z_dim))
     num_classes = int(getattr(G, "num_classes", 0) or 0)
     c = np.asarray([s % num_classes for s in seeds], dtype=np.int64) if num_classes > 0 else None
-    return z, c
+    trunc = np.asarray([PARITY_TRUNCS[s % len(PARITY_TRUNCS)] for s in seeds], dtype=np.float32)
+    return z, c, trunc
 
 
 @torch.no_grad()
-def torch_reference(G: nn.Module, z: np.ndarray, c: np.ndarray | None, *, batch_size: int = 16) -> np.ndarray:
-    """PyTorch's images for the parity inputs: float32 (N, C, H, W), clamped to [-1, 1] like the sampler."""
+def torch_reference(
+    G: nn.Module,
+    z: np.ndarray,
+    c: np.ndarray | None,
+    trunc: np.ndarray | float = 1.0,
+    *,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """PyTorch's images for the parity inputs: float32 (N, C, H, W), clamped to [-1, 1] like the sampler.
+
+    `trunc` (a number or float32 (N,)) goes into the network, `G(z, c, trunc=...)`, as the sampler passes it.
+    """
+    t = trunc_rows(trunc, len(z))
     outs = []
     for i in range(0, len(z), batch_size):
         zz = torch.from_numpy(z[i : i + batch_size])
         cc = None if c is None else torch.from_numpy(c[i : i + batch_size])
-        outs.append(G(zz, cc).float().clamp(-1, 1).cpu().numpy())
+        tt = torch.from_numpy(t[i : i + batch_size])
+        outs.append(G(zz, cc, trunc=tt).float().clamp(-1, 1).cpu().numpy())
     return np.concatenate(outs)
 
 
@@ -53,17 +86,20 @@ def check_parity(
     tolerance: float = PARITY_TOLERANCE,
     what: str = "exported model",
 ) -> dict[str, Any]:
-    """Compare `run` with PyTorch for `num_seeds` seeds at each batch size; raise ParityError over tolerance.
+    """Compare `run` with PyTorch for `num_seeds` seeds (each at its own truncation) at each batch size;
+    raise ParityError over tolerance.
 
-    Returns the figure for model.json: max_abs_diff overall and per batch size, tolerance, seeds, sizes.
+    Returns the figure for model.json: max_abs_diff overall and per batch size, tolerance, seeds, sizes and
+    the truncation factors used.
     """
-    z, c = parity_inputs(G, num_seeds=num_seeds)
-    ref = torch_reference(G, z, c)
+    z, c, trunc = parity_inputs(G, num_seeds=num_seeds)
+    ref = torch_reference(G, z, c, trunc)
     per_bs: dict[str, float] = {}
     for bs in batch_sizes:
         got = []
         for i in range(0, len(z), bs):
-            got.append(np.asarray(run(z[i : i + bs], None if c is None else c[i : i + bs]), dtype=np.float32))
+            cc = None if c is None else c[i : i + bs]
+            got.append(np.asarray(run(z[i : i + bs], cc, trunc[i : i + bs]), dtype=np.float32))
         out = np.concatenate(got)
         if out.shape != ref.shape:
             raise ParityError(
@@ -78,11 +114,13 @@ def check_parity(
         "tolerance": tolerance,
         "num_seeds": num_seeds,
         "batch_sizes": list(batch_sizes),
+        "truncs": list(PARITY_TRUNCS[:num_seeds]),  # seed s is drawn at truncs[s % len(truncs)]
         "dtype": "float32",
     }
     if not worst <= tolerance:
         raise ParityError(
             f"{what} differs from PyTorch by up to {worst:.3g} (tolerance {tolerance:g}, "
-            f"{num_seeds} seeds, batch sizes {list(batch_sizes)}): nothing was written"
+            f"{num_seeds} seeds, batch sizes {list(batch_sizes)}, truncation {figure['truncs']}): "
+            "nothing was written"
         )
     return figure

@@ -1,8 +1,14 @@
-"""Get a generator ready for export: a copy in inference mode with a fixed signature."""
+"""Get a generator ready for export: a copy in inference mode with a fixed signature.
+
+Truncation is an input of the exported graph (`trunc`, float32 (N,), one factor per sample): the generator
+applies it itself (z scaled for z-GANs, w pulled to its tracked average for mapping networks), so an
+exported model truncates exactly as `G(z, c, trunc=...)` does in PyTorch.
+"""
 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,19 +17,36 @@ from astrogan.models.layers import bake_spectral_norm
 
 
 class ExportWrapper(nn.Module):
-    """`forward(z)` or `forward(z, c)` -> images clamped to [-1, 1], exactly what the sampler draws."""
+    """A generator with the export signature: `forward(z, trunc)` (unconditional) or `forward(z, c, trunc)`
+    (conditional) -> images clamped to [-1, 1], exactly what the sampler draws.
+
+    `z` float32 (N, z_dim), `c` int64 (N,), `trunc` float32 (N,). `prepare_generator` returns the subclass
+    that matches the generator; this base class only holds what both share.
+    """
 
     def __init__(self, G: nn.Module) -> None:
         super().__init__()
         self.G = G
-        self.z_dim = int(G.z_dim)
+        spec: Any = G  # plain int attributes every generator has (nn.Module's __getattr__ types them loosely)
+        self.z_dim = int(spec.z_dim)
         self.num_classes = int(getattr(G, "num_classes", 0) or 0)
-        self.image_size = int(G.image_size)
-        self.channels = int(G.channels)
+        self.image_size = int(spec.image_size)
+        self.channels = int(spec.channels)
         self.conditional = self.num_classes > 0
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return self.G(z, c).clamp(-1.0, 1.0)
+
+class UnconditionalExportWrapper(ExportWrapper):
+    """`forward(z, trunc)` -> images in [-1, 1]."""
+
+    def forward(self, z: torch.Tensor, trunc: torch.Tensor) -> torch.Tensor:
+        return self.G(z, None, trunc=trunc).clamp(-1.0, 1.0)
+
+
+class ConditionalExportWrapper(ExportWrapper):
+    """`forward(z, c, trunc)` -> images in [-1, 1]."""
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, trunc: torch.Tensor) -> torch.Tensor:
+        return self.G(z, c, trunc=trunc).clamp(-1.0, 1.0)
 
 
 def prepare_generator(G: nn.Module) -> ExportWrapper:
@@ -35,12 +58,19 @@ def prepare_generator(G: nn.Module) -> ExportWrapper:
     """
     G = copy.deepcopy(G).cpu().float().eval().requires_grad_(False)
     bake_spectral_norm(G)  # safe on the copy: the caller's generator keeps its parametrizations
-    return ExportWrapper(G).eval()
+    conditional = int(getattr(G, "num_classes", 0) or 0) > 0
+    wrapper = ConditionalExportWrapper(G) if conditional else UnconditionalExportWrapper(G)
+    return wrapper.eval()
 
 
 def dummy_inputs(wrapper: ExportWrapper, *, batch: int = 2) -> tuple[torch.Tensor, ...]:
-    """Example inputs for tracing (a batch of >1 so that no size-1 dimension gets baked in)."""
+    """Example inputs for tracing, in forward's order: `(z, trunc)` or `(z, c, trunc)`.
+
+    A batch of >1 so that no size-1 dimension gets baked in, and a truncation that differs per row
+    (1.0, 0.7, ...) so that nothing about it is constant-folded.
+    """
     z = torch.randn(batch, wrapper.z_dim, generator=torch.Generator().manual_seed(0))
+    trunc = torch.tensor([1.0, 0.7], dtype=torch.float32).repeat((batch + 1) // 2)[:batch]
     if wrapper.conditional:
-        return z, torch.arange(batch, dtype=torch.int64) % wrapper.num_classes
-    return (z,)
+        return z, torch.arange(batch, dtype=torch.int64) % wrapper.num_classes, trunc
+    return z, trunc

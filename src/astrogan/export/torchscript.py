@@ -8,14 +8,18 @@ import numpy as np
 import torch
 
 from astrogan.export.known_warnings import known_export_warnings_filtered
+from astrogan.export.parity import Runner, trunc_rows
 from astrogan.export.prepare import ExportWrapper, dummy_inputs
+
+TRUNC_ARG = "trunc"
 
 
 def export_torchscript(wrapper: ExportWrapper, path: str | Path) -> str:
     """Write `wrapper` as a TorchScript archive; returns the method used: "script" or "trace".
 
-    Scripting keeps control flow; when the model's Python is not scriptable we trace, and the parity check
-    (batch sizes 1 and 16) catches anything tracing baked in.
+    The module is called as `module(z, trunc)` or `module(z, c, trunc)`, `trunc` float32 (N,). Scripting
+    keeps control flow; when the model's Python is not scriptable we trace, and the parity check (batch
+    sizes 1 and 16, truncation per seed) catches anything tracing baked in.
     """
     path = Path(path)
     with known_export_warnings_filtered(), torch.no_grad():  # tracer warnings, torch.jit deprecations only
@@ -30,16 +34,28 @@ def export_torchscript(wrapper: ExportWrapper, path: str | Path) -> str:
     return method
 
 
-def torchscript_runner(path: str | Path):
-    """A loaded TorchScript module wrapped as `run(z, c) -> float32 (N, C, H, W)`."""
+def torchscript_runner(path: str | Path) -> Runner:
+    """A loaded TorchScript module wrapped as `run(z, c, trunc) -> float32 (N, C, H, W)`.
+
+    An older archive whose forward takes no `trunc` (only z-GANs were exported then) is truncated by
+    scaling z.
+    """
     with known_export_warnings_filtered():  # torch.jit is deprecated but still the format
         module = torch.jit.load(str(path), map_location="cpu").eval()
+    arg_names = [a.name for a in module.forward.schema.arguments][1:]  # without self
+    has_trunc = TRUNC_ARG in arg_names
 
     @torch.no_grad()
-    def run(z: np.ndarray, c: np.ndarray | None) -> np.ndarray:
-        args = (torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)),)
+    def run(z: np.ndarray, c: np.ndarray | None, trunc: np.ndarray | float = 1.0) -> np.ndarray:
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        t = trunc_rows(trunc, len(z))
+        if not has_trunc:
+            z = np.ascontiguousarray(z * t[:, None])
+        args: tuple[torch.Tensor, ...] = (torch.from_numpy(z),)
         if c is not None:
             args = (*args, torch.from_numpy(np.ascontiguousarray(c, dtype=np.int64)))
+        if has_trunc:
+            args = (*args, torch.from_numpy(t))
         return module(*args).float().numpy()
 
     return run

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from astrogan.models import dcgan, fastgan
+from astrogan.models import dcgan, fastgan, stylegan2
 from astrogan.models.layers import ArchConfig, count_parameters, flops_per_image
 from astrogan.utils.errors import UserError
 
@@ -29,6 +29,8 @@ class ArchSpec:
     lr: float  # default Adam learning rate for both networks
     betas: tuple[float, float]
     description: str
+    # The smallest sensible model knobs (at 16-32 px): what tests and smoke runs use for every architecture.
+    tiny: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 ARCHS: dict[str, ArchSpec] = {
@@ -43,6 +45,7 @@ ARCHS: dict[str, ArchSpec] = {
         lr=2e-4,
         betas=(0.5, 0.999),
         description="DCGAN (Radford et al. 2016), class-conditional with num_classes > 0; 16-256 px",
+        tiny={"z_dim": 8, "ngf": 8, "ndf": 8, "embed_dim": 4},
     ),
     "fastgan": ArchSpec(
         name="fastgan",
@@ -55,6 +58,20 @@ ARCHS: dict[str, ArchSpec] = {
         lr=2e-4,
         betas=(0.5, 0.999),
         description="FastGAN (Liu et al. 2021): SLE + self-supervised D, few-shot friendly; 16-1024 px",
+        tiny={"z_dim": 8, "ngf": 4, "ndf": 4},
+    ),
+    "stylegan2": ArchSpec(
+        name="stylegan2",
+        config_cls=stylegan2.StyleGAN2Config,
+        build_generator=stylegan2.build_generator,
+        build_discriminator=stylegan2.build_discriminator,
+        loss="stylegan2",
+        min_image_size=stylegan2.StyleGAN2Config.MIN_IMAGE_SIZE,
+        max_image_size=stylegan2.StyleGAN2Config.MAX_IMAGE_SIZE,
+        lr=0.0025,  # Karras et al. 2020: Adam lr 0.0025, betas (0, 0.99) for G and D
+        betas=(0.0, 0.99),
+        description="StyleGAN2 (Karras et al. 2020) with R1, path length, style mixing; use --aug ada; 16-1024 px",
+        tiny={"z_dim": 32, "w_dim": 32, "channel_base": 512, "channel_max": 32, "mapping_layers": 2},
     ),
 }
 

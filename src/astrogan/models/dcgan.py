@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from astrogan.models.layers import ArchConfig, check_labels, init_weights
+from astrogan.models.layers import ArchConfig, check_labels, init_weights, truncate_z
 from astrogan.utils.errors import UserError
 
 
@@ -86,11 +86,14 @@ class Generator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         init_weights(self)
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, c: torch.Tensor | None = None, *, trunc: float | torch.Tensor = 1.0
+    ) -> torch.Tensor:
         # Range check only outside training: it reads labels back from the device.
         check_labels(
             c, num_classes=self.num_classes, batch=z.shape[0], arch=self.arch, check_range=not self.training
         )
+        z = truncate_z(z, trunc)
         if self.embed is not None and c is not None:
             z = torch.cat([z, self.embed(c).to(z.dtype)], dim=1)
         x = self.fc(z).view(z.shape[0], -1, 4, 4)

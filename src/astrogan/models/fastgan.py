@@ -26,6 +26,7 @@ from astrogan.models.layers import (
     check_labels,
     sn_conv,
     sn_conv_transpose,
+    truncate_z,
 )
 from astrogan.utils.errors import UserError
 
@@ -172,8 +173,11 @@ class Generator(nn.Module):
             if isinstance(m, NoiseInjection):
                 m.noise_mode = mode
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, c: torch.Tensor | None = None, *, trunc: float | torch.Tensor = 1.0
+    ) -> torch.Tensor:
         check_labels(c, num_classes=0, batch=z.shape[0], arch=self.arch)
+        z = truncate_z(z, trunc)
         feats = {4: self.init(z.view(z.shape[0], -1, 1, 1))}
         x = feats[4]
         for key, block in self.ups.items():

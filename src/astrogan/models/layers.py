@@ -214,6 +214,17 @@ def flops_per_image(G: nn.Module) -> int:
     return 2 * macs
 
 
+def truncate_z(z: torch.Tensor, trunc: float | torch.Tensor) -> torch.Tensor:
+    """Truncation for families without a mapping network: z (N, D) scaled towards 0, the mean of N(0, I).
+
+    `trunc` is a number or a per-sample tensor (N,) or (1,) (the ONNX graph's input); 1 leaves z as it is.
+    """
+    if isinstance(trunc, int | float):
+        return z if trunc == 1 else z * float(trunc)
+    t = trunc.to(z.dtype)
+    return z * (t.unsqueeze(1) if t.dim() == 1 else t)  # unsqueeze, not reshape: ONNX keeps the batch dim
+
+
 def check_labels(
     c: torch.Tensor | None, *, num_classes: int, batch: int, arch: str, check_range: bool = True
 ) -> None:

@@ -1,4 +1,4 @@
-"""Latent interpolation: spherical (slerp) walks in z and the APOD project's start/between/end sheet."""
+"""Latent interpolation: slerp walks in z (linear in w for mapping-network families) and the APOD sheet."""
 
 from __future__ import annotations
 
@@ -33,21 +33,38 @@ def interpolation_sheet(
     """
     starts = list(range(seed, seed + rows))
     ends = list(range(seed + rows, seed + 2 * rows))
-    za, zb = gen.latents(starts, trunc=trunc), gen.latents(ends, trunc=trunc)
-    t = torch.linspace(0, 1, steps, device=za.device)
-    z = slerp(za, zb, t)  # (rows, steps, D)
-    z = z.transpose(0, 1).reshape(steps * rows, -1)  # row-major: each sheet row is one step
-    c = gen.labels_for(starts, None)
-    c = None if c is None else c.repeat(steps)
-    images = to_uint8(gen.synthesize(z, c, batch_size=batch_size).numpy())
-    return make_grid(images, ncols=rows)
+    walk = _walk(gen, starts, ends, steps=steps, trunc=trunc, batch_size=batch_size)  # (rows, steps, ...)
+    images = to_uint8(walk.transpose(0, 1).reshape(steps * rows, *walk.shape[2:]).numpy())
+    return make_grid(images, ncols=rows)  # row-major: each sheet row is one step
 
 
 def interpolation_frames(
     gen: Generator, seed_from: int, seed_to: int, *, steps: int = 16, trunc: float = 1.0
 ) -> np.ndarray:
-    """The slerp walk between two seeds: uint8 (steps, H, W, C)."""
-    za, zb = gen.latents([seed_from], trunc=trunc), gen.latents([seed_to], trunc=trunc)
-    z = slerp(za, zb, torch.linspace(0, 1, steps, device=za.device))[0]
-    c = gen.labels_for([seed_from] * steps, None)
-    return to_uint8(gen.synthesize(z, c).numpy())
+    """The walk between two seeds: uint8 (steps, H, W, C)."""
+    return to_uint8(_walk(gen, [seed_from], [seed_to], steps=steps, trunc=trunc)[0].numpy())
+
+
+def _walk(
+    gen: Generator, starts: list[int], ends: list[int], *, steps: int, trunc: float, batch_size: int = 32
+) -> torch.Tensor:
+    """Images along the walks starts[i] -> ends[i]: float32 (len(starts), steps, C, H, W) in [-1, 1].
+
+    z-families walk on the sphere in z (slerp; z ~ N(0, I) lives near a shell); mapping families walk
+    linearly in w, where StyleGAN's latent space is meant to be flat (Karras et al. 2019, sec. 4.2).
+    The labels are the start seeds' labels.
+    """
+    za, zb = gen.latents(starts), gen.latents(ends)
+    c = gen.labels_for(starts, None)
+    t = torch.linspace(0, 1, steps, device=za.device)
+    rows = len(starts)
+    c_all = None if c is None else c.repeat_interleave(steps)  # (rows * steps,), row r's label repeated
+    if gen.has_mapping:
+        wa, wb = gen.to_w(za, c, trunc=trunc), gen.to_w(zb, c, trunc=trunc)  # (rows, num_ws, w_dim)
+        tt = t.view(1, -1, 1, 1)
+        ws = wa.unsqueeze(1) * (1 - tt) + wb.unsqueeze(1) * tt  # (rows, steps, num_ws, w_dim)
+        imgs = gen.synthesize_ws(ws.reshape(rows * steps, *ws.shape[2:]), batch_size=batch_size)
+    else:
+        z = slerp(za, zb, t).reshape(rows * steps, -1)  # (rows * steps, D)
+        imgs = gen.synthesize(z, c_all, trunc=trunc, batch_size=batch_size)
+    return imgs.reshape(rows, steps, *imgs.shape[1:])

@@ -1,9 +1,11 @@
-"""The arch-agnostic GAN training loop: each family brings its loss object; the loop owns data, EMA, state.
+"""The arch-agnostic GAN training loop: the family's loss runs its phases; the loop owns data, EMA and state.
 
-Read top to bottom: set up (data, nets, optimizers, run dir) -> maybe resume -> for each step: D update,
-G update, EMA, tick (stats), snapshot, save. A resumed run continues bit-exactly on CPU because every
-source of randomness (global RNGs, the data sampler's generator) is part of the saved state, and a
-non-finite loss rolls back to the last good state with lower learning rates instead of writing garbage.
+Read top to bottom: set up (data, nets, optimizers, run dir) -> maybe resume -> for each step: every phase
+the loss family declares (`Dmain`, lazy `Dreg`, `Gmain`, lazy `Greg`...), the augmentation's update (ADA),
+EMA, tick (stats), snapshot, save. A resumed run continues bit-exactly on CPU because every source of
+randomness (global RNGs, the data sampler's generator) and every piece of adaptive state (ADA's p, the
+path-length mean) is in `TrainingState`, and a non-finite loss rolls back to the last good state with
+lower learning rates instead of writing garbage.
 """
 
 from __future__ import annotations
@@ -30,20 +32,27 @@ from astrogan.config import TrainConfig, from_dict
 from astrogan.data.augment import DiffAugment
 from astrogan.data.dataset import open_dataset
 from astrogan.imaging import make_grid, model_to_unit, to_uint8
-from astrogan.models import get_arch
+from astrogan.models import ArchSpec, get_arch
 from astrogan.models.io import save_generator
 from astrogan.sampling.post import save_png
 from astrogan.training import distributed as dist_utils
 from astrogan.training.ema import ema_beta, update_ema
-from astrogan.training.losses import make_loss
-from astrogan.training.state import list_states, load_state, prune_states, save_state, state_path
+from astrogan.training.losses import Batch, GANLoss, Phase, make_loss, reg_intervals
+from astrogan.training.state import (
+    TrainingState,
+    list_states,
+    load_state,
+    prune_states,
+    save_state,
+    state_path,
+)
 from astrogan.training.stats import StatsWriter
 from astrogan.utils.atomic import write_json
 from astrogan.utils.errors import UserError
 from astrogan.utils.log import info, progress
 from astrogan.utils.rundir import latest_run_dir, next_run_dir
 from astrogan.utils.seeds import latents_for_seeds
-from astrogan.utils.torchtools import get_rng_state, pick_device, seed_everything, set_rng_state
+from astrogan.utils.torchtools import pick_device, seed_everything
 
 NUM_STATES_KEPT = 3
 
@@ -92,17 +101,6 @@ class BatchSampler:
         self.pos = int(state["pos"])
 
 
-@dataclasses.dataclass
-class _Nets:
-    G: nn.Module
-    D: nn.Module
-    G_ema: nn.Module
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    scaler_g: torch.amp.GradScaler
-    scaler_d: torch.amp.GradScaler
-
-
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -125,6 +123,25 @@ def _find_resume_dir(cfg: TrainConfig, resume: bool | str | Path) -> Path:
             f"nothing to resume: no run named {cfg.name!r} in {cfg.results_dir}; drop --resume to start one"
         )
     return run_dir
+
+
+def _open_run(
+    cfg: TrainConfig, resume: bool | str | Path, dist: dist_utils.DistInfo
+) -> tuple[Path, TrainConfig, dict[str, Any] | None]:
+    """The run directory, the config to train with (the saved one when resuming) and the state to resume."""
+    if not resume:
+        return (next_run_dir(cfg.results_dir, cfg.name) if dist.is_main else Path()), cfg, None
+    run_dir = _find_resume_dir(cfg, resume)
+    saved = json.loads((run_dir / "config.json").read_text())["train"]
+    saved["num_train_steps"] = max(cfg.num_train_steps, 1)
+    saved["device"] = cfg.device
+    cfg = from_dict(TrainConfig, saved).validate()
+    states = list_states(run_dir / "checkpoints")
+    if states:
+        return run_dir, cfg, load_state(states[-1][1])
+    if dist.is_main:
+        info(f"[yellow]no checkpoint in {run_dir}/checkpoints yet: starting that run from step 0")
+    return run_dir, cfg, None
 
 
 def _load_images(cfg: TrainConfig, device: torch.device):
@@ -168,6 +185,276 @@ def _to_float(batch: torch.Tensor) -> torch.Tensor:
     return batch.float().mul(2.0).sub(1.0)
 
 
+def _make_augment(cfg: TrainConfig, channels: int) -> Any:
+    """The augmentation object: DiffAugment (fixed probability) or ADA (adaptive p, starts at --aug-prob)."""
+    if cfg.aug == "ada":
+        from astrogan.data.ada import AdaptiveAugment
+
+        return AdaptiveAugment(
+            channels=channels, p=cfg.aug_prob, target=cfg.ada_target, speed_kimg=cfg.ada_kimg
+        )
+    return DiffAugment(cfg.aug_types, cfg.aug_prob)
+
+
+def _memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
+    """NHWC when asked for, or by default on CUDA (no gain measured on CPU)."""
+    use_nhwc = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    return torch.channels_last if use_nhwc else torch.contiguous_format
+
+
+def _amp_context(cfg: TrainConfig, device: torch.device) -> tuple[Callable[[], Any], bool]:
+    """(autocast factory, whether fp16 loss scaling is needed): bf16 where the device has it, else fp16."""
+    if not cfg.amp:
+        return contextlib.nullcontext, False
+    bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float16
+    return (lambda: torch.autocast(device.type, dtype=dtype)), not bf16
+
+
+def _build_state(
+    cfg: TrainConfig,
+    spec: ArchSpec,
+    mcfg: Any,
+    *,
+    loss: GANLoss,
+    augment: Any,
+    sampler: BatchSampler,
+    device: torch.device,
+    dist: dist_utils.DistInfo,
+    use_scaler: bool,
+) -> TrainingState:
+    """Networks (identical init on every rank) and optimizers, with Adam rescaled for lazy regularisation."""
+    seed_everything(cfg.seed)
+    G = spec.build_generator(mcfg).to(device).train()
+    D = spec.build_discriminator(mcfg).to(device).train()
+    G, D = G.to(memory_format=_memory_format(cfg, device)), D.to(memory_format=_memory_format(cfg, device))
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    base_lrs = {"G": cfg.lr_g or spec.lr, "D": cfg.lr_d or spec.lr}
+    # A net regularised every k steps takes k/(k+1) of the steps' lr and beta exponents (StyleGAN2, App. B).
+    ratios = {net: k / (k + 1) if k > 1 else 1.0 for net, k in reg_intervals(loss.phases).items()}
+    opts = {
+        net: torch.optim.Adam(
+            module.parameters(),
+            lr=base_lrs[net] * ratios[net],
+            betas=(spec.betas[0] ** ratios[net], spec.betas[1] ** ratios[net]),
+        )
+        for net, module in (("G", G), ("D", D))
+    }
+    if dist.enabled:
+        seed_everything(cfg.seed + 7919 * dist.rank)
+        for m in (G, D, G_ema):
+            dist_utils.broadcast_module(m, dist)
+    return TrainingState(
+        G=G,
+        D=D,
+        G_ema=G_ema,
+        opt_g=opts["G"],
+        opt_d=opts["D"],
+        scaler_g=torch.amp.GradScaler("cuda", enabled=use_scaler),
+        scaler_d=torch.amp.GradScaler("cuda", enabled=use_scaler),
+        augment=augment,
+        loss=loss,
+        sampler=sampler,
+        base_lrs=base_lrs,
+        mb_ratios=ratios,
+        dist=dist,
+        config=cfg.to_dict(),
+    )
+
+
+@dataclasses.dataclass
+class _Stepper:
+    """One training step: every due phase of the loss over `accum` micro-batches, ADA update, EMA."""
+
+    st: TrainingState
+    cfg: TrainConfig
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    device: torch.device
+    per_rank_batch: int
+    images_per_step: int
+    amp_ctx: Callable[[], Any]
+    memory_format: torch.memory_format
+
+    def _batch(self, phase: Phase) -> Batch:
+        real = c_real = None
+        if phase.needs_real:
+            idx = self.st.sampler.next_indices(self.per_rank_batch)
+            real = _to_float(self.images[idx.to(self.images.device)].to(self.device, non_blocking=True))
+            real = real.contiguous(memory_format=self.memory_format)
+            c_real = None if self.labels is None else self.labels[idx.to(self.labels.device)].to(self.device)
+        z = torch.randn(self.per_rank_batch, self.st.G.z_dim, device=self.device)
+        c_gen = self.st.sampler.sample_labels(self.per_rank_batch)
+        return Batch(z=z, c_gen=None if c_gen is None else c_gen.to(self.device), real=real, c_real=c_real)
+
+    def _phase(self, phase: Phase, tick: dict[str, float]) -> None:
+        st, accum = self.st, self.cfg.gradient_accumulate_every
+        net, other = (st.G, st.D) if phase.net == "G" else (st.D, st.G)
+        opt, scaler = st.opt[phase.net], st.scaler[phase.net]
+        opt.zero_grad(set_to_none=True)
+        other.requires_grad_(False)
+        try:
+            for _ in range(accum):
+                batch = self._batch(phase)
+                with self.amp_ctx():
+                    loss, stats = st.loss.run(phase, G=st.G, D=st.D, augment=st.augment, batch=batch)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLoss(f"{phase.name} loss is {loss.item()}")
+                scaler.scale(loss / accum).backward()
+                for k, v in stats.items():
+                    tick[k] = tick.get(k, 0.0) + v / accum
+        finally:
+            other.requires_grad_(True)
+        dist_utils.all_reduce_grads(net, st.dist)
+        scaler.step(opt)
+        scaler.update()
+
+    def __call__(self) -> dict[str, float]:
+        st, tick = self.st, {}
+        for phase in st.loss.phases:
+            if st.step % phase.interval == 0:
+                self._phase(phase, tick)
+        if "d_real_sign" in tick:  # every rank must see the same p: average the overfitting signal first
+            sign = dist_utils.all_reduce_mean(tick["d_real_sign"], st.dist)
+            st.augment.update({"d_real_sign": sign, "num_images": self.images_per_step})
+        st.cur_nimg += self.images_per_step
+        beta = ema_beta(
+            batch_images=self.images_per_step,
+            cur_nimg=st.cur_nimg,
+            ema_kimg=self.cfg.ema_kimg,
+            rampup=self.cfg.ema_rampup,
+        )
+        update_ema(st.G_ema, st.G, beta)
+        return tick
+
+
+class _Ticker:
+    """Averages step stats over a tick; a key counts only the steps that produced it (lazy phases)."""
+
+    def __init__(self, cur_nimg: int) -> None:
+        self.reset(cur_nimg)
+
+    def reset(self, cur_nimg: int) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.steps, self.t0, self.nimg0 = 0, time.perf_counter(), cur_nimg
+
+    def add(self, tick: dict[str, float]) -> None:
+        self.steps += 1
+        for k, v in tick.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def record(self, st: TrainingState, device: torch.device) -> dict[str, Any]:
+        dt = time.perf_counter() - self.t0
+        record: dict[str, Any] = {
+            "step": st.step,
+            "kimg": st.cur_nimg / 1000,
+            **{
+                k: dist_utils.all_reduce_mean(v / self.counts[k], st.dist)
+                for k, v in sorted(self.sums.items())
+            },
+            "images_per_s": (st.cur_nimg - self.nimg0) / max(dt, 1e-9),
+            "sec_per_step": dt / max(self.steps, 1),
+            "lr_g": st.opt["G"].param_groups[0]["lr"],
+            "lr_d": st.opt["D"].param_groups[0]["lr"],
+            "aug_prob": float(st.augment.p),
+            "mem_cpu_peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "time": time.time(),
+        }
+        if hasattr(st.augment, "r_t") and st.augment.r_t is not None:
+            record["ada_rt"] = float(st.augment.r_t)
+        if device.type == "cuda":
+            record["mem_gpu_peak_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        self.reset(st.cur_nimg)
+        return record
+
+
+def _generate(G: nn.Module, z: torch.Tensor, c: torch.Tensor | None, *, batch: int) -> np.ndarray:
+    """float32 (N, C, H, W) in [-1, 1] on the CPU from the EMA generator, in batches."""
+    with torch.no_grad():
+        outs = [
+            G(z[i : i + batch], None if c is None else c[i : i + batch]).float()
+            for i in range(0, len(z), batch)
+        ]
+    return torch.cat(outs).clamp(-1, 1).cpu().numpy()
+
+
+def _write_run_config(
+    run_dir: Path,
+    cfg: TrainConfig,
+    st: TrainingState,
+    mcfg: Any,
+    spec: ArchSpec,
+    *,
+    ds: Any,
+    num_images: int,
+    extra: dict,
+) -> None:
+    """config.json: the resolved config, model, optimizers, phases, dataset provenance and versions."""
+    manifest = ds.manifest
+    write_json(
+        run_dir / "config.json",
+        {
+            "format": "astrogan.run",
+            "format_version": 1,
+            "train": cfg.to_dict(),
+            "arch": cfg.arch,
+            "image_size": cfg.image_size,
+            "model": dataclasses.asdict(mcfg),
+            "lr_g": st.base_lrs["G"],
+            "lr_d": st.base_lrs["D"],
+            "betas": list(spec.betas),
+            "loss": spec.loss,
+            "phases": [dataclasses.asdict(p) for p in st.loss.phases],
+            **extra,
+            "dataset": {
+                "path": str(Path(cfg.data).resolve()),
+                "content_hash": ds.content_hash,
+                "label_names": ds.label_names,
+                "sources": manifest.get("sources_summary", manifest.get("sources")),
+                "credits": manifest.get("credits"),
+                "licences": manifest.get("licences"),
+                "stretch": manifest.get("stretch"),
+                "num_images": num_images,
+            },
+            "astrogan_version": __version__,
+            "torch_version": torch.__version__,
+            "python_version": sys.version.split()[0],
+            "git_commit": _git_commit(),
+        },
+    )
+
+
+def _evaluate_metrics(
+    cfg: TrainConfig, st: TrainingState, images: torch.Tensor, labels: torch.Tensor | None, ds: Any
+) -> dict[str, float]:
+    """`--metrics` on `num_metric_images` EMA fakes (fixed seeds) against an even spread of reals."""
+    from astrogan.metrics.compute import compute_metrics
+
+    device = next(st.G_ema.parameters()).device
+    seeds = list(range(10_000, 10_000 + cfg.num_metric_images))
+    z = torch.from_numpy(latents_for_seeds(seeds, st.G.z_dim)).to(device)
+    c = None
+    if labels is not None:
+        c = torch.cat([st.sampler.sample_labels(len(z[i : i + 64])) for i in range(0, len(z), 64)]).to(device)
+    fake = _generate(st.G_ema, z, c, batch=64)
+    real_idx = np.linspace(0, len(images) - 1, min(len(images), cfg.num_metric_images)).astype(int)
+    real = images[torch.from_numpy(real_idx).to(images.device)].permute(0, 2, 3, 1).cpu().numpy()
+    if real.dtype != np.uint8:
+        fake_arr = model_to_unit(fake).transpose(0, 2, 3, 1).astype(np.float32)
+    else:
+        fake_arr = to_uint8(fake)
+    figures = compute_metrics(
+        list(cfg.metrics),
+        real,
+        fake_arr,
+        cache_dir=Path(cfg.results_dir) / ".cache",
+        cache_key=ds.content_hash,
+    )
+    return {f"metric_{k}": float(v) for k, v in figures.items()}
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -182,26 +469,11 @@ def train(
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
+    run_dir, cfg, resume_state = _open_run(cfg, resume, dist)
 
-    # ---- run directory and (for resume) the saved config ------------------------------------------
-    resume_state: dict[str, Any] | None = None
-    if resume:
-        run_dir = _find_resume_dir(cfg, resume)
-        saved = json.loads((run_dir / "config.json").read_text())["train"]
-        saved["num_train_steps"] = max(cfg.num_train_steps, 1)
-        saved["device"] = cfg.device
-        cfg = from_dict(TrainConfig, saved).validate()
-        states = list_states(run_dir / "checkpoints")
-        if states:
-            resume_state = load_state(states[-1][1])
-        elif dist.is_main:
-            info(f"[yellow]no checkpoint in {run_dir}/checkpoints yet: starting that run from step 0")
-    else:
-        run_dir = next_run_dir(cfg.results_dir, cfg.name) if dist.is_main else Path()
-
+    # ---- data, networks, loss, augmentation, optimizers: all of it in one TrainingState -------------
     spec = get_arch(cfg.arch)
-    # Check the architecture can do this size before reading any data.
-    from_dict(spec.config_cls, {"image_size": cfg.image_size, **cfg.model}).validate()
+    from_dict(spec.config_cls, {"image_size": cfg.image_size, **cfg.model}).validate()  # before any I/O
     ds, images, labels = _load_images(cfg, device)
     channels = int(images.shape[1])
     model_kwargs = {"image_size": cfg.image_size, "channels": channels, **cfg.model}
@@ -209,108 +481,42 @@ def train(
         model_kwargs["num_classes"] = cfg.num_classes
     mcfg = from_dict(spec.config_cls, model_kwargs)
     mcfg.validate()
-
-    # ---- networks and optimizers (identical init on every rank, then rank-specific randomness) ----
-    seed_everything(cfg.seed)
-    G = spec.build_generator(mcfg).to(device).train()
-    D = spec.build_discriminator(mcfg).to(device).train()
-    use_nhwc = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    memory_format = torch.channels_last if use_nhwc else torch.contiguous_format
-    G, D = G.to(memory_format=memory_format), D.to(memory_format=memory_format)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    lr_g, lr_d = cfg.lr_g or spec.lr, cfg.lr_d or spec.lr
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr_g, betas=spec.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=spec.betas)
-    use_scaler = cfg.amp and device.type == "cuda"
-    nets = _Nets(
-        G,
-        D,
-        G_ema,
-        opt_g,
-        opt_d,
-        torch.amp.GradScaler("cuda", enabled=use_scaler),
-        torch.amp.GradScaler("cuda", enabled=use_scaler),
-    )
-    if dist.enabled:
-        seed_everything(cfg.seed + 7919 * dist.rank)
-        for m in (G, D, G_ema):
-            dist_utils.broadcast_module(m, dist)
-    loss = make_loss(spec.loss)
-    augment = DiffAugment(cfg.aug_types, cfg.aug_prob)
-    sampler = BatchSampler(len(images), seed=cfg.seed * 1000 + dist.rank, labels=labels)
-    amp_ctx: Callable[[], contextlib.AbstractContextManager[Any]]
-    if cfg.amp:
-        amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-        amp_ctx = lambda: torch.autocast(device.type, dtype=amp_dtype)  # noqa: E731
-    else:
-        amp_ctx = contextlib.nullcontext
-
     per_rank_batch = cfg.batch_size // dist.world_size if dist.enabled else cfg.batch_size
     if per_rank_batch < 1:
         raise UserError(
             f"--batch-size {cfg.batch_size} is smaller than the number of processes ({dist.world_size})"
         )
     images_per_step = per_rank_batch * dist.world_size * cfg.gradient_accumulate_every
-    counters = {"step": 0, "cur_nimg": 0, "lr_scale": 1.0, "nan_rollbacks": 0}
-
-    def capture() -> dict[str, Any]:
-        """Everything needed to continue bit-exactly (tensors cloned, so later steps do not change it)."""
-        rng = get_rng_state()
-        smp = sampler.state_dict()
-        if dist.enabled:
-            rng_all: list[Any] = [None] * dist.world_size
-            smp_all: list[Any] = [None] * dist.world_size
-            torch.distributed.all_gather_object(rng_all, rng)
-            torch.distributed.all_gather_object(smp_all, smp)
-        else:
-            rng_all, smp_all = [rng], [smp]
-        return copy.deepcopy(
-            {
-                **counters,
-                "G": G.state_dict(),
-                "D": D.state_dict(),
-                "G_ema": G_ema.state_dict(),
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "scaler_g": nets.scaler_g.state_dict(),
-                "scaler_d": nets.scaler_d.state_dict(),
-                "aug_prob": augment.prob,
-                "rng": rng_all,
-                "sampler": smp_all,
-                "world_size": dist.world_size,
-                "config": cfg.to_dict(),
-            }
-        )
-
-    def restore(state: dict[str, Any]) -> None:
-        if int(state.get("world_size", 1)) != dist.world_size:
-            raise UserError(
-                f"checkpoint was written by {state.get('world_size')} processes; resume it with "
-                f"the same number (now {dist.world_size})"
-            )
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        nets.scaler_g.load_state_dict(state["scaler_g"])
-        nets.scaler_d.load_state_dict(state["scaler_d"])
-        augment.prob = float(state["aug_prob"])
-        for key in counters:
-            counters[key] = type(counters[key])(state[key])
-        set_rng_state(state["rng"][dist.rank])
-        sampler.load_state_dict(state["sampler"][dist.rank])
-        for group in opt_g.param_groups:
-            group["lr"] = lr_g * counters["lr_scale"]
-        for group in opt_d.param_groups:
-            group["lr"] = lr_d * counters["lr_scale"]
-
+    loss = make_loss(spec.loss, image_size=cfg.image_size, batch_size=cfg.batch_size, **cfg.loss)
+    amp_ctx, use_scaler = _amp_context(cfg, device)
+    st = _build_state(
+        cfg,
+        spec,
+        mcfg,
+        loss=loss,
+        augment=_make_augment(cfg, channels),
+        sampler=BatchSampler(len(images), seed=cfg.seed * 1000 + dist.rank, labels=labels),
+        device=device,
+        dist=dist,
+        use_scaler=use_scaler,
+    )
     if resume_state is not None:
-        restore(resume_state)
+        st.restore(resume_state)
+    step_fn = _Stepper(
+        st,
+        cfg,
+        images,
+        labels,
+        device,
+        per_rank_batch,
+        images_per_step,
+        amp_ctx,
+        _memory_format(cfg, device),
+    )
 
     # ---- files: config.json, stats, fixed seeds ----------------------------------------------------
     snap_seeds = list(range(cfg.num_snapshot_seeds))
-    snap_z = torch.from_numpy(latents_for_seeds(snap_seeds, G.z_dim)).to(device)
+    snap_z = torch.from_numpy(latents_for_seeds(snap_seeds, st.G.z_dim)).to(device)
     snap_c = None
     if cfg.num_classes:
         snap_c = torch.tensor([s % cfg.num_classes for s in snap_seeds], device=device)
@@ -319,270 +525,107 @@ def train(
     if dist.is_main:
         (run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        manifest = ds.manifest
-        write_json(
-            run_dir / "config.json",
-            {
-                "format": "astrogan.run",
-                "format_version": 1,
-                "train": cfg.to_dict(),
-                "arch": cfg.arch,
-                "image_size": cfg.image_size,
-                "channels": channels,
-                "model": dataclasses.asdict(mcfg),
-                "lr_g": lr_g,
-                "lr_d": lr_d,
-                "betas": list(spec.betas),
-                "loss": spec.loss,
-                "images_per_step": images_per_step,
-                "world_size": dist.world_size,
-                "device": str(device),
-                "dataset": {
-                    "path": str(Path(cfg.data).resolve()),
-                    "content_hash": ds.content_hash,
-                    "num_images": len(images),
-                    "label_names": ds.label_names,
-                    "sources": manifest.get("sources_summary", manifest.get("sources")),
-                    "credits": manifest.get("credits"),
-                    "licences": manifest.get("licences"),
-                    "stretch": manifest.get("stretch"),
-                },
-                "astrogan_version": __version__,
-                "torch_version": torch.__version__,
-                "python_version": sys.version.split()[0],
-                "git_commit": _git_commit(),
-            },
+        extra = {"channels": channels, "images_per_step": images_per_step, "world_size": dist.world_size}
+        _write_run_config(
+            run_dir,
+            cfg,
+            st,
+            mcfg,
+            spec,
+            ds=ds,
+            num_images=len(images),
+            extra={**extra, "device": str(device)},
         )
-        writer = StatsWriter(run_dir, resume_step=counters["step"] if resume else None)
+        writer = StatsWriter(run_dir, resume_step=st.step if resume else None)
 
     def snapshot(step: int) -> None:
-        with torch.no_grad():
-            imgs = (
-                torch.cat(
-                    [
-                        G_ema(snap_z[i : i + 32], None if snap_c is None else snap_c[i : i + 32]).float()
-                        for i in range(0, len(snap_seeds), 32)
-                    ]
-                )
-                .clamp(-1, 1)
-                .cpu()
-                .numpy()
-            )
+        imgs = _generate(st.G_ema, snap_z, snap_c, batch=32)
         grid = make_grid(to_uint8(imgs), ncols=int(math.ceil(math.sqrt(len(snap_seeds)))))
         save_png(grid, run_dir / "snapshots" / f"step-{step:07d}.png")
         if writer is not None:
             writer.add_image("snapshots", grid, step)
 
     def save(step: int) -> dict[str, Any]:
-        state = capture()  # collective in DDP: every rank takes part
+        state = st.capture()  # collective in DDP: every rank takes part
         if dist.is_main:
             save_state(state_path(ckpt_dir, step), state)
             prune_states(ckpt_dir, keep=NUM_STATES_KEPT)
-            save_generator(
-                G_ema,
-                arch=cfg.arch,
-                config=mcfg,
-                out_dir=ckpt_dir,
-                extra={
-                    "step": step,
-                    "kimg": counters["cur_nimg"] / 1000,
-                    "dataset_hash": ds.content_hash,
-                    "label_names": ds.label_names,
-                    "run": run_dir.name,
-                },
-            )
+            extra = {"step": step, "kimg": st.cur_nimg / 1000, "dataset_hash": ds.content_hash}
+            extra |= {"label_names": ds.label_names, "run": run_dir.name}
+            save_generator(st.G_ema, arch=cfg.arch, config=mcfg, out_dir=ckpt_dir, extra=extra)
         dist_utils.barrier(dist)
         return state
 
-    metric_fn = None
     if cfg.metrics:
         try:
-            from astrogan.metrics.compute import compute_metrics
+            import astrogan.metrics.compute  # noqa: F401  (fail now, not after the first tick)
         except ImportError as exc:
             raise UserError(f"--metrics needs the metrics package ({exc})") from None
-        metric_fn = compute_metrics
-
-    def evaluate_metrics(step: int) -> dict[str, float]:
-        seeds = list(range(10_000, 10_000 + cfg.num_metric_images))
-        z = torch.from_numpy(latents_for_seeds(seeds, G.z_dim)).to(device)
-        with torch.no_grad():
-            fake = (
-                torch.cat(
-                    [
-                        G_ema(
-                            z[i : i + 64],
-                            None if labels is None else sampler.sample_labels(len(z[i : i + 64])),
-                        ).float()
-                        for i in range(0, len(z), 64)
-                    ]
-                )
-                .clamp(-1, 1)
-                .cpu()
-                .numpy()
-            )
-        real_idx = np.linspace(0, len(images) - 1, min(len(images), cfg.num_metric_images)).astype(int)
-        real = images[torch.from_numpy(real_idx).to(images.device)].permute(0, 2, 3, 1).cpu().numpy()
-        if real.dtype != np.uint8:
-            fake_arr = model_to_unit(fake).transpose(0, 2, 3, 1).astype(np.float32)
-        else:
-            fake_arr = to_uint8(fake)
-        figures = metric_fn(
-            list(cfg.metrics),
-            real,
-            fake_arr,
-            cache_dir=Path(cfg.results_dir) / ".cache",
-            cache_key=ds.content_hash,
-        )
-        return {f"metric_{k}": float(v) for k, v in figures.items()}
 
     # ---- the loop -----------------------------------------------------------------------------------
-    def one_step() -> dict[str, float]:
-        """One D update and one G update, each over `gradient_accumulate_every` micro-batches."""
-        tick: dict[str, float] = {}
-        accum = cfg.gradient_accumulate_every
-
-        nets.opt_d.zero_grad(set_to_none=True)
-        for _ in range(accum):
-            idx = sampler.next_indices(per_rank_batch)
-            real = _to_float(images[idx.to(images.device)].to(device, non_blocking=True))
-            real = real.contiguous(memory_format=memory_format)
-            c = None if labels is None else labels[idx.to(labels.device)].to(device)
-            z = torch.randn(per_rank_batch, G.z_dim, device=device)
-            with torch.no_grad(), amp_ctx():
-                fake = G(z, c)
-            with amp_ctx():
-                loss_d, s = loss.d_loss(D, augment(real), augment(fake.float()), c)
-            if not torch.isfinite(loss_d):
-                raise NonFiniteLoss(f"discriminator loss is {loss_d.item()}")
-            nets.scaler_d.scale(loss_d / accum).backward()
-            for k, v in s.items():
-                tick[k] = tick.get(k, 0.0) + v / accum
-        dist_utils.all_reduce_grads(D, dist)
-        nets.scaler_d.step(opt_d)
-        nets.scaler_d.update()
-
-        D.requires_grad_(False)
-        nets.opt_g.zero_grad(set_to_none=True)
-        try:
-            for _ in range(accum):
-                z = torch.randn(per_rank_batch, G.z_dim, device=device)
-                c = sampler.sample_labels(per_rank_batch)
-                c = None if c is None else c.to(device)
-                with amp_ctx():
-                    fake = G(z, c)
-                    loss_g, s = loss.g_loss(D, augment(fake.float()), c)
-                if not torch.isfinite(loss_g):
-                    raise NonFiniteLoss(f"generator loss is {loss_g.item()}")
-                nets.scaler_g.scale(loss_g / accum).backward()
-                for k, v in s.items():
-                    tick[k] = tick.get(k, 0.0) + v / accum
-        finally:
-            D.requires_grad_(True)
-        dist_utils.all_reduce_grads(G, dist)
-        nets.scaler_g.step(opt_g)
-        nets.scaler_g.update()
-
-        counters["cur_nimg"] += images_per_step
-        beta = ema_beta(
-            batch_images=images_per_step,
-            cur_nimg=counters["cur_nimg"],
-            ema_kimg=cfg.ema_kimg,
-            rampup=cfg.ema_rampup,
-        )
-        update_ema(G_ema, G, beta)
-        return tick
-
-    start_step = counters["step"]
+    start_step = st.step
     if dist.is_main and resume_state is None:
         snapshot(0)
-    last_good = capture()
-    tick_sums: dict[str, float] = {}
-    tick_steps, tick_t0, tick_nimg0 = 0, time.perf_counter(), counters["cur_nimg"]
+    last_good = st.capture()
+    ticker = _Ticker(st.cur_nimg)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-
     deadline = None if cfg.max_minutes is None else time.monotonic() + 60.0 * cfg.max_minutes
     bar = progress(disable=None if (show_progress and dist.is_main) else True)
     with bar:
         task = bar.add_task("training", total=cfg.num_train_steps, completed=start_step, info="")
-        while counters["step"] < cfg.num_train_steps:
+        while st.step < cfg.num_train_steps:
             try:
-                tick = one_step()
+                tick = step_fn()
             except NonFiniteLoss as exc:
-                counters_before = dict(counters)
-                restore(last_good)
-                counters["nan_rollbacks"] = counters_before["nan_rollbacks"] + 1
-                counters["lr_scale"] = counters_before["lr_scale"] * cfg.nan_lr_factor
-                for group in opt_g.param_groups:
-                    group["lr"] = lr_g * counters["lr_scale"]
-                for group in opt_d.param_groups:
-                    group["lr"] = lr_d * counters["lr_scale"]
-                msg = (
-                    f"{exc} at step {counters_before['step']}: rolled back to step {counters['step']}, "
-                    f"learning rates x{counters['lr_scale']:g}"
-                )
+                failed_step, rollbacks, scale = st.step, st.nan_rollbacks + 1, st.lr_scale * cfg.nan_lr_factor
+                st.restore(last_good)
+                st.nan_rollbacks = rollbacks
+                st.set_lr_scale(scale)
+                msg = f"{exc} at step {failed_step}: rolled back to step {st.step}, learning rates x{scale:g}"
                 if writer is not None:
-                    writer.write({"step": counters["step"], "event": "nan_rollback", "message": msg})
+                    writer.write({"step": st.step, "event": "nan_rollback", "message": msg})
                 info(f"[yellow]warning: {msg}")
-                if counters["nan_rollbacks"] > cfg.max_nan_rollbacks:
+                if rollbacks > cfg.max_nan_rollbacks:
                     raise RuntimeError(
-                        f"training diverged: {counters['nan_rollbacks']} NaN rollbacks; "
-                        "lower the learning rate or turn off --amp"
+                        f"training diverged: {rollbacks} NaN rollbacks; lower the learning rate or turn off --amp"
                     ) from None
-                bar.update(task, completed=counters["step"])
+                bar.update(task, completed=st.step)
                 continue
-            counters["step"] += 1
-            step = counters["step"]
+            st.step += 1
+            step = st.step
+            ticker.add(tick)
             # Out of time: make this the last step (every rank agrees, so collectives stay in step).
             out_of_time = deadline is not None and time.monotonic() > deadline
             if dist.enabled and deadline is not None:
                 out_of_time = dist_utils.all_reduce_mean(float(out_of_time), dist) > 0
             last = step == cfg.num_train_steps or out_of_time
-            for k, v in tick.items():
-                tick_sums[k] = tick_sums.get(k, 0.0) + v
-            tick_steps += 1
 
             if step % cfg.log_every == 0 or last:
-                dt = time.perf_counter() - tick_t0
-                record: dict[str, Any] = {
-                    "step": step,
-                    "kimg": counters["cur_nimg"] / 1000,
-                    **{
-                        k: dist_utils.all_reduce_mean(v / tick_steps, dist)
-                        for k, v in sorted(tick_sums.items())
-                    },
-                    "images_per_s": (counters["cur_nimg"] - tick_nimg0) / max(dt, 1e-9),
-                    "sec_per_step": dt / tick_steps,
-                    "lr_g": opt_g.param_groups[0]["lr"],
-                    "lr_d": opt_d.param_groups[0]["lr"],
-                    "aug_prob": augment.prob,
-                    "mem_cpu_peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                    "time": time.time(),
-                }
-                if device.type == "cuda":
-                    record["mem_gpu_peak_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+                record = ticker.record(st, device)
                 if writer is not None:
                     writer.write(record)
-                bar.update(
-                    task,
-                    info=f"D {record.get('loss_d', 0):.3f} G {record.get('loss_g', 0):.3f} "
-                    f"{record['images_per_s']:.0f} img/s",
+                loss_d, loss_g, speed = (
+                    record.get("loss_d", 0),
+                    record.get("loss_g", 0),
+                    record["images_per_s"],
                 )
-                tick_sums, tick_steps = {}, 0
-                tick_t0, tick_nimg0 = time.perf_counter(), counters["cur_nimg"]
-
+                bar.update(task, info=f"D {loss_d:.3f} G {loss_g:.3f} {speed:.0f} img/s")
             if step % cfg.evaluate_every == 0 or last:
                 if dist.is_main:
                     snapshot(step)
-                if metric_fn is not None and dist.is_main:
-                    figures = evaluate_metrics(step)
+                if cfg.metrics and dist.is_main:
+                    figures = _evaluate_metrics(cfg, st, images, labels, ds)
                     if writer is not None:
-                        writer.write({"step": step, "kimg": counters["cur_nimg"] / 1000, **figures})
+                        writer.write({"step": step, "kimg": st.cur_nimg / 1000, **figures})
             if step % cfg.save_every == 0 or last:
                 last_good = save(step)
             bar.update(task, completed=step)
             for cb in callbacks:
-                cb(step, {"run_dir": run_dir, "G": G, "D": D, "G_ema": G_ema, "loss": loss})
+                cb(
+                    step,
+                    {"run_dir": run_dir, "G": st.G, "D": st.D, "G_ema": st.G_ema, "loss": loss, "state": st},
+                )
             if out_of_time:
                 info(f"[yellow]--max-minutes {cfg.max_minutes:g} spent: stopped and saved at step {step}")
                 break

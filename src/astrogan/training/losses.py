@@ -1,4 +1,10 @@
-"""GAN loss objects, one per family, so the training loop knows nothing of the objective.
+"""GAN loss families: each owns its forward passes and declares its phases, so the loop knows no objective.
+
+A family runs one **phase** at a time (`Dmain`, `Dreg`, `Gmain`, `Greg`): it gets G, D, the augmentation
+object and a batch, runs the passes that phase needs and returns the scalar to back-propagate. Phases and
+their intervals are data (`Phase`); a lazy regularisation phase runs every `interval` steps and its loss
+is multiplied by `interval` (Karras et al. 2020, StyleGAN2 sec. 4; the loop rescales Adam's lr and betas
+by k/(k+1) for that network). The idea of the split follows stylegan2-ada's loss/loop (no code copied).
 
 - `dcgan`: binary cross-entropy on logits with random (noisy, soft) label smoothing
   (real targets ~ U[0.9, 1], fake targets ~ U[0, 0.1]; Salimans et al. 2016), non-saturating G loss.
@@ -6,16 +12,19 @@
   D real relu(U[0.8, 1] - logit), fake relu(U[0.8, 1] + logit), G -mean(logit), plus the paper's
   self-supervised reconstruction loss on real images. The paper measures reconstruction with LPIPS,
   whose network weights we cannot download at run time, so this uses pixel MSE (or L1) instead.
+- `stylegan2`: non-saturating logistic loss, lazy R1 on reals (every 16 steps, gamma from the
+  `0.0002 * res^2 / batch` heuristic of Karras et al. 2020 ADA unless given), lazy path-length
+  regularisation (every 4 steps, weight 2, batch halved), style mixing (p = 0.9), w_avg tracked in G.
 
-Interface (what the loop calls; `real`/`fake` are already augmented, `fake` detached for D):
-    loss_d, stats = loss.d_loss(D, real, fake, c=None)   # stats: loss_d, acc_real, acc_fake (+ extras)
-    loss_g, stats = loss.g_loss(D, fake, c=None)         # stats: loss_g
 All random draws come from torch's global RNG, so a resumed run with restored RNG state is bit-exact.
-Logits are cast to float32 before the loss, so both work under autocast (bf16/fp16).
+Logits are cast to float32 before the loss, so every family works under autocast (bf16/fp16).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -25,20 +34,50 @@ from torch import nn
 from astrogan.utils.errors import UserError
 
 Stats = dict[str, float]
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One optimizer step of one network: `net` is "G" or "D"; it runs every `interval` steps."""
+
+    name: str
+    net: str
+    interval: int = 1
+    needs_real: bool = False  # the loop draws real images (and their labels) for this phase
+
+
+@dataclasses.dataclass
+class Batch:
+    """What the loop hands a phase per micro-batch: reals (N, C, H, W) in [-1, 1] when the phase needs them,
+    their labels (N,) or None, latents z (N, z_dim) and labels for generated images (N,) or None."""
+
+    z: torch.Tensor
+    c_gen: torch.Tensor | None = None
+    real: torch.Tensor | None = None
+    c_real: torch.Tensor | None = None
 
 
 class GANLoss(Protocol):
     """What the arch-agnostic loop needs from a loss family."""
 
     name: str
+    phases: tuple[Phase, ...]
 
-    def d_loss(
-        self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, c: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Stats]: ...
+    def run(
+        self, phase: Phase, *, G: nn.Module, D: nn.Module, augment: Augment, batch: Batch
+    ) -> tuple[torch.Tensor, Stats]:
+        """Run `phase`'s forward passes; return the scalar to back-propagate and float stats."""
+        ...
 
-    def g_loss(
-        self, D: nn.Module, fake: torch.Tensor, c: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Stats]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def reg_intervals(phases: tuple[Phase, ...]) -> dict[str, int]:
+    """{"G": k, "D": k}: the lazy-regularisation interval of each network (1 when it has none)."""
+    return {net: max([p.interval for p in phases if p.net == net] or [1]) for net in ("G", "D")}
 
 
 def _per_image(logits: torch.Tensor) -> torch.Tensor:
@@ -48,14 +87,53 @@ def _per_image(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _accuracy(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> Stats:
-    """An image is judged real when its mean logit is > 0."""
+    """An image is judged real when its mean logit is > 0; `d_real_sign` feeds ADA's overfitting heuristic."""
     with torch.no_grad():
-        acc_real = (_per_image(logits_real) > 0).float().mean().item()
+        per_real = _per_image(logits_real)
+        acc_real = (per_real > 0).float().mean().item()
         acc_fake = (_per_image(logits_fake) <= 0).float().mean().item()
-    return {"acc_real": acc_real, "acc_fake": acc_fake}
+        sign = per_real.sign().mean().item()
+    return {"acc_real": acc_real, "acc_fake": acc_fake, "d_real_sign": sign}
 
 
-class DCGANLoss:
+class _TwoPhaseLoss:
+    """DCGAN/FastGAN shape: one D step on (real, G(z)) and one G step on G(z), no regularisation phases."""
+
+    name = "?"
+    phases = (Phase("Dmain", "D", needs_real=True), Phase("Gmain", "G"))
+
+    def d_loss(
+        self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, c: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Stats]:
+        raise NotImplementedError
+
+    def g_loss(
+        self, D: nn.Module, fake: torch.Tensor, c: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Stats]:
+        raise NotImplementedError
+
+    def run(
+        self, phase: Phase, *, G: nn.Module, D: nn.Module, augment: Augment, batch: Batch
+    ) -> tuple[torch.Tensor, Stats]:
+        """Dmain: fakes from the reals' labels, made without a graph; Gmain: fakes from sampled labels."""
+        if phase.name == "Dmain":
+            assert batch.real is not None
+            with torch.no_grad():
+                fake = G(batch.z, batch.c_real)
+            return self.d_loss(D, augment(batch.real), augment(fake.float()), batch.c_real)
+        if phase.name == "Gmain":
+            fake = G(batch.z, batch.c_gen)
+            return self.g_loss(D, augment(fake.float()), batch.c_gen)
+        raise ValueError(f"{self.name} loss has no phase {phase.name!r}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state
+
+
+class DCGANLoss(_TwoPhaseLoss):
     """BCE-with-logits, random label smoothing for D, non-saturating loss for G."""
 
     name = "dcgan"
@@ -98,7 +176,7 @@ class DCGANLoss:
         return loss, {"loss_g": loss.item()}
 
 
-class FastGANLoss:
+class FastGANLoss(_TwoPhaseLoss):
     """Hinge loss with random margins U[low, 1] plus reconstruction of real images (MSE/L1 for LPIPS)."""
 
     name = "fastgan"
@@ -152,16 +230,136 @@ class FastGANLoss:
         return loss, {"loss_g": loss.item()}
 
 
-LOSSES: dict[str, type] = {"dcgan": DCGANLoss, "fastgan": FastGANLoss}
+class StyleGAN2Loss:
+    """Non-saturating logistic loss with lazy R1 and path-length regularisation and style mixing.
+
+    Needs a generator with `mapping(z, c, *, update_w_avg) -> ws (N, num_ws, w_dim)` and
+    `synthesis(ws) -> images` (models.stylegan2). The path-length mean is part of the resumable state.
+    """
+
+    name = "stylegan2"
+
+    def __init__(
+        self,
+        *,
+        r1_gamma: float | None = None,
+        r1_interval: int = 16,
+        pl_weight: float = 2.0,
+        pl_interval: int = 4,
+        pl_batch_shrink: int = 2,
+        pl_decay: float = 0.01,
+        style_mixing: float = 0.9,
+        image_size: int = 64,
+        batch_size: int = 32,
+    ) -> None:
+        if r1_gamma is None:  # Karras et al. 2020 (ADA), auto config: gamma = 0.0002 * res^2 / minibatch
+            r1_gamma = 0.0002 * image_size**2 / max(batch_size, 1)
+        checks = {
+            "r1_gamma": r1_gamma >= 0,
+            "pl_weight": pl_weight >= 0,
+            "r1_interval": r1_interval >= 1,
+            "pl_interval": pl_interval >= 1,
+            "pl_batch_shrink": pl_batch_shrink >= 1,
+            "pl_decay": 0 < pl_decay <= 1,
+            "style_mixing": 0 <= style_mixing <= 1,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise UserError(f"stylegan2 loss {key} is out of range: {locals()[key]!r}")
+        self.r1_gamma, self.pl_weight = float(r1_gamma), float(pl_weight)
+        self.pl_batch_shrink, self.pl_decay = int(pl_batch_shrink), float(pl_decay)
+        self.style_mixing = float(style_mixing)
+        phases = [Phase("Dmain", "D", needs_real=True)]
+        if self.r1_gamma > 0:
+            phases.append(Phase("Dreg", "D", interval=int(r1_interval), needs_real=True))
+        phases.append(Phase("Gmain", "G"))
+        if self.pl_weight > 0:
+            phases.append(Phase("Greg", "G", interval=int(pl_interval)))
+        self.phases = tuple(phases)
+        self.pl_mean = torch.zeros(())
+
+    def _ws(self, G: nn.Module, z: torch.Tensor, c: torch.Tensor | None, *, update: bool) -> torch.Tensor:
+        """Mapped latents with style mixing: from a random layer on, the styles of a second latent.
+
+        The cutoff, the coin and the second latent are always drawn, so the RNG stream does not depend
+        on the mixing probability.
+        """
+        ws = G.mapping(z, c, update_w_avg=update)
+        num_ws = ws.shape[1]
+        cutoff = int(torch.randint(1, max(num_ws, 2), ()).item())
+        mix = bool(torch.rand(()).item() < self.style_mixing) and num_ws > 1
+        z2 = torch.randn_like(z)
+        if not mix:
+            return ws
+        ws2 = G.mapping(z2, c, update_w_avg=False)
+        return torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+
+    def run(
+        self, phase: Phase, *, G: nn.Module, D: nn.Module, augment: Augment, batch: Batch
+    ) -> tuple[torch.Tensor, Stats]:
+        """One phase: Dmain, Dreg (R1), Gmain or Greg (path length); regularisers are scaled by the interval."""
+        if phase.name == "Dmain":
+            assert batch.real is not None
+            with torch.no_grad():
+                fake = G.synthesis(self._ws(G, batch.z, batch.c_gen, update=False))
+            logits_fake = D(augment(fake.float()), batch.c_gen).float()
+            logits_real = D(augment(batch.real), batch.c_real).float()
+            loss_fake = F.softplus(logits_fake).mean()
+            loss_real = F.softplus(-logits_real).mean()
+            loss = loss_real + loss_fake
+            stats = {"loss_d": loss.item(), "loss_d_real": loss_real.item(), "loss_d_fake": loss_fake.item()}
+            return loss, {**stats, **_accuracy(logits_real, logits_fake)}
+        if phase.name == "Dreg":
+            assert batch.real is not None
+            real = batch.real.detach().requires_grad_(True)
+            logits = D(augment(real), batch.c_real).float()
+            (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+            penalty = grad.float().square().sum(dim=(1, 2, 3)).mean()
+            return penalty * (self.r1_gamma / 2) * phase.interval, {"loss_r1": penalty.item()}
+        if phase.name == "Gmain":
+            fake = G.synthesis(self._ws(G, batch.z, batch.c_gen, update=True))
+            loss = F.softplus(-D(augment(fake.float()), batch.c_gen).float()).mean()
+            return loss, {"loss_g": loss.item()}
+        if phase.name == "Greg":
+            n = max(1, batch.z.shape[0] // self.pl_batch_shrink)
+            c = None if batch.c_gen is None else batch.c_gen[:n]
+            ws = self._ws(G, batch.z[:n], c, update=False)
+            img = G.synthesis(ws).float()
+            noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+            (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+            lengths = grad.float().square().sum(dim=2).mean(dim=1).sqrt()
+            self.pl_mean = self.pl_mean.to(lengths.device)
+            self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), self.pl_decay)
+            penalty = (lengths - self.pl_mean).square().mean()
+            stats = {"loss_pl": penalty.item(), "pl_mean": self.pl_mean.item()}
+            return penalty * self.pl_weight * phase.interval, stats
+        raise ValueError(f"stylegan2 loss has no phase {phase.name!r}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pl_mean": self.pl_mean.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pl_mean = state["pl_mean"].clone().to(self.pl_mean.device)
 
 
-def make_loss(name: str, **kwargs: Any) -> GANLoss:
-    """Build the loss family `name` (an ArchSpec.loss); kwargs go to its constructor."""
+LOSSES: dict[str, type] = {"dcgan": DCGANLoss, "fastgan": FastGANLoss, "stylegan2": StyleGAN2Loss}
+# Families whose defaults depend on the run (image size, batch): make_loss passes these when given.
+_RUN_ARGS = {"stylegan2": ("image_size", "batch_size")}
+
+
+def make_loss(
+    name: str, *, image_size: int | None = None, batch_size: int | None = None, **options: Any
+) -> GANLoss:
+    """Build the loss family `name` (an ArchSpec.loss); `options` go to its constructor."""
     try:
         cls = LOSSES[name]
     except KeyError:
         raise UserError(f"unknown loss {name!r}: choose one of {', '.join(sorted(LOSSES))}") from None
+    run = {"image_size": image_size, "batch_size": batch_size}
+    for key in _RUN_ARGS.get(name, ()):
+        if run[key] is not None:
+            options.setdefault(key, run[key])
     try:
-        return cls(**kwargs)
+        return cls(**options)  # type: ignore[no-any-return]
     except TypeError as exc:
         raise UserError(f"bad option for loss {name!r}: {exc}") from None

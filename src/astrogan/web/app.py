@@ -44,7 +44,9 @@ SECURITY_HEADERS = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
 IMAGE_CACHE_CONTROL = "public, max-age=86400"
-TRUNC_QUERY = Query(1.0, ge=0.0, le=2.0, description="truncation: z is scaled by this factor (0..2)")
+TRUNC_QUERY = Query(
+    1.0, ge=0.0, le=2.0, description="truncation (0..2, 1 = none), applied inside the network like --trunc"
+)
 CLASS_QUERY = Query(
     None, alias="class", ge=0, le=9999, description="class label for conditional models (0..num_classes-1)"
 )
@@ -373,10 +375,10 @@ def create_app(
             raise UserError(f"format: this server writes {', '.join(formats)}")
 
         def make() -> bytes:
-            z = gen.latents([seed_from, seed_to], trunc=1.0)
-            path = slerp(z[0], z[1], np.linspace(0.0, 1.0, steps)) * np.float32(trunc)
+            z = gen.latents([seed_from, seed_to])  # raw z: the network applies the truncation
+            path = slerp(z[0], z[1], np.linspace(0.0, 1.0, steps))
             labels = _labels([seed_from] * steps, cls)
-            frames = gen.generate_latents(path, labels=labels, batch_size=16)
+            frames = gen.generate_latents(path, labels=labels, trunc=trunc, batch_size=16)
             return encode_animation(frames, fmt=fmt, frame_ms=frame_ms)
 
         key = ("anim", seed_from, seed_to, steps, repr(float(trunc)), cls, fmt, frame_ms)

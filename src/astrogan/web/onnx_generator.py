@@ -16,6 +16,7 @@ from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
 
 LATENT_INPUT = "z"
 CLASS_INPUT = "c"
+TRUNC_INPUT = "trunc"
 IMAGE_OUTPUT = "images"
 META_KEY = "astrogan"
 
@@ -30,12 +31,24 @@ def read_model_meta(path: str | Path) -> dict[str, Any]:
     return {}
 
 
+def _trunc_rows(trunc: float | Sequence[float] | np.ndarray, n: int) -> np.ndarray:
+    """Truncation as the graph takes it: float32 `(n,)`, one factor per row (a number is repeated)."""
+    t = np.asarray(trunc, dtype=np.float32).reshape(-1)
+    if t.size == 1:
+        return np.full(n, t[0], dtype=np.float32)
+    if t.shape != (n,):
+        raise ValueError(f"trunc must be a number or have shape ({n},), got shape {np.shape(trunc)}")
+    return np.ascontiguousarray(t)
+
+
 class OnnxGenerator:
     """An exported generator run by ONNX Runtime.
 
-    Inputs: `z` float32 `(N, z_dim)` and, for conditional models, `c` int64 `(N,)`; output `images`
-    float32 `(N, C, H, W)` in [-1, 1]. Seeds become latents through `latents_for_seeds`, so seed N draws
-    the same picture here as in PyTorch.
+    Inputs: `z` float32 `(N, z_dim)`, for conditional models `c` int64 `(N,)`, and `trunc` float32 `(N,)`
+    (one truncation factor per sample, applied inside the network: z scaled for z-GANs, w pulled to its
+    average for mapping networks); output `images` float32 `(N, C, H, W)` in [-1, 1]. Seeds become latents
+    through `latents_for_seeds`, so seed N draws the same picture here as in PyTorch. Older exports have
+    no `trunc` input (they were all z-GANs): for them truncation scales z before the network.
     """
 
     def __init__(self, path: str | Path, *, num_threads: int = 0) -> None:
@@ -64,6 +77,12 @@ class OnnxGenerator:
         if LATENT_INPUT not in inputs:
             raise UserError(f"{self.path} has no latent input {LATENT_INPUT!r}: not an astrogan export")
         self.has_class_input = CLASS_INPUT in inputs
+        self.has_trunc_input = TRUNC_INPUT in inputs  # False for exports older than in-network truncation
+        unknown = sorted(set(inputs) - {LATENT_INPUT, CLASS_INPUT, TRUNC_INPUT})
+        if unknown:
+            raise UserError(
+                f"{self.path} takes inputs {unknown} this server does not know: not an astrogan export"
+            )
         z_shape = inputs[LATENT_INPUT].shape
         self.z_dim = int(meta.get("z_dim") or z_shape[1])
         self.num_classes = int(meta.get("num_classes") or 0)
@@ -76,32 +95,51 @@ class OnnxGenerator:
         self.output_name = self.session.get_outputs()[0].name
 
     def generate_float(
-        self, latents: np.ndarray, *, labels: Sequence[int] | np.ndarray | None = None, batch_size: int = 32
+        self,
+        latents: np.ndarray,
+        *,
+        labels: Sequence[int] | np.ndarray | None = None,
+        trunc: float | Sequence[float] | np.ndarray = 1.0,
+        batch_size: int = 32,
     ) -> np.ndarray:
-        """Run the network on latents `(N, z_dim)` -> float32 `(N, C, H, W)` in [-1, 1]."""
+        """Run the network on latents `(N, z_dim)` -> float32 `(N, C, H, W)` in [-1, 1].
+
+        `trunc`: one truncation for all latents or one per latent `(N,)`, fed to the network's `trunc` input.
+        """
         z = np.ascontiguousarray(latents, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"latents must have shape (N, {self.z_dim}), got {z.shape}")
+        t = _trunc_rows(trunc, len(z))
+        if not self.has_trunc_input:  # an older z-GAN export: truncation is z scaled towards 0
+            z = np.ascontiguousarray(z * t[:, None])
         c = self._labels(labels, len(z)) if self.has_class_input else None
         outs = []
-        for i in range(0, len(z), max(1, batch_size)):
-            feeds = {LATENT_INPUT: z[i : i + batch_size]}
+        step = max(1, batch_size)
+        for i in range(0, len(z), step):
+            feeds = {LATENT_INPUT: z[i : i + step]}
+            if self.has_trunc_input:
+                feeds[TRUNC_INPUT] = t[i : i + step]
             if c is not None:
-                feeds[CLASS_INPUT] = c[i : i + batch_size]
+                feeds[CLASS_INPUT] = c[i : i + step]
             outs.append(self.session.run([self.output_name], feeds)[0])
         if not outs:
             return np.zeros((0, self.channels, self.image_size, self.image_size), dtype=np.float32)
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     def generate_latents(
-        self, latents: np.ndarray, *, labels: Sequence[int] | np.ndarray | None = None, batch_size: int = 32
+        self,
+        latents: np.ndarray,
+        *,
+        labels: Sequence[int] | np.ndarray | None = None,
+        trunc: float | Sequence[float] | np.ndarray = 1.0,
+        batch_size: int = 32,
     ) -> np.ndarray:
-        """Latents `(N, z_dim)` -> uint8 images `(N, H, W, C)`."""
-        return to_uint8(self.generate_float(latents, labels=labels, batch_size=batch_size))
+        """Latents `(N, z_dim)` -> uint8 images `(N, H, W, C)`, truncated by `trunc` (a number or `(N,)`)."""
+        return to_uint8(self.generate_float(latents, labels=labels, trunc=trunc, batch_size=batch_size))
 
-    def latents(self, seeds: Sequence[int], *, trunc: float = 1.0) -> np.ndarray:
-        """Seeds -> latents `(N, z_dim)`; truncation scales z by `trunc` (a z-GAN has no mapping net)."""
-        return latents_for_seeds(list(seeds), self.z_dim) * np.float32(trunc)
+    def latents(self, seeds: Sequence[int]) -> np.ndarray:
+        """Seeds -> raw latents z `(N, z_dim)`; truncation is applied by the network (pass `trunc=` on)."""
+        return latents_for_seeds(list(seeds), self.z_dim)
 
     def default_labels(self, seeds: Sequence[int]) -> np.ndarray | None:
         """Class per seed when none is asked for: `seed % num_classes` (None for unconditional models)."""
@@ -118,11 +156,12 @@ class OnnxGenerator:
     ) -> np.ndarray:
         """Seeds -> uint8 images `(N, H, W, C)`; the same seed gives the same image in any batch.
 
+        `trunc`: truncation (1 = none), applied inside the network like `G(z, c, trunc=trunc)` in PyTorch.
         `labels`: one class per seed, one class for all, or None (`seed % num_classes` when conditional).
         """
         seeds = list(seeds)
         labels = labels_for_seeds(seeds, self.num_classes if self.has_class_input else 0, labels)
-        return self.generate_latents(self.latents(seeds, trunc=trunc), labels=labels, batch_size=batch_size)
+        return self.generate_latents(self.latents(seeds), labels=labels, trunc=trunc, batch_size=batch_size)
 
     def _labels(self, labels: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
         if labels is None:
@@ -145,10 +184,14 @@ def write_tiny_model(
     channels: int = 3,
     num_classes: int = 0,
     seed: int = 0,
+    trunc_input: bool = True,
 ) -> Path:
-    """Write a tiny analytic ONNX generator (tanh of a linear map of z, plus a class embedding) + model.json.
+    """Write a tiny analytic ONNX generator (tanh of a linear map of `z * trunc`, plus a class embedding)
+    + model.json.
 
     For tests and demos of the serving stack without a trained network; needs the `onnx` package.
+    `trunc_input=False` writes an export from before in-network truncation (inputs `z` [+ `c`] only), to
+    check that such models still serve, truncated by scaling z.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -157,12 +200,21 @@ def write_tiny_model(
     rng = np.random.default_rng(seed)
     n_out = channels * image_size * image_size
     weight = (rng.standard_normal((z_dim, n_out)) / np.sqrt(z_dim)).astype(np.float32)
-    nodes = [helper.make_node("MatMul", [LATENT_INPUT, "W"], ["h"])]
     inits = [
         numpy_helper.from_array(weight, "W"),
         numpy_helper.from_array(np.asarray([-1, channels, image_size, image_size], np.int64), "shape"),
     ]
     inputs = [helper.make_tensor_value_info(LATENT_INPUT, TensorProto.FLOAT, ["batch", z_dim])]
+    if trunc_input:  # truncation inside the graph, per row: z * trunc[:, None]
+        inits.append(numpy_helper.from_array(np.asarray([1], np.int64), "trunc_axes"))
+        inputs.append(helper.make_tensor_value_info(TRUNC_INPUT, TensorProto.FLOAT, ["batch"]))
+        nodes = [
+            helper.make_node("Unsqueeze", [TRUNC_INPUT, "trunc_axes"], ["trunc_col"]),
+            helper.make_node("Mul", [LATENT_INPUT, "trunc_col"], ["zt"]),
+            helper.make_node("MatMul", ["zt", "W"], ["h"]),
+        ]
+    else:
+        nodes = [helper.make_node("MatMul", [LATENT_INPUT, "W"], ["h"])]
     pre = "h"
     if num_classes > 0:
         emb = rng.standard_normal((num_classes, n_out)).astype(np.float32)
@@ -191,7 +243,11 @@ def write_tiny_model(
         "schema_version": 1,
         "format": "onnx",
         "file": path.name,
-        "inputs": {"latent": LATENT_INPUT, "class": CLASS_INPUT if num_classes else None},
+        "inputs": {
+            "latent": LATENT_INPUT,
+            "class": CLASS_INPUT if num_classes else None,
+            **({"truncation": TRUNC_INPUT} if trunc_input else {}),
+        },
         "output": IMAGE_OUTPUT,
         "z_dim": z_dim,
         "num_classes": num_classes,

@@ -1,0 +1,1 @@
+"""Built-in training presets (TOML): `astrogan train --preset NAME`."""
