@@ -1,13 +1,16 @@
-"""Sérsic quality benchmark: train each architecture briefly on Sérsic stamps, measure how close it gets.
+"""Fidelity race: train every architecture for the same CPU budget, measure how close each gets to the sky.
 
-Renders Sérsic stamps with GalSim (the demo's PNG rendering), builds a dataset, trains every
-architecture in `astrogan.models.ARCHS` on the CPU for the same budget (wall-clock minutes on a fixed
-number of torch threads, so the architectures get the same compute; `--steps` caps the steps too),
-generates images and prints one JSON object: per-property morphology Wasserstein distances divided
-by the real-vs-real floor (1 = as close as two halves of the real set), the spectrum distance, the
-memorization fraction, and the steps and images each architecture trained within the budget.
+Renders Sérsic stamps with GalSim (the demo's PNG rendering) and builds a dataset, or takes a built
+one (`--data DS`, e.g. real galaxies), trains every architecture in `astrogan.models.ARCHS` on the CPU
+for the same budget (wall-clock minutes on a fixed number of torch threads, so the architectures get
+the same compute; `--steps` caps the steps too), generates images and prints one JSON object:
+per-property morphology Wasserstein distances divided by the real-vs-real floor (1 = as close as two
+halves of the real set), their mean, the spectrum distance over its floor, the memorization fraction,
+PRDC, and the steps and kimg each architecture reached within the budget. DCGAN and FastGAN train at
+`--width` (ngf = ndf); StyleGAN2 trains with the `small` preset (its model, loss and ADA settings).
 
-    python bench/quality_sersic.py --minutes 10 --threads 2 --width 16 --num-images 1024 --num-generated 512
+    python bench/quality_sersic.py --minutes 30 --threads 2 --num-images 4096 --num-generated 512
+    python bench/quality_sersic.py --data ds-gz64 --minutes 30 --threads 2 --num-generated 512
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,11 +45,13 @@ def main() -> None:
     ap.add_argument("--num-generated", type=int, default=256)
     ap.add_argument("--archs", default="", help="comma-separated subset of architectures (default: all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", default="", help="a built dataset to race on instead of fresh Sérsic stamps")
+    ap.add_argument("--keep", default="", help="keep the runs in this directory (default: a temp dir)")
     args = ap.parse_args()
 
     import torch
 
-    from astrogan.config import TrainConfig
+    from astrogan.config import TrainConfig, load_preset
     from astrogan.data.build import BuildOptions, build_dataset
     from astrogan.data.dataset import open_dataset
     from astrogan.metrics.compute import run_metrics
@@ -65,20 +71,33 @@ def main() -> None:
         "args": vars(args),
         "archs": {},
     }
+
+    def arch_settings(arch: str) -> dict:
+        """Per-architecture knobs: StyleGAN2 from the `small` preset, the others at --width."""
+        if arch != "stylegan2":
+            return {"model": {"ngf": args.width, "ndf": args.width}}
+        preset = load_preset("small")
+        keys = ("model", "loss", "aug", "aug_prob", "ada_kimg", "ada_target", "lr_g", "lr_d", "ema_kimg")
+        return {k: preset[k] for k in keys if k in preset}
+
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        make_sersic_pngs(root / "png", num=args.num_images, image_size=args.image_size, seed=args.seed)
-        build_dataset(
-            [root / "png"],
-            root / "ds",
-            options=BuildOptions(image_sizes=(args.image_size,)),
-            show_progress=False,
-        )
-        real = open_dataset(root / "ds").images(args.image_size)
+        root = Path(args.keep or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        data = Path(args.data) if args.data else root / "ds"
+        if not args.data:
+            make_sersic_pngs(root / "png", num=args.num_images, image_size=args.image_size, seed=args.seed)
+            build_dataset(
+                [root / "png"],
+                data,
+                options=BuildOptions(image_sizes=(args.image_size,)),
+                show_progress=False,
+            )
+        real = open_dataset(data).images(args.image_size)
+        out["num_real"] = len(real)
         names = ["spectrum", "morphology", "prdc", "memorization"]
         for arch in archs:
             cfg = TrainConfig(
-                data=str(root / "ds"),
+                data=str(data),
                 arch=arch,
                 image_size=args.image_size,
                 batch_size=args.batch_size,
@@ -91,7 +110,7 @@ def main() -> None:
                 device="cpu",
                 seed=args.seed,
                 num_snapshot_seeds=16,
-                model={"ngf": args.width, "ndf": args.width},
+                **arch_settings(arch),
             )
             t0 = time.perf_counter()
             run = train(cfg, show_progress=False)
@@ -104,8 +123,13 @@ def main() -> None:
                 "train_s": round(train_s, 1),  # includes set-up and the final save
                 "steps": steps_done,
                 "kimg": round(steps_done * args.batch_size / 1000, 1),
+                "run": str(run) if args.keep else None,
                 **_figures(run_metrics(names, real, fake, rng_seed=args.seed)),
             }
+        if args.data:  # real data has no second draw of the same law: its floors are the halves
+            print(json.dumps(out, indent=1))
+            return
+        print(json.dumps(out), file=sys.stderr, flush=True)  # the race so far, should the baselines fail
         # Baselines in the same run: a perfect generator (fresh stamps of the same law, new noise) must
         # score ~1 on every ratio and ~5% memorised; a copier of the training set ~1 memorised.
         make_sersic_pngs(

@@ -1,13 +1,14 @@
 """Training throughput: images/s and peak memory per architecture and size, through the real training loop.
 
 Prints one JSON line. Each configuration runs in its own subprocess (so peak RSS is its own) and is compared,
-in the same run, with a bare step (G/D forward+backward with the same loss and optimizers, no augmentation,
-EMA, logging or RNG bookkeeping): `loop_over_bare` is the loop's overhead, and the bare step in both memory
-formats gives `channels_last_speedup`. The physical limit beside each
-figure: training FLOPs per image (forward ~1x, backward ~2x, counted with hooks) against this machine's
-measured fp32 matmul peak.
+in the same run, with a bare step (the family's main D and G phases with the same loss and optimizers; no
+augmentation, lazy regularisation, EMA, logging or RNG bookkeeping): `loop_over_bare` is the loop's overhead
+(for StyleGAN2 it includes R1 and path length), and the bare step in both memory formats gives
+`channels_last_speedup`. The physical limit beside each figure: training FLOPs per image (forward ~1x,
+backward ~2x, counted by torch's FlopCounterMode) against this machine's measured fp32 matmul peak.
+StyleGAN2 runs the `small` preset's model.
 
-    python bench/train_throughput.py [--sizes 64,128] [--archs dcgan,fastgan] [--steps 12] [--device cpu]
+    python bench/train_throughput.py [--sizes 64,128] [--archs dcgan,fastgan,stylegan2] [--steps 12]
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
-WIDTHS = {"dcgan": {}, "fastgan": {"ngf": 16, "ndf": 16}}  # the demo-class "small" models on CPU
+
+def _widths(arch: str) -> dict:
+    """The demo-class "small" models on CPU (StyleGAN2: the `small` preset's)."""
+    if arch == "stylegan2":
+        from astrogan.config import load_preset
+
+        return dict(load_preset("small")["model"])
+    return {"dcgan": {}, "fastgan": {"ngf": 16, "ndf": 16}}[arch]
 
 
 def _matmul_peak_gflops(device: str) -> float:
@@ -43,29 +51,14 @@ def _matmul_peak_gflops(device: str) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def _macs(module, *args) -> int:  # noqa: ANN001
-    import torch
-    from torch import nn
+def _flops(module, *args) -> int:  # noqa: ANN001
+    """FLOPs of one forward (2 x multiply-adds of every conv and matrix product, functional ones too)."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    macs = 0
-
-    def hook(mod, inputs, out):  # noqa: ANN001, ANN202
-        nonlocal macs
-        k = mod.kernel_size[0] * mod.kernel_size[1] if hasattr(mod, "kernel_size") else 1
-        if isinstance(mod, nn.ConvTranspose2d):
-            macs += inputs[0].numel() * (mod.out_channels // mod.groups) * k
-        elif isinstance(mod, nn.Conv2d):
-            macs += out.numel() * (mod.in_channels // mod.groups) * k
-        elif isinstance(mod, nn.Linear):
-            macs += out.numel() * mod.in_features
-
-    kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, kinds)]
-    with torch.no_grad():
+    counter = FlopCounterMode(display=False)
+    with counter:  # autograd on: the counter's module tracker needs it
         module(*args)
-    for h in handles:
-        h.remove()
-    return macs
+    return int(counter.get_total_flops())
 
 
 def _child(arch: str, size: int, steps: int, batch: int, device: str, amp: bool) -> dict:
@@ -78,7 +71,7 @@ def _child(arch: str, size: int, steps: int, batch: int, device: str, amp: bool)
     from astrogan.config import TrainConfig
     from astrogan.models import get_arch
     from astrogan.training.loop import train
-    from astrogan.training.losses import make_loss
+    from astrogan.training.losses import Batch, make_loss
     from astrogan.training.stats import read_stats
 
     tmp = Path(tempfile.mkdtemp(prefix="astrogan-bench-"))
@@ -114,7 +107,7 @@ def _child(arch: str, size: int, steps: int, batch: int, device: str, amp: bool)
         log_every=half,
         results_dir=str(tmp / "runs"),
         aug_prob=0.25,
-        model=WIDTHS[arch],
+        model=_widths(arch),
         device=device,
         amp=amp,
         num_snapshot_seeds=16,
@@ -124,8 +117,9 @@ def _child(arch: str, size: int, steps: int, batch: int, device: str, amp: bool)
     loop_ips = ticks[-1]["images_per_s"]  # second half: warm
 
     spec = get_arch(arch)
-    mcfg = spec.config_cls(image_size=size, channels=3, **WIDTHS[arch])
-    loss = make_loss(spec.loss)
+    mcfg = spec.config_cls(image_size=size, channels=3, **_widths(arch))
+    loss = make_loss(spec.loss, image_size=size, batch_size=batch)
+    main_phases = [p for p in loss.phases if p.name in ("Dmain", "Gmain")]
 
     def bare_rate(memory_format: torch.memory_format) -> float:
         """Images/s of a bare D+G step (same nets, loss and optimizers; nothing else) in one memory format."""
@@ -140,16 +134,14 @@ def _child(arch: str, size: int, steps: int, batch: int, device: str, amp: bool)
 
         def step() -> None:
             z = torch.randn(batch, G.z_dim, device=device)
-            with torch.no_grad():
-                fake = G(z)
-            opt_d.zero_grad()
-            loss.d_loss(D, real, fake)[0].backward()
-            opt_d.step()
-            opt_g.zero_grad()
-            D.requires_grad_(False)
-            loss.g_loss(D, G(z))[0].backward()
-            D.requires_grad_(True)
-            opt_g.step()
+            for phase in main_phases:
+                opt, other = (opt_g, D) if phase.net == "G" else (opt_d, G)
+                opt.zero_grad()
+                other.requires_grad_(False)
+                value, _ = loss.run(phase, G=G, D=D, augment=lambda x: x, batch=Batch(z=z, real=real))
+                value.backward()
+                other.requires_grad_(True)
+                opt.step()
 
         step()
         t = time.perf_counter()
@@ -165,10 +157,10 @@ def _child(arch: str, size: int, steps: int, batch: int, device: str, amp: bool)
     bare_ips = bare_nhwc_ips if device.startswith("cuda") else bare_nchw_ips
     G, D = spec.build_generator(mcfg).to(device), spec.build_discriminator(mcfg).to(device)
 
-    g_macs = _macs(G.eval(), torch.zeros(1, G.z_dim, device=device))
-    d_macs = _macs(D.eval(), torch.zeros(1, 3, size, size, device=device))
+    g_flops = _flops(G.eval(), torch.zeros(2, G.z_dim, device=device)) // 2  # batch 2: D's minibatch std
+    d_flops = _flops(D.eval(), torch.zeros(2, 3, size, size, device=device)) // 2
     # Per training image: G fwd (D step) + G fwd+bwd (G step) = 4 G; D fwd+bwd on real and fake + fwd+bwd on fake.
-    train_flops = 2 * (4 * g_macs + 9 * d_macs)
+    train_flops = 4 * g_flops + 9 * d_flops
     out = {
         "arch": arch,
         "image_size": size,
@@ -193,7 +185,7 @@ def _child(arch: str, size: int, steps: int, batch: int, device: str, amp: bool)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--archs", default="dcgan,fastgan")
+    ap.add_argument("--archs", default="dcgan,fastgan,stylegan2")
     ap.add_argument("--sizes", default="64,128")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=16)

@@ -108,3 +108,60 @@ def test_training_state_capture_is_a_copy(tiny_dataset, tmp_path) -> None:
     final = load_state(next((tmp_path / "runs").iterdir()) / "checkpoints" / "state-0000004.pt")
     name = next(iter(captured["G"]))
     assert not torch.equal(captured["G"][name], final["G"][name])  # later steps did not change the copy
+
+
+def test_built_in_presets_load_and_validate() -> None:
+    from astrogan.config import from_dict, load_preset, preset_names
+
+    assert {"small", "paper256", "paper1024"} <= set(preset_names())
+    for name in preset_names():
+        values = load_preset(name)
+        cfg = from_dict(TrainConfig, {**values, "data": "x"}).validate()
+        spec = ARCHS[cfg.arch]
+        spec.config_cls(image_size=cfg.image_size, **cfg.model).validate()
+        assert loop_mod.make_loss(spec.loss, image_size=cfg.image_size, batch_size=cfg.batch_size, **cfg.loss)
+
+
+def test_unknown_preset_and_bad_loss_option_are_one_line_errors(tmp_path) -> None:
+    from astrogan.config import load_preset
+    from astrogan.utils.errors import UserError
+
+    with pytest.raises(UserError, match="no built-in preset 'tiny-gpu'.*small"):
+        load_preset("tiny-gpu")
+    with pytest.raises(UserError, match="bad option for loss 'stylegan2'"):
+        # fails before the dataset is read: the path does not even exist
+        loop_mod.train(
+            TrainConfig(data=str(tmp_path / "none"), arch="stylegan2", loss={"r2_gamma": 1}, device="cpu"),
+            show_progress=False,
+        )
+
+
+def test_cli_preset_with_flags_on_top(tiny_dataset, tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from astrogan.cli.main import app
+
+    args = ["train", "--preset", "small", "--data", str(tiny_dataset), "--image-size", "16"]
+    args += ["--batch-size", "4", "--num-train-steps", "2", "--save-every", "2", "--evaluate-every", "2"]
+    args += [
+        "--results-dir",
+        str(tmp_path),
+        "--model",
+        "channel_max=16",
+        "--loss",
+        "pl_weight=0",
+        "--ada-kimg",
+        "1",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads(next(tmp_path.glob("*/config.json")).read_text())
+    train_cfg = config["train"]
+    assert train_cfg["arch"] == "stylegan2" and train_cfg["aug"] == "ada" and train_cfg["ada_kimg"] == 1
+    assert (
+        train_cfg["model"]["channel_max"] == 16 and train_cfg["model"]["z_dim"] == 64
+    )  # merged with the preset
+    assert train_cfg["loss"] == {"pl_weight": 0, "style_mixing": 0.9}
+    assert [p["name"] for p in config["phases"]] == ["Dmain", "Dreg", "Gmain"]

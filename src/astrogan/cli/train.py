@@ -40,6 +40,14 @@ def register(app: typer.Typer) -> None:
             "--aug-types",
             help="Comma list of DiffAugment ops: color, translation, cutout.",
         ),
+        aug: str = typer.Option(
+            "diffaugment", "--aug", help="diffaugment (fixed --aug-prob) or ada (adaptive p, starts at --aug-prob)."
+        ),
+        ada_target: float = typer.Option(0.6, "--ada-target", help="ADA: target of r_t = E[sign(D(real))]."),
+        ada_kimg: float = typer.Option(500.0, "--ada-kimg", help="ADA: kimg for p to move from 0 to 1."),
+        loss: list[str] = typer.Option(
+            [], "--loss", help="Loss option as key=value, e.g. r1_gamma=0.5 or pl_weight=0 (stylegan2)."
+        ),
         lr: float = typer.Option(None, "--lr", help="Learning rate of G and D (default: the arch's)."),
         num_classes: int = typer.Option(0, "--num-classes", help="> 0: class-conditional (labelled data)."),
         seed: int = typer.Option(0, "--seed", help="Seed of everything random in the run."),
@@ -54,7 +62,12 @@ def register(app: typer.Typer) -> None:
         channels_last: bool = typer.Option(
             None, "--channels-last/--no-channels-last", help="NHWC memory format (default: on CUDA only)."
         ),
-        preset: Path = typer.Option(None, "--preset", help="TOML preset; flags given here override it."),
+        preset: Path = typer.Option(
+            None,
+            "--preset",
+            help="A built-in preset (small: StyleGAN2 on a CPU at 64 px; paper256, paper1024: the paper's "
+            "GPU configs) or a TOML file; flags given here override it.",
+        ),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest run with this --name."),
         resume_from: Path = typer.Option(None, "--resume-from", help="Continue this run directory."),
     ) -> None:
@@ -77,6 +90,10 @@ def register(app: typer.Typer) -> None:
             "amp": amp,
             "aug_prob": aug_prob,
             "aug_types": aug_types,
+            "aug": aug,
+            "ada_target": ada_target,
+            "ada_kimg": ada_kimg,
+            "loss": dict(_kv(m, _parse_value, flag="--loss") for m in loss),
             "lr_g": lr,
             "lr_d": lr,
             "num_classes": num_classes,
@@ -85,7 +102,7 @@ def register(app: typer.Typer) -> None:
             "metrics": metrics,
             "channels_last": channels_last,
             "max_minutes": max_minutes,
-            "model": dict(_kv(m, _parse_value) for m in model),
+            "model": dict(_kv(m, _parse_value, flag="--model") for m in model),
         }
         values = load_preset(preset) if preset else {}
         if preset:
@@ -95,10 +112,12 @@ def register(app: typer.Typer) -> None:
                 for p in ctx.command.params
                 if ctx.get_parameter_source(p.name).name not in ("DEFAULT", "DEFAULT_MAP")
             }
-            alias = {"lr": ("lr_g", "lr_d"), "model": ("model",)}
+            alias = {"lr": ("lr_g", "lr_d")}
             for key, val in given.items():
                 flag = next((f for f, keys in alias.items() if key in keys), key)
-                if flag in explicit or key not in values:
+                if key in ("model", "loss") and isinstance(values.get(key), dict):
+                    values[key] = {**values[key], **val}  # knobs typed here refine the preset's
+                elif flag in explicit or key not in values:
                     values[key] = val
         else:
             values.update(given)
@@ -108,10 +127,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(str(run_dir))
 
 
-def _kv(item: str, parse):  # noqa: ANN001, ANN202
+def _kv(item: str, parse, *, flag: str):  # noqa: ANN001, ANN202
     from astrogan.utils.errors import UserError
 
     if "=" not in item:
-        raise UserError(f"--model {item!r} must look like key=value (e.g. ngf=32)")
+        raise UserError(f"{flag} {item!r} must look like key=value (e.g. {flag} ngf=32)")
     key, value = item.split("=", 1)
     return key.strip(), parse(value)

@@ -178,40 +178,24 @@ def count_parameters(module: nn.Module) -> int:
 def flops_per_image(G: nn.Module) -> int:
     """Approximate FLOPs (2 x multiply-adds) of one generator forward for one image.
 
-    Counted with forward hooks on Conv2d, ConvTranspose2d and Linear; norms, activations and the
-    spectral-norm power iteration are left out (they are a few percent at most).
+    Counted by torch's FlopCounterMode, which sees every conv, transposed conv and matrix product,
+    also the functional ones (StyleGAN2's modulated convs); norms, activations and the spectral-norm
+    power iteration are left out (a few percent at most).
     """
-    macs = 0
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(mod, nn.ConvTranspose2d):
-            k = mod.kernel_size[0] * mod.kernel_size[1]
-            macs += inputs[0].numel() * (mod.out_channels // mod.groups) * k
-        elif isinstance(mod, nn.Conv2d):
-            k = mod.kernel_size[0] * mod.kernel_size[1]
-            macs += out.numel() * (mod.in_channels // mod.groups) * k
-        elif isinstance(mod, nn.Linear):
-            macs += out.numel() * mod.in_features
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in G.modules()
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
-    ]
     was_training = G.training
     try:
         G.eval()
         device = next(G.parameters()).device
         z = torch.zeros(1, int(G.z_dim), device=device)  # type: ignore[arg-type]
         c = torch.zeros(1, dtype=torch.long, device=device) if int(G.num_classes) > 0 else None  # type: ignore[arg-type]
-        with torch.no_grad():
+        counter = FlopCounterMode(display=False)
+        with counter:  # not under no_grad: FlopCounterMode's module tracker needs autograd on
             G(z, c)
     finally:
-        for h in handles:
-            h.remove()
         G.train(was_training)
-    return 2 * macs
+    return int(counter.get_total_flops())
 
 
 def truncate_z(z: torch.Tensor, trunc: float | torch.Tensor) -> torch.Tensor:

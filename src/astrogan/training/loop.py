@@ -474,6 +474,7 @@ def train(
     # ---- data, networks, loss, augmentation, optimizers: all of it in one TrainingState -------------
     spec = get_arch(cfg.arch)
     from_dict(spec.config_cls, {"image_size": cfg.image_size, **cfg.model}).validate()  # before any I/O
+    loss = make_loss(spec.loss, image_size=cfg.image_size, batch_size=cfg.batch_size, **cfg.loss)
     ds, images, labels = _load_images(cfg, device)
     channels = int(images.shape[1])
     model_kwargs = {"image_size": cfg.image_size, "channels": channels, **cfg.model}
@@ -487,7 +488,6 @@ def train(
             f"--batch-size {cfg.batch_size} is smaller than the number of processes ({dist.world_size})"
         )
     images_per_step = per_rank_batch * dist.world_size * cfg.gradient_accumulate_every
-    loss = make_loss(spec.loss, image_size=cfg.image_size, batch_size=cfg.batch_size, **cfg.loss)
     amp_ctx, use_scaler = _amp_context(cfg, device)
     st = _build_state(
         cfg,

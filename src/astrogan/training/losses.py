@@ -278,7 +278,7 @@ class StyleGAN2Loss:
         self.phases = tuple(phases)
         self.pl_mean = torch.zeros(())
 
-    def _ws(self, G: nn.Module, z: torch.Tensor, c: torch.Tensor | None, *, update: bool) -> torch.Tensor:
+    def _ws(self, G: Any, z: torch.Tensor, c: torch.Tensor | None, *, update: bool) -> torch.Tensor:
         """Mapped latents with style mixing: from a random layer on, the styles of a second latent.
 
         The cutoff, the coin and the second latent are always drawn, so the RNG stream does not depend
@@ -295,7 +295,7 @@ class StyleGAN2Loss:
         return torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
 
     def run(
-        self, phase: Phase, *, G: nn.Module, D: nn.Module, augment: Augment, batch: Batch
+        self, phase: Phase, *, G: Any, D: nn.Module, augment: Augment, batch: Batch
     ) -> tuple[torch.Tensor, Stats]:
         """One phase: Dmain, Dreg (R1), Gmain or Greg (path length); regularisers are scaled by the interval."""
         if phase.name == "Dmain":
@@ -360,6 +360,6 @@ def make_loss(
         if run[key] is not None:
             options.setdefault(key, run[key])
     try:
-        return cls(**options)  # type: ignore[no-any-return]
+        return cls(**options)  # type: ignore[no-any-return,unused-ignore]
     except TypeError as exc:
         raise UserError(f"bad option for loss {name!r}: {exc}") from None
