@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
         num_train_steps: int = typer.Option(
             None, "--num-train-steps", help="Training steps (default: 1100)."
         ),
-        arch: str = typer.Option("fastgan", "--arch", help="Architecture: fastgan or dcgan."),
+        arch: str = typer.Option(
+            "fastgan", "--arch", help="Architecture: fastgan, dcgan or stylegan2 (the small preset)."
+        ),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         quick: bool = typer.Option(False, "--quick", help="A tiny run (seconds) to check the installation."),
         seed: int = typer.Option(0, "--seed", help="Seed of everything random in the demo."),

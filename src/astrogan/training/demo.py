@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from astrogan.config import TrainConfig
+from astrogan.config import TrainConfig, load_preset
 from astrogan.data.build import BuildOptions, build_dataset
 from astrogan.data.dataset import open_dataset
 from astrogan.data.synthetic import asinh_stretch, render_sersic
@@ -80,6 +81,16 @@ def make_sersic_pngs(out_dir: Path, *, num: int, image_size: int, seed: int) -> 
     return num
 
 
+def _arch_settings(cfg: DemoConfig) -> dict[str, Any]:
+    """Small-model knobs per architecture: FastGAN at `model_width`, StyleGAN2 from the `small` preset."""
+    if cfg.arch == "fastgan":
+        return {"model": {"ngf": cfg.model_width, "ndf": cfg.model_width}}
+    if cfg.arch == "stylegan2":
+        preset = load_preset("small")
+        return {k: preset[k] for k in ("model", "loss", "aug", "ada_kimg", "lr_g", "lr_d") if k in preset}
+    return {}
+
+
 def run_demo(cfg: DemoConfig | None = None) -> Path:
     """Run the whole road; returns the path of the demo's index.html."""
     cfg = cfg or DemoConfig()
@@ -121,7 +132,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
         aug_prob=cfg.aug_prob,
         seed=cfg.seed,
         device=cfg.device,
-        model={"ngf": cfg.model_width, "ndf": cfg.model_width} if cfg.arch == "fastgan" else {},
+        **_arch_settings(cfg),
     )
     run_dir = train(train_cfg)
 
