@@ -1,6 +1,6 @@
 """Fetch throughput against a local APOD mirror with internet-like latency, and Sérsic render rate.
 
-Prints ONE JSON line: pages/s and images/s of ``fetch_apod`` at concurrency 1, 4 and 16 (rate limit
+Prints ONE JSON line: pages/s and images/s of the APOD source at concurrency 1, 4 and 16 (rate limit
 off) against a loopback mirror built from ``../shared/data/apod-metadata`` that waits ``--latency``
 seconds (default 0.1) before every response (DESIGN.md §6), each compared with a plain
 one-request-at-a-time loop (sync httpx, same pages, same parser) run in the same process; then
@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from apod_mirror import MirrorServer  # noqa: E402
-from astrogan.data.sources.apod import fetch_apod, page_url_for, parse_apod_page  # noqa: E402
+from astrogan.data.sources import SOURCES, HttpConfig  # noqa: E402
+from astrogan.data.sources.apod import page_url_for, parse_apod_page  # noqa: E402
 from astrogan.data.sources.catalog import read_catalog  # noqa: E402
 from astrogan.data.sources.http import user_agent  # noqa: E402
 
@@ -71,9 +72,13 @@ def main() -> None:
         for conc in (1, 4, 16):
             out = Path(tmp) / f"c{conc}"
             mark = len(srv.log)
-            s = fetch_apod(
-                out, start=days[0], end=days[-1], base_url=srv.apod_url, concurrency=conc, rate="off"
+            source = SOURCES["apod"].build(
+                HttpConfig(concurrency=conc, rate_per_s=None),
+                start=days[0],
+                end=days[-1],
+                base_url=srv.apod_url,
             )
+            s = source.fetch(out)
             pages = sum(1 for p, _ in srv.log[mark:] if p.startswith("/apod/ap"))
             imgs = sum(r["status"] == "ok" for r in read_catalog(out))
             pps, ips = pages / s.elapsed_s, imgs / s.elapsed_s

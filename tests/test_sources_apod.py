@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -16,10 +17,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from apod_mirror import MirrorServer, is_picture_day  # noqa: E402
-from astrogan.data.sources.apod import fetch_apod  # noqa: E402
+from astrogan.data.sources import SOURCES, HttpConfig, parse_rate  # noqa: E402
 from astrogan.data.sources.catalog import COLUMNS, read_catalog, sha256_file  # noqa: E402
 
-FAST = {"rate": "off", "timeout_s": 0.5, "max_retries": 2, "backoff_s": 0.02, "max_backoff_s": 2.0}
+FAST = HttpConfig(rate_per_s=None, timeout_s=0.5, max_retries=2, backoff_s=0.02, max_backoff_s=2.0)
 DAY = date(2013, 6, 1)  # a picture day with a copyright line
 PAGE = "/apod/ap130601.html"
 
@@ -41,8 +42,8 @@ def server(mirror):
     mirror.latency_s = 0.0
 
 
-def _fetch(server, out, start=DAY, end=DAY, **kw):
-    return fetch_apod(out, start=start, end=end, base_url=server.apod_url, **{**FAST, **kw})
+def _fetch(server, out, start=DAY, end=DAY, *, http=FAST, **kw):
+    return SOURCES["apod"].build(http, start=start, end=end, base_url=server.apod_url, **kw).fetch(out)
 
 
 def _since(server, prefix):
@@ -210,9 +211,9 @@ def test_not_found_days_and_bad_input(server, tmp_path):
     with pytest.raises(UserError, match="before --start"):
         _fetch(server, tmp_path, date(2013, 6, 2), date(2013, 6, 1))
     with pytest.raises(UserError, match="date like"):
-        fetch_apod(tmp_path, start="June 1", end="2013-06-02", base_url=server.apod_url)
+        SOURCES["apod"].build(start="June 1", end="2013-06-02", base_url=server.apod_url).fetch(tmp_path)
     with pytest.raises(UserError, match="--rate"):
-        fetch_apod(tmp_path, start="2013-06-01", end="2013-06-02", base_url=server.apod_url, rate="fast")
+        _fetch(server, tmp_path, http=HttpConfig(rate_per_s=parse_rate("fast")))
 
 
 def _keyword_expectation(server, first, last, pred):
@@ -238,7 +239,7 @@ def _keyword_expectation(server, first, last, pred):
 )
 def test_keyword_filter_on_real_metadata(server, tmp_path, keywords, regex, pred):
     first, last = date(2012, 1, 1), date(2012, 2, 29)
-    _fetch(server, tmp_path, first, last, keywords=keywords, regex=regex, concurrency=8)
+    _fetch(server, tmp_path, first, last, keywords=keywords, regex=regex, http=replace(FAST, concurrency=8))
     rows = read_catalog(tmp_path)
     kept = {r["item_id"] for r in rows if r["status"] not in ("skipped-keyword", "not-found")}
     expected = _keyword_expectation(server, first, last, pred)
@@ -297,14 +298,14 @@ def test_kill_9_mid_run_then_resume_matches_uninterrupted(server, tmp_path):
         assert sha256_file(killed / r["local_path"]) == r["sha256"]
     server.latency_s = 0.0
     server.mark = len(server.log)
-    _fetch(server, killed, first, last, concurrency=4)
+    _fetch(server, killed, first, last, http=replace(FAST, concurrency=4))
     refetched = {p for p in _since(server, "/apod/ap")}
     for day_id in done_before:
         assert f"/apod/ap{date.fromisoformat(day_id):%y%m%d}.html" not in refetched
     assert _no_partials(killed)
 
     clean = tmp_path / "clean"
-    _fetch(server, clean, first, last, concurrency=4)
+    _fetch(server, clean, first, last, http=replace(FAST, concurrency=4))
     strip = lambda rows: [{k: v for k, v in r.items() if k != "fetched_at"} for r in rows]  # noqa: E731
     assert strip(read_catalog(killed)) == strip(read_catalog(clean))
     files = lambda root: sorted(p.relative_to(root).as_posix() for p in (root / "apod").iterdir())  # noqa: E731

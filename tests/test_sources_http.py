@@ -1,8 +1,9 @@
-"""The shared polite HTTP client: rate parsing, token bucket, safe names, redirects to foreign hosts."""
+"""The polite HTTP client and its one `HttpConfig` (checked; builds every source): rates, names, redirects."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,13 +12,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from apod_mirror import MirrorServer  # noqa: E402
+from astrogan.data.sources import parse_rate  # noqa: E402
 from astrogan.data.sources.http import (  # noqa: E402
     FetchError,
     HttpConfig,
     PoliteClient,
     TokenBucket,
     extension_for,
-    parse_rate,
     safe_name,
 )
 from astrogan.utils.errors import UserError  # noqa: E402
@@ -70,3 +71,85 @@ def test_redirect_to_a_foreign_host_is_refused(tmp_path):
         with pytest.raises(FetchError, match="host-not-allowed"):
             asyncio.run(go())
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("knobs", "flag"),
+    [
+        ({"concurrency": 0}, "--concurrency"),
+        ({"rate_per_s": 0.0}, "--rate"),
+        ({"timeout_s": 0.0}, "--timeout"),
+        ({"connect_timeout_s": -1.0}, "connect_timeout_s"),
+        ({"max_retries": -1}, "--retries"),
+        ({"backoff_s": -0.1}, "backoff_s"),
+        ({"max_backoff_s": -1.0}, "max_backoff_s"),
+        ({"max_bytes": 0}, "--max-bytes"),
+        ({"max_redirects": -1}, "max_redirects"),
+    ],
+)
+def test_http_config_rejects_bad_values_in_one_line(knobs, flag):
+    with pytest.raises(UserError, match=flag) as err:
+        HttpConfig(**knobs)
+    assert "\n" not in str(err.value)
+
+
+def test_http_config_is_frozen_with_the_documented_defaults():
+    cfg = HttpConfig(allowed_hosts=frozenset({"Example.ORG"}))
+    assert (cfg.concurrency, cfg.rate_per_s, cfg.timeout_s, cfg.max_retries, cfg.max_bytes) == (
+        4,
+        2.0,
+        30.0,
+        4,
+        200 * 1024 * 1024,
+    )
+    assert cfg.allowed_hosts == {"example.org"} and cfg.allowing({"CDN.example.org"}).allowed_hosts == {
+        "example.org",
+        "cdn.example.org",
+    }
+    with pytest.raises(AttributeError):
+        cfg.concurrency = 8  # type: ignore[misc]
+
+
+# The required options of each registered source; a new source needs a line here.
+REQUIRED = {
+    "apod": {"start": "2013-06-01", "end": "2013-06-02"},
+    "nasa-images": {"query": "nebula"},
+    "esa": {"site": "webb"},
+}
+
+
+def test_every_registered_source_is_built_from_one_http_config():
+    from astrogan.data.sources import SOURCES
+    from astrogan.data.sources.base import Source
+
+    assert set(SOURCES) == set(REQUIRED)
+    http = HttpConfig(concurrency=3, rate_per_s=None, timeout_s=2.0, allowed_hosts=frozenset({"mirror.test"}))
+    for name, spec in SOURCES.items():
+        source = spec.build(http, **REQUIRED[name])
+        assert isinstance(source, Source) and source.base_url.startswith("https://")
+        # The shared knobs pass through; the source only adds its archive's hosts.
+        assert source.http == HttpConfig(
+            concurrency=3, rate_per_s=None, timeout_s=2.0, allowed_hosts=source.http.allowed_hosts
+        )
+        assert "mirror.test" in source.http.allowed_hosts and len(source.http.allowed_hosts) > 1
+        local = spec.build(http, **REQUIRED[name], base_url="http://127.0.0.1:8000/x")
+        assert local.base_url == "http://127.0.0.1:8000/x/" and "127.0.0.1:8000" in local.http.allowed_hosts
+        with pytest.raises(UserError, match="--base-url"):
+            spec.build(http, **REQUIRED[name], base_url="file:///etc/")
+        with pytest.raises(TypeError, match="no option"):
+            spec.build(http, **REQUIRED[name], concurrency=2)  # a shared knob belongs in the HttpConfig
+
+
+def test_fetch_commands_come_from_the_registry_and_the_cli_starts_without_httpx(capsys):
+    from astrogan.cli.main import main
+    from astrogan.data.sources import SOURCES
+
+    shared = ["--out", "--concurrency", "--rate", "--timeout", "--retries", "--max-bytes", "--base-url"]
+    for name, spec in SOURCES.items():
+        assert main(["fetch", name, "--help"]) == 0
+        text = capsys.readouterr().out
+        for flag in [o.flag for o in spec.options] + shared:
+            assert flag in text, (name, flag)
+    code = "import sys, astrogan.cli.main; print(sorted({'httpx', 'astrogan.data.sources.http'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr

@@ -11,12 +11,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from apod_mirror import NASA_RENDITIONS, MirrorServer  # noqa: E402
+from astrogan.data.sources import SOURCES, HttpConfig  # noqa: E402
 from astrogan.data.sources.catalog import read_catalog, sha256_file  # noqa: E402
-from astrogan.data.sources.esa import fetch_esa  # noqa: E402
-from astrogan.data.sources.nasa_images import fetch_nasa_images  # noqa: E402
 from astrogan.utils.errors import UserError  # noqa: E402
 
-FAST = {"rate": "off", "timeout_s": 0.5, "max_retries": 2, "backoff_s": 0.02, "max_backoff_s": 2.0}
+FAST = HttpConfig(rate_per_s=None, timeout_s=0.5, max_retries=2, backoff_s=0.02, max_backoff_s=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,15 @@ def _since(server, prefix):
 
 
 def _nasa(server, out, **kw):
-    return fetch_nasa_images(out, base_url=f"{server.root}/nasa/", **{"query": "nebula", **FAST, **kw})
+    return (
+        SOURCES["nasa-images"]
+        .build(FAST, base_url=f"{server.root}/nasa/", **{"query": "nebula", **kw})
+        .fetch(out)
+    )
+
+
+def _esa(out, **kw):
+    return SOURCES["esa"].build(FAST, **kw).fetch(out)
 
 
 def test_nasa_images_only_paginated_with_metadata(server, tmp_path):
@@ -92,9 +99,7 @@ def test_nasa_bad_input(server, tmp_path):
 
 @pytest.mark.parametrize(("site", "source"), [("hubble", "esa-hubble"), ("webb", "esa-webb"), ("eso", "eso")])
 def test_esa_category_pagination_and_cc_by_credit(server, tmp_path, site, source):
-    summary = fetch_esa(
-        tmp_path, site=site, category="nebulae", base_url=f"{server.root}/esa/{site}/", **FAST
-    )
+    summary = _esa(tmp_path, site=site, category="nebulae", base_url=f"{server.root}/esa/{site}/")
     rows = read_catalog(tmp_path)
     prefix = {"hubble": "heic", "webb": "weic", "eso": "eso"}[site]
     assert [r["item_id"] for r in rows] == [f"{prefix}{2000 + k}a" for k in (0, 2, 4)]
@@ -111,13 +116,11 @@ def test_esa_category_pagination_and_cc_by_credit(server, tmp_path, site, source
 
 
 def test_esa_max_items_limit_and_small_max_side(server, tmp_path):
-    fetch_esa(
-        tmp_path, site="hubble", max_items=3, max_side_px=25, base_url=f"{server.root}/esa/hubble/", **FAST
-    )
+    _esa(tmp_path, site="hubble", max_items=3, max_side_px=25, base_url=f"{server.root}/esa/hubble/")
     rows = read_catalog(tmp_path)
     assert len(rows) == 3 and all(r["image_url"].endswith("/thumb.jpg") for r in rows)
     with pytest.raises(UserError, match="--site"):
-        fetch_esa(tmp_path, site="spitzer")
+        _esa(tmp_path, site="spitzer")
 
 
 def test_cli_fetch_nasa_and_esa(server, tmp_path, capsys):

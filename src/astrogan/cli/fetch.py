@@ -1,10 +1,20 @@
-"""`astrogan fetch ...`: pull pictures and their provenance from APOD, NASA and ESA/ESO archives."""
+"""`astrogan fetch ...`: pull pictures and their provenance from APOD, NASA and ESA/ESO archives.
+
+One command per entry of `astrogan.data.sources.SOURCES`: the source's own flags (from its spec), then
+``--out`` and the polite client's flags that every source shares (built into one `HttpConfig` per run),
+then ``--base-url``.
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from astrogan.data.sources import SOURCES, HttpConfig, SourceOption, SourceSpec, parse_rate
 
 fetch_app = typer.Typer(
     help="Fetch images and their licences into RAW/ with RAW/catalog.sqlite.", no_args_is_help=True
@@ -13,134 +23,80 @@ fetch_app = typer.Typer(
 _OUT = typer.Option(
     Path("raw"), "--out", help="Folder for the images and catalog.sqlite (created; resumable)."
 )
-_CONC = typer.Option(4, "--concurrency", help="Requests in flight at most.")
-_RATE = typer.Option("2/s", "--rate", help="Polite request rate, e.g. '2/s', '30/min' or 'off'.")
-_TIMEOUT = typer.Option(30.0, "--timeout", help="Seconds to wait for a server before retrying.")
-_RETRIES = typer.Option(4, "--retries", help="Retries on timeouts, 429 and 5xx (exponential backoff).")
-_MAX_BYTES = typer.Option(
-    200 * 1024 * 1024, "--max-bytes", help="Refuse downloads larger than this many bytes."
-)
 
+_DEFAULT = HttpConfig()  # the flags' defaults are the config's own
 
-def _report(summary) -> None:  # noqa: ANN001
-    from astrogan.utils.log import info
-
-    info(summary.line())
-
-
-@fetch_app.command("apod")
-def apod(
-    start: str = typer.Option(..., "--start", help="First day, YYYY-MM-DD (APOD began 1995-06-16)."),
-    end: str = typer.Option(..., "--end", help="Last day, YYYY-MM-DD (inclusive)."),
-    keyword: list[str] = typer.Option(
-        None, "--keyword", help="Keep days whose page contains this text (repeatable; any one matches)."
+# The polite client's flags, shared by every source: (type, typer option) by keyword of `_http_config`.
+_HTTP_FLAGS: dict[str, tuple[type, Any]] = {
+    "concurrency": (
+        int,
+        typer.Option(_DEFAULT.concurrency, "--concurrency", help="Requests in flight at most."),
     ),
-    regex: bool = typer.Option(False, "--regex", help="Treat each --keyword as a regular expression."),
-    ignore_case: bool = typer.Option(False, "--ignore-case", help="Match --keyword without regard to case."),
-    out: Path = _OUT,
-    concurrency: int = _CONC,
-    rate: str = _RATE,
-    timeout: float = _TIMEOUT,
-    retries: int = _RETRIES,
-    max_bytes: int = _MAX_BYTES,
-    base_url: str = typer.Option(
-        "https://apod.nasa.gov/apod/", "--base-url", help="APOD base URL (a mirror; tests use a local one)."
+    "rate": (
+        str,
+        typer.Option(
+            f"{_DEFAULT.rate_per_s:g}/s", "--rate", help="Polite request rate, e.g. '2/s', '30/min' or 'off'."
+        ),
     ),
-) -> None:
-    """Scrape Astronomy Picture of the Day pages and their full-size pictures."""
-    from astrogan.data.sources.apod import fetch_apod
+    "timeout": (
+        float,
+        typer.Option(_DEFAULT.timeout_s, "--timeout", help="Seconds to wait for a server before retrying."),
+    ),
+    "retries": (
+        int,
+        typer.Option(
+            _DEFAULT.max_retries, "--retries", help="Retries on timeouts, 429 and 5xx (exponential backoff)."
+        ),
+    ),
+    "max_bytes": (
+        int,
+        typer.Option(_DEFAULT.max_bytes, "--max-bytes", help="Refuse downloads larger than this many bytes."),
+    ),
+}
 
-    _report(
-        fetch_apod(
-            out,
-            start=start,
-            end=end,
-            keywords=list(keyword or []),
-            regex=regex,
-            ignore_case=ignore_case,
-            base_url=base_url,
-            concurrency=concurrency,
-            rate=rate,
-            timeout_s=timeout,
-            max_retries=retries,
-            max_bytes=max_bytes,
-            progress=True,
-        )
+
+def _http_config(*, concurrency: int, rate: str, timeout: float, retries: int, max_bytes: int) -> HttpConfig:
+    """The one `HttpConfig` of a run, from the shared flags (UserError on a bad value)."""
+    return HttpConfig(
+        concurrency=concurrency,
+        rate_per_s=parse_rate(rate),
+        timeout_s=timeout,
+        max_retries=retries,
+        max_bytes=max_bytes,
     )
 
 
-@fetch_app.command("nasa-images")
-def nasa_images(
-    query: str = typer.Option(..., "--query", help="Search text, e.g. 'nebula'."),
-    max_items: int = typer.Option(100, "--max", help="Stop after this many images."),
-    max_side: int = typer.Option(
-        0, "--max-side", help="Largest rendition whose longer side is at most this many px (0 = original)."
-    ),
-    out: Path = _OUT,
-    concurrency: int = _CONC,
-    rate: str = _RATE,
-    timeout: float = _TIMEOUT,
-    retries: int = _RETRIES,
-    max_bytes: int = _MAX_BYTES,
-    base_url: str = typer.Option(
-        "https://images-api.nasa.gov/", "--base-url", help="NASA Image and Video Library API base URL."
-    ),
-) -> None:
-    """Search the NASA Image and Video Library and download images with their credit."""
-    from astrogan.data.sources.nasa_images import fetch_nasa_images
+def _command(spec: SourceSpec) -> Callable[..., None]:
+    """The `astrogan fetch <spec.name>` command: one `HttpConfig` from the shared flags, then the source."""
 
-    _report(
-        fetch_nasa_images(
-            out,
-            query=query,
-            max_items=max_items,
-            max_side_px=max_side or None,
-            base_url=base_url,
-            concurrency=concurrency,
-            rate=rate,
-            timeout_s=timeout,
-            max_retries=retries,
-            max_bytes=max_bytes,
-            progress=True,
-        )
+    def command(**flags: Any) -> None:
+        from astrogan.utils.log import info
+
+        out = flags.pop("out")
+        http = _http_config(**{name: flags.pop(name) for name in _HTTP_FLAGS})
+        info(spec.build(http, **flags).fetch(out, progress=True).line())
+
+    def param(name: str, annotation: Any, option: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=option)
+
+    def own(o: SourceOption) -> inspect.Parameter:
+        return param(o.name, o.type, typer.Option(o.default, o.flag, help=o.help))
+
+    # Typer reads the parameters from the signature.
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            *map(own, spec.options),
+            param("out", Path, _OUT),
+            *(param(name, t, option) for name, (t, option) in _HTTP_FLAGS.items()),
+            own(spec.base_url_option),
+        ]
     )
+    command.__name__ = spec.name.replace("-", "_")
+    return command
 
 
-@fetch_app.command("esa")
-def esa(
-    site: str = typer.Option(
-        ..., "--site", help="hubble (esahubble.org), webb (esawebb.org) or eso (eso.org)."
-    ),
-    category: str = typer.Option(None, "--category", help="Keep only this archive category, e.g. nebulae."),
-    max_items: int = typer.Option(100, "--max", help="Stop after this many images."),
-    max_side: int = typer.Option(4096, "--max-side", help="Largest image resource not over this many px."),
-    out: Path = _OUT,
-    concurrency: int = _CONC,
-    rate: str = _RATE,
-    timeout: float = _TIMEOUT,
-    retries: int = _RETRIES,
-    max_bytes: int = _MAX_BYTES,
-    base_url: str = typer.Option(None, "--base-url", help="Archive base URL (default: the site's own)."),
-) -> None:
-    """Download ESA/Hubble, ESA/Webb or ESO archive images (CC BY 4.0) with their credit lines."""
-    from astrogan.data.sources.esa import fetch_esa
-
-    _report(
-        fetch_esa(
-            out,
-            site=site,
-            category=category,
-            max_items=max_items,
-            max_side_px=max_side or None,
-            base_url=base_url,
-            concurrency=concurrency,
-            rate=rate,
-            timeout_s=timeout,
-            max_retries=retries,
-            max_bytes=max_bytes,
-            progress=True,
-        )
-    )
+for _spec in SOURCES.values():
+    fetch_app.command(_spec.name, help=_spec.summary)(_command(_spec))
 
 
 def register(app: typer.Typer) -> None:

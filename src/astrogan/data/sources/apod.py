@@ -17,30 +17,20 @@ Licence: APOD pictures with a copyright line belong to their authors (stored in 
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from urllib.parse import urljoin
 
-from astrogan.data.sources.base import FetchSummary, Progress, fetch_image, run_pool
-from astrogan.data.sources.catalog import Catalog, now_utc
-from astrogan.data.sources.http import (
-    FetchError,
-    HttpConfig,
-    NotFound,
-    PoliteClient,
-    clean_partials,
-    host_of,
-    parse_rate,
-)
+from astrogan.data.sources import HttpConfig
+from astrogan.data.sources.base import FetchSummary, Source, fetch_image, record
+from astrogan.data.sources.catalog import Catalog
+from astrogan.data.sources.http import FetchError, PoliteClient
 from astrogan.utils.errors import UserError
 
 SOURCE = "apod"
-DEFAULT_BASE_URL = "https://apod.nasa.gov/apod/"
 FIRST_DAY = date(1995, 6, 16)
 _IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|gif|tiff?|webp)$", re.IGNORECASE)
 _REASON_MAX_CHARS = 120  # of an exception message kept in a failed:parse:<reason> status
@@ -59,7 +49,7 @@ class ApodPage:
     explanation: str | None
 
 
-def page_url_for(day: date, base_url: str = DEFAULT_BASE_URL) -> str:
+def page_url_for(day: date, base_url: str) -> str:
     """``<base>/apYYMMDD.html`` for a day."""
     return urljoin(base_url if base_url.endswith("/") else base_url + "/", f"ap{day:%y%m%d}.html")
 
@@ -168,110 +158,71 @@ def parse_day(text: str | date, what: str) -> date:
         raise UserError(f"{what} must be a date like 2015-01-01, got {text!r}") from None
 
 
-def fetch_apod(
-    out: str | Path,
-    *,
-    start: str | date,
-    end: str | date,
-    keywords: list[str] | None = None,
-    regex: bool = False,
-    ignore_case: bool = False,
-    base_url: str = DEFAULT_BASE_URL,
-    concurrency: int = 4,
-    rate: str | float | None = "2/s",
-    timeout_s: float = 30.0,
-    max_retries: int = 4,
-    backoff_s: float = 1.0,
-    max_backoff_s: float = 60.0,
-    max_bytes: int = 200 * 1024 * 1024,
-    progress: bool = False,
-) -> FetchSummary:
-    """Fetch APOD days ``start..end`` (inclusive): images in ``out/apod/``, rows in the catalog."""
-    first, last = parse_day(start, "--start"), parse_day(end, "--end")
-    if last < first:
-        raise UserError(f"--end {last} is before --start {first}")
-    if not base_url.startswith(("http://", "https://")):
-        raise UserError(f"--base-url must be an http(s) URL, got {base_url!r}")
-    match = make_matcher(keywords, regex=regex, ignore_case=ignore_case)
-    config = HttpConfig(
-        concurrency=concurrency,
-        rate_per_s=parse_rate(rate),
-        timeout_s=timeout_s,
-        max_retries=max_retries,
-        backoff_s=backoff_s,
-        max_backoff_s=max_backoff_s,
-        max_bytes=max_bytes,
-        allowed_hosts=frozenset({host_of(base_url)}),
-    )
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    return asyncio.run(_fetch(Path(out), days, match, bool(keywords), base_url, config, progress))
+class ApodSource(Source):
+    """APOD days ``start..end`` (inclusive), kept by the keyword filter: images in ``out/apod/``."""
 
+    def __init__(
+        self,
+        http: HttpConfig,
+        *,
+        start: str | date,
+        end: str | date,
+        keywords: Sequence[str] | None,
+        regex: bool,
+        ignore_case: bool,
+        base_url: str,
+    ) -> None:
+        first, last = parse_day(start, "--start"), parse_day(end, "--end")
+        if last < first:
+            raise UserError(f"--end {last} is before --start {first}")
+        self.days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        super().__init__(http, source=SOURCE, base_url=base_url, label="apod days", total=len(self.days))
+        self.filtering = bool(keywords)
+        self.match = make_matcher(list(keywords or []), regex=regex, ignore_case=ignore_case)
 
-async def _fetch(
-    out: Path, days: list[date], match, filtering: bool, base_url: str, config: HttpConfig, progress: bool
-) -> FetchSummary:
-    summary = FetchSummary(SOURCE)
-    t0 = time.perf_counter()
-    clean_partials(out / SOURCE)
-    with Catalog(out) as catalog, Progress("apod days", len(days), enabled=progress) as bar:
-        async with PoliteClient(config) as client:
+    async def items(self, client: PoliteClient, summary: FetchSummary) -> list[date]:
+        """The days of the range."""
+        return self.days
 
-            async def one(day: date) -> str | None:
-                item_id = day.isoformat()
-                if catalog.is_done(SOURCE, item_id):
-                    summary.num_already_done += 1
-                    return None
-                status = await _fetch_day(client, catalog, day, match, filtering, base_url)
-                summary.statuses[status] += 1
-                return status
+    def item_id(self, item: date) -> str:
+        """The ISO date."""
+        return item.isoformat()
 
-            await run_pool(days, one, num_workers=config.concurrency, on_done=bar.advance)
-            summary.num_requests, summary.num_retries = client.num_requests, client.num_retries
-    summary.elapsed_s = time.perf_counter() - t0
-    return summary
-
-
-async def _fetch_day(
-    client: PoliteClient, catalog: Catalog, day: date, match, filtering: bool, base_url: str
-) -> str:
-    page_url = page_url_for(day, base_url)
-    row: dict = {"source": SOURCE, "item_id": day.isoformat(), "date": day.isoformat(), "page_url": page_url}
-    try:
-        html = await client.get_text(page_url, accept=("text/html", "text/plain", "application/xhtml"))
-    except NotFound:
-        row.update(status="not-found", fetched_at=now_utc())
-        catalog.upsert(row)
-        return "not-found"
-    except FetchError as exc:
-        row.update(status=f"failed:{exc.reason}", fetched_at=now_utc())
-        catalog.upsert(row)
-        return row["status"]
-    try:
-        page = parse_apod_page(html, page_url)
-    except Exception as exc:  # a page we cannot read is a data problem, never fatal for the run
-        reason = parse_failure_reason(exc)
-        warnings.warn(f"APOD {day.isoformat()} ({page_url}): page not parsed, {reason}", stacklevel=1)
-        # The reason rides in the status (the catalog has no message column); a re-run retries every
-        # status but ok and the final ones, so it is retried like any failed:<reason>. The run summary
-        # counts it as plain failed:parse.
-        row.update(status=f"failed:parse:{reason}", fetched_at=now_utc())
-        catalog.upsert(row)
-        return "failed:parse"
-    matched = match(html)
-    row.update(
-        title=page.title,
-        credit=page.credit,
-        copyright=page.copyright,
-        licence=licence_note(page.copyright, page.credit),
-        explanation=page.explanation,
-        keywords=matched,
-        image_url=page.image_url,
-    )
-    if filtering and not matched:
-        row.update(status="skipped-keyword", fetched_at=now_utc())
-    elif page.image_url is None:
-        row.update(status="skipped-video" if page.is_video else "skipped-no-image", fetched_at=now_utc())
-    else:
+    async def fetch_item(self, client: PoliteClient, catalog: Catalog, item: date) -> str:
+        """One day page, then its picture when the filter keeps the day."""
+        page_url = page_url_for(item, self.base_url)
+        row: dict = {
+            "source": SOURCE,
+            "item_id": item.isoformat(),
+            "date": item.isoformat(),
+            "page_url": page_url,
+        }
+        try:
+            html = await client.get_text(page_url, accept=("text/html", "text/plain", "application/xhtml"))
+        except FetchError as exc:
+            return record(catalog, row, exc.status)
+        try:
+            page = parse_apod_page(html, page_url)
+        except Exception as exc:  # a page we cannot read is a data problem, never fatal for the run
+            reason = parse_failure_reason(exc)
+            warnings.warn(f"APOD {item.isoformat()} ({page_url}): page not parsed, {reason}", stacklevel=1)
+            # The reason rides in the status (the catalog has no message column); a re-run retries every
+            # status but ok and the final ones, so it is retried like any failed:<reason>. The run summary
+            # counts it as plain failed:parse.
+            record(catalog, row, f"failed:parse:{reason}")
+            return "failed:parse"
+        matched = self.match(html)
+        row.update(
+            title=page.title,
+            credit=page.credit,
+            copyright=page.copyright,
+            licence=licence_note(page.copyright, page.credit),
+            explanation=page.explanation,
+            keywords=matched,
+            image_url=page.image_url,
+        )
+        if self.filtering and not matched:
+            return record(catalog, row, "skipped-keyword")
+        if page.image_url is None:
+            return record(catalog, row, "skipped-video" if page.is_video else "skipped-no-image")
         return (await fetch_image(client, catalog, row, url=page.image_url))["status"]
-    catalog.upsert(row)
-    return row["status"]

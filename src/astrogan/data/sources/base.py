@@ -1,17 +1,27 @@
-"""What every fetcher shares: the image download into the catalog, the worker pool, the summary."""
+"""What every fetcher shares: the `Source` run (catalog, resume, pool, progress, summary), image downloads."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from astrogan.data.sources import HttpConfig
 from astrogan.data.sources.catalog import Catalog, now_utc
-from astrogan.data.sources.http import FetchError, NotFound, PoliteClient, extension_for, safe_name
+from astrogan.data.sources.http import (
+    FetchError,
+    PoliteClient,
+    clean_partials,
+    extension_for,
+    host_of,
+    safe_name,
+)
+from astrogan.utils.errors import UserError
 
 
 @dataclass
@@ -64,6 +74,38 @@ def image_size_of(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def record(catalog: Catalog, row: dict[str, Any], status: str) -> str:
+    """Store ``row`` with ``status`` and the time now; returns ``status``."""
+    row.update(status=status, fetched_at=now_utc())
+    catalog.upsert(row)
+    return status
+
+
+async def list_pages(
+    client: PoliteClient,
+    url: str | None,
+    summary: FetchSummary,
+    *,
+    max_items: int,
+    read_page: Callable[[Any, str], tuple[list[Any], str | None]],
+) -> list[Any]:
+    """Up to ``max_items`` items of a paginated JSON listing from ``url`` on.
+
+    ``read_page(doc, url) -> (items, next_url or None)``. A page that fails ends the listing with what
+    the earlier pages gave, counted as ``failed:listing-<reason>`` in ``summary``.
+    """
+    items: list[Any] = []
+    while url and len(items) < max_items:
+        try:
+            doc = await client.get_json(url)
+        except FetchError as exc:
+            summary.statuses[f"failed:listing-{exc.reason}"] += 1
+            break
+        found, url = read_page(doc, url)
+        items.extend(found[: max_items - len(items)])
+    return items
+
+
 async def fetch_image(
     client: PoliteClient,
     catalog: Catalog,
@@ -80,10 +122,8 @@ async def fetch_image(
         dl = await client.download(
             url, folder / f"{stem}.bin", dest_for_type=lambda ctype: folder / f"{stem}{extension_for(ctype)}"
         )
-    except NotFound:
-        row["status"] = "not-found"
     except FetchError as exc:
-        row["status"] = f"failed:{exc.reason}"
+        row["status"] = exc.status
     else:
         size = image_size_of(dl.path)
         if size is None:
@@ -119,10 +159,10 @@ async def run_pool(
 
     async def feeder() -> None:
         if hasattr(items, "__aiter__"):
-            async for it in items:  # type: ignore[union-attr]
+            async for it in items:
                 await queue.put(it)
         else:
-            for it in items:  # type: ignore[union-attr]
+            for it in items:
                 await queue.put(it)
         for _ in range(num_workers):
             await queue.put(stop)
@@ -174,3 +214,69 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
+
+
+class Source(ABC):
+    """An archive fetcher: one shared ``HttpConfig`` plus the archive's own options; ``fetch(out)`` runs it.
+
+    A subclass checks its options in ``__init__`` (UserError), then calls this one with its catalog
+    source name, base URL and extra hosts (a CDN); it says what to fetch (``items``), each item's id
+    and how one item becomes a catalog row (``fetch_item``, returning the status). This class runs the
+    rest the same way for all: catalog, resume (items already done are skipped), temp files of a killed
+    run removed, ``http.concurrency`` workers, progress bar, summary. Build one through
+    ``SOURCES[name].build`` (``astrogan.data.sources``), which fills in the defaults.
+    """
+
+    def __init__(
+        self,
+        http: HttpConfig,
+        *,
+        source: str,
+        base_url: str,
+        hosts: Iterable[str] = (),
+        label: str,
+        total: int | None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise UserError(f"--base-url must be an http(s) URL, got {base_url!r}")
+        self.source = source  # the catalog's source name (ESA's depends on the site)
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.http = http.allowing({*hosts, host_of(base_url)})
+        self.label, self.total = label, total  # progress bar text and length
+
+    @abstractmethod
+    async def items(self, client: PoliteClient, summary: FetchSummary) -> list[Any]:
+        """What this run fetches (days, search hits, listing items), in order."""
+
+    @abstractmethod
+    def item_id(self, item: Any) -> str:
+        """The catalog id of an item (what resuming checks)."""
+
+    @abstractmethod
+    async def fetch_item(self, client: PoliteClient, catalog: Catalog, item: Any) -> str:
+        """Fetch one item into the catalog; returns the status the summary counts."""
+
+    def fetch(self, out: str | Path, *, progress: bool = False) -> FetchSummary:
+        """Fetch every item not done yet: files in ``out/<source>/``, rows in ``out/catalog.sqlite``."""
+        return asyncio.run(self._fetch(Path(out), progress))
+
+    async def _fetch(self, out: Path, progress: bool) -> FetchSummary:
+        summary = FetchSummary(self.source)
+        t0 = time.perf_counter()
+        clean_partials(out / self.source)
+        with Catalog(out) as catalog, Progress(self.label, self.total, enabled=progress) as bar:
+            async with PoliteClient(self.http) as client:
+
+                async def one(item: Any) -> str | None:
+                    if catalog.is_done(self.source, self.item_id(item)):
+                        summary.num_already_done += 1
+                        return None
+                    status = await self.fetch_item(client, catalog, item)
+                    summary.statuses[status] += 1
+                    return status
+
+                items = await self.items(client, summary)
+                await run_pool(items, one, num_workers=self.http.concurrency, on_done=bar.advance)
+                summary.num_requests, summary.num_retries = client.num_requests, client.num_retries
+        summary.elapsed_s = time.perf_counter() - t0
+        return summary

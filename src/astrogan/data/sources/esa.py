@@ -22,22 +22,13 @@ Licence: the images are CC BY 4.0; the ``Credit`` line the licence requires is s
 
 from __future__ import annotations
 
-import asyncio
-import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from astrogan.data.sources.base import FetchSummary, Progress, fetch_image
-from astrogan.data.sources.catalog import Catalog, now_utc
-from astrogan.data.sources.http import (
-    FetchError,
-    HttpConfig,
-    PoliteClient,
-    clean_partials,
-    host_of,
-    parse_rate,
-)
+from astrogan.data.sources import HttpConfig
+from astrogan.data.sources.base import FetchSummary, Source, fetch_image, list_pages, record
+from astrogan.data.sources.catalog import Catalog
+from astrogan.data.sources.http import PoliteClient
 from astrogan.utils.errors import UserError
 
 SITES = {
@@ -77,115 +68,72 @@ def pick_resource(item: dict[str, Any], max_side_px: int | None) -> dict[str, An
     return best
 
 
-def fetch_esa(
-    out: str | Path,
-    *,
-    site: str,
-    category: str | None = None,
-    max_items: int = 100,
-    max_side_px: int | None = 4096,
-    base_url: str | None = None,
-    concurrency: int = 4,
-    rate: str | float | None = "2/s",
-    timeout_s: float = 30.0,
-    max_retries: int = 4,
-    backoff_s: float = 1.0,
-    max_backoff_s: float = 60.0,
-    max_bytes: int = 200 * 1024 * 1024,
-    progress: bool = False,
-) -> FetchSummary:
-    """Fetch up to ``max_items`` archive images of ``site`` (hubble, webb, eso) into ``out/<source>/``."""
-    if site not in SITES:
-        raise UserError(f"--site must be one of {', '.join(SITES)}, got {site!r}")
-    if max_items < 1:
-        raise UserError(f"--max must be >= 1, got {max_items}")
-    source, default_base, hosts = SITES[site]
-    base = base_url or default_base
-    if not base.startswith(("http://", "https://")):
-        raise UserError(f"--base-url must be an http(s) URL, got {base!r}")
-    base = base if base.endswith("/") else base + "/"
-    config = HttpConfig(
-        concurrency=concurrency,
-        rate_per_s=parse_rate(rate),
-        timeout_s=timeout_s,
-        max_retries=max_retries,
-        backoff_s=backoff_s,
-        max_backoff_s=max_backoff_s,
-        max_bytes=max_bytes,
-        allowed_hosts=hosts | {host_of(base)},
-    )
-    return asyncio.run(_fetch(Path(out), source, base, category, max_items, max_side_px, config, progress))
+class EsaSource(Source):
+    """Up to ``max_items`` archive images of ``site`` (hubble, webb, eso), optionally of one ``category``."""
 
+    def __init__(
+        self,
+        http: HttpConfig,
+        *,
+        site: str,
+        category: str | None,
+        max_items: int,
+        max_side_px: int | None,
+        base_url: str | None,
+    ) -> None:
+        if site not in SITES:
+            raise UserError(f"--site must be one of {', '.join(SITES)}, got {site!r}")
+        if max_items < 1:
+            raise UserError(f"--max must be >= 1, got {max_items}")
+        source, default_base, hosts = SITES[site]
+        super().__init__(
+            http,
+            source=source,
+            base_url=base_url or default_base,
+            hosts=hosts,
+            label=f"{source} images",
+            total=max_items,
+        )
+        self.category, self.max_items = category, max_items
+        self.max_side_px = max_side_px or None  # 0: the largest resource of any kind
 
-async def _fetch(
-    out: Path,
-    source: str,
-    base: str,
-    category: str | None,
-    max_items: int,
-    max_side_px: int | None,
-    config: HttpConfig,
-    progress: bool,
-) -> FetchSummary:
-    summary = FetchSummary(source)
-    t0 = time.perf_counter()
-    clean_partials(out / source)
-    want = category.lower() if category else None
-    with Catalog(out) as catalog, Progress(f"{source} images", max_items, enabled=progress) as bar:
-        async with PoliteClient(config) as client:
-            items: list[dict[str, Any]] = []
-            url: str | None = urljoin(base, "images/d2d/?page=1")
-            while url and len(items) < max_items:
-                try:
-                    doc = await client.get_json(url)
-                except FetchError as exc:  # keep what the earlier pages gave; report the listing failure
-                    summary.statuses[f"failed:listing-{exc.reason}"] += 1
-                    break
-                for it in doc.get("Collections") or doc.get("Items") or []:
-                    if not it.get("ID") or len(items) >= max_items:
-                        continue
-                    if want and not any(want == c.lower() or want in c.lower() for c in categories_of(it)):
-                        continue
-                    items.append(it)
-                url = urljoin(url, doc["Next"]) if doc.get("Next") else None
+    async def items(self, client: PoliteClient, summary: FetchSummary) -> list[dict[str, Any]]:
+        """Listing items with an ID (of ``category`` when one is given), following ``Next``."""
+        want = self.category.lower() if self.category else None
 
-            sem = asyncio.Semaphore(config.concurrency)
+        def read_page(doc: Any, url: str) -> tuple[list[dict[str, Any]], str | None]:
+            found = [
+                it
+                for it in doc.get("Collections") or doc.get("Items") or []
+                if it.get("ID")
+                and (not want or any(want == c.lower() or want in c.lower() for c in categories_of(it)))
+            ]
+            return found, urljoin(url, doc["Next"]) if doc.get("Next") else None
 
-            async def one(it: dict[str, Any]) -> None:
-                async with sem:
-                    item_id = str(it["ID"])
-                    if catalog.is_done(source, item_id):
-                        summary.num_already_done += 1
-                        bar.advance(None)
-                        return
-                    credit = it.get("Credit")
-                    row: dict[str, Any] = {
-                        "source": source,
-                        "item_id": item_id,
-                        "date": str(it.get("PublicationDate") or it.get("Date") or "")[:10] or None,
-                        "title": it.get("Title"),
-                        "page_url": urljoin(base, it["ReferenceURL"]) if it.get("ReferenceURL") else None,
-                        "credit": credit,
-                        "copyright": credit,
-                        "licence": licence_for(credit),
-                        "keywords": categories_of(it)
-                        + [str(n) for n in (it.get("Subject") or {}).get("Name", [])],
-                        "explanation": it.get("Description"),
-                    }
-                    res = pick_resource(it, max_side_px)
-                    if res is None:
-                        row.update(status="skipped-no-image", fetched_at=now_utc())
-                        catalog.upsert(row)
-                        status = row["status"]
-                    else:
-                        url = urljoin(base, str(res["URL"]))
-                        status = (await fetch_image(client, catalog, row, url=url, max_side_px=max_side_px))[
-                            "status"
-                        ]
-                    summary.statuses[status] += 1
-                    bar.advance(status)
+        first = urljoin(self.base_url, "images/d2d/?page=1")
+        return await list_pages(client, first, summary, max_items=self.max_items, read_page=read_page)
 
-            await asyncio.gather(*(one(it) for it in items))
-            summary.num_requests, summary.num_retries = client.num_requests, client.num_retries
-    summary.elapsed_s = time.perf_counter() - t0
-    return summary
+    def item_id(self, item: dict[str, Any]) -> str:
+        """The archive ``ID``."""
+        return str(item["ID"])
+
+    async def fetch_item(self, client: PoliteClient, catalog: Catalog, item: dict[str, Any]) -> str:
+        """The largest resource within ``max_side_px``, with the CC BY credit line."""
+        credit = item.get("Credit")
+        row: dict[str, Any] = {
+            "source": self.source,
+            "item_id": str(item["ID"]),
+            "date": str(item.get("PublicationDate") or item.get("Date") or "")[:10] or None,
+            "title": item.get("Title"),
+            "page_url": urljoin(self.base_url, item["ReferenceURL"]) if item.get("ReferenceURL") else None,
+            "credit": credit,
+            "copyright": credit,
+            "licence": licence_for(credit),
+            "keywords": categories_of(item) + [str(n) for n in (item.get("Subject") or {}).get("Name", [])],
+            "explanation": item.get("Description"),
+        }
+        res = pick_resource(item, self.max_side_px)
+        if res is None:
+            return record(catalog, row, "skipped-no-image")
+        url = urljoin(self.base_url, str(res["URL"]))
+        return (await fetch_image(client, catalog, row, url=url, max_side_px=self.max_side_px))["status"]

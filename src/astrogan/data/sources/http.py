@@ -1,6 +1,7 @@
 """The one polite HTTP client every archive fetcher shares (async httpx, rate limit, retries, safe downloads).
 
-Behaviour, in one place:
+Behaviour, in one place (its knobs are one ``HttpConfig``, defined in ``astrogan.data.sources`` so the
+CLI can read their defaults without importing httpx):
 
 - identifies itself (``User-Agent: astrogan/<version> (+https://github.com/astrogan)``);
 - connect/read timeouts; at most ``concurrency`` requests in flight; a token-bucket rate limit
@@ -25,14 +26,14 @@ import re
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from astrogan.utils.errors import UserError
+from astrogan.data.sources import HttpConfig
 
 USER_AGENT_URL = "https://github.com/astrogan"
 PART_MARK = ".part-"  # temp downloads are ".<name>.part-XXXX"; cleaned up by fetchers on start
@@ -58,6 +59,11 @@ class FetchError(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
 
+    @property
+    def status(self) -> str:
+        """The catalog status it leaves: ``failed:<reason>``."""
+        return f"failed:{self.reason}"
+
 
 class NotFound(FetchError):
     """HTTP 404/410: the item is not there (recorded as ``not-found``, not retried)."""
@@ -65,51 +71,16 @@ class NotFound(FetchError):
     def __init__(self, detail: str = "") -> None:
         super().__init__("not-found", detail)
 
+    @property
+    def status(self) -> str:
+        """``not-found``: a final status, not a failure to retry."""
+        return "not-found"
+
 
 class _Retryable(Exception):
     def __init__(self, reason: str, wait_s: float | None = None) -> None:
         super().__init__(reason)
         self.reason, self.wait_s = reason, wait_s
-
-
-def parse_rate(spec: str | float | None) -> float | None:
-    """``'2/s'``, ``'30/min'``, ``'0.5'`` -> requests per second; ``'off'``/``0``/None -> None (no limit)."""
-    if spec is None:
-        return None
-    if isinstance(spec, int | float):
-        return float(spec) if spec > 0 else None
-    text = spec.strip().lower()
-    if text in ("off", "none", "0", "inf", "unlimited"):
-        return None
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?", text)
-    if not m:
-        raise UserError(f"bad --rate {spec!r}; use e.g. '2/s', '30/min' or 'off'")
-    per = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
-    value = float(m.group(1)) / per[m.group(2) or "s"]
-    return value if value > 0 else None
-
-
-@dataclass
-class HttpConfig:
-    """Knobs of :class:`PoliteClient`; tests shrink the timeouts and backoffs."""
-
-    concurrency: int = 4
-    rate_per_s: float | None = 2.0
-    timeout_s: float = 30.0
-    connect_timeout_s: float = 10.0
-    max_retries: int = 4
-    backoff_s: float = 1.0
-    max_backoff_s: float = 60.0
-    max_bytes: int = 200 * 1024 * 1024
-    allowed_hosts: frozenset[str] = field(default_factory=frozenset)
-    max_redirects: int = 5
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise UserError(f"--concurrency must be >= 1, got {self.concurrency}")
-        if self.max_bytes < 1:
-            raise UserError(f"--max-bytes must be >= 1, got {self.max_bytes}")
-        self.allowed_hosts = frozenset(h.lower() for h in self.allowed_hosts)
 
 
 class TokenBucket:

@@ -23,28 +23,17 @@ named in the credit may have its own rights.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from astrogan.data.sources.base import FetchSummary, Progress, fetch_image
-from astrogan.data.sources.catalog import Catalog, now_utc
-from astrogan.data.sources.http import (
-    FetchError,
-    HttpConfig,
-    NotFound,
-    PoliteClient,
-    clean_partials,
-    host_of,
-    parse_rate,
-)
+from astrogan.data.sources import HttpConfig
+from astrogan.data.sources.base import FetchSummary, Source, fetch_image, list_pages, record
+from astrogan.data.sources.catalog import Catalog
+from astrogan.data.sources.http import FetchError, PoliteClient
 from astrogan.utils.errors import UserError
 
 SOURCE = "nasa-images"
-DEFAULT_BASE_URL = "https://images-api.nasa.gov/"
 ASSET_HOSTS = frozenset({"images-assets.nasa.gov"})
 RENDITIONS = ("orig", "large", "medium", "small", "thumb")
 LICENCE = (
@@ -73,127 +62,65 @@ def credit_of(data: dict[str, Any]) -> str:
     return f"NASA/{data['center']}" if data.get("center") else "NASA"
 
 
-def fetch_nasa_images(
-    out: str | Path,
-    *,
-    query: str,
-    max_items: int = 100,
-    max_side_px: int | None = None,
-    base_url: str = DEFAULT_BASE_URL,
-    concurrency: int = 4,
-    rate: str | float | None = "2/s",
-    timeout_s: float = 30.0,
-    max_retries: int = 4,
-    backoff_s: float = 1.0,
-    max_backoff_s: float = 60.0,
-    max_bytes: int = 200 * 1024 * 1024,
-    progress: bool = False,
-) -> FetchSummary:
-    """Search for ``query`` and fetch up to ``max_items`` images into ``out/nasa-images/``."""
-    if not query.strip():
-        raise UserError("--query must not be empty")
-    if max_items < 1:
-        raise UserError(f"--max must be >= 1, got {max_items}")
-    if not base_url.startswith(("http://", "https://")):
-        raise UserError(f"--base-url must be an http(s) URL, got {base_url!r}")
-    config = HttpConfig(
-        concurrency=concurrency,
-        rate_per_s=parse_rate(rate),
-        timeout_s=timeout_s,
-        max_retries=max_retries,
-        backoff_s=backoff_s,
-        max_backoff_s=max_backoff_s,
-        max_bytes=max_bytes,
-        allowed_hosts=ASSET_HOSTS | {host_of(base_url)},
-    )
-    base = base_url if base_url.endswith("/") else base_url + "/"
-    return asyncio.run(_fetch(Path(out), query, max_items, max_side_px, base, config, progress))
+class NasaImagesSource(Source):
+    """Up to ``max_items`` images matching ``query``, each the largest rendition within ``max_side_px``."""
 
+    def __init__(
+        self, http: HttpConfig, *, query: str, max_items: int, max_side_px: int | None, base_url: str
+    ) -> None:
+        if not query.strip():
+            raise UserError("--query must not be empty")
+        if max_items < 1:
+            raise UserError(f"--max must be >= 1, got {max_items}")
+        super().__init__(
+            http, source=SOURCE, base_url=base_url, hosts=ASSET_HOSTS, label="nasa images", total=max_items
+        )
+        self.query, self.max_items = query, max_items
+        self.max_side_px = max_side_px or None  # 0: the original, however large
 
-async def _fetch(
-    out: Path,
-    query: str,
-    max_items: int,
-    max_side_px: int | None,
-    base: str,
-    config: HttpConfig,
-    progress: bool,
-) -> FetchSummary:
-    summary = FetchSummary(SOURCE)
-    t0 = time.perf_counter()
-    clean_partials(out / SOURCE)
-    with Catalog(out) as catalog, Progress("nasa images", max_items, enabled=progress) as bar:
-        async with PoliteClient(config) as client:
-            hits: list[dict[str, Any]] = []
-            url: str | None = urljoin(base, f"search?q={quote(query)}&media_type=image&page=1")
-            while url and len(hits) < max_items:
-                try:
-                    doc = await client.get_json(url)
-                except FetchError as exc:  # keep what the earlier pages gave; report the listing failure
-                    summary.statuses[f"failed:listing-{exc.reason}"] += 1
-                    break
-                coll = doc.get("collection", {})
-                for item in coll.get("items", []):
-                    data = (item.get("data") or [{}])[0]
-                    if data.get("media_type") == "image" and data.get("nasa_id") and len(hits) < max_items:
-                        hits.append(data)
-                nxt = [ln.get("href") for ln in coll.get("links", []) if ln.get("rel") == "next"]
-                url = nxt[0] if nxt else None
+    async def items(self, client: PoliteClient, summary: FetchSummary) -> list[dict[str, Any]]:
+        """The ``data`` of the image hits, following the ``next`` links."""
 
-            sem = asyncio.Semaphore(config.concurrency)
+        def read_page(doc: Any, url: str) -> tuple[list[dict[str, Any]], str | None]:
+            coll = doc.get("collection", {})
+            hits = [(item.get("data") or [{}])[0] for item in coll.get("items", [])]
+            images = [d for d in hits if d.get("media_type") == "image" and d.get("nasa_id")]
+            nxt = [ln.get("href") for ln in coll.get("links", []) if ln.get("rel") == "next"]
+            return images, nxt[0] if nxt else None
 
-            async def one(data: dict[str, Any]) -> None:
-                async with sem:
-                    nasa_id = str(data["nasa_id"])
-                    if catalog.is_done(SOURCE, nasa_id):
-                        summary.num_already_done += 1
-                        bar.advance(None)
-                        return
-                    status = await _fetch_one(client, catalog, base, data, max_side_px)
-                    summary.statuses[status] += 1
-                    bar.advance(status)
+        first = urljoin(self.base_url, f"search?q={quote(self.query)}&media_type=image&page=1")
+        return await list_pages(client, first, summary, max_items=self.max_items, read_page=read_page)
 
-            await asyncio.gather(*(one(d) for d in hits))
-            summary.num_requests, summary.num_retries = client.num_requests, client.num_retries
-    summary.elapsed_s = time.perf_counter() - t0
-    return summary
+    def item_id(self, item: dict[str, Any]) -> str:
+        """The ``nasa_id``."""
+        return str(item["nasa_id"])
 
-
-async def _fetch_one(
-    client: PoliteClient, catalog: Catalog, base: str, data: dict[str, Any], max_side_px: int | None
-) -> str:
-    nasa_id = str(data["nasa_id"])
-    kw = data.get("keywords") or []
-    row: dict[str, Any] = {
-        "source": SOURCE,
-        "item_id": nasa_id,
-        "date": str(data.get("date_created") or "")[:10] or None,
-        "title": data.get("title"),
-        "page_url": f"https://images.nasa.gov/details/{quote(nasa_id)}",
-        "credit": credit_of(data),
-        "copyright": None,
-        "licence": LICENCE,
-        "keywords": [str(k) for k in kw] if isinstance(kw, list) else [str(kw)],
-        "explanation": data.get("description"),
-    }
-    try:
-        manifest = await client.get_json(urljoin(base, f"asset/{quote(nasa_id)}"))
-    except NotFound:
-        row.update(status="not-found", fetched_at=now_utc())
-        catalog.upsert(row)
-        return "not-found"
-    except FetchError as exc:
-        row.update(status=f"failed:{exc.reason}", fetched_at=now_utc())
-        catalog.upsert(row)
-        return row["status"]
-    candidates = renditions_by_size(manifest)
-    if not candidates:
-        row.update(status="skipped-no-image", fetched_at=now_utc())
-        catalog.upsert(row)
-        return row["status"]
-    result: dict[str, Any] = {}
-    for url in candidates:
-        result = await fetch_image(client, catalog, row, url=url, max_side_px=max_side_px)
-        if result["status"] != "failed:too-big":
-            break
-    return result["status"]
+    async def fetch_item(self, client: PoliteClient, catalog: Catalog, item: dict[str, Any]) -> str:
+        """The asset manifest, then renditions from the largest down until one fits ``max_side_px``."""
+        nasa_id = str(item["nasa_id"])
+        kw = item.get("keywords") or []
+        row: dict[str, Any] = {
+            "source": SOURCE,
+            "item_id": nasa_id,
+            "date": str(item.get("date_created") or "")[:10] or None,
+            "title": item.get("title"),
+            "page_url": f"https://images.nasa.gov/details/{quote(nasa_id)}",
+            "credit": credit_of(item),
+            "copyright": None,
+            "licence": LICENCE,
+            "keywords": [str(k) for k in kw] if isinstance(kw, list) else [str(kw)],
+            "explanation": item.get("description"),
+        }
+        try:
+            manifest = await client.get_json(urljoin(self.base_url, f"asset/{quote(nasa_id)}"))
+        except FetchError as exc:
+            return record(catalog, row, exc.status)
+        candidates = renditions_by_size(manifest)
+        if not candidates:
+            return record(catalog, row, "skipped-no-image")
+        result: dict[str, Any] = {}
+        for url in candidates:
+            result = await fetch_image(client, catalog, row, url=url, max_side_px=self.max_side_px)
+            if result["status"] != "failed:too-big":
+                break
+        return result["status"]
