@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from astrogan.data import build as build_mod
+from astrogan.data import pipeline as pipeline_mod
 from astrogan.data.build import BuildOptions, build_dataset
 from astrogan.data.dataset import open_dataset
 from astrogan.data.fits_io import unstretch
@@ -231,7 +231,7 @@ def test_failed_build_leaves_no_output_and_overwrite_rules(tmp_path, monkeypatch
     for i in range(3):
         Image.fromarray(smooth_image(i)).save(src / f"{i}.png")
     calls = {"n": 0}
-    real_add = build_mod._Builder.add
+    real_add = pipeline_mod.PictureBuilder.add
 
     def failing_add(self, *args, **kwargs):
         calls["n"] += 1
@@ -239,11 +239,11 @@ def test_failed_build_leaves_no_output_and_overwrite_rules(tmp_path, monkeypatch
             raise RuntimeError("disk on fire")
         return real_add(self, *args, **kwargs)
 
-    monkeypatch.setattr(build_mod._Builder, "add", failing_add)
+    monkeypatch.setattr(pipeline_mod.PictureBuilder, "add", failing_add)
     with pytest.raises(RuntimeError, match="disk on fire"):
         build([src], tmp_path / "ds", image_sizes=(16,))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
-    monkeypatch.setattr(build_mod._Builder, "add", real_add)
+    monkeypatch.setattr(pipeline_mod.PictureBuilder, "add", real_add)
 
     first = build([src], tmp_path / "ds", image_sizes=(16,))
     with pytest.raises(UserError, match="--overwrite"):

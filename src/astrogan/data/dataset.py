@@ -11,10 +11,20 @@ from typing import Any
 
 import numpy as np
 
+from astrogan.data.artifact import (
+    IMAGES_FILE,
+    LABELS_DATASET,
+    MANIFEST_FILE,
+    META_DATASET,
+    REQUIRED_MANIFEST_KEYS,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+)
 from astrogan.utils.errors import UserError
 
-SCHEMA_NAME = "astrogan.dataset"
-SUPPORTED_SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSION = SCHEMA_VERSION  # the newest version this reader understands: the one build writes
+
+__all__ = ["SCHEMA_NAME", "SUPPORTED_SCHEMA_VERSION", "DatasetArtifact", "open_dataset"]
 
 
 class DatasetArtifact:
@@ -34,7 +44,7 @@ class DatasetArtifact:
 
     @property
     def h5_path(self) -> Path:
-        return self.path / "images.h5"
+        return self.path / IMAGES_FILE
 
     @property
     def image_size(self) -> int:
@@ -96,16 +106,16 @@ class DatasetArtifact:
         import h5py
 
         with h5py.File(self.h5_path, "r") as fh:
-            if "labels" not in fh:
+            if LABELS_DATASET not in fh:
                 return None
-            return np.asarray(fh["labels"], dtype=np.int64)
+            return np.asarray(fh[LABELS_DATASET], dtype=np.int64)
 
     def meta(self) -> np.ndarray:
         """The per-image structured table (source, crop box, flags, stretch black/white); strings decoded."""
         import h5py
 
         with h5py.File(self.h5_path, "r") as fh:
-            data = fh["meta"][()]
+            data = fh[META_DATASET][()]
         for name in data.dtype.names or ():
             if data.dtype[name].kind == "O":
                 data[name] = [v.decode() if isinstance(v, bytes) else v for v in data[name]]
@@ -140,7 +150,7 @@ def _resize_batch(arr: np.ndarray, size_px: int) -> np.ndarray:
 def open_dataset(path: str | os.PathLike[str]) -> DatasetArtifact:
     """Open a dataset directory built by `astrogan dataset build`; UserError if missing or unreadable."""
     p = Path(path).expanduser()
-    manifest_path = p / "manifest.json"
+    manifest_path = p / MANIFEST_FILE
     if not manifest_path.is_file():
         raise UserError(f"no dataset at {p} (manifest.json missing): build one with `astrogan dataset build`")
     try:
@@ -157,11 +167,9 @@ def open_dataset(path: str | os.PathLike[str]) -> DatasetArtifact:
             f"dataset at {p} has schema version {version}; this astrogan reads version "
             f"{SUPPORTED_SCHEMA_VERSION}: rebuild it or upgrade astrogan"
         )
-    missing = [
-        k for k in ("num_images", "image_sizes", "channels", "content_hash", "datasets") if k not in manifest
-    ]
+    missing = [k for k in REQUIRED_MANIFEST_KEYS if k not in manifest]
     if missing:
         raise UserError(f"dataset at {p} has a manifest without {', '.join(missing)}: rebuild it")
-    if not (p / "images.h5").is_file():
+    if not (p / IMAGES_FILE).is_file():
         raise UserError(f"dataset at {p} has no images.h5: rebuild it with `astrogan dataset build`")
     return DatasetArtifact(p, manifest)

@@ -1,0 +1,255 @@
+"""One input -> images.h5 rows: decode, provenance, size check, dedup, channels, crops, resize; its report row."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from astrogan.data import fits_io, galaxy10, preprocess
+from astrogan.data.artifact import IMAGES_FILE
+from astrogan.data.preprocess import Decoded, SkipFile
+from astrogan.data.provenance import NO_PROVENANCE, Provenance, file_sha256, provenance_of
+from astrogan.data.writer import H5Writer
+from astrogan.imaging import uint8_to_unit
+
+if TYPE_CHECKING:
+    from astrogan.data.build import BuildOptions
+
+
+def _meta_row(
+    source: str,
+    box: tuple[int, int, int],
+    index: int,
+    decoded: Decoded,
+    flags: list[str],
+    provenance: tuple[Any, ...],
+) -> tuple:
+    """One `meta` row, in artifact.META_FIELDS order."""
+    black = white = float("nan")
+    if decoded.stretch is not None:
+        black, white = decoded.stretch["black"], decoded.stretch["white"]
+    top, left, side = box
+    return (
+        source,
+        top,
+        left,
+        side,
+        index,
+        decoded.height,
+        decoded.width,
+        ",".join(flags),
+        black,
+        white,
+        *provenance,
+    )
+
+
+class PictureBuilder:
+    """State of one build: options, dedup indexes, the writer (opened lazily at the first usable image)."""
+
+    def __init__(
+        self, opts: BuildOptions, *, out_dir: Path, dtype: str, labelled: bool, default_channels: int | None
+    ) -> None:
+        self.opts, self.out_dir, self.dtype, self.labelled = opts, out_dir, dtype, labelled
+        self.channels = opts.channels or default_channels
+        self.writer: H5Writer | None = None
+        self.exact: dict[str, str] = {}
+        self.near = preprocess.NearDuplicateIndex(max_bits=opts.near_dup_bits, max_rms=opts.near_dup_rms)
+        self.flag_counts: Counter[str] = Counter()
+        self.stretch_params = {
+            "a": opts.stretch_a,
+            "black_percentile": opts.black_percentile,
+            "white_percentile": opts.white_percentile,
+        }
+
+    @property
+    def num_images(self) -> int:
+        """Images added so far (0 before the writer opens)."""
+        return 0 if self.writer is None else self.writer.num_images
+
+    def _open_writer(self, decoded: Decoded) -> H5Writer:
+        if self.channels is None:  # FITS-only build: keep the band count when it is 1 or 3
+            self.channels = decoded.pixels.shape[-1] if decoded.pixels.shape[-1] in (1, 3) else 1
+        self.writer = H5Writer(
+            self.out_dir / IMAGES_FILE,
+            sizes=self.opts.image_sizes,
+            channels=self.channels,
+            dtype=self.dtype,
+            labelled=self.labelled,
+        )
+        return self.writer
+
+    def _check_duplicate(self, decoded: Decoded, source: str) -> None:
+        """Raise SkipFile for an exact or near duplicate of an earlier picture; else remember this one."""
+        digest = preprocess.pixel_sha256(decoded.pixels)
+        if digest in self.exact:
+            raise SkipFile(f"exact duplicate (same pixels as {self.exact[digest]})")
+        phash, thumb = preprocess.dedup_signature(decoded.pixels)
+        hit = self.near.find(phash, thumb)
+        if hit is not None:
+            raise SkipFile(f"near duplicate (of {hit[0]}: phash {hit[1]} bits, thumbnail rms {hit[2]:.2f})")
+        self.exact[digest] = source
+        self.near.add(phash, thumb, source)
+
+    def add(
+        self,
+        decoded: Decoded,
+        *,
+        source: str,
+        rng_key: Sequence[int],
+        label: int | None = None,
+        provenance: tuple[Any, ...] = NO_PROVENANCE,
+    ) -> dict:
+        """Crop, convert and write one decoded picture; returns its report fields. Raises SkipFile.
+
+        `provenance` = (source_file, credit, licence, params_table, params_row) for every crop's meta row.
+        """
+        opts = self.opts
+        if min(decoded.height, decoded.width) < opts.min_size_px:
+            raise SkipFile(f"too small ({decoded.width}x{decoded.height} px, --min-size {opts.min_size_px})")
+        flags = list(decoded.flags)
+        if opts.dedup:
+            self._check_duplicate(decoded, source)
+        writer = self.writer or self._open_writer(decoded)
+        assert self.channels is not None
+        pixels = preprocess.to_channels(decoded.pixels, self.channels, flags=flags)
+        if self.dtype == "float32" and pixels.dtype == np.uint8:
+            pixels = uint8_to_unit(pixels, np.float32)
+        rng = np.random.default_rng([opts.seed, *rng_key])
+        boxes = preprocess.crop_boxes(
+            decoded.height,
+            decoded.width,
+            mode=opts.crop,
+            num_crops=opts.crops_per_image,
+            rng=rng,
+            min_scale=opts.random_crop_min_scale,
+        )
+        first = writer.num_images
+        for index, box in enumerate(boxes):
+            top, left, side = box
+            crop = pixels[top : top + side, left : left + side]
+            crop_flags = list(flags)
+            if side < opts.image_sizes[0]:
+                crop_flags.append("upscaled")
+            crops = {}
+            for s in opts.image_sizes:
+                out = preprocess.resize_square(crop, s, filter=opts.filter)
+                crops[s] = preprocess.to_uint8(out) if self.dtype == "uint8" else out
+            writer.append(
+                crops, label=label, meta=_meta_row(source, box, index, decoded, crop_flags, provenance)
+            )
+        all_flags = sorted(
+            set(flags) | ({"upscaled"} if min(b[2] for b in boxes) < opts.image_sizes[0] else set())
+        )
+        for f in all_flags:
+            self.flag_counts[f.split(":")[0]] += 1
+        return {
+            "flags": all_flags,
+            "num_images": len(boxes),
+            "first_index": first,
+            "mode": decoded.mode,
+            "width": decoded.width,
+            "height": decoded.height,
+        }
+
+
+def build_file(
+    builder: PictureBuilder, root: Path, f: Path, prov: Provenance, sources: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Add one input file (picture or FITS) to the build; returns its report row, appends its source entry."""
+    opts = builder.opts
+    rel = f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
+    row: dict[str, Any] = {"path": str(f), "status": "skipped", "reason": None, "flags": []}
+    if not preprocess.is_supported(f):
+        row.update(status="ignored", reason=f"not a picture or FITS file name ({f.suffix or 'no suffix'})")
+        return row
+    try:
+        sha, num_bytes = file_sha256(f)
+    except OSError as exc:
+        row["reason"] = f"cannot read ({exc.strerror or exc})"
+        return row
+    row.update(sha256=sha, bytes=num_bytes)
+    try:
+        fields, provenance = provenance_of(f, sha, prov)
+        if fits_io.is_fits_path(f):
+            decoded = preprocess.decode_fits(
+                f, stretch_kind=opts.stretch, stretch_params=builder.stretch_params
+            )
+        else:
+            decoded = preprocess.decode_image(f)
+        info = builder.add(decoded, source=rel, rng_key=[int(sha[:15], 16)], provenance=provenance)
+    except SkipFile as exc:
+        row["reason"] = str(exc)
+        return row
+    row.update(status="converted", **info)
+    src: dict[str, Any] = {
+        "path": rel,
+        "root": str(root),
+        "sha256": sha,
+        "bytes": num_bytes,
+        "num_images": info["num_images"],
+        "first_index": info["first_index"],
+    }
+    if decoded.stretch is not None:
+        src["stretch"] = decoded.stretch
+    src.update(fields)
+    if "synthetic" in fields:
+        prov.synthetic[fields["synthetic"]["table"]]["num_images"] += info["num_images"]
+    sources.append(src)
+    return row
+
+
+def build_galaxy10(
+    builder: PictureBuilder, path: Path, report: list, sources: list, bar: Any, task: Any
+) -> None:
+    """Add every Galaxy10 image (with its label) to the build; one report row for the file, first."""
+    sha, num_bytes = file_sha256(path)
+    num_converted = 0
+    for start, images, labels in galaxy10.iter_chunks(path):
+        for i in range(len(images)):
+            index = start + i
+            source = f"{path.name}#{index}"
+            decoded = Decoded(pixels=images[i], mode="RGB" if images.shape[-1] == 3 else "L")
+            try:
+                builder.add(
+                    decoded,
+                    source=source,
+                    rng_key=[index],
+                    label=int(labels[i]),
+                    provenance=(f"{path.name}#{index}", galaxy10.CREDIT, "", -1, -1),
+                )
+                num_converted += 1
+            except SkipFile as exc:
+                report.append(
+                    {"path": f"{path}#{index}", "status": "skipped", "reason": str(exc), "flags": []}
+                )
+            bar.advance(task)
+    report.insert(
+        0,
+        {
+            "path": str(path),
+            "status": "converted",
+            "reason": None,
+            "flags": [],
+            "sha256": sha,
+            "bytes": num_bytes,
+            "num_images": num_converted,
+        },
+    )
+    sources.append(
+        {
+            "path": path.name,
+            "root": str(path.parent.resolve()),
+            "sha256": sha,
+            "bytes": num_bytes,
+            "title": "Galaxy10 DECaLS",
+            "credit": galaxy10.CREDIT,
+            "page_url": galaxy10.DOWNLOAD_URL,
+            "num_images": num_converted,
+            "first_index": 0,
+        }
+    )

@@ -1,0 +1,109 @@
+"""Writing images.h5 in the artifact's layout: every size, labels and meta rows, pixels hashed as they go."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrogan.data import artifact
+
+_FLUSH_EVERY = 64  # images buffered per size before they go to the file (one resize per flush)
+
+
+class H5Writer:
+    """Appends images of every size (plus label and meta row) to images.h5, hashing pixels as it goes."""
+
+    def __init__(
+        self, path: Path, *, sizes: tuple[int, ...], channels: int, dtype: str, labelled: bool
+    ) -> None:
+        import h5py
+
+        self.sizes, self.channels, self.dtype, self.labelled = sizes, channels, np.dtype(dtype), labelled
+        self.fh = h5py.File(path, "w")
+        self.names = {s: artifact.dataset_name(s, sizes[0]) for s in sizes}
+        self.dsets = {
+            s: self.fh.create_dataset(
+                self.names[s],
+                shape=(0, s, s, channels),
+                maxshape=(None, s, s, channels),
+                chunks=(1, s, s, channels),
+                dtype=self.dtype,
+                compression=artifact.IMAGE_COMPRESSION,
+                compression_opts=artifact.IMAGE_COMPRESSION_LEVEL,
+            )
+            for s in sizes
+        }
+        self.hashers = {s: hashlib.sha256() for s in sizes}
+        self.buffers: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
+        self.labels: list[int] = []
+        self.meta: list[tuple[Any, ...]] = []
+        self.num_written = 0
+
+    @property
+    def num_images(self) -> int:
+        """Images appended so far (written or still buffered)."""
+        return self.num_written + len(self.buffers[self.sizes[0]])
+
+    def append(self, crops: dict[int, np.ndarray], *, label: int | None, meta: tuple[Any, ...]) -> None:
+        """Add one image: `crops[size]` `(S, S, C)` for every size, its label (labelled builds) and meta row."""
+        for s in self.sizes:
+            arr = np.ascontiguousarray(crops[s], dtype=self.dtype)
+            assert arr.shape == (s, s, self.channels), arr.shape
+            self.hashers[s].update(arr.tobytes())
+            self.buffers[s].append(arr)
+        if self.labelled:
+            assert label is not None
+            self.labels.append(int(label))
+        self.meta.append(meta)
+        if len(self.buffers[self.sizes[0]]) >= _FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        n = len(self.buffers[self.sizes[0]])
+        if not n:
+            return
+        for s in self.sizes:
+            ds = self.dsets[s]
+            ds.resize(self.num_written + n, axis=0)
+            ds[self.num_written :] = np.stack(self.buffers[s])
+            self.buffers[s] = []
+        self.num_written += n
+
+    def finish(self, label_names: Sequence[str] | None) -> dict[str, Any]:
+        """Write labels and meta, close the file; returns the per-dataset digests for the content hash."""
+        self.flush()
+        digests: dict[str, Any] = {}
+        for s in self.sizes:
+            digests[self.names[s]] = {
+                "shape": [self.num_written, s, s, self.channels],
+                "dtype": self.dtype.name,
+                "sha256": self.hashers[s].hexdigest(),
+            }
+        if self.labelled:
+            labels = np.asarray(self.labels, dtype=np.int64)
+            self.fh.create_dataset(artifact.LABELS_DATASET, data=labels)
+            if label_names:
+                self.fh[artifact.LABELS_DATASET].attrs[artifact.LABEL_NAMES_ATTR] = json.dumps(
+                    list(label_names)
+                )
+            digests[artifact.LABELS_DATASET] = {
+                "shape": [len(labels)],
+                "dtype": "int64",
+                "sha256": hashlib.sha256(labels.tobytes()).hexdigest(),
+            }
+        dt = artifact.meta_dtype()
+        meta = np.array(self.meta, dtype=dt) if self.meta else np.zeros(0, dtype=dt)
+        self.fh.create_dataset(artifact.META_DATASET, data=meta)
+        self.fh.close()
+        return digests
+
+    def close(self) -> None:
+        try:
+            self.fh.close()
+        except Exception:  # already closed or broken: the temp dir is removed anyway
+            pass
