@@ -1,10 +1,11 @@
-"""Stage configs: frozen dataclasses, loaded from TOML presets, tweaked with dotted overrides, dumped as JSON."""
+"""Stage configs: frozen dataclasses, loaded from TOML presets, merged with command-line flags, dumped as JSON."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import tomllib
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +15,15 @@ from astrogan.utils.errors import UserError
 T = TypeVar("T")
 
 AUG_TYPES = ("color", "translation", "cutout")
+
+# Top-level settings an architecture config also has: `--model image_size=32` would silently beat
+# `--image-size`, so such keys are refused with the flag (or the source) to use instead.
+_MODEL_KEYS_SET_ELSEWHERE = {
+    "image_size": "use --image-size",
+    "num_classes": "use --num-classes",
+    "channels": "the dataset sets the band count",
+}
+_LOSS_KEYS_SET_ELSEWHERE = {"image_size": "use --image-size", "batch_size": "use --batch-size"}
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,12 @@ class TrainConfig:
         object.__setattr__(self, "aug_types", tuple(self.aug_types))
         object.__setattr__(self, "metrics", tuple(self.metrics))
 
-    def validate(self) -> TrainConfig:
-        """Check ranges; raise UserError with one actionable line."""
+    def validate(self, *, archs: Collection[str] = (), metrics: Collection[str] = ()) -> TrainConfig:
+        """Check ranges and names; raise UserError with one actionable line.
+
+        `archs` and `metrics` are the registries' names (`models.ARCHS`, `metrics.METRICS`): config sits
+        below both layers, so the caller passes them in; an empty collection skips that check.
+        """
         positive = (
             "batch_size",
             "gradient_accumulate_every",
@@ -91,6 +105,18 @@ class TrainConfig:
             raise UserError(f"--max-minutes must be positive, got {self.max_minutes}")
         if self.num_snapshot_seeds <= 0:
             raise UserError("num_snapshot_seeds must be positive")
+        for flag, options, elsewhere in (
+            ("--model", self.model, _MODEL_KEYS_SET_ELSEWHERE),
+            ("--loss", self.loss, _LOSS_KEYS_SET_ELSEWHERE),
+        ):
+            clash = next((k for k in options if k in elsewhere), None)
+            if clash is not None:
+                raise UserError(f"{flag} {clash}=... is not an option there: {elsewhere[clash]}")
+        if archs and self.arch not in archs:
+            raise UserError(f"unknown architecture {self.arch!r}: choose one of {', '.join(sorted(archs))}")
+        bad = [m for m in self.metrics if m not in metrics] if metrics else []
+        if bad:
+            raise UserError(f"unknown metric {bad[0]!r} in --metrics; choose from {', '.join(metrics)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,20 +144,14 @@ def _parse_value(text: str) -> Any:
         return lowered
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b=value` overrides to a nested dict (returns a new dict)."""
-    out = json.loads(json.dumps(data))
-    for item in overrides:
+def parse_options(items: Iterable[str], *, flag: str) -> dict[str, Any]:
+    """`["ngf=32", "dropout=0.1"]` -> {"ngf": 32, "dropout": 0.1}; values read as JSON where they parse."""
+    out: dict[str, Any] = {}
+    for item in items:
         if "=" not in item:
-            raise UserError(f"override {item!r} must look like key=value (e.g. model.ngf=32)")
+            raise UserError(f"{flag} {item!r} must look like key=value (e.g. {flag} ngf=32)")
         key, value = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"override {item!r}: {part} is not a table")
-        node[parts[-1]] = _parse_value(value)
+        out[key.strip()] = _parse_value(value)
     return out
 
 
@@ -163,3 +183,22 @@ def load_preset(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"preset {where} is not valid TOML: {exc}") from None
     return dict(data.get("train", data))
+
+
+def resolve_train_config(
+    preset: str | Path | None, given: dict[str, Any], explicit: Collection[str] | None = None
+) -> TrainConfig:
+    """The TrainConfig for a preset (a built-in name or TOML file) and `given` settings on top of it.
+
+    `given` maps TrainConfig fields to values; `explicit` names those the user typed (default: all of
+    them). A preset's value beats a default, a typed value beats the preset's, and the `model`/`loss`
+    tables are merged key by key (keys given here refine the preset's). Not validated: call `validate()`.
+    """
+    values = load_preset(preset) if preset else {}
+    typed = set(given) if explicit is None else set(explicit)
+    for key, value in given.items():
+        if key in ("model", "loss") and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        elif key in typed or key not in values:
+            values[key] = value
+    return from_dict(TrainConfig, values)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _default_cache_dir() -> Path:
@@ -64,86 +68,17 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report directory."),
     ) -> None:
         """Write metrics.json, PNG plots and report.html comparing generated images with a dataset."""
-        import numpy as np
-
-        from astrogan.data.dataset import open_dataset
-        from astrogan.imaging import uint8_to_unit
         from astrogan.metrics import parse_metric_names
         from astrogan.metrics.compute import evaluate
-        from astrogan.metrics.protocols import PROTOCOLS
-        from astrogan.utils.errors import UserError
-        from astrogan.utils.log import info, progress, warn
 
         names = parse_metric_names(metrics)
-        if protocol not in PROTOCOLS:
-            raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-        if num < 2:
-            raise UserError(f"--num must be at least 2, got {num}")
-        if morphology_engine not in ("fast", "statmorph"):
-            raise UserError(f"--morphology-engine must be fast or statmorph, got {morphology_engine!r}")
-        if not 0 < trunc <= 2:
-            raise UserError(f"--trunc must be in (0, 2], got {trunc}")
-        if out is None:
-            out = (run / "eval") if run is not None and run.is_dir() else Path("eval-report")
-        if out.exists() and not overwrite:
-            raise UserError(f"report directory {out} exists; pass --overwrite or choose another --out")
-        if any(m in names for m in ("fid", "kid")) and (
-            inception_weights or os.environ.get("ASTROGAN_INCEPTION_WEIGHTS")
-        ):
-            # Refuse a bad weights file now, not after minutes of generating images.
-            from astrogan.metrics.inception import check_weights_file
-
-            inception_weights, _ = check_weights_file(inception_weights)
-        from astrogan.cli.sample import open_generator
-
-        gen = open_generator(run, model, device)
-        ds = open_dataset(data)
-        raw_meta = dict(getattr(gen, "meta", None) or {})
-        gmeta = {
-            **raw_meta,
-            **(raw_meta.get("extra") or {}),
-        }  # a run's step, kimg, dataset hash live in extra
-        card = raw_meta.get("model_card") or {}  # an exported model.json says the same in its model card
-        for key, value in (
-            ("step", (card.get("training") or {}).get("steps")),
-            ("kimg", (card.get("training") or {}).get("kimg")),
-            ("run", (card.get("training") or {}).get("run")),
-            ("dataset_hash", (card.get("dataset") or {}).get("content_hash")),
-        ):
-            gmeta.setdefault(key, value)
-        trained_on = gmeta.get("dataset_hash")
-        if trained_on and trained_on != ds.content_hash:
-            warn(
-                f"{data} is not the dataset this generator trained on (content hash {ds.content_hash[:19]}, "
-                f"trained on {trained_on[:19]}): distances compare with another set, memorization means little"
-            )
-        if ds.channels != gen.channels:
-            raise UserError(
-                f"the generator makes {gen.channels}-band images but {data} has {ds.channels} bands"
-            )
+        _check_options(protocol=protocol, num=num, morphology_engine=morphology_engine, trunc=trunc)
+        out = _report_dir(run, out, overwrite=overwrite)
+        inception_weights = _inception_file(names, inception_weights)
+        gen, ds, gmeta = _open_pair(run, model, data, device)
         real = ds.images(gen.image_size)
-        chunks = []
-        with progress() as bar:
-            task = bar.add_task("generating", total=num, info="")
-            for s in range(0, num, batch_size):
-                seeds = list(range(s, min(num, s + batch_size)))
-                chunks.append(gen.generate(seeds, trunc=trunc, batch_size=batch_size))
-                bar.advance(task, len(seeds))
-        fake = np.concatenate(chunks)
-        if real.dtype != np.uint8:  # float science data live in [0, 1]: compare like with like
-            fake = uint8_to_unit(fake, np.float32)
-        meta = {
-            "generator": str(model if model is not None else run),
-            "dataset": str(data),
-            "dataset_content_hash": ds.content_hash,
-            "num_generated": num,
-            "trunc": trunc,
-            "morphology_engine": morphology_engine,
-            "run": gmeta.get("run"),
-            "step": gmeta.get("step"),
-            "kimg": gmeta.get("kimg"),
-            "trained_on_this_dataset": None if not trained_on else trained_on == ds.content_hash,
-        }
+        fake = _generate(gen, num, trunc=trunc, batch_size=batch_size, like=real)
+        meta = _report_meta(model or run, data, ds, gmeta, num=num, trunc=trunc, engine=morphology_engine)
         doc = evaluate(
             real,
             fake,
@@ -159,7 +94,131 @@ def register(app: typer.Typer) -> None:
             meta=meta,
             overwrite=overwrite,
         )
-        for r in doc["summary"]:
-            ratio = "" if r["ratio"] is None else f" ({r['ratio']:.3g}x the floor {r['floor']:.4g})"
-            info(f"{r['metric']}: {'n/a' if r['value'] is None else format(r['value'], '.4g')}{ratio}")
-        info(f"[green]wrote {out / 'report.html'}")
+        _print_summary(doc, out)
+
+
+def _check_options(*, protocol: str, num: int, morphology_engine: str, trunc: float) -> None:
+    """Refuse a bad option value with one line, before anything is opened."""
+    from astrogan.metrics.protocols import PROTOCOLS
+    from astrogan.utils.errors import UserError
+
+    if protocol not in PROTOCOLS:
+        raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if num < 2:
+        raise UserError(f"--num must be at least 2, got {num}")
+    if morphology_engine not in ("fast", "statmorph"):
+        raise UserError(f"--morphology-engine must be fast or statmorph, got {morphology_engine!r}")
+    if not 0 < trunc <= 2:
+        raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+
+
+def _report_dir(run: Path | None, out: Path | None, *, overwrite: bool) -> Path:
+    """--out, or RUN/eval, or ./eval-report; an existing one only with --overwrite."""
+    from astrogan.utils.errors import UserError
+
+    if out is None:
+        out = (run / "eval") if run is not None and run.is_dir() else Path("eval-report")
+    if out.exists() and not overwrite:
+        raise UserError(f"report directory {out} exists; pass --overwrite or choose another --out")
+    return out
+
+
+def _inception_file(names: list[str], inception_weights: Path | None) -> Path | None:
+    """The Inception weights file FID/KID will read, checked now (not after minutes of generating images)."""
+    if any(m in names for m in ("fid", "kid")) and (
+        inception_weights or os.environ.get("ASTROGAN_INCEPTION_WEIGHTS")
+    ):
+        from astrogan.metrics.inception import check_weights_file
+
+        inception_weights, _ = check_weights_file(inception_weights)
+    return inception_weights
+
+
+def _open_pair(
+    run: Path | None, model: Path | None, data: Path, device: str
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The generator, the dataset and what the generator says about itself (step, kimg, run, dataset hash).
+
+    Warns when the generator trained on another dataset; refuses a band count that differs.
+    """
+    from astrogan.cli.sample import open_generator
+    from astrogan.data.dataset import open_dataset
+    from astrogan.utils.errors import UserError
+    from astrogan.utils.log import warn
+
+    gen = open_generator(run, model, device)
+    ds = open_dataset(data)
+    gmeta = _generator_meta(gen)
+    trained_on = gmeta.get("dataset_hash")
+    if trained_on and trained_on != ds.content_hash:
+        warn(
+            f"{data} is not the dataset this generator trained on (content hash {ds.content_hash[:19]}, "
+            f"trained on {trained_on[:19]}): distances compare with another set, memorization means little"
+        )
+    if ds.channels != gen.channels:
+        raise UserError(f"the generator makes {gen.channels}-band images but {data} has {ds.channels} bands")
+    return gen, ds, gmeta
+
+
+def _generator_meta(gen: Any) -> dict[str, Any]:
+    """Step, kimg, run and dataset hash of a run's generator (its extra) or an exported model (its model card)."""
+    raw_meta = dict(getattr(gen, "meta", None) or {})
+    gmeta = {**raw_meta, **(raw_meta.get("extra") or {})}  # a run's step, kimg, dataset hash live in extra
+    card = raw_meta.get("model_card") or {}  # an exported model.json says the same in its model card
+    for key, value in (
+        ("step", (card.get("training") or {}).get("steps")),
+        ("kimg", (card.get("training") or {}).get("kimg")),
+        ("run", (card.get("training") or {}).get("run")),
+        ("dataset_hash", (card.get("dataset") or {}).get("content_hash")),
+    ):
+        gmeta.setdefault(key, value)
+    return gmeta
+
+
+def _generate(gen: Any, num: int, *, trunc: float, batch_size: int, like: np.ndarray) -> np.ndarray:
+    """Images of seeds 0..num-1, `(num, H, W, C)`: uint8, or float32 in [0, 1] when `like` (the real set) is."""
+    import numpy as np
+
+    from astrogan.imaging import uint8_to_unit
+    from astrogan.utils.log import progress
+
+    chunks = []
+    with progress() as bar:
+        task = bar.add_task("generating", total=num, info="")
+        for s in range(0, num, batch_size):
+            seeds = list(range(s, min(num, s + batch_size)))
+            chunks.append(gen.generate(seeds, trunc=trunc, batch_size=batch_size))
+            bar.advance(task, len(seeds))
+    fake = np.concatenate(chunks)
+    if like.dtype != np.uint8:  # float science data live in [0, 1]: compare like with like
+        fake = uint8_to_unit(fake, np.float32)
+    return fake
+
+
+def _report_meta(
+    generator: Path, data: Path, ds: Any, gmeta: dict[str, Any], *, num: int, trunc: float, engine: str
+) -> dict[str, Any]:
+    """The report's `meta`: what was compared with what, and where the generator stood in its training."""
+    trained_on = gmeta.get("dataset_hash")
+    return {
+        "generator": str(generator),
+        "dataset": str(data),
+        "dataset_content_hash": ds.content_hash,
+        "num_generated": num,
+        "trunc": trunc,
+        "morphology_engine": engine,
+        "run": gmeta.get("run"),
+        "step": gmeta.get("step"),
+        "kimg": gmeta.get("kimg"),
+        "trained_on_this_dataset": None if not trained_on else trained_on == ds.content_hash,
+    }
+
+
+def _print_summary(doc: dict[str, Any], out: Path) -> None:
+    """One console line per leading figure, with its ratio to the real-vs-real floor."""
+    from astrogan.utils.log import info
+
+    for r in doc["summary"]:
+        ratio = "" if r["ratio"] is None else f" ({r['ratio']:.3g}x the floor {r['floor']:.4g})"
+        info(f"{r['metric']}: {'n/a' if r['value'] is None else format(r['value'], '.4g')}{ratio}")
+    info(f"[green]wrote {out / 'report.html'}")

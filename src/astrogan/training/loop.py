@@ -455,29 +455,32 @@ def _evaluate_metrics(
     return {f"metric_{k}": float(v) for k, v in figures.items()}
 
 
-def train(
-    cfg: TrainConfig,
-    *,
-    resume: bool | str | Path = False,
-    callbacks: Sequence[StepCallback] = (),
-    show_progress: bool = True,
-) -> Path:
-    """Train a GAN as `cfg` says; returns the run directory. `resume` continues the latest run (or a given one)."""
-    cfg.validate()
-    device = pick_device(cfg.device)
-    dist = dist_utils.init_from_env(device.type)
-    if dist.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
-        torch.cuda.set_device(device)
-    run_dir, cfg, resume_state = _open_run(cfg, resume, dist)
+@dataclasses.dataclass
+class _Setup:
+    """What a run trains with: data, the architecture and its config, the TrainingState and the step."""
 
-    # ---- data, networks, loss, augmentation, optimizers: all of it in one TrainingState -------------
+    spec: ArchSpec
+    mcfg: Any
+    ds: Any
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    st: TrainingState
+    step_fn: _Stepper
+    images_per_step: int
+
+
+def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -> _Setup:
+    """Data, networks, loss, augmentation and optimizers, all of it in one TrainingState (cheap checks first)."""
     spec = get_arch(cfg.arch)
     from_dict(spec.config_cls, {"image_size": cfg.image_size, **cfg.model}).validate()  # before any I/O
     loss = make_loss(spec.loss, image_size=cfg.image_size, batch_size=cfg.batch_size, **cfg.loss)
+    if cfg.metrics:
+        try:
+            import astrogan.metrics.compute  # noqa: F401  (fail now, not after the first tick)
+        except ImportError as exc:
+            raise UserError(f"--metrics needs the metrics package ({exc})") from None
     ds, images, labels = _load_images(cfg, device)
-    channels = int(images.shape[1])
-    model_kwargs = {"image_size": cfg.image_size, "channels": channels, **cfg.model}
+    model_kwargs = {"image_size": cfg.image_size, "channels": int(images.shape[1]), **cfg.model}
     if cfg.num_classes:
         model_kwargs["num_classes"] = cfg.num_classes
     mcfg = from_dict(spec.config_cls, model_kwargs)
@@ -494,78 +497,132 @@ def train(
         spec,
         mcfg,
         loss=loss,
-        augment=_make_augment(cfg, channels),
+        augment=_make_augment(cfg, int(images.shape[1])),
         sampler=BatchSampler(len(images), seed=cfg.seed * 1000 + dist.rank, labels=labels),
         device=device,
         dist=dist,
         use_scaler=use_scaler,
     )
-    if resume_state is not None:
-        st.restore(resume_state)
     step_fn = _Stepper(
-        st,
-        cfg,
-        images,
-        labels,
-        device,
-        per_rank_batch,
-        images_per_step,
-        amp_ctx,
-        _memory_format(cfg, device),
+        st, cfg, images, labels, device, per_rank_batch, images_per_step, amp_ctx, _memory_format(cfg, device)
     )
+    return _Setup(spec, mcfg, ds, images, labels, st, step_fn, images_per_step)
 
-    # ---- files: config.json, stats, fixed seeds ----------------------------------------------------
-    snap_seeds = list(range(cfg.num_snapshot_seeds))
-    snap_z = torch.from_numpy(latents_for_seeds(snap_seeds, st.G.z_dim)).to(device)
-    snap_c = None
-    if cfg.num_classes:
-        snap_c = torch.tensor([s % cfg.num_classes for s in snap_seeds], device=device)
-    ckpt_dir = run_dir / "checkpoints"
-    writer = None
-    if dist.is_main:
+
+class _RunFiles:
+    """What a run writes (on the main process): config.json, stats, fixed-seed snapshot grids, checkpoints."""
+
+    def __init__(
+        self, run_dir: Path, cfg: TrainConfig, setup: _Setup, *, device: torch.device, resumed: bool
+    ) -> None:
+        self.run_dir, self.cfg, self.setup = run_dir, cfg, setup
+        self.st, self.dist = setup.st, setup.st.dist
+        self.ckpt_dir = run_dir / "checkpoints"
+        seeds = list(range(cfg.num_snapshot_seeds))
+        self.snap_z = torch.from_numpy(latents_for_seeds(seeds, self.st.G.z_dim)).to(device)
+        self.snap_c = None
+        if cfg.num_classes:
+            self.snap_c = torch.tensor([s % cfg.num_classes for s in seeds], device=device)
+        self.writer: StatsWriter | None = None
+        if not self.dist.is_main:
+            return
         (run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        extra = {"channels": channels, "images_per_step": images_per_step, "world_size": dist.world_size}
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        extra = {
+            "channels": int(setup.images.shape[1]),
+            "images_per_step": setup.images_per_step,
+            "world_size": self.dist.world_size,
+            "device": str(device),
+        }
         _write_run_config(
             run_dir,
             cfg,
-            st,
-            mcfg,
-            spec,
-            ds=ds,
-            num_images=len(images),
-            extra={**extra, "device": str(device)},
+            self.st,
+            setup.mcfg,
+            setup.spec,
+            ds=setup.ds,
+            num_images=len(setup.images),
+            extra=extra,
         )
-        writer = StatsWriter(run_dir, resume_step=st.step if resume else None)
+        self.writer = StatsWriter(run_dir, resume_step=self.st.step if resumed else None)
 
-    def snapshot(step: int) -> None:
-        imgs = _generate(st.G_ema, snap_z, snap_c, batch=32)
-        grid = make_grid(to_uint8(imgs), ncols=int(math.ceil(math.sqrt(len(snap_seeds)))))
-        save_png(grid, run_dir / "snapshots" / f"step-{step:07d}.png")
-        if writer is not None:
-            writer.add_image("snapshots", grid, step)
+    def write(self, record: dict[str, Any]) -> None:
+        if self.writer is not None:
+            self.writer.write(record)
 
-    def save(step: int) -> dict[str, Any]:
-        state = st.capture()  # collective in DDP: every rank takes part
-        if dist.is_main:
-            save_state(state_path(ckpt_dir, step), state)
-            prune_states(ckpt_dir, keep=NUM_STATES_KEPT)
-            extra = {"step": step, "kimg": st.cur_nimg / 1000, "dataset_hash": ds.content_hash}
-            extra |= {"label_names": ds.label_names, "run": run_dir.name}
-            save_generator(st.G_ema, arch=cfg.arch, config=mcfg, out_dir=ckpt_dir, extra=extra)
-        dist_utils.barrier(dist)
+    def snapshot(self, step: int) -> None:
+        """The EMA generator's fixed-seed grid: snapshots/step-XXXXXXX.png and TensorBoard."""
+        imgs = _generate(self.st.G_ema, self.snap_z, self.snap_c, batch=32)
+        grid = make_grid(to_uint8(imgs), ncols=int(math.ceil(math.sqrt(len(self.snap_z)))))
+        save_png(grid, self.run_dir / "snapshots" / f"step-{step:07d}.png")
+        if self.writer is not None:
+            self.writer.add_image("snapshots", grid, step)
+
+    def save(self, step: int) -> dict[str, Any]:
+        """Full state (resumable) and the EMA inference snapshot; returns the captured state (last good)."""
+        state = self.st.capture()  # collective in DDP: every rank takes part
+        if self.dist.is_main:
+            ds = self.setup.ds
+            save_state(state_path(self.ckpt_dir, step), state)
+            prune_states(self.ckpt_dir, keep=NUM_STATES_KEPT)
+            extra = {"step": step, "kimg": self.st.cur_nimg / 1000, "dataset_hash": ds.content_hash}
+            extra |= {"label_names": ds.label_names, "run": self.run_dir.name}
+            save_generator(
+                self.st.G_ema, arch=self.cfg.arch, config=self.setup.mcfg, out_dir=self.ckpt_dir, extra=extra
+            )
+        dist_utils.barrier(self.dist)
         return state
 
-    if cfg.metrics:
-        try:
-            import astrogan.metrics.compute  # noqa: F401  (fail now, not after the first tick)
-        except ImportError as exc:
-            raise UserError(f"--metrics needs the metrics package ({exc})") from None
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _roll_back(
+    st: TrainingState, last_good: dict[str, Any], cfg: TrainConfig, files: _RunFiles, *, reason: str
+) -> None:
+    """A non-finite loss: back to the last good state, learning rates lowered; give up after too many."""
+    failed_step, rollbacks, scale = st.step, st.nan_rollbacks + 1, st.lr_scale * cfg.nan_lr_factor
+    st.restore(last_good)
+    st.nan_rollbacks = rollbacks
+    st.set_lr_scale(scale)
+    msg = f"{reason} at step {failed_step}: rolled back to step {st.step}, learning rates x{scale:g}"
+    files.write({"step": st.step, "event": "nan_rollback", "message": msg})
+    info(f"[yellow]warning: {msg}")
+    if rollbacks > cfg.max_nan_rollbacks:
+        raise RuntimeError(
+            f"training diverged: {rollbacks} NaN rollbacks; lower the learning rate or turn off --amp"
+        ) from None
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool | str | Path = False,
+    callbacks: Sequence[StepCallback] = (),
+    show_progress: bool = True,
+) -> Path:
+    """Train a GAN as `cfg` says; returns the run directory. `resume` continues the latest run (or a given one)."""
+    from astrogan.metrics import METRICS
+    from astrogan.models import ARCHS
+
+    cfg.validate(archs=ARCHS, metrics=METRICS)  # every name, before a device, a dataset or a run dir
+    device = pick_device(cfg.device)
+    dist = dist_utils.init_from_env(device.type)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    run_dir, cfg, resume_state = _open_run(cfg, resume, dist)
+
+    setup = _set_up(cfg, device, dist)
+    st = setup.st
+    if resume_state is not None:
+        st.restore(resume_state)
+    files = _RunFiles(run_dir, cfg, setup, device=device, resumed=bool(resume))
 
     # ---- the loop -----------------------------------------------------------------------------------
-    start_step = st.step
     if dist.is_main and resume_state is None:
-        snapshot(0)
+        files.snapshot(0)
     last_good = st.capture()
     ticker = _Ticker(st.cur_nimg)
     if device.type == "cuda":
@@ -573,23 +630,12 @@ def train(
     deadline = None if cfg.max_minutes is None else time.monotonic() + 60.0 * cfg.max_minutes
     bar = progress(disable=None if (show_progress and dist.is_main) else True)
     with bar:
-        task = bar.add_task("training", total=cfg.num_train_steps, completed=start_step, info="")
+        task = bar.add_task("training", total=cfg.num_train_steps, completed=st.step, info="")
         while st.step < cfg.num_train_steps:
             try:
-                tick = step_fn()
+                tick = setup.step_fn()
             except NonFiniteLoss as exc:
-                failed_step, rollbacks, scale = st.step, st.nan_rollbacks + 1, st.lr_scale * cfg.nan_lr_factor
-                st.restore(last_good)
-                st.nan_rollbacks = rollbacks
-                st.set_lr_scale(scale)
-                msg = f"{exc} at step {failed_step}: rolled back to step {st.step}, learning rates x{scale:g}"
-                if writer is not None:
-                    writer.write({"step": st.step, "event": "nan_rollback", "message": msg})
-                info(f"[yellow]warning: {msg}")
-                if rollbacks > cfg.max_nan_rollbacks:
-                    raise RuntimeError(
-                        f"training diverged: {rollbacks} NaN rollbacks; lower the learning rate or turn off --amp"
-                    ) from None
+                _roll_back(st, last_good, cfg, files, reason=str(exc))
                 bar.update(task, completed=st.step)
                 continue
             st.step += 1
@@ -603,34 +649,32 @@ def train(
 
             if step % cfg.log_every == 0 or last:
                 record = ticker.record(st, device)
-                if writer is not None:
-                    writer.write(record)
-                loss_d, loss_g, speed = (
-                    record.get("loss_d", 0),
-                    record.get("loss_g", 0),
-                    record["images_per_s"],
-                )
-                bar.update(task, info=f"D {loss_d:.3f} G {loss_g:.3f} {speed:.0f} img/s")
+                files.write(record)
+                loss_d, loss_g = record.get("loss_d", 0), record.get("loss_g", 0)
+                bar.update(task, info=f"D {loss_d:.3f} G {loss_g:.3f} {record['images_per_s']:.0f} img/s")
             if step % cfg.evaluate_every == 0 or last:
                 if dist.is_main:
-                    snapshot(step)
+                    files.snapshot(step)
                 if cfg.metrics and dist.is_main:
-                    figures = _evaluate_metrics(cfg, st, images, labels, ds)
-                    if writer is not None:
-                        writer.write({"step": step, "kimg": st.cur_nimg / 1000, **figures})
+                    figures = _evaluate_metrics(cfg, st, setup.images, setup.labels, setup.ds)
+                    files.write({"step": step, "kimg": st.cur_nimg / 1000, **figures})
             if step % cfg.save_every == 0 or last:
-                last_good = save(step)
+                last_good = files.save(step)
             bar.update(task, completed=step)
+            context = {
+                "run_dir": run_dir,
+                "G": st.G,
+                "D": st.D,
+                "G_ema": st.G_ema,
+                "loss": st.loss,
+                "state": st,
+            }
             for cb in callbacks:
-                cb(
-                    step,
-                    {"run_dir": run_dir, "G": st.G, "D": st.D, "G_ema": st.G_ema, "loss": loss, "state": st},
-                )
+                cb(step, context)
             if out_of_time:
                 info(f"[yellow]--max-minutes {cfg.max_minutes:g} spent: stopped and saved at step {step}")
                 break
 
-    if writer is not None:
-        writer.close()
+    files.close()
     dist_utils.shutdown(dist)
     return run_dir
