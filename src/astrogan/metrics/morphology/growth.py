@@ -25,6 +25,7 @@ _SUB_OFF = (np.arange(_SUB) + 0.5) / _SUB - 0.5
 _SUB_OY = np.repeat(_SUB_OFF, _SUB)  # sub-pixel offsets, row-major over the (y, x) sub-grid
 _SUB_OX = np.tile(_SUB_OFF, _SUB)
 _ARANGE100 = np.arange(100.0)
+_PART = 16  # frames whose per-pixel arrays are made at once (a few hundred kB: they stay in cache)
 
 
 def radius_grids(
@@ -40,23 +41,76 @@ def radius_grids(
 ) -> np.ndarray:
     """Circular (or elliptical: semi-major) radius of every pixel of `(h, w)` frames about each centre:
     `(N, h, w)`. Centres are relative to each frame's origin (x0, y0) (default 0): the differences are
-    then taken exactly as in the origin's own coordinates."""
-    zero = np.zeros(len(xc))
-    cols = np.arange(w, dtype=np.float64)[None, :] - (zero if x0 is None else x0)[:, None]
-    rows = np.arange(h, dtype=np.float64)[None, :] - (zero if y0 is None else y0)[:, None]
-    dx = (cols - xc[:, None])[:, None, :]
-    dy = (rows - yc[:, None])[:, :, None]
-    if elong is None:
-        r = dx * dx + dy * dy
-        return np.sqrt(r, out=r)
-    c, s = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
-    xp = dx * c + dy * s
-    yp = dy * c - dx * s
-    yp *= elong[:, None, None]
-    xp *= xp
-    yp *= yp
-    xp += yp
-    return np.sqrt(xp, out=xp)
+    then taken exactly as in the origin's own coordinates. Made `_PART` frames at a time into the
+    output (each frame's numbers are its own; the temporaries stay in cache)."""
+    return _Radii(h, w, xc, yc, elong, theta, x0, y0).full()
+
+
+class _Radii:
+    """`radius_grids` on demand: the radii of some frames (`part`) or at some pixels (`at`), each
+    number made by the same operations as in the whole grid (separable pieces, then per pixel)."""
+
+    def __init__(
+        self,
+        h: int,
+        w: int,
+        xc: np.ndarray,
+        yc: np.ndarray,
+        elong: np.ndarray | None,
+        theta: np.ndarray | None,
+        x0: np.ndarray | None,
+        y0: np.ndarray | None,
+    ):
+        n = len(xc)
+        self.n, self.h, self.w = n, h, w
+        zero = np.zeros(n)
+        cols = np.arange(w, dtype=np.float64)[None, :] - (zero if x0 is None else x0)[:, None]
+        rows = np.arange(h, dtype=np.float64)[None, :] - (zero if y0 is None else y0)[:, None]
+        dx = (cols - xc[:, None])[:, None, :]  # (n, 1, w)
+        dy = (rows - yc[:, None])[:, :, None]  # (n, h, 1)
+        self.elliptical = elong is not None
+        if elong is None:
+            self.pieces: tuple[np.ndarray, ...] = (dx * dx, dy * dy)
+        else:
+            assert theta is not None
+            c, s = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+            self.pieces = (dx * c, dy * s, dy * c, dx * s, elong[:, None, None])
+
+    def full(self) -> np.ndarray:
+        """All the frames' radii `(N, h, w)`, made `_PART` frames at a time."""
+        out = np.empty((self.n, self.h, self.w))
+        for a in range(0, self.n, _PART):
+            self.part(slice(a, a + _PART), out=out[a : a + _PART])
+        return out
+
+    def part(self, sel: slice | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Radii `(m, h, w)` of the frames `sel`."""
+        if not self.elliptical:
+            dx2, dy2 = self.pieces
+            r = np.add(dx2[sel], dy2[sel], out=out)
+            return np.sqrt(r, out=r)
+        dxc, dys, dyc, dxs, el = self.pieces
+        xp = np.add(dxc[sel], dys[sel], out=out)
+        yp = dyc[sel] - dxs[sel]
+        yp *= el[sel]
+        xp *= xp
+        yp *= yp
+        xp += yp
+        return np.sqrt(xp, out=xp)
+
+    def at(self, g: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Radii at pixels (y, x) of frames g (arrays of one shape)."""
+        if not self.elliptical:
+            dx2, dy2 = self.pieces
+            return np.sqrt(dx2[g, 0, x] + dy2[g, y, 0])
+        dxc, dys, dyc, dxs, el = self.pieces
+        xp = dxc[g, 0, x] + dys[g, y, 0]
+        yp = dyc[g, y, 0] - dxs[g, 0, x]
+        yp *= el[g, 0, 0]
+        xp *= xp
+        yp *= yp
+        xp += yp
+        return np.sqrt(xp, out=xp)
 
 
 _NEAR: dict[float, tuple[np.ndarray, np.ndarray]] = {}
@@ -103,7 +157,8 @@ class GrowthBatch:
     stamp pixels; elong, theta: `(N,)` ellipses (None: circles). Pixels within `sub_radius` of the
     centre are split into `_SUB` x `_SUB` sub-pixels, as in `_Growth`. Stamp coordinates make every
     number the same as `_Growth`'s on the stamp alone, to rounding (tested to 1e-9). Galaxies are grouped by their
-    largest radius, so that one long ellipse does not lengthen every galaxy's histogram.
+    largest radius, so that one long ellipse does not lengthen every galaxy's histogram. keep_rad:
+    keep the frames' radii as `rad` (without it, each group makes its frames' radii as it bins them).
     """
 
     def __init__(
@@ -117,17 +172,20 @@ class GrowthBatch:
         elong: np.ndarray | None = None,
         theta: np.ndarray | None = None,
         sub_radius: float = _SUB_RADIUS,
+        keep_rad: bool = True,
     ):
         n, h, w = img.shape
         self.n = n
         bounds = np.asarray(bounds, dtype=np.int64)
         y0, x0 = bounds[:, 0].astype(np.float64), bounds[:, 2].astype(np.float64)
-        self.rad = rad = radius_grids(h, w, xc, yc, elong, theta, x0=x0, y0=y0)
+        radii = _Radii(h, w, xc, yc, elong, theta, x0, y0)
+        rad = radii.full() if keep_rad else None
+        self._rad = rad
         # The largest radius on a stamp is at one of its corners (radii are convex).
         g = np.arange(n)[:, None]
         cy = np.stack([bounds[:, 0], bounds[:, 0], bounds[:, 1] - 1, bounds[:, 1] - 1], axis=1)
         cx = np.stack([bounds[:, 2], bounds[:, 3] - 1, bounds[:, 2], bounds[:, 3] - 1], axis=1)
-        rmax = rad[g, cy, cx].max(axis=1) + 1.0
+        rmax = (rad[g, cy, cx] if rad is not None else radii.at(g, cy, cx)).max(axis=1) + 1.0
         # Groups of galaxies whose largest radii differ by less than a third.
         order = np.argsort(rmax, kind="stable")
         self._groups: list[tuple[np.ndarray, _Group]] = []
@@ -135,15 +193,23 @@ class GrowthBatch:
         for k in range(1, n + 1):
             if k == n or rmax[order[k]] > 1.33 * rmax[order[first]] + 2.0:
                 idx = np.sort(order[first:k])
-                if k - first == n:  # one group (the usual case): no copies
-                    parts = (img, valid, bounds, xc, yc, elong, theta)
+                if k - first == n:  # one group (the usual case)
+                    rows, parts = None, (bounds, xc, yc, elong, theta)
                 else:
-                    parts = tuple(
-                        None if a is None else a[idx] for a in (img, valid, bounds, xc, yc, elong, theta)
+                    rows, parts = (
+                        idx,
+                        tuple(None if a is None else a[idx] for a in (bounds, xc, yc, elong, theta)),
                     )
-                grp = _Group(*parts, sub_radius, rad if k - first == n else rad[idx], rmax[idx])
+                grp = _Group(img, valid, radii if rad is None else rad, rows, *parts, sub_radius, rmax[idx])
                 self._groups.append((idx, grp))
                 first = k
+
+    @property
+    def rad(self) -> np.ndarray:
+        """Radius of every frame pixel about its galaxy's centre `(N, H, W)` (made with keep_rad)."""
+        if self._rad is None:
+            raise ValueError("GrowthBatch made with keep_rad=False keeps no radii")
+        return self._rad
 
     def _gather(self, method: str, *per_galaxy: np.ndarray, args: tuple = ()) -> tuple[np.ndarray, ...]:
         """Call `method` of every group with its galaxies' rows of `per_galaxy`, and put the results back."""
@@ -179,25 +245,41 @@ class _Group:
         self,
         img: np.ndarray,
         valid: np.ndarray,
+        rad: np.ndarray | _Radii,
+        rows: np.ndarray | None,
         bounds: np.ndarray,
         xc: np.ndarray,
         yc: np.ndarray,
         elong: np.ndarray | None,
         theta: np.ndarray | None,
         sub_radius: float,
-        rad: np.ndarray,
         rmax: np.ndarray,
     ):
-        n, h, w = img.shape
+        """img, valid, rad: the batch's frames, stamps and radii `(N, H, W)` (or their `_Radii`);
+        rows: the group's galaxies among them (None: all); the other arguments are the group's own."""
+        h, w = img.shape[1:]
+        n = len(rmax)
         self.n = n
         self.rmax = rmax
         nb_own = (self.rmax / _DR).astype(np.int64) + 2
         nb = int(nb_own.max())  # bins of the whole-pixel histograms
-        # Pixels off the stamps go to one extra bin, dropped.
-        flat = ((rad / _DR).astype(np.int64) + (np.arange(n) * nb)[:, None, None]).reshape(-1)
-        flat[~valid.reshape(-1)] = n * nb
-        count = np.bincount(flat, minlength=n * nb + 1)[:-1].reshape(n, nb).astype(np.float64)
-        flux = np.bincount(flat, weights=img.reshape(-1), minlength=n * nb + 1)[:-1].reshape(n, nb)
+        grows = np.arange(n) if rows is None else rows  # the group's galaxies in the batch
+        count = np.empty((n, nb), dtype=np.int64)  # whole numbers: their running sums are exact in int64
+        flux = np.empty((n, nb))
+        for a in range(0, n, _PART):
+            # Bin indices, _PART galaxies at a time; pixels off the stamps go to one extra bin, dropped.
+            sel = slice(a, a + _PART) if rows is None else rows[a : a + _PART]
+            flat = ((rad.part(sel) if isinstance(rad, _Radii) else rad[sel]) / _DR).astype(np.int64)
+            m = len(flat)
+            flat += (np.arange(m) * nb)[:, None, None]
+            flat = flat.reshape(-1)
+            stamp = valid[sel].reshape(-1)
+            if not stamp.all():
+                flat[~stamp] = m * nb
+            count[a : a + m] = np.bincount(flat, minlength=m * nb + 1)[:-1].reshape(m, nb)
+            flux[a : a + m] = np.bincount(flat, weights=img[sel].reshape(-1), minlength=m * nb + 1)[
+                :-1
+            ].reshape(m, nb)
         near_count = near_flux = None
         if sub_radius > 0:
             # Frame pixels that can lie within sub_radius of a centre in the pixel cell [floor, floor + 1).
@@ -207,16 +289,21 @@ class _Group:
             bx = np.floor(xc).astype(np.int64)[:, None] + dxo[None, :] + ox
             inside = (by >= 0) & (by < h) & (bx >= 0) & (bx < w)
             pix = np.clip(by, 0, h - 1) * w + np.clip(bx, 0, w - 1)
-            g = np.arange(n)[:, None]
+            g = grows[:, None]
             # Stamp coordinates (as floats, like _Growth's) of the pixels really near the centre.
             sy_px, sx_px = (by - oy).astype(np.float64), (bx - ox).astype(np.float64)
-            near = inside & valid.reshape(n, -1)[g, pix]
+            near = inside & valid.reshape(len(valid), -1)[g, pix]
             near &= np.hypot(sx_px - xc[:, None], sy_px - yc[:, None]) < sub_radius
             gi, ki = np.nonzero(near)
             pix = pix[gi, ki]
-            pv = img.reshape(n, -1)[gi, pix]
-            # Whole near pixels leave the plain histograms ...
-            nflat = flat.reshape(n, -1)[gi, pix]  # near pixels lie on the stamp: their own bins
+            pv = img.reshape(len(img), -1)[grows[gi], pix]
+            # Whole near pixels leave the plain histograms (near pixels lie on the stamp: their own bins) ...
+            near_rad = (
+                rad.at(grows[gi], pix // w, pix % w)
+                if isinstance(rad, _Radii)
+                else rad.reshape(len(rad), -1)[grows[gi], pix]
+            )
+            nflat = (near_rad / _DR).astype(np.int64) + gi * nb
             count -= np.bincount(nflat, minlength=n * nb).reshape(n, nb)
             flux -= np.bincount(nflat, weights=pv, minlength=n * nb).reshape(n, nb)
             # ... and come back as sub-pixels.
@@ -241,7 +328,8 @@ class _Group:
         self._cum, self._int = [], []
         self._nbs = [hist.shape[1] for hist in hists]  # bins of each histogram
         for hist in hists:
-            cum = np.cumsum(hist, axis=1)
+            # Pixel counts add up exactly, as int64 (several times faster than float64's running sum).
+            cum = np.cumsum(hist, axis=1).astype(np.float64, copy=False)
             integ = np.zeros(hist.shape)
             np.cumsum(cum[:, :-1] * _DR, axis=1, out=integ[:, 1:])
             self._cum.append(cum)

@@ -97,6 +97,9 @@ _PETRO_EXTENT_CAS = 1.5
 _PETRO_FRACTION_CAS = 0.25
 _PETRO_FRACTION_GINI = 0.2
 _CHUNK = 256  # galaxies measured together: bounds the memory of the batched steps
+# Galaxies whose whole-frame arrays a step works on at once (a few float64 frames each): its passes
+# then stay in cache instead of streaming through memory. Each galaxy's numbers are its own.
+_SUB_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -150,17 +153,18 @@ def m20(image: np.ndarray, mask: np.ndarray) -> float:
     yy, xx = _indices(*img.shape)
     yc, xc = (img * yy).sum() / total, (img * xx).sum() / total
     r2 = (yy - yc) ** 2 + (xx - xc) ** 2
-    mom_tot = (img * r2).sum()
+    img_r2 = img * r2
+    mom_tot = img_r2.sum()
     # Pixels outside the mask are zeros: they add nothing to the running sum, so sorting only the
     # masked values finds the same threshold.
     vals = np.sort(img[mask])
     cum = np.cumsum(vals)
     frac = cum / vals.sum()
-    above = vals[frac >= 0.8]
-    if above.size == 0:
+    first = int(np.argmax(frac >= 0.8))
+    if not frac[first] >= 0.8:
         return float("nan")
-    bright = img >= above[0]
-    mom_20 = (img * r2)[bright].sum()
+    bright = img >= vals[first]
+    mom_20 = img_r2[bright].sum()
     if mom_20 <= 0 or mom_tot <= 0:
         return float("nan")
     return float(np.log10(mom_20 / mom_tot))
@@ -288,13 +292,20 @@ _STRUCT8 = np.ones((3, 3), dtype=bool)  # 8-connectivity
 # Per-galaxy measurement
 
 
-def _moments(img_seg: np.ndarray, xc: float, yc: float) -> tuple[float, float, float]:
+def _profiles(img_seg: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Total, column sums and row sums of an image: what `_moments` needs of it about any centre."""
+    return img_seg.sum(), img_seg.sum(axis=0), img_seg.sum(axis=1)
+
+
+def _moments(
+    img_seg: np.ndarray, xc: float, yc: float, profiles: tuple[float, np.ndarray, np.ndarray] | None = None
+) -> tuple[float, float, float]:
     # Separable sums: the column and row profiles carry the x and y moments.
     h, w = img_seg.shape
     dx, dy = np.arange(w) - xc, np.arange(h) - yc
-    tot = img_seg.sum()
-    x2 = float(img_seg.sum(axis=0) @ (dx * dx)) / tot
-    y2 = float(img_seg.sum(axis=1) @ (dy * dy)) / tot
+    tot, cols, rows = _profiles(img_seg) if profiles is None else profiles
+    x2 = float(cols @ (dx * dx)) / tot
+    y2 = float(rows @ (dy * dy)) / tot
     xy = float(dy @ (img_seg @ dx)) / tot
     rho = 1.0 / 12.0  # SExtractor's fix for "infinitely thin" sources, as in statmorph
     while abs(x2 * y2 - xy**2) < rho**2:
@@ -346,6 +357,18 @@ def _ramp(x: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(x, 0.0, out=x), 1.0, out=x)
 
 
+def _annulus(r: np.ndarray, r_in: np.ndarray, r_out: np.ndarray) -> np.ndarray:
+    """_ramp(r_out - r + 0.5) - _ramp(r_in - r + 0.5): the weights (1 px ramps) of the annulus
+    [r_in, r_out] at radii r, made in two arrays (r is overwritten)."""
+    outer = np.subtract(r_out, r)
+    outer += 0.5
+    _ramp(outer)
+    inner = np.subtract(r_in, r, out=r)
+    inner += 0.5
+    outer -= _ramp(inner)
+    return outer
+
+
 def _gaussian_bands(n: int, sigma: np.ndarray) -> np.ndarray:
     """`_gaussian_band(n, sigma_i)` for every sigma: `(N, n, n)` float32 (sigma 0: the identity)."""
     sigma = np.asarray(sigma, dtype=np.float64)
@@ -379,19 +402,56 @@ def _gini_segmaps(
 
     Returns (segmaps bool `(N,H,W)` on the frames, flags `(N,)`). Smoothing the zero-padded frame
     equals smoothing the stamp alone with zero borders, so the numbers match the per-galaxy version.
+    The kernels are made for the whole batch (their length is the batch's), the rest runs
+    `_SUB_CHUNK` galaxies at a time: each galaxy's numbers are its own, and the frames of a part
+    stay in cache.
     """
     n, h, w = frames.shape
     sigma = _PETRO_FRACTION_GINI * rpe
     by = _gaussian_bands(h, sigma)
     bx = by if w == h else _gaussian_bands(w, sigma)
+    above = np.empty((n, h, w), dtype=bool)
+    flags = np.zeros(n, dtype=np.int8)
+    x0, y0 = bounds[:, 2].astype(np.float64), bounds[:, 0].astype(np.float64)
+    for start in range(0, n, _SUB_CHUNK):
+        sl = slice(start, start + _SUB_CHUNK)
+        above[sl], flags[sl] = _gini_segmaps_part(
+            frames[sl],
+            valid[sl],
+            by[sl],
+            bx[sl],
+            rpe[sl],
+            xc[sl],
+            yc[sl],
+            elong[sl],
+            theta[sl],
+            x0[sl],
+            y0[sl],
+        )
+    return above, flags
+
+
+def _gini_segmaps_part(
+    frames: np.ndarray,
+    valid: np.ndarray,
+    by: np.ndarray,
+    bx: np.ndarray,
+    rpe: np.ndarray,
+    xc: np.ndarray,
+    yc: np.ndarray,
+    elong: np.ndarray,
+    theta: np.ndarray,
+    x0: np.ndarray,
+    y0: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_gini_segmaps` for a few galaxies, with their Gaussian bands `by`, `bx` and stamp origins."""
+    n, h, w = frames.shape
     # float32 products: half the time of float64 (the smoothed image only has to be compared with
     # its own annulus mean; float32 moves that by 1e-7 of it).
     smooth = np.matmul(np.matmul(by, frames.astype(np.float32)), bx.transpose(0, 2, 1))
-    ra = radius_grids(
-        h, w, xc, yc, elong, theta, x0=bounds[:, 2].astype(np.float64), y0=bounds[:, 0].astype(np.float64)
-    )
+    ra = radius_grids(h, w, xc, yc, elong, theta, x0=x0, y0=y0)
     a_in, a_out = (rpe - 0.5 * _ANNULUS)[:, None, None], (rpe + 0.5 * _ANNULUS)[:, None, None]
-    wgt = _ramp(a_out - ra + 0.5) - _ramp(a_in - ra + 0.5)
+    wgt = _annulus(ra, a_in, a_out)
     wgt *= valid
     area = np.pi * (a_out[:, 0, 0] ** 2 - np.sign(a_in[:, 0, 0]) * a_in[:, 0, 0] ** 2) / elong
     thr = (wgt * smooth).reshape(n, -1).sum(axis=1) / np.maximum(area, 1e-12)
@@ -499,7 +559,7 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
     # Petrosian radius about the centroid: the asymmetry aperture.
     xc0 = np.array([g.xc for g in gals])
     yc0 = np.array([g.yc for g in gals])
-    rp0, f = GrowthBatch(frames, valid, bounds, xc0, yc0, sub_radius=0.0).petrosian(diag)
+    rp0, f = GrowthBatch(frames, valid, bounds, xc0, yc0, sub_radius=0.0, keep_rad=False).petrosian(diag)
     flag = np.maximum(flag, f)
 
     # The asymmetry centres, all galaxies searched in lockstep. statmorph lets the centre drift up to
@@ -530,8 +590,9 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
     for k, g in enumerate(gals):
         rec = recs[g.index]
         rec["asymmetry"], rec["xc_asymmetry"], rec["yc_asymmetry"] = asym[k], xa[k] + g.x0, ya[k] + g.y0
-        shape[k] = _shape(*_moments(g.img_seg, xa[k], ya[k]))
-        ell_c, _, theta_c = _shape(*_moments(g.img_seg, g.xc, g.yc))
+        prof = _profiles(g.img_seg)
+        shape[k] = _shape(*_moments(g.img_seg, xa[k], ya[k], prof))
+        ell_c, _, theta_c = _shape(*_moments(g.img_seg, g.xc, g.yc, prof))
         rec["ellipticity"], rec["orientation"] = ell_c, theta_c
         rec["elongation"] = 1.0 / (1.0 - ell_c)
 
@@ -578,7 +639,8 @@ def _measure_chunk(img: np.ndarray, seg: np.ndarray) -> tuple[list[dict[str, flo
         flags[g.index] = flag[k]
 
     if jobs:
-        params, fit_flag = fit_sersic_frames(frames[jobs], bounds[jobs], np.array([starts[k] for k in jobs]))
+        p0 = np.array([starts[k] for k in jobs])
+        params, fit_flag = fit_sersic_frames(frames, bounds[jobs], p0, rows=np.array(jobs))
         for k, p, f in zip(jobs, params, fit_flag, strict=True):
             i = gals[k].index
             if f == 0:  # converged inside the box: a measurement (on a bound or stalled: NaN)
@@ -599,15 +661,21 @@ def _smoothness(gals: list[_Galaxy], rad: np.ndarray, rp: np.ndarray, boxes: lis
     groups: dict[tuple, list[int]] = {}
     for k, g in enumerate(gals):
         groups.setdefault((g.img.shape, int(boxcar[k])), []).append(k)
-    for (_, size), ks in groups.items():
+    # Filtered _SUB_CHUNK stamps at a time: the same numbers, with the passes in cache.
+    parts = [
+        (size, ks[a : a + _SUB_CHUNK])
+        for (_, size), ks in groups.items()
+        for a in range(0, len(ks), _SUB_CHUNK)
+    ]
+    for size, ks in parts:
         img = np.stack([gals[k].img for k in ks])
         diff = np.maximum(img - ndi.uniform_filter(img, size=(1, size, size)), 0.0)
         r = np.stack([rad[k, gals[k].y0 : gals[k].y1, gals[k].x0 : gals[k].x1] for k in ks])
         r_in = (_PETRO_FRACTION_CAS * rp[ks])[:, None, None]
         r_out = (_PETRO_EXTENT_CAS * rp[ks])[:, None, None]
-        wgt = _ramp(r_out - r + 0.5) - _ramp(r_in - r + 0.5)
-        ann_flux[ks] = (wgt * img).reshape(len(ks), -1).sum(axis=1)
-        num[ks] = (wgt * diff).reshape(len(ks), -1).sum(axis=1)
+        wgt = _annulus(r, r_in, r_out)
+        ann_flux[ks] = np.multiply(wgt, img, out=img).reshape(len(ks), -1).sum(axis=1)
+        num[ks] = np.multiply(wgt, diff, out=diff).reshape(len(ks), -1).sum(axis=1)
     sky = np.zeros(len(gals))
     groups = {}
     for k, b in enumerate(boxes):
@@ -640,7 +708,11 @@ def _sersic_starts(
     mean brightness in the elliptical annulus at r_eff; centre and ellipse from the asymmetry centre.
     """
     n_guess = np.where(np.isfinite(conc) & (conc > 0), np.clip(10.0**-1.5 * conc**3.5, 1.0, 3.5), 2.0)
-    r_max = np.where(seg, g_ell.rad, -np.inf).reshape(len(conc), -1).max(axis=1)
+    # The segment's outermost ellipse, _SUB_CHUNK frames at a time (no frame-sized temporaries).
+    r_max = np.full(len(conc), -np.inf)
+    for a in range(0, len(conc), _SUB_CHUNK):
+        part = np.where(seg[a : a + _SUB_CHUNK], g_ell.rad[a : a + _SUB_CHUNK], -np.inf)
+        r_max[a : a + _SUB_CHUNK] = part.reshape(len(part), -1).max(axis=1)
     r_half, f = g_ell.radius_at_fraction(r_max, (0.5,))
     r_half = r_half[:, 0]
     a_in, a_out = r_half - 0.5 * _ANNULUS, r_half + 0.5 * _ANNULUS

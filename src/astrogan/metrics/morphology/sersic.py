@@ -37,10 +37,17 @@ _MAX_ITER = 60
 # tenth of a per cent in n is far below what tells galaxies apart).
 _TOL_DROP, _TOL_STEP = 1e-5, 1e-3
 _CHUNK = 256  # galaxies fitted together (one measuring chunk); bounds memory: the Jacobian is 7 x pixels each
+_PART = 16  # galaxies binned at once (their planes stay in cache)
+_FIT_PART = 64  # galaxies whose model and Jacobian are made at once (their temporaries stay in cache)
 
 
 def _bin_frames(
-    frames: np.ndarray, bounds: np.ndarray, xc: np.ndarray, yc: np.ndarray, full_px: float
+    frames: np.ndarray,
+    bounds: np.ndarray,
+    xc: np.ndarray,
+    yc: np.ndarray,
+    full_px: float,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Super-pixels of every stamp, padded: `(N, M)` x, y (mean position, stamp pixels), sqrt(count)
     (0 for padding) and mean value times sqrt(count).
@@ -48,12 +55,54 @@ def _bin_frames(
     Each stamp is tiled by 8x8 blocks anchored at its start centre (which lies in a middle 2x2 of its
     block); blocks within `full_px` (Chebyshev distance) of the centre are split into pixels, those
     within 2 `full_px` into 2x2 blocks, within 4 `full_px` into 4x4 blocks, and the rest kept whole.
-    frames: `(N, H, W)`, zero off each galaxy's stamp (zeros are left out, as statmorph's weights
-    leave them out); bounds: `(N, 4)` the stamps' (y0, y1, x0, x1); xc, yc: `(N,)` starts in stamp
-    pixels. Each frame is shifted so that its galaxy's blocks start at multiples of 8; the blocks,
-    their sums and their order are those of `_reference._bin_stamp` on the stamp alone.
+    frames: `(N, H, W)` (or the frames `rows` of a larger batch), zero off each galaxy's stamp (zeros
+    are left out, as statmorph's weights leave them out); bounds: `(N, 4)` the stamps' (y0, y1, x0,
+    x1); xc, yc: `(N,)` starts in stamp pixels. Each frame is shifted so that its galaxy's blocks
+    start at multiples of 8; the blocks, their sums and their order are those of
+    `_reference._bin_stamp` on the stamp alone. Binned `_PART` galaxies at a time (each galaxy's
+    sums are its own; the planes of a part stay in cache).
     """
-    n, h, w = frames.shape
+    n = len(bounds)
+    parts = [
+        _bin_part(frames, range(a, min(n, a + _PART)) if rows is None else rows[a : a + _PART],
+                  bounds[a : a + _PART], xc[a : a + _PART], yc[a : a + _PART], full_px)
+        for a in range(0, n, _PART)
+    ]  # fmt: skip
+    # Every galaxy's super-pixels at the front of its row, level by level, in raster order.
+    counts = np.concatenate([c for c, _ in parts], axis=1) if parts else np.zeros((4, 0), dtype=np.int64)
+    starts = np.cumsum(counts, axis=0) - counts
+    size_m = max(int(counts.sum(axis=0).max()) if n else 0, 1)
+    out = np.zeros((4, n, size_m))
+    for a, (cnt, picked) in zip(range(0, n, _PART), parts, strict=True):
+        for lev, (gi, sums, vsums) in enumerate(picked):
+            if gi.size:
+                # gi is sorted: each galaxy's run starts at `first`.
+                first = np.searchsorted(gi, np.arange(cnt.shape[1]))
+                g = gi + a
+                dest = starts[lev][g] + np.arange(gi.size) - first[gi]
+                out[:3, g, dest] = sums
+                out[3, g, dest] = vsums
+    count = out[2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x, y, mean = out[0] / count, out[1] / count, out[3] / count
+    sw = np.sqrt(count)
+    empty = count == 0
+    x[empty] = y[empty] = mean[empty] = 0.0
+    return x, y, sw, mean * sw
+
+
+def _bin_part(
+    frames: np.ndarray,
+    rows: range | np.ndarray,
+    bounds: np.ndarray,
+    xc: np.ndarray,
+    yc: np.ndarray,
+    full_px: float,
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """`_bin_frames` for the frames `rows`: super-pixel counts per level `(4, n)`, and per level the
+    galaxy (in the part) of every kept super-pixel with its sums of x, y, count `(3, K)` and value `(K,)`."""
+    n = len(bounds)
+    h, w = frames.shape[1:]
     y0, x0 = bounds[:, 0], bounds[:, 2]
     ay = np.floor(yc).astype(np.int64) - 3 + y0  # block corners in frame pixels
     ax = np.floor(xc).astype(np.int64) - 3 + x0
@@ -62,14 +111,14 @@ def _bin_frames(
     # planes: x and y (stamp pixels) of valid pixels, valid (whole numbers: float32 sums are exact and
     # move half the bytes); values (float64); each frame shifted by (top, left).
     values = np.zeros((n, hc, wc))
-    for i in range(n):  # slice copies: far cheaper than one fancy-indexed scatter
-        values[i, top[i] : top[i] + h, left[i] : left[i] + w] = frames[i]
+    for i, r in enumerate(rows):  # slice copies: far cheaper than one fancy-indexed scatter
+        values[i, top[i] : top[i] + h, left[i] : left[i] + w] = frames[r]
     planes = np.empty((3, n, hc, wc), dtype=np.float32)
     np.not_equal(values, 0.0, out=planes[2])
     cols = np.arange(wc, dtype=np.float32)[None, None, :] - (left + x0)[:, None, None].astype(np.float32)
-    rows = np.arange(hc, dtype=np.float32)[None, :, None] - (top + y0)[:, None, None].astype(np.float32)
+    rws = np.arange(hc, dtype=np.float32)[None, :, None] - (top + y0)[:, None, None].astype(np.float32)
     np.multiply(planes[2], cols, out=planes[0])
-    np.multiply(planes[2], rows, out=planes[1])
+    np.multiply(planes[2], rws, out=planes[1])
     # Distance of each 8x8 block's nearest pixel to the centre (stamp pixels), per axis.
     cy8 = np.arange(hc // 8)[None, :] * 8 + 3.5 - top[:, None] - y0[:, None]
     cx8 = np.arange(wc // 8)[None, :] * 8 + 3.5 - left[:, None] - x0[:, None]
@@ -78,8 +127,9 @@ def _bin_frames(
         np.maximum(np.abs(cx8 - xc[:, None]) - 3.5, 0.0)[:, None, :],
     )
     level8 = np.where(d8 < full_px, 1, np.where(d8 < 2 * full_px, 2, np.where(d8 < 4 * full_px, 4, 8)))
-    picked = []  # per level: (galaxy, flat index) of kept super-pixels and the level's sums
-    for size in (1, 2, 4, 8):
+    picked = []  # per level: galaxy of every kept super-pixel, and its sums
+    counts = np.zeros((4, n), dtype=np.int64)
+    for lev, size in enumerate((1, 2, 4, 8)):
         if (
             size > 1
         ):  # 2x2 sums of the previous level (rows, then columns), as the per-stamp reference adds them
@@ -87,30 +137,30 @@ def _bin_frames(
             planes = planes[..., 0::2] + planes[..., 1::2]
             values = values[..., 0::2, :] + values[..., 1::2, :]
             values = values[..., 0::2] + values[..., 1::2]
-        k = 8 // size
-        sel = level8 == size
-        if k > 1:
-            sel = np.repeat(np.repeat(sel, k, axis=1), k, axis=2)
-        gi, pi = np.nonzero((sel & (planes[2] > 0)).reshape(n, -1))
-        picked.append((gi, pi, planes.reshape(3, n, -1), values.reshape(n, -1)))
-    # Every galaxy's super-pixels at the front of its row, level by level, in raster order.
-    counts = np.stack([np.bincount(gi, minlength=n) for gi, _, _, _ in picked])  # (levels, N)
-    starts = np.cumsum(counts, axis=0) - counts
-    size_m = max(int(counts.sum(axis=0).max()) if n else 0, 1)
-    out = np.zeros((4, n, size_m))
-    for lev, (gi, pi, flat, vflat) in enumerate(picked):
-        if gi.size:
-            first = np.searchsorted(gi, np.arange(n))  # gi is sorted: each galaxy's run starts here
-            dest = starts[lev][gi] + np.arange(gi.size) - first[gi]
-            out[:3, gi, dest] = flat[:, gi, pi]
-            out[3, gi, dest] = vflat[gi, pi]
-    count = out[2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x, y, mean = out[0] / count, out[1] / count, out[3] / count
-    sw = np.sqrt(count)
-    empty = count == 0
-    x[empty] = y[empty] = mean[empty] = 0.0
-    return x, y, sw, mean * sw
+        gi, pi = _level_pixels(level8 == size, planes[2], 8 // size)
+        picked.append((gi, planes.reshape(3, n, -1)[:, gi, pi], values.reshape(n, -1)[gi, pi]))
+        counts[lev] = np.bincount(gi, minlength=n)
+    return counts, picked
+
+
+def _level_pixels(sel: np.ndarray, count: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Galaxy and flat index (on the level's grid) of the super-pixels with a count that lie in the
+    selected 8x8 blocks `sel (n, H / 8, W / 8)`, galaxy by galaxy in raster order; count: the level's
+    `(n, k H / 8, k W / 8)` pixel counts. Only the rows and columns of blocks that some galaxy
+    selects are looked at (the centre's few blocks at the finest level)."""
+    n, hb, wb = sel.shape
+    rows, cols = np.flatnonzero(sel.any(axis=(0, 2))), np.flatnonzero(sel.any(axis=(0, 1)))
+    if rows.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    sub = sel[:, r0:r1, c0:c1]
+    if k > 1:
+        sub = np.repeat(np.repeat(sub, k, axis=1), k, axis=2)
+    sub &= count[:, r0 * k : r1 * k, c0 * k : c1 * k] > 0
+    gi, pj = np.nonzero(sub.reshape(n, -1))
+    cw = (c1 - c0) * k
+    return gi, (pj // cw + r0 * k) * (wb * k) + (pj % cw + c0 * k)
 
 
 def _bn(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,8 +177,30 @@ def _residuals_and_jacobian(
     """Weighted residuals `(N, M)` and Jacobian `(N, 7, M)` of Sersic2D at params `p (N, 7)`.
 
     x, y, zsw, sw: `(N, M)` super-pixel positions, mean values times sqrt(counts), sqrt(counts) (0: padding).
+    Made `_FIT_PART` galaxies at a time (each galaxy's numbers are its own; the temporaries stay in cache).
     """
-    bn, dbn = (v[:, None] for v in _bn(p[:, 2]))
+    num, size = x.shape
+    bn, dbn = _bn(p[:, 2])
+    r = np.empty((num, size))
+    jac = np.empty((num, 7, size))
+    for a in range(0, num, _FIT_PART):
+        sl = slice(a, a + _FIT_PART)
+        _model_part(p[sl], bn[sl, None], dbn[sl, None], x[sl], y[sl], zsw[sl], sw[sl], r[sl], jac[sl])
+    return r, jac
+
+
+def _model_part(
+    p: np.ndarray,
+    bn: np.ndarray,
+    dbn: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    zsw: np.ndarray,
+    sw: np.ndarray,
+    r: np.ndarray,
+    jac: np.ndarray,
+) -> None:
+    """`_residuals_and_jacobian` for a few galaxies, into `r` and `jac`; bn, dbn: their `_bn` `(n, 1)`."""
     amp, re, n, x0, y0, e, th = (p[:, i : i + 1] for i in range(7))
     c, s = np.cos(th), np.sin(th)
     ia2 = 1.0 / (re * re)
@@ -148,12 +220,11 @@ def _residuals_and_jacobian(
     m = np.exp(um1 * -bn)  # model / amplitude
     m *= sw
     ma = m * amp
-    r = ma - zsw
+    np.subtract(ma, zsw, out=r)
     # d model / d q = gq / q with gq = -bn * model * u / (2 n); the geometric parameters act through q.
     gq = ma * u
     gq *= -bn / (2.0 * n)
     g = gq / q
-    jac = np.empty((p.shape[0], 7, x.shape[1]))
     jac[:, 0] = m
     np.multiply(gq, -2.0 / re, out=jac[:, 1])
     t = lq * u
@@ -170,7 +241,6 @@ def _residuals_and_jacobian(
     xm *= ym
     np.multiply(g, xm, out=jac[:, 6])
     jac[:, 6] *= 2.0 * (ia2 - ib2)
-    return r, jac
 
 
 def _postfit(p: np.ndarray) -> np.ndarray:
@@ -212,19 +282,22 @@ def fit_sersic_frames(
     bounds: np.ndarray,
     p0: np.ndarray,
     *,
+    rows: np.ndarray | None = None,
     full_res_px: float = _FULL_RES_PX,
     max_iter: int = _MAX_ITER,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`fit_sersic_2d` on stamps held in frames `(N, H, W)` (zero off the stamps; bounds `(N, 4)` their
-    (y0, y1, x0, x1)); positions in p0 are in stamp pixels, as the results."""
-    num = len(frames)
+    (y0, y1, x0, x1)); positions in p0 are in stamp pixels, as the results. rows: the frames to fit,
+    one per row of bounds and p0 (default: all, in order)."""
+    num = len(bounds)
     p = np.asarray(p0, dtype=np.float64).reshape(num, 7).copy()
     flag = np.zeros(num, dtype=np.int8)
     p[:, 2] = np.maximum(p[:, 2], _N_MIN)
     bounds = np.asarray(bounds, dtype=np.int64)
+    picks = np.arange(num) if rows is None else np.asarray(rows)
     for start in range(0, num, _CHUNK):
         sl = slice(start, start + _CHUNK)
-        x, y, sw, zsw = _bin_frames(frames[sl], bounds[sl], p[sl, 3], p[sl, 4], full_res_px)
+        x, y, sw, zsw = _bin_frames(frames, bounds[sl], p[sl, 3], p[sl, 4], full_res_px, rows=picks[sl])
         lo, hi = _param_box(bounds[sl])
         p[sl], flag[sl] = _fit_chunk(x, y, sw, zsw, p[sl], lo, hi, max_iter=max_iter)
     return p, flag
@@ -275,9 +348,12 @@ def _fit_chunk(
         converged = np.zeros(num, dtype=bool)
         active = np.flatnonzero(np.isfinite(cost))
         eye = np.eye(7)
+        pix = (x, y, z, sw) if active.size == num else None  # the super-pixels of the active fits
         for _ in range(max_iter):
             if active.size == 0:
                 break
+            if pix is None:  # the active fits changed: gather theirs once
+                pix = (x[active], y[active], z[active], sw[active])
             a = jtj[active]
             diag = np.maximum(np.einsum("nii->ni", a), 1e-30)
             aug = a + (lam[active, None] * diag)[:, :, None] * eye
@@ -287,23 +363,25 @@ def _fit_chunk(
             if ok_sys.any():
                 step[ok_sys] = -np.linalg.solve(aug[ok_sys], jtr[active][ok_sys][:, :, None])[:, :, 0]
             trial = np.clip(p[active] + step, lo[active], hi[active])  # astropy clips bounded parameters
-            rt, jt = _residuals_and_jacobian(trial, x[active], y[active], z[active], sw[active])
+            rt, jt = _residuals_and_jacobian(trial, *pix)
             ct = np.einsum("ij,ij->i", rt, rt)
             better = np.isfinite(ct) & (ct < cost[active]) & ok_sys
             acc, rej = active[better], active[~better]
             rel_drop = (cost[acc] - ct[better]) / np.maximum(cost[acc], 1e-300)
             rel_step = np.max(np.abs(trial[better] - p[acc]) / (np.abs(p[acc]) + 1e-8), axis=1)
             p[acc], cost[acc] = trial[better], ct[better]
-            jb = jt[better]
+            every = bool(better.all())
+            jb, rb = (jt, rt) if every else (jt[better], rt[better])
             jtj[acc] = np.matmul(jb, jb.transpose(0, 2, 1))
-            jtr[acc] = np.matmul(jb, rt[better][:, :, None])[:, :, 0]
+            jtr[acc] = np.matmul(jb, rb[:, :, None])[:, :, 0]
             lam[acc] = np.maximum(lam[acc] / 3.0, 1e-9)
             lam[rej] *= 4.0
             stop = np.zeros(num, dtype=bool)
             stop[acc] = (rel_drop < _TOL_DROP) | (rel_step < _TOL_STEP)
             stop[rej] = lam[rej] > 1e8  # no downhill step left: a (local) optimum
             converged |= stop
-            active = active[~stop[active]]
+            if stop[active].any():
+                active, pix = active[~stop[active]], None
     # On a bound (to rounding): the optimum lies outside the box, so the value is not a measurement.
     tol = 1e-9 * np.maximum(np.abs(p), 1.0)
     on_bound = ((p - lo <= tol) | (hi - p <= tol)).any(axis=1)
