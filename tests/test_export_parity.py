@@ -332,6 +332,27 @@ def test_old_export_without_trunc_input_is_truncated_by_scaling_z(tmp_path, fmt)
         np.testing.assert_allclose(gen.generate_float(z, trunc=trunc), ref, atol=1e-4, rtol=0)
 
 
+def test_the_server_opens_an_export_by_the_shared_io_contract(tmp_path):
+    """No model.json beside the file: the server finds the graph's names and the embedded card (META_KEY)."""
+    from astrogan import imaging
+
+    G, _ = _tiny_generator("dcgan", num_classes=3)
+    path = tmp_path / "model.onnx"
+    meta = {"num_classes": 3, "labels": ["a", "b", "c"], "z_dim": int(G.z_dim)}
+    export_onnx(prepare_generator(G), path, metadata=meta)
+    gen = OnnxGenerator(path)
+    inputs = [i.name for i in gen.session.get_inputs()]
+    assert inputs == [imaging.LATENT_INPUT, imaging.CLASS_INPUT, imaging.TRUNC_INPUT]
+    assert gen.output_name == imaging.IMAGE_OUTPUT
+    assert gen.meta == meta and gen.label_names == ["a", "b", "c"] and gen.num_classes == 3
+    z = latents_for_seeds([0, 1, 2], G.z_dim)
+    trunc = np.asarray([0.5, 1.0, 0.7], np.float32)
+    c = np.asarray([2, 0, 1], np.int64)
+    with torch.no_grad():
+        ref = G(torch.from_numpy(z), torch.from_numpy(c), trunc=torch.from_numpy(trunc)).clamp(-1, 1).numpy()
+    np.testing.assert_allclose(gen.generate_float(z, labels=c, trunc=trunc), ref, atol=1e-4, rtol=0)
+
+
 def test_export_refuses_a_generator_that_ignores_trunc(tmp_path):
     """The exporter drops an unused input: a graph without `trunc` would be truncated wrongly by loaders."""
 

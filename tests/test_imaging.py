@@ -1,20 +1,24 @@
-"""The torch-free imaging floor: value conversion, grids, slerp and file hashes, each defined once."""
+"""The torch-free imaging floor: value conversion, grids, slerp, file hashes, the export I/O contract; each once."""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from astrogan import imaging
 from astrogan.imaging import (
     make_grid,
     model_to_unit,
     sha256_file,
     slerp,
     to_uint8,
+    trunc_rows,
     uint8_to_unit,
     unit_to_uint8,
 )
@@ -108,6 +112,36 @@ def test_old_names_are_the_one_definition():
     assert grids.make_grid is make_grid and onnx_generator.slerp is slerp
     assert catalog.sha256_file is sha256_file and inception.sha256_file is sha256_file
     assert preprocess.to_uint8 is unit_to_uint8 and plots.make_grid is make_grid
+
+
+def test_trunc_rows_gives_one_float32_factor_per_row():
+    # A number, in any wrapping, is repeated for every row.
+    for number in (0.7, np.float64(0.7), [0.7], np.asarray([[0.7]])):
+        t = trunc_rows(number, 3)
+        assert t.dtype == np.float32 and t.shape == (3,)
+        np.testing.assert_array_equal(t, np.full(3, 0.7, np.float32))
+    strided = np.asarray([0.5, 9.0, 1.0, 9.0, 0.25], np.float64)[::2]
+    t = trunc_rows(strided, 3)
+    assert t.dtype == np.float32 and t.flags.c_contiguous  # fed to ONNX Runtime as is
+    np.testing.assert_array_equal(t, np.asarray([0.5, 1.0, 0.25], np.float32))
+    assert trunc_rows(1.0, 0).shape == (0,)
+    with pytest.raises(ValueError, match=r"shape \(3,\), got shape \(2,\)"):
+        trunc_rows([0.5, 1.0], 3)
+
+
+def test_the_export_io_contract_is_defined_once():
+    from astrogan.export import onnx as export_onnx
+    from astrogan.export import parity, torchscript
+    from astrogan.web import onnx_generator
+
+    names = ("LATENT_INPUT", "CLASS_INPUT", "TRUNC_INPUT", "IMAGE_OUTPUT", "META_KEY")
+    assert [getattr(imaging, n) for n in names] == ["z", "c", "trunc", "images", "astrogan"]
+    assignment = re.compile(rf"^({'|'.join(names)}|TRUNC_ARG)\s*=|^def _?trunc_rows\(", re.MULTILINE)
+    for module in (export_onnx, parity, torchscript, onnx_generator):
+        assert module.trunc_rows is trunc_rows
+        assert not assignment.search(inspect.getsource(module)), f"{module.__name__} keeps its own copy"
+    for module in (export_onnx, onnx_generator):  # the exporter writes and the server reads the same names
+        assert [getattr(module, n) for n in names] == [getattr(imaging, n) for n in names]
 
 
 def test_imaging_imports_no_torch():

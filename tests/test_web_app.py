@@ -39,6 +39,35 @@ def _png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
 
 
+def test_every_route_has_its_own_latency_histogram(model_path, tmp_path):
+    from astrogan.web.app import METERED_ROUTES
+
+    client, _ = _client(model_path, tmp_path)
+    served = {getattr(r, "path", None) for r in client.app.routes} - {"/openapi.json"}
+    assert served == set(METERED_ROUTES)  # a new route without its histogram would be counted as "other"
+
+
+def test_image_cache_keeps_the_newest_bodies():
+    from astrogan.web.caching import ImageCache
+
+    made: list[str] = []
+
+    def maker(name: str):
+        return lambda: made.append(name) or name.encode()
+
+    cache = ImageCache("model-a", max_items=2)
+    order = (1, 2, 1, 3, 2, 1)
+    assert [cache.get(("k", i), maker(f"k{i}")) for i in order] == [f"k{i}".encode() for i in order]
+    assert made == ["k1", "k2", "k3", "k2", "k1"]  # k1 was fresh when k3 came in, so k2 was dropped
+    assert cache.etag("png", 1) != ImageCache("model-b", max_items=2).etag("png", 1)  # a new model, new tags
+    assert re.fullmatch(r'"[0-9a-f]{32}"', cache.etag("png", 1))
+    none_kept = ImageCache("model-a", max_items=0)
+    made.clear()
+    none_kept.get(("k",), maker("k"))
+    none_kept.get(("k",), maker("k"))
+    assert made == ["k", "k"]
+
+
 def test_to_uint8_mapping_and_slerp_endpoints():
     x = np.array([-1.5, -1.0, -0.999, 0.0, 0.5, 1.0, 2.0], np.float32).reshape(1, 1, 1, 7)
     out = to_uint8(x)

@@ -1,4 +1,4 @@
-"""The torch-free imaging floor (NumPy only): model values <-> pixels, picture grids, latent slerp, file hashes."""
+"""The torch-free imaging floor (NumPy only): values <-> pixels, grids, slerp, file hashes, the export I/O contract."""
 
 from __future__ import annotations
 
@@ -11,18 +11,32 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 __all__ = [
+    "CLASS_INPUT",
+    "IMAGE_OUTPUT",
+    "LATENT_INPUT",
+    "META_KEY",
     "TO_UINT8_RULE",
+    "TRUNC_INPUT",
     "make_grid",
     "model_to_unit",
     "sha256_file",
     "slerp",
     "to_uint8",
+    "trunc_rows",
     "uint8_to_unit",
     "unit_to_uint8",
 ]
 
 # The mapping from model output to pixels, in words (written into exported model cards).
 TO_UINT8_RULE = "round((x + 1) * 127.5), clipped to 0..255"
+
+# The exported generator's I/O contract, shared by the exporters (`export`) and the torch-free runner
+# (`web.onnx_generator`): input/argument names, the output name and the ONNX metadata entry holding model.json.
+LATENT_INPUT = "z"  # float32 (N, z_dim)
+CLASS_INPUT = "c"  # int64 (N,), conditional models only
+TRUNC_INPUT = "trunc"  # float32 (N,), one truncation factor per row (see `trunc_rows`)
+IMAGE_OUTPUT = "images"  # float32 (N, C, H, W) in [-1, 1]
+META_KEY = "astrogan"
 
 
 def to_uint8(images: ArrayLike) -> np.ndarray:
@@ -33,6 +47,16 @@ def to_uint8(images: ArrayLike) -> np.ndarray:
     """
     x = np.rint((np.asarray(images, dtype=np.float32) + 1.0) * 127.5)
     return np.clip(x, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1).copy()
+
+
+def trunc_rows(trunc: ArrayLike, n: int) -> np.ndarray:
+    """Truncation as an exported graph takes it: float32 `(n,)`, one factor per row (a number is repeated)."""
+    t = np.asarray(trunc, dtype=np.float32).reshape(-1)
+    if t.size == 1:
+        return np.full(n, t[0], dtype=np.float32)
+    if t.shape != (n,):
+        raise ValueError(f"trunc must be a number or have shape ({n},), got shape {np.shape(trunc)}")
+    return np.ascontiguousarray(t)
 
 
 def model_to_unit(x: ArrayLike) -> np.ndarray:

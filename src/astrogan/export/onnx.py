@@ -10,15 +10,13 @@ import numpy as np
 import torch
 
 from astrogan.export.known_warnings import known_export_warnings_filtered
-from astrogan.export.parity import Runner, trunc_rows
+from astrogan.export.parity import Runner
 from astrogan.export.prepare import ExportWrapper, dummy_inputs
+from astrogan.imaging import CLASS_INPUT, IMAGE_OUTPUT, LATENT_INPUT, META_KEY, TRUNC_INPUT, trunc_rows
 from astrogan.utils.errors import UserError
 
-LATENT_INPUT = "z"
-CLASS_INPUT = "c"
-TRUNC_INPUT = "trunc"
-IMAGE_OUTPUT = "images"
-META_KEY = "astrogan"  # the torch-free loader (web.onnx_generator) reads this metadata entry
+# The graph's input/output names and metadata key come from the imaging floor, the one contract that the
+# torch-free loader (web.onnx_generator) reads too; export.bundle takes them from here.
 DEFAULT_OPSET = 17
 
 

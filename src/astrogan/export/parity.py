@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from astrogan.imaging import trunc_rows
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import latents_for_seeds
 
@@ -28,16 +29,6 @@ Runner = Callable[[np.ndarray, "np.ndarray | None", "np.ndarray | float"], np.nd
 
 class ParityError(UserError):
     """The exported model draws different images than PyTorch."""
-
-
-def trunc_rows(trunc: np.ndarray | float, n: int) -> np.ndarray:
-    """Truncation as an exported graph takes it: float32 (n,), one factor per row (a number is repeated)."""
-    t = np.asarray(trunc, dtype=np.float32).reshape(-1)
-    if t.size == 1:
-        return np.full(n, t[0], dtype=np.float32)
-    if t.shape != (n,):
-        raise ValueError(f"trunc must be a number or have shape ({n},), got shape {np.shape(trunc)}")
-    return np.ascontiguousarray(t)
 
 
 def parity_inputs(

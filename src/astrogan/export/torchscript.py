@@ -8,10 +8,9 @@ import numpy as np
 import torch
 
 from astrogan.export.known_warnings import known_export_warnings_filtered
-from astrogan.export.parity import Runner, trunc_rows
+from astrogan.export.parity import Runner
 from astrogan.export.prepare import ExportWrapper, dummy_inputs
-
-TRUNC_ARG = "trunc"
+from astrogan.imaging import TRUNC_INPUT, trunc_rows
 
 
 def export_torchscript(wrapper: ExportWrapper, path: str | Path) -> str:
@@ -43,7 +42,7 @@ def torchscript_runner(path: str | Path) -> Runner:
     with known_export_warnings_filtered():  # torch.jit is deprecated but still the format
         module = torch.jit.load(str(path), map_location="cpu").eval()
     arg_names = [a.name for a in module.forward.schema.arguments][1:]  # without self
-    has_trunc = TRUNC_ARG in arg_names
+    has_trunc = TRUNC_INPUT in arg_names  # the same argument name as the ONNX graph's input
 
     @torch.no_grad()
     def run(z: np.ndarray, c: np.ndarray | None, trunc: np.ndarray | float = 1.0) -> np.ndarray:

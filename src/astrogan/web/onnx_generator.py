@@ -9,16 +9,18 @@ from typing import Any
 
 import numpy as np
 
+from astrogan.imaging import (
+    CLASS_INPUT,
+    IMAGE_OUTPUT,
+    LATENT_INPUT,
+    META_KEY,
+    TRUNC_INPUT,
+    to_uint8,
+    trunc_rows,
+)
 from astrogan.imaging import slerp as slerp  # re-exported: the web's latent walk
-from astrogan.imaging import to_uint8
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
-
-LATENT_INPUT = "z"
-CLASS_INPUT = "c"
-TRUNC_INPUT = "trunc"
-IMAGE_OUTPUT = "images"
-META_KEY = "astrogan"
 
 
 def read_model_meta(path: str | Path) -> dict[str, Any]:
@@ -29,16 +31,6 @@ def read_model_meta(path: str | Path) -> dict[str, Any]:
             with open(cand, encoding="utf-8") as fh:
                 return json.load(fh)
     return {}
-
-
-def _trunc_rows(trunc: float | Sequence[float] | np.ndarray, n: int) -> np.ndarray:
-    """Truncation as the graph takes it: float32 `(n,)`, one factor per row (a number is repeated)."""
-    t = np.asarray(trunc, dtype=np.float32).reshape(-1)
-    if t.size == 1:
-        return np.full(n, t[0], dtype=np.float32)
-    if t.shape != (n,):
-        raise ValueError(f"trunc must be a number or have shape ({n},), got shape {np.shape(trunc)}")
-    return np.ascontiguousarray(t)
 
 
 class OnnxGenerator:
@@ -109,7 +101,7 @@ class OnnxGenerator:
         z = np.ascontiguousarray(latents, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"latents must have shape (N, {self.z_dim}), got {z.shape}")
-        t = _trunc_rows(trunc, len(z))
+        t = trunc_rows(trunc, len(z))
         if not self.has_trunc_input:  # an older z-GAN export: truncation is z scaled towards 0
             z = np.ascontiguousarray(z * t[:, None])
         c = self._labels(labels, len(z)) if self.has_class_input else None

@@ -1,0 +1,39 @@
+"""Every error the web app answers is JSON `{"error": reason}` with one line of reason."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from astrogan.utils.errors import UserError
+
+
+def error_response(status: int, reason: str) -> JSONResponse:
+    """`{"error": reason}` with the reason's whitespace collapsed to single spaces."""
+    return JSONResponse({"error": " ".join(str(reason).split())}, status_code=status)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Bad parameters and UserError -> 422, HTTP errors keep their status, anything else -> 500 without detail."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "header"))
+        return error_response(
+            422, f"{loc}: {err.get('msg', 'invalid value')}" if loc else str(err.get("msg", "invalid"))
+        )
+
+    @app.exception_handler(UserError)
+    async def _user_error(_: Request, exc: UserError) -> JSONResponse:
+        return error_response(422, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(500, "internal error")
