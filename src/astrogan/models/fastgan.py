@@ -21,6 +21,7 @@ from torch import nn
 from astrogan.models.layers import (
     ArchConfig,
     NoiseInjection,
+    NoiseModeMixin,
     SkipLayerExcitation,
     batch_norm,
     check_labels,
@@ -128,7 +129,7 @@ class UpBlockComp(nn.Module):
         return self.main(x)
 
 
-class Generator(nn.Module):
+class Generator(NoiseModeMixin, nn.Module):
     """z (N, z_dim) -> images (N, channels, image_size, image_size) in [-1, 1].
 
     `noise_mode` ("auto", "random", "const", "none"): auto uses random noise in train() and the fixed
@@ -159,19 +160,6 @@ class Generator(nn.Module):
         )
         self._sle_src = {dst: src for src, dst in cfg.g_sle_pairs()}
         self.to_rgb = nn.Sequential(sn_conv(cfg.g_ch(cfg.image_size), cfg.channels, 3, 1, 1), nn.Tanh())
-
-    @property
-    def noise_mode(self) -> str:
-        modes = {m.noise_mode for m in self.modules() if isinstance(m, NoiseInjection)}
-        return modes.pop() if len(modes) == 1 else "mixed"
-
-    @noise_mode.setter
-    def noise_mode(self, mode: str) -> None:
-        if mode not in NoiseInjection.MODES:
-            raise UserError(f"noise_mode must be one of {', '.join(NoiseInjection.MODES)}, got {mode!r}")
-        for m in self.modules():
-            if isinstance(m, NoiseInjection):
-                m.noise_mode = mode
 
     def forward(
         self, z: torch.Tensor, c: torch.Tensor | None = None, *, trunc: float | torch.Tensor = 1.0

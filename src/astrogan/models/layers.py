@@ -145,6 +145,23 @@ class NoiseInjection(nn.Module):
         return x + (self.weight * noise).to(x.dtype)
 
 
+class NoiseModeMixin:
+    """`noise_mode` for a generator: read (one mode, or "mixed") and set on every NoiseInjection inside."""
+
+    @property
+    def noise_mode(self) -> str:
+        modes = {m.noise_mode for m in self.modules() if isinstance(m, NoiseInjection)}  # type: ignore[attr-defined]
+        return modes.pop() if len(modes) == 1 else "mixed"
+
+    @noise_mode.setter
+    def noise_mode(self, mode: str) -> None:
+        if mode not in NoiseInjection.MODES:
+            raise UserError(f"noise_mode must be one of {', '.join(NoiseInjection.MODES)}, got {mode!r}")
+        for m in self.modules():  # type: ignore[attr-defined]
+            if isinstance(m, NoiseInjection):
+                m.noise_mode = mode
+
+
 class SkipLayerExcitation(nn.Module):
     """FastGAN's SLE block (Liu et al. 2021): a low-res feature map gates the channels of a high-res one.
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from astrogan.models.layers import ArchConfig, NoiseInjection, check_labels
+from astrogan.models.layers import ArchConfig, NoiseInjection, NoiseModeMixin, check_labels
 from astrogan.utils.errors import UserError
 
 _SQRT2 = math.sqrt(2.0)
@@ -376,7 +376,7 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-class Generator(nn.Module):
+class Generator(NoiseModeMixin, nn.Module):
     """z (N, z_dim) [+ labels c (N,)] -> images (N, channels, image_size, image_size), roughly in [-1, 1].
 
     = synthesis(mapping(z, c, trunc=trunc)). `noise_mode` ("auto", "random", "const", "none") as in
@@ -394,19 +394,6 @@ class Generator(nn.Module):
         self.num_classes, self.image_size, self.channels = cfg.num_classes, cfg.image_size, cfg.channels
         self.mapping = MappingNetwork(cfg)
         self.synthesis = SynthesisNetwork(cfg)
-
-    @property
-    def noise_mode(self) -> str:
-        modes = {m.noise_mode for m in self.modules() if isinstance(m, NoiseInjection)}
-        return modes.pop() if len(modes) == 1 else "mixed"
-
-    @noise_mode.setter
-    def noise_mode(self, mode: str) -> None:
-        if mode not in NoiseInjection.MODES:
-            raise UserError(f"noise_mode must be one of {', '.join(NoiseInjection.MODES)}, got {mode!r}")
-        for m in self.modules():
-            if isinstance(m, NoiseInjection):
-                m.noise_mode = mode
 
     @property
     def fused_modconv(self) -> bool | None:
