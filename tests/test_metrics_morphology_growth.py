@@ -77,6 +77,18 @@ def test_batched_growth_flags_like_the_reference_on_empty_and_negative_galaxies(
         np.testing.assert_allclose(fr[i], want, rtol=1e-9, equal_nan=True)
 
 
+def test_nan_radii_give_nan_not_an_index_error():
+    # A failed half-light radius (NaN) reaches flux_area for near-blank generated images; it must come
+    # back NaN (then flagged), not be cast to a huge negative index.
+    imgs, valid, stamps, xc, yc, _ = _batch(seed=4, n=2)
+    bounds = np.array(stamps)
+    x0, y0 = bounds[:, 2].astype(float), bounds[:, 0].astype(float)
+    g = GrowthBatch(imgs, valid, bounds, xc - x0, yc - y0)
+    flux, area = g.flux_area(np.array([[np.nan, 3.0], [2.0, np.nan]]))
+    assert np.isnan(flux[0, 0]) and np.isnan(area[1, 1])
+    assert np.isfinite(flux[0, 1]) and np.isfinite(area[1, 0])
+
+
 def test_batched_pipeline_equals_the_per_galaxy_pipeline():
     """measure_batch (batched curves of growth) against measure_batch_reference (one galaxy at a time)."""
     rng = np.random.default_rng(5)
@@ -88,7 +100,9 @@ def test_batched_pipeline_equals_the_per_galaxy_pipeline():
         q, th = rng.uniform(0.4, 1.0), rng.uniform(0, np.pi)
         dx, dy = xx - cx, yy - cy
         r = np.hypot(dx * np.cos(th) + dy * np.sin(th), (dy * np.cos(th) - dx * np.sin(th)) / q)
-        img = 40 * np.exp(-r / rng.uniform(1.5, 5)) + 10 * np.exp(-np.hypot(xx - rng.uniform(0, 48), yy - 40) / 2)
+        img = 40 * np.exp(-r / rng.uniform(1.5, 5)) + 10 * np.exp(
+            -np.hypot(xx - rng.uniform(0, 48), yy - 40) / 2
+        )
         imgs.append(img + rng.normal(0, 0.5, img.shape))
     img, _, _, seg = morph.background_and_segmentation(np.stack(imgs))
     got, got_flag = morph.measure_batch(img, seg)

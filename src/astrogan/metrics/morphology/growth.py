@@ -341,13 +341,14 @@ class _Group:
         """Running integral `which` at radii r `(N, K)` (linear between centres, 0 below the first)."""
         integ, cum, nb = self._int[which], self._cum[which], self._nbs[which]
         t = r / _DR - 0.5
-        j = np.floor(t)
+        finite = ~np.isnan(t)  # a NaN radius (a failed earlier step) must give NaN, not index garbage
+        j = np.floor(np.where(finite, t, 0.0))
         below, beyond = j < 0, j >= nb - 1
         ji = np.clip(j, 0, nb - 1).astype(np.int64)
         base = np.take_along_axis(integ, ji, axis=1)
         slope = np.take_along_axis(cum, ji, axis=1) * _DR  # I(j + 1) - I(j), and the slope beyond
         frac = np.where(beyond, t - (nb - 1), t - j)
-        return np.where(below, 0.0, base + frac * slope)
+        return np.where(finite, np.where(below, 0.0, base + frac * slope), np.nan)
 
     def _box(self, which: int, r: np.ndarray, width: float) -> np.ndarray:
         return (self._interp(which, r + 0.5 * width) - self._interp(which, r - 0.5 * width)) / width
