@@ -46,6 +46,10 @@ def test_import_astrogan_is_light():
 TYPED = [
     "astrogan.utils",
     "astrogan.imaging",
+    "astrogan.conditions",
+    "astrogan.data.labels",
+    "astrogan.metrics.conditioning",
+    "astrogan.web",
     "astrogan.config",
     "astrogan.data.ada",
     "astrogan.data.augment",

@@ -21,6 +21,7 @@ AUG_TYPES = ("color", "translation", "cutout")
 _MODEL_KEYS_SET_ELSEWHERE = {
     "image_size": "use --image-size",
     "num_classes": "use --num-classes",
+    "cond": "use --cond",
     "channels": "the dataset sets the band count",
 }
 _LOSS_KEYS_SET_ELSEWHERE = {"image_size": "use --image-size", "batch_size": "use --batch-size"}
@@ -62,15 +63,18 @@ class TrainConfig:
     num_metric_images: int = 256
     model: dict[str, Any] = field(default_factory=dict)  # architecture width knobs (e.g. ngf, ndf)
     num_classes: int = 0  # > 0: class-conditional (dataset must carry labels)
+    cond: tuple[str, ...] = ()  # physical conditions to generate from (dataset condition columns)
     channels_last: bool | None = None  # NHWC memory format; None: on CUDA only (no gain measured on CPU)
 
     def __post_init__(self) -> None:
         if isinstance(self.aug_types, str):
             object.__setattr__(self, "aug_types", tuple(t for t in self.aug_types.split(",") if t))
-        if isinstance(self.metrics, str):
-            object.__setattr__(self, "metrics", tuple(t for t in self.metrics.split(",") if t))
+        for name in ("metrics", "cond"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = [t.strip() for t in value.split(",") if t.strip()]
+            object.__setattr__(self, name, tuple(value))
         object.__setattr__(self, "aug_types", tuple(self.aug_types))
-        object.__setattr__(self, "metrics", tuple(self.metrics))
 
     def validate(self, *, archs: Collection[str] = (), metrics: Collection[str] = ()) -> TrainConfig:
         """Check ranges and names; raise UserError with one actionable line.
@@ -112,6 +116,10 @@ class TrainConfig:
             clash = next((k for k in options if k in elsewhere), None)
             if clash is not None:
                 raise UserError(f"{flag} {clash}=... is not an option there: {elsewhere[clash]}")
+        if self.cond and self.num_classes:
+            raise UserError("--cond and --num-classes cannot be combined: condition on one or the other")
+        if len(set(self.cond)) != len(self.cond):
+            raise UserError(f"--cond names a column twice: {','.join(self.cond)}")
         if archs and self.arch not in archs:
             raise UserError(f"unknown architecture {self.arch!r}: choose one of {', '.join(sorted(archs))}")
         bad = [m for m in self.metrics if m not in metrics] if metrics else []

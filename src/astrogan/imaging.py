@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 __all__ = [
     "CLASS_INPUT",
+    "COND_INPUT",
     "IMAGE_OUTPUT",
     "LATENT_INPUT",
     "META_KEY",
@@ -33,7 +34,8 @@ TO_UINT8_RULE = "round((x + 1) * 127.5), clipped to 0..255"
 # The exported generator's I/O contract, shared by the exporters (`export`) and the torch-free runner
 # (`web.onnx_generator`): input/argument names, the output name and the ONNX metadata entry holding model.json.
 LATENT_INPUT = "z"  # float32 (N, z_dim)
-CLASS_INPUT = "c"  # int64 (N,), conditional models only
+CLASS_INPUT = "c"  # int64 (N,), class-conditional models only
+COND_INPUT = "cond"  # float32 (N, K), physical conditions in their units (models trained with --cond only)
 TRUNC_INPUT = "trunc"  # float32 (N,), one truncation factor per row (see `trunc_rows`)
 IMAGE_OUTPUT = "images"  # float32 (N, C, H, W) in [-1, 1]
 META_KEY = "astrogan"

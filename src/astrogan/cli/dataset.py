@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from astrogan.conditions import CondSpec
     from astrogan.data.build import BuildResult
 
 dataset_app = typer.Typer(
@@ -60,6 +63,20 @@ def build(
         "auto", "--dtype", help="auto (float32 for FITS-only builds, else uint8), uint8 or float32."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists (after success)."),
+    labels: Path = typer.Option(
+        None,
+        "--labels",
+        help="CSV of physical labels (conditions), one row per picture, keyed by a file/filename/name/path "
+        "column (base name, with or without extension). Pictures without a row are skipped and reported. "
+        "Folders from `astrogan synth sersic` need none: their params.csv is used.",
+    ),
+    label_columns: str = typer.Option(
+        None,
+        "--label-columns",
+        help="Columns of the labels CSV to store, comma separated (e.g. sersic_n,half_light_radius_px,q). "
+        "Default: every numeric column that varies (not index or seed). Columns ending in _px are "
+        "rescaled to the stored image's pixels.",
+    ),
 ) -> None:
     """Build a dataset: square crops (never squashed), resized with a named filter, deduplicated, reported."""
     import warnings
@@ -84,7 +101,15 @@ def build(
     with warnings.catch_warnings():
         # The summary table below lists the flags; one line each on top of it would only repeat them.
         warnings.simplefilter("ignore")
-        result = build_dataset(inputs or [], out, options=opts, galaxy10_path=galaxy10, overwrite=overwrite)
+        result = build_dataset(
+            inputs or [],
+            out,
+            options=opts,
+            galaxy10_path=galaxy10,
+            overwrite=overwrite,
+            labels=labels,
+            label_columns=label_columns,
+        )
     _print_build_summary(result)
 
 
@@ -111,10 +136,22 @@ def _print_build_summary(result: BuildResult) -> None:
         table.add_row("files ignored (not images)", str(result.count("ignored")))
     for flag, n in sorted(result.flag_counts.items()):
         table.add_row("  flagged: " + flag, str(n))
+    if result.cond_spec is not None:
+        _add_cond_rows(table, result.cond_spec, result.image_sizes[0])
+        table.add_row("  pictures without a labels row", str(result.num_unmatched_images))
+        table.add_row("  labels rows without a picture", str(result.num_unmatched_rows))
     table.add_row("content hash", result.content_hash)
     table.add_row("wall time", f"{result.wall_s:.1f} s")
     console.print(table)
     console.print(f"details per file: {result.path / 'report.json'}")
+
+
+def _add_cond_rows(table: Table, spec: CondSpec, size_px: int) -> None:
+    """One summary row per condition column: its stored range, unit and mean."""
+    table.add_row("conditions", f"{spec.dim} column(s); px columns in pixels of the {size_px} px images")
+    for i, name in enumerate(spec.names):
+        unit = f" {spec.units[i]}" if spec.units[i] else ""
+        table.add_row(f"  {name}", f"{spec.low[i]:.4g} .. {spec.high[i]:.4g}{unit} (mean {spec.mean[i]:.4g})")
 
 
 @dataset_app.command("info")
@@ -140,6 +177,8 @@ def info(path: Path = typer.Argument(..., help="Dataset directory (from `astroga
         )
     else:
         table.add_row("labels", "none")
+    if ds.cond_spec is not None:
+        _add_cond_rows(table, ds.cond_spec, ds.image_size)
     counts = m.get("counts", {})
     table.add_row(
         "files",

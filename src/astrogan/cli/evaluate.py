@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
             "fid,kid,spectrum,morphology,prdc,memorization",
             "--metrics",
             help="Comma-separated metrics: fid, kid, spectrum, morphology, prdc (precision/recall, "
-            "density/coverage), memorization.",
+            "density/coverage), memorization, conditioning (asked vs measured physical parameters, for "
+            "models trained with --cond).",
         ),
         protocol: str = typer.Option(
             "astrogan",
@@ -77,7 +78,8 @@ def register(app: typer.Typer) -> None:
         inception_weights = _inception_file(names, inception_weights)
         gen, ds, gmeta = _open_pair(run, model, data, device)
         real = ds.images(gen.image_size)
-        fake = _generate(gen, num, trunc=trunc, batch_size=batch_size, like=real)
+        spec, real_cond, fake_cond = _conditions(gen, ds, num, seed=seed)
+        fake = _generate(gen, num, trunc=trunc, batch_size=batch_size, like=real, cond=fake_cond)
         meta = _report_meta(model or run, data, ds, gmeta, num=num, trunc=trunc, engine=morphology_engine)
         doc = evaluate(
             real,
@@ -93,6 +95,9 @@ def register(app: typer.Typer) -> None:
             protocol=protocol,
             meta=meta,
             overwrite=overwrite,
+            cond_spec=spec,
+            real_cond=real_cond,
+            fake_cond=fake_cond,
         )
         _print_summary(doc, out)
 
@@ -175,8 +180,38 @@ def _generator_meta(gen: Any) -> dict[str, Any]:
     return gmeta
 
 
-def _generate(gen: Any, num: int, *, trunc: float, batch_size: int, like: np.ndarray) -> np.ndarray:
-    """Images of seeds 0..num-1, `(num, H, W, C)`: uint8, or float32 in [0, 1] when `like` (the real set) is."""
+def _conditions(gen: Any, ds: Any, num: int, *, seed: int) -> tuple[Any, Any, Any]:
+    """(spec, real conditions (N, K), conditions to generate at (num, K)) for a model trained with --cond.
+
+    The generated set is asked for conditions drawn from the data (its joint distribution), so every
+    metric compares like with like and the conditioning metric can check what came back. All None for
+    other models, or (with a warning) when the dataset carries none of the model's conditions.
+    """
+    import numpy as np
+
+    from astrogan.utils.log import warn
+
+    spec = getattr(gen, "cond_spec", None)
+    if spec is None:
+        return None, None, None
+    if ds.cond_spec is None or not set(spec.names) <= set(ds.cond_spec.names):
+        warn(
+            f"the generator takes conditions {', '.join(spec.names)} but the dataset does not carry them: "
+            "every image is made at the training mean and the conditioning metric is skipped"
+        )
+        return None, None, None
+    real_cond, data_spec = ds.cond(gen.image_size, spec.names)
+    fake_cond = real_cond[np.random.default_rng(seed).integers(0, len(real_cond), num)]
+    return data_spec, real_cond, fake_cond
+
+
+def _generate(
+    gen: Any, num: int, *, trunc: float, batch_size: int, like: np.ndarray, cond: np.ndarray | None = None
+) -> np.ndarray:
+    """Images of seeds 0..num-1, `(num, H, W, C)`: uint8, or float32 in [0, 1] when `like` (the real set) is.
+
+    `cond` (num, K): the physical conditions of each image (models trained with --cond).
+    """
     import numpy as np
 
     from astrogan.imaging import uint8_to_unit
@@ -187,7 +222,8 @@ def _generate(gen: Any, num: int, *, trunc: float, batch_size: int, like: np.nda
         task = bar.add_task("generating", total=num, info="")
         for s in range(0, num, batch_size):
             seeds = list(range(s, min(num, s + batch_size)))
-            chunks.append(gen.generate(seeds, trunc=trunc, batch_size=batch_size))
+            extra = {} if cond is None else {"cond": cond[s : s + len(seeds)], "check_cond": False}
+            chunks.append(gen.generate(seeds, trunc=trunc, batch_size=batch_size, **extra))
             bar.advance(task, len(seeds))
     fake = np.concatenate(chunks)
     if like.dtype != np.uint8:  # float science data live in [0, 1]: compare like with like

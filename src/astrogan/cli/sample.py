@@ -44,39 +44,47 @@ def register(app: typer.Typer) -> None:
             help="Truncation: 1 = none, 0.7 = tamer images (z towards 0, or w towards its average for StyleGAN2).",
         ),
         class_: int = typer.Option(None, "--class", help="Class index for a conditional model."),
+        cond: str = typer.Option(
+            None,
+            "--cond",
+            help="Physical conditions for a model trained with --cond, e.g. sersic_n=1.2,half_light_radius_px=6,q=0.4 "
+            "(the rest at the training mean; must lie in the trained range).",
+        ),
+        cond_grid: str = typer.Option(
+            None,
+            "--cond-grid",
+            help="Vary one or two conditions, name=start:stop:count each, e.g. sersic_n=1:4:5,q=0.4:1:4: one "
+            "axis gives one row per seed; two axes one sheet for one seed. Writes cond_grid.png (+ labelled, + .json).",
+        ),
+        extrapolate: bool = typer.Option(
+            False, "--extrapolate", help="Allow conditions outside the trained range (results may be poor)."
+        ),
         out: Path = typer.Option(Path("generated"), "--out", help="Output folder."),
         grid: bool = typer.Option(False, "--grid", help="Also write all images as one grid.png."),
         batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     ) -> None:
         """Write one PNG per seed (seedNNNN.png); seed N always gives the same image."""
-        from astrogan.imaging import make_grid
-        from astrogan.sampling.post import save_png
         from astrogan.utils.errors import UserError
-        from astrogan.utils.log import info, progress
         from astrogan.utils.seeds import parse_seeds
 
         if not 0 < trunc <= 2:
             raise UserError(f"--trunc must be in (0, 2], got {trunc}")
         seed_list = parse_seeds(seeds)
         gen = open_generator(run, model, device)
+        spec = getattr(gen, "cond_spec", None)
+        if (cond or cond_grid) and spec is None:
+            raise UserError("this model takes no physical conditions: drop --cond/--cond-grid")
         out.mkdir(parents=True, exist_ok=True)
-        images = []
-        with progress() as bar:
-            task = bar.add_task("generating", total=len(seed_list), info="")
-            for i in range(0, len(seed_list), batch_size):
-                chunk = seed_list[i : i + batch_size]
-                imgs = gen.generate(chunk, trunc=trunc, labels=class_, batch_size=batch_size)
-                for s, img in zip(chunk, imgs, strict=True):
-                    save_png(img, out / f"seed{s:04d}.png")
-                if grid:
-                    images.extend(imgs)
-                bar.advance(task, len(chunk))
-        if grid:
-            import numpy as np
-
-            save_png(make_grid(np.stack(images)), out / "grid.png")
-        info(f"[green]wrote {len(seed_list)} images to {out}")
+        if cond_grid:
+            _write_cond_grid(
+                gen, spec, seed_list, cond_grid, cond, trunc=trunc, check=not extrapolate, out=out
+            )
+            return
+        rows = spec.rows(cond, 1, check=not extrapolate)[0] if spec is not None else None
+        _write_seeds(
+            gen, seed_list, trunc=trunc, labels=class_, cond=rows, batch_size=batch_size, out=out, grid=grid
+        )
 
     @app.command("interpolate")
     def interpolate_cmd(
@@ -150,3 +158,64 @@ def _run_root(path: Path) -> Path:
     if p.is_file():
         p = p.parent
     return p.parent if p.name == "checkpoints" else p
+
+
+def _write_seeds(gen, seeds, *, trunc, labels, cond, batch_size: int, out: Path, grid: bool) -> None:  # noqa: ANN001
+    """One PNG per seed (and grid.png), with a progress bar; `cond` (K,) for every seed or None."""
+    import numpy as np
+
+    from astrogan.imaging import make_grid
+    from astrogan.sampling.post import save_png
+    from astrogan.utils.log import info, progress
+
+    images = []
+    extra = {} if cond is None else {"cond": cond, "check_cond": False}  # checked by the caller
+    with progress() as bar:
+        task = bar.add_task("generating", total=len(seeds), info="")
+        for i in range(0, len(seeds), batch_size):
+            chunk = seeds[i : i + batch_size]
+            imgs = gen.generate(chunk, trunc=trunc, labels=labels, batch_size=batch_size, **extra)
+            for s, img in zip(chunk, imgs, strict=True):
+                save_png(img, out / f"seed{s:04d}.png")
+            if grid:
+                images.extend(imgs)
+            bar.advance(task, len(chunk))
+    if grid:
+        save_png(make_grid(np.stack(images)), out / "grid.png")
+    info(f"[green]wrote {len(seeds)} images to {out}")
+
+
+def _write_cond_grid(gen, spec, seeds, grid_text: str, base, *, trunc: float, check: bool, out: Path) -> None:  # noqa: ANN001
+    """cond_grid.png (pixel sheet), cond_grid_labelled.png (axes labelled) and cond_grid.json (every cell)."""
+    from astrogan.imaging import make_grid
+    from astrogan.sampling.grids import save_cond_sheet
+    from astrogan.sampling.post import save_png
+    from astrogan.utils.atomic import write_json
+    from astrogan.utils.log import info
+
+    flat_seeds, flat_conds, axes, conds = spec.grid_requests(seeds, grid_text, base=base, check=check)
+    images = gen.generate(flat_seeds, trunc=trunc, cond=flat_conds, check_cond=False, batch_size=32)
+    cols = conds.shape[1]
+    save_png(make_grid(images, ncols=cols), out / "cond_grid.png")
+    save_cond_sheet(
+        out / "cond_grid_labelled.png",
+        images,
+        axes,
+        seeds=flat_seeds,
+        units=dict(zip(spec.names, spec.units, strict=True)),
+    )
+    write_json(
+        out / "cond_grid.json",
+        {
+            "axes": [{"name": n, "values": [float(v) for v in vals]} for n, vals in axes],
+            "names": list(spec.names),
+            "rows": conds.shape[0],
+            "cols": cols,
+            "cells": [
+                {"seed": s, "cond": [float(v) for v in c]}
+                for s, c in zip(flat_seeds, flat_conds, strict=True)
+            ],
+            "trunc": trunc,
+        },
+    )
+    info(f"[green]wrote a {conds.shape[0]}x{cols} condition sheet to {out / 'cond_grid_labelled.png'}")

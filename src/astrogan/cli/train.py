@@ -98,6 +98,12 @@ def register(app: typer.Typer) -> None:
         num_classes: int = typer.Option(
             _default("num_classes"), "--num-classes", help="> 0: class-conditional (labelled data)."
         ),
+        cond: str = typer.Option(
+            _default("cond"),
+            "--cond",
+            help="Physical conditions to generate from: comma list of the dataset's condition columns, "
+            "e.g. sersic_n,half_light_radius_px,q (stylegan2, dcgan).",
+        ),
         seed: int = typer.Option(_default("seed"), "--seed", help="Seed of everything random in the run."),
         device: str = typer.Option(_default("device"), "--device", help="auto, cpu, cuda or cuda:N."),
         metrics: str = typer.Option(

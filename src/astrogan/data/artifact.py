@@ -45,6 +45,10 @@ REPORT_FILE = "report.json"
 LABELS_DATASET = "labels"
 LABEL_NAMES_ATTR = "names"
 META_DATASET = "meta"
+# Physical conditions (continuous labels): float32 (N, K) in the primary (largest) size's pixels; the
+# manifest's "cond" entry holds their CondSpec (names, units, range, mean/std) at that size.
+COND_DATASET = "cond"
+COND_MANIFEST_KEY = "cond"
 # Every image dataset: one image per chunk (random access for training), gzip level 4.
 IMAGE_COMPRESSION = "gzip"
 IMAGE_COMPRESSION_LEVEL = 4

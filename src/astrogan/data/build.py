@@ -1,4 +1,4 @@
-"""`dataset build`: pictures/FITS folders or Galaxy10 -> the dataset artifact: options, the run, the manifest."""
+"""`dataset build`: pictures/FITS folders or Galaxy10 (+ labels CSV) -> the dataset artifact: options, run, manifest."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from astrogan.conditions import CondSpec
 from astrogan.data import artifact, fits_io, galaxy10, preprocess
 from astrogan.data.artifact import SCHEMA_NAME, SCHEMA_VERSION, dataset_name
+from astrogan.data.labels import BuildLabels, parse_columns, resolve_labels
 from astrogan.data.pipeline import PictureBuilder, build_file, build_galaxy10
 from astrogan.data.provenance import (
     CATALOG_NAME,
@@ -135,6 +137,9 @@ class BuildResult:
     report: list[dict[str, Any]]
     flag_counts: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
+    cond_spec: CondSpec | None = None  # the stored conditions (primary size's pixels), if any
+    num_unmatched_images: int = 0  # input pictures skipped for want of a labels row
+    num_unmatched_rows: int = 0  # labels rows that named no input picture
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.report if r["status"] == status)
@@ -211,11 +216,17 @@ def build_dataset(
     galaxy10_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    labels: str | os.PathLike[str] | None = None,
+    label_columns: str | Sequence[str] | None = None,
 ) -> BuildResult:
     """Build the dataset artifact at `out` from folders/files of pictures and FITS, or from a Galaxy10 file.
 
     Unusable files are skipped and reported, never fatal; zero usable images is a UserError. The directory is
     built under a temp name and renamed at the end, so a failed build leaves nothing at `out`.
+
+    `labels` (a CSV keyed by file name; see data/labels.py) stores its `label_columns` (default: every
+    numeric column that varies) as conditions float32 `(N, K)`; folders from `astrogan synth` bring their
+    own table. Pictures without a row are skipped and reported.
     """
     t0 = time.perf_counter()
     opts = options or BuildOptions()
@@ -225,6 +236,11 @@ def build_dataset(
         raise UserError("--galaxy10 builds a labelled dataset on its own: leave out the other inputs")
     if galaxy10_path is None and not inputs:
         raise UserError("no inputs: give folders or files of pictures/FITS, or --galaxy10 FILE.h5")
+    columns = parse_columns(label_columns)
+    if galaxy10_path is not None and (labels is not None or columns is not None):
+        raise UserError(
+            "--labels/--label-columns label pictures by file name: leave them out with --galaxy10"
+        )
 
     files: list[tuple[Path, Path]] = []
     prov = Provenance()
@@ -235,6 +251,7 @@ def build_dataset(
         files, catalogs, synths = _collect_inputs(inputs)
         read_catalogs(catalogs, prov)  # their warnings point at our caller (stacklevel 3)
         read_synths(synths, prov)
+    cond_labels = resolve_labels(labels, columns, files=[f for _, f in files], prov=prov) if files else None
     if out_path.exists() and not overwrite:
         raise UserError(f"{out_path} already exists: pass --overwrite to replace it")
     all_fits = _all_fits(files)
@@ -250,6 +267,7 @@ def build_dataset(
             dtype=dtype,
             labelled=galaxy10_path is not None,
             default_channels=None if all_fits else 3,
+            labels=cond_labels,
         )
         digests = _write_images(
             builder,
@@ -266,6 +284,7 @@ def build_dataset(
         assert builder.channels is not None and builder.writer is not None
         params = _hashed_params(opts, dtype=dtype, channels=builder.channels)
         content_hash = artifact.content_hash(params, digests)
+        cond_entry = _cond_entry(cond_labels, builder.writer.cond_values(), opts.image_sizes[0])
         manifest = _manifest(
             opts,
             params=params,
@@ -282,9 +301,12 @@ def build_dataset(
             content_hash=content_hash,
             flag_counts=dict(builder.flag_counts),
             synthetic=prov.synthetic,
+            cond=cond_entry,
         )
         write_json(tmp / artifact.MANIFEST_FILE, manifest)
-        write_json(tmp / artifact.REPORT_FILE, artifact.report_document(content_hash, report))
+        write_json(tmp / artifact.REPORT_FILE, _report(content_hash, report, cond_labels))
+    if cond_labels is not None:
+        _warn_unmatched(cond_labels)
     for flag, n in sorted(builder.flag_counts.items()):
         if flag in WARN_FLAGS:
             warnings.warn(f"{n} input(s) flagged {flag!r} (see report.json)", stacklevel=2)
@@ -298,7 +320,40 @@ def build_dataset(
         report=report,
         flag_counts=dict(builder.flag_counts),
         wall_s=time.perf_counter() - t0,
+        cond_spec=CondSpec.from_dict(cond_entry) if cond_entry else None,
+        num_unmatched_images=cond_labels.num_unmatched_images if cond_labels else 0,
+        num_unmatched_rows=len(cond_labels.unmatched_rows()) if cond_labels else 0,
     )
+
+
+def _cond_entry(labels: BuildLabels | None, values: np.ndarray | None, primary_px: int) -> dict | None:
+    """The manifest's `cond` entry: the CondSpec of the stored values `(N, K)` plus source and rescale rule."""
+    if labels is None or values is None:
+        return None
+    spec = CondSpec.from_values(labels.columns, values)
+    return {**spec.to_dict(), **labels.manifest_extras(primary_px)}
+
+
+def _report(content_hash: str, report: list[dict[str, Any]], labels: BuildLabels | None) -> dict[str, Any]:
+    """report.json: one row per input file, plus the labels rows that named no input (conditioned builds)."""
+    doc = artifact.report_document(content_hash, report)
+    if labels is not None:
+        doc["labels"] = labels.report()
+    return doc
+
+
+def _warn_unmatched(labels: BuildLabels) -> None:
+    """One warning per kind of mismatch between the labels table(s) and the input pictures."""
+    where = ", ".join(str(t.path) for t in labels.tables)
+    if labels.num_unmatched_images:
+        warnings.warn(
+            f"{labels.num_unmatched_images} input picture(s) have no row in {where}: not stored "
+            "(see report.json)",
+            stacklevel=3,
+        )
+    rows = len(labels.unmatched_rows())
+    if rows:
+        warnings.warn(f"{rows} row(s) of {where} name no input picture (listed in report.json)", stacklevel=3)
 
 
 def _write_images(
@@ -330,6 +385,12 @@ def _write_images(
                 bar.advance(task)
             if galaxy10_path is not None:
                 build_galaxy10(builder, Path(galaxy10_path), report, sources, bar, task)
+        if (
+            builder.labels is not None
+            and builder.labels.num_matched == 0
+            and builder.labels.num_unmatched_images
+        ):
+            raise builder.labels.no_match_error([f for _, f in files if preprocess.is_supported(f)])
         if builder.num_images == 0:
             reasons = Counter(str(r["reason"]).split(" (")[0] for r in report if r["status"] != "converted")
             common = "; ".join(f"{n} {why}" for why, n in reasons.most_common(3)) or "no files found"
@@ -450,6 +511,7 @@ def _manifest(
     content_hash: str,
     flag_counts: dict[str, int],
     synthetic: list[dict[str, Any]] | None = None,
+    cond: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest.json of a build (keys documented in artifact.py)."""
     sizes = list(opts.image_sizes)
@@ -476,6 +538,7 @@ def _manifest(
         "label_names": label_names,
         "num_classes": len(label_names) if label_names else 0,
         "label_counts": label_counts,
+        artifact.COND_MANIFEST_KEY: cond,
         "preprocessing": {
             "steps": _steps(opts, channels=channels, dtype=dtype, has_fits=has_fits),
             "params": params,

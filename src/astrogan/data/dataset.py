@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from astrogan.conditions import CondSpec
 from astrogan.data.artifact import (
+    COND_DATASET,
+    COND_MANIFEST_KEY,
     IMAGES_FILE,
     LABELS_DATASET,
     MANIFEST_FILE,
@@ -109,6 +112,36 @@ class DatasetArtifact:
             if LABELS_DATASET not in fh:
                 return None
             return np.asarray(fh[LABELS_DATASET], dtype=np.int64)
+
+    @property
+    def cond_spec(self) -> CondSpec | None:
+        """The physical conditions stored with the images (at the primary size), or None."""
+        entry = self.manifest.get(COND_MANIFEST_KEY)
+        return CondSpec.from_dict(entry) if entry else None
+
+    def cond(
+        self, image_size: int | None = None, columns: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, CondSpec]:
+        """float32 `(N, K)` conditions for `columns` (default: all) at `image_size`, and their spec.
+
+        Columns in pixels are rescaled from the primary size to `image_size`; the spec's range and
+        mean/std are those of the returned values. UserError when the dataset has none or lacks a column.
+        """
+        full = self.cond_spec
+        if full is None:
+            raise UserError(
+                f"dataset {self.path} has no physical conditions: build it with "
+                "`astrogan dataset build ... --labels params.csv --label-columns a,b,c`"
+            )
+        spec, idx = full.select(list(columns) if columns else list(full.names))
+        import h5py
+
+        with h5py.File(self.h5_path, "r") as fh:
+            values = np.asarray(fh[COND_DATASET], dtype=np.float32)[:, idx]
+        size = self.image_size if image_size is None else int(image_size)
+        if size != self.image_size:
+            values = spec.scale_lengths(values, size / self.image_size)
+        return values, CondSpec.from_values(spec.names, values, units=spec.units)
 
     def meta(self) -> np.ndarray:
         """The per-image structured table (source, crop box, flags, stretch black/white); strings decoded."""

@@ -1,4 +1,4 @@
-"""One input -> images.h5 rows: decode, provenance, size check, dedup, channels, crops, resize; its report row."""
+"""One input -> images.h5 rows: decode, provenance, labels, size check, dedup, channels, crops, resize; report row."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from astrogan.data import fits_io, galaxy10, preprocess
 from astrogan.data.artifact import IMAGES_FILE
+from astrogan.data.labels import NO_ROW_REASON, BuildLabels
 from astrogan.data.preprocess import Decoded, SkipFile
 from astrogan.data.provenance import NO_PROVENANCE, Provenance, file_sha256, provenance_of
 from astrogan.data.writer import H5Writer
@@ -48,13 +49,29 @@ def _meta_row(
     )
 
 
+def scale_cond(cond: np.ndarray, px_mask: np.ndarray, factor: float) -> np.ndarray:
+    """float32 `(K,)`: the columns in pixels (`px_mask`) times `factor`, the others as given."""
+    return np.where(px_mask, np.asarray(cond, np.float64) * factor, cond).astype(np.float32)
+
+
 class PictureBuilder:
-    """State of one build: options, dedup indexes, the writer (opened lazily at the first usable image)."""
+    """State of one build: options, dedup indexes, the writer (opened lazily at the first usable image).
+
+    With `labels` every stored image gets a condition row; files without one are skipped.
+    """
 
     def __init__(
-        self, opts: BuildOptions, *, out_dir: Path, dtype: str, labelled: bool, default_channels: int | None
+        self,
+        opts: BuildOptions,
+        *,
+        out_dir: Path,
+        dtype: str,
+        labelled: bool,
+        default_channels: int | None,
+        labels: BuildLabels | None = None,
     ) -> None:
         self.opts, self.out_dir, self.dtype, self.labelled = opts, out_dir, dtype, labelled
+        self.labels = labels
         self.channels = opts.channels or default_channels
         self.writer: H5Writer | None = None
         self.exact: dict[str, str] = {}
@@ -80,6 +97,7 @@ class PictureBuilder:
             channels=self.channels,
             dtype=self.dtype,
             labelled=self.labelled,
+            cond_names=self.labels.columns if self.labels is not None else None,
         )
         return self.writer
 
@@ -103,10 +121,12 @@ class PictureBuilder:
         rng_key: Sequence[int],
         label: int | None = None,
         provenance: tuple[Any, ...] = NO_PROVENANCE,
+        cond: np.ndarray | None = None,
     ) -> dict:
         """Crop, convert and write one decoded picture; returns its report fields. Raises SkipFile.
 
         `provenance` = (source_file, credit, licence, params_table, params_row) for every crop's meta row.
+        `cond` `(K,)`: the picture's conditions in its own pixels (conditioned builds).
         """
         opts = self.opts
         if min(decoded.height, decoded.width) < opts.min_size_px:
@@ -140,7 +160,10 @@ class PictureBuilder:
                 out = preprocess.resize_square(crop, s, filter=opts.filter)
                 crops[s] = preprocess.to_uint8(out) if self.dtype == "uint8" else out
             writer.append(
-                crops, label=label, meta=_meta_row(source, box, index, decoded, crop_flags, provenance)
+                crops,
+                label=label,
+                meta=_meta_row(source, box, index, decoded, crop_flags, provenance),
+                cond=self._crop_cond(cond, side),
             )
         all_flags = sorted(
             set(flags) | ({"upscaled"} if min(b[2] for b in boxes) < opts.image_sizes[0] else set())
@@ -155,6 +178,14 @@ class PictureBuilder:
             "width": decoded.width,
             "height": decoded.height,
         }
+
+    def _crop_cond(self, cond: np.ndarray | None, side: int) -> np.ndarray | None:
+        """The conditions of one crop in the stored image's pixels: px columns times primary size / side."""
+        if self.labels is None:
+            return None
+        assert cond is not None, "a conditioned build needs a condition row for every image"
+        # The crop (side px of the source) becomes the primary size: lengths in pixels scale with it.
+        return scale_cond(cond, self.labels.px_mask, self.opts.image_sizes[0] / side)
 
 
 def build_file(
@@ -175,13 +206,18 @@ def build_file(
     row.update(sha256=sha, bytes=num_bytes)
     try:
         fields, provenance = provenance_of(f, sha, prov)
+        cond = None
+        if builder.labels is not None:
+            cond = builder.labels.lookup(f)
+            if cond is None:
+                raise SkipFile(NO_ROW_REASON)  # before decoding: a conditional dataset needs every row
         if fits_io.is_fits_path(f):
             decoded = preprocess.decode_fits(
                 f, stretch_kind=opts.stretch, stretch_params=builder.stretch_params
             )
         else:
             decoded = preprocess.decode_image(f)
-        info = builder.add(decoded, source=rel, rng_key=[int(sha[:15], 16)], provenance=provenance)
+        info = builder.add(decoded, source=rel, rng_key=[int(sha[:15], 16)], provenance=provenance, cond=cond)
     except SkipFile as exc:
         row["reason"] = str(exc)
         return row

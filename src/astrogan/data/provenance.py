@@ -9,6 +9,7 @@ skipped (SkipFile, reason in report.json): its credit would be a guess.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import warnings
 from collections import Counter
@@ -26,6 +27,9 @@ SYNTH_PARAMS_NAME = "params.csv"  # the true parameters table `astrogan synth` w
 # Per-image meta extras (source_file, credit, licence, params_table, params_row) when none are given.
 NO_PROVENANCE = ("", "", "", -1, -1)
 
+# A Sérsic synth stamp's file name (synthetic.synth_sersic: `sersic_000012.png`); group 1 is its index.
+_SYNTH_STAMP = re.compile(r"sersic_(\d+)(?:\.[A-Za-z0-9.]+)?")
+
 _CATALOG_COLUMNS = ("source", "item_id", "title", "page_url", "credit", "copyright", "licence")
 
 
@@ -40,6 +44,18 @@ class Provenance:
     synthetic: list[dict[str, Any]] = field(default_factory=list)  # manifest entries, one per synth.json
     synth_by_folder: dict[Path, int] = field(default_factory=dict)  # resolved folder -> index in synthetic
     synth_rows: list[dict[str, int]] = field(default_factory=list)  # per table: params.csv file -> row
+
+
+def synth_index(name: str) -> int | None:
+    """The stamp index in a Sérsic synth file name (`sersic_000012.fits` -> 12), else None."""
+    m = _SYNTH_STAMP.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def _synth_row_key(name: str) -> str:
+    """A params.csv row key for a table without a `file` column: the stamp index (`#12`)."""
+    index = synth_index(name)
+    return name if index is None else f"#{index}"
 
 
 def file_sha256(path: Path) -> tuple[str, int]:
@@ -155,9 +171,16 @@ def _read_params_table(table: Path) -> tuple[dict[str, Any], dict[str, int]]:
         reader = csv.reader(fh)
         header = next(reader, [])
         key = header.index("file") if "file" in header else None
+        # A table without `file` but with `index` names its stamps by index (sersic_<index>.*).
+        index = header.index("index") if key is None and "index" in header else None
         for i, rec in enumerate(reader):
             if key is not None and key < len(rec):
                 rows[rec[key]] = i
+            elif index is not None and index < len(rec):
+                try:
+                    rows[f"#{int(float(rec[index]))}"] = i
+                except ValueError:
+                    continue
     params = {
         "path": str(table),
         "file": table.name,
@@ -188,12 +211,13 @@ def provenance_of(f: Path, sha: str, prov: Provenance) -> tuple[dict[str, Any], 
     if table is not None:
         entry = prov.synthetic[table]
         rows = prov.synth_rows[table]
-        if entry["params"] is not None and f.name not in rows:
+        key = f.name if f.name in rows else _synth_row_key(f.name)
+        if entry["params"] is not None and key not in rows:
             raise SkipFile(
                 f"not in the synthetic parameters table ({f.name} is missing from "
                 f"{entry['params']['path']}): its provenance is unknown"
             )
-        row_index = rows.get(f.name, -1)
+        row_index = rows.get(key, -1)
         fields: dict[str, Any] = {
             "source": "synthetic",
             "credit": entry["credit"],

@@ -1,4 +1,4 @@
-"""Writing images.h5 in the artifact's layout: every size, labels and meta rows, pixels hashed as they go."""
+"""Writing images.h5 in the artifact's layout: every size, labels, conditions and meta rows, hashed as they go."""
 
 from __future__ import annotations
 
@@ -16,14 +16,25 @@ _FLUSH_EVERY = 64  # images buffered per size before they go to the file (one re
 
 
 class H5Writer:
-    """Appends images of every size (plus label and meta row) to images.h5, hashing pixels as it goes."""
+    """Appends images of every size (plus label, conditions and meta row) to images.h5, hashing pixels as it goes.
+
+    `cond_names` (K columns) makes every `append` take a float32 `(K,)` condition row (primary size's pixels).
+    """
 
     def __init__(
-        self, path: Path, *, sizes: tuple[int, ...], channels: int, dtype: str, labelled: bool
+        self,
+        path: Path,
+        *,
+        sizes: tuple[int, ...],
+        channels: int,
+        dtype: str,
+        labelled: bool,
+        cond_names: Sequence[str] | None = None,
     ) -> None:
         import h5py
 
         self.sizes, self.channels, self.dtype, self.labelled = sizes, channels, np.dtype(dtype), labelled
+        self.cond_names = list(cond_names) if cond_names else None
         self.fh = h5py.File(path, "w")
         self.names = {s: artifact.dataset_name(s, sizes[0]) for s in sizes}
         self.dsets = {
@@ -41,6 +52,7 @@ class H5Writer:
         self.hashers = {s: hashlib.sha256() for s in sizes}
         self.buffers: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
         self.labels: list[int] = []
+        self.cond: list[np.ndarray] = []  # float32 (K,) per image, when cond_names is set
         self.meta: list[tuple[Any, ...]] = []
         self.num_written = 0
 
@@ -49,8 +61,15 @@ class H5Writer:
         """Images appended so far (written or still buffered)."""
         return self.num_written + len(self.buffers[self.sizes[0]])
 
-    def append(self, crops: dict[int, np.ndarray], *, label: int | None, meta: tuple[Any, ...]) -> None:
-        """Add one image: `crops[size]` `(S, S, C)` for every size, its label (labelled builds) and meta row."""
+    def append(
+        self,
+        crops: dict[int, np.ndarray],
+        *,
+        label: int | None,
+        meta: tuple[Any, ...],
+        cond: np.ndarray | None = None,
+    ) -> None:
+        """Add one image: `crops[size]` `(S, S, C)` for every size, its label, conditions `(K,)` and meta row."""
         for s in self.sizes:
             arr = np.ascontiguousarray(crops[s], dtype=self.dtype)
             assert arr.shape == (s, s, self.channels), arr.shape
@@ -59,6 +78,11 @@ class H5Writer:
         if self.labelled:
             assert label is not None
             self.labels.append(int(label))
+        if self.cond_names is not None:
+            assert cond is not None, "a conditioned build needs a condition row for every image"
+            row = np.asarray(cond, dtype=np.float32)
+            assert row.shape == (len(self.cond_names),), row.shape
+            self.cond.append(row)
         self.meta.append(meta)
         if len(self.buffers[self.sizes[0]]) >= _FLUSH_EVERY:
             self.flush()
@@ -74,8 +98,14 @@ class H5Writer:
             self.buffers[s] = []
         self.num_written += n
 
+    def cond_values(self) -> np.ndarray | None:
+        """float32 `(N, K)` conditions appended so far, or None for an unconditioned build."""
+        if self.cond_names is None:
+            return None
+        return np.stack(self.cond) if self.cond else np.zeros((0, len(self.cond_names)), np.float32)
+
     def finish(self, label_names: Sequence[str] | None) -> dict[str, Any]:
-        """Write labels and meta, close the file; returns the per-dataset digests for the content hash."""
+        """Write labels, conditions and meta, close the file; returns the per-dataset digests for the hash."""
         self.flush()
         digests: dict[str, Any] = {}
         for s in self.sizes:
@@ -95,6 +125,17 @@ class H5Writer:
                 "shape": [len(labels)],
                 "dtype": "int64",
                 "sha256": hashlib.sha256(labels.tobytes()).hexdigest(),
+            }
+        cond = self.cond_values()
+        if cond is not None:
+            self.fh.create_dataset(artifact.COND_DATASET, data=cond)
+            self.fh[artifact.COND_DATASET].attrs["names"] = json.dumps(self.cond_names)
+            # Column names and value bytes: a changed value or a renamed column changes the content hash.
+            digests[artifact.COND_DATASET] = {
+                "shape": list(cond.shape),
+                "dtype": "float32",
+                "names": self.cond_names,
+                "sha256": hashlib.sha256(np.ascontiguousarray(cond).tobytes()).hexdigest(),
             }
         dt = artifact.meta_dtype()
         meta = np.array(self.meta, dtype=dt) if self.meta else np.zeros(0, dtype=dt)

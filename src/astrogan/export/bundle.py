@@ -12,6 +12,7 @@ from torch import nn
 
 from astrogan.export.onnx import (
     CLASS_INPUT,
+    COND_INPUT,
     DEFAULT_OPSET,
     IMAGE_OUTPUT,
     LATENT_INPUT,
@@ -189,6 +190,7 @@ def export_module(
         "inputs": {
             "latent": LATENT_INPUT,
             "class": CLASS_INPUT if wrapper.conditional else None,
+            "cond": COND_INPUT if wrapper.cond_spec is not None else None,
             "truncation": TRUNC_INPUT,
         },
         "output": IMAGE_OUTPUT,
@@ -203,6 +205,9 @@ def export_module(
         "num_classes": wrapper.num_classes,
         "labels": labels,
         "default_class": "seed % num_classes" if wrapper.conditional else None,
+        # Physical conditions: `cond` float32 (N, K) in these units, normalised inside the graph; requests
+        # should stay within [low, high] (the trained range); the default is the training mean.
+        "cond": wrapper.cond_spec.to_dict() if wrapper.cond_spec is not None else None,
         "image_size": wrapper.image_size,
         "channels": wrapper.channels,
         "value_range": [-1.0, 1.0],

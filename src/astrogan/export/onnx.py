@@ -12,7 +12,15 @@ import torch
 from astrogan.export.known_warnings import known_export_warnings_filtered
 from astrogan.export.parity import Runner
 from astrogan.export.prepare import ExportWrapper, dummy_inputs
-from astrogan.imaging import CLASS_INPUT, IMAGE_OUTPUT, LATENT_INPUT, META_KEY, TRUNC_INPUT, trunc_rows
+from astrogan.imaging import (
+    CLASS_INPUT,
+    COND_INPUT,
+    IMAGE_OUTPUT,
+    LATENT_INPUT,
+    META_KEY,
+    TRUNC_INPUT,
+    trunc_rows,
+)
 from astrogan.utils.errors import UserError
 
 # The graph's input/output names and metadata key come from the imaging floor, the one contract that the
@@ -27,13 +35,13 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `wrapper` as ONNX: inputs `z` (batch, z_dim) [+ `c` (batch,) int64] + `trunc` (batch,) float32,
-    output `images` (batch, C, H, W)."""
+    """Write `wrapper` as ONNX: inputs `z` (batch, z_dim) [+ `c` (batch,) int64 | `cond` (batch, K) float32]
+    + `trunc` (batch,) float32, output `images` (batch, C, H, W)."""
     import onnx
 
     path = Path(path)
     args = dummy_inputs(wrapper, batch=2)
-    names = [LATENT_INPUT] + ([CLASS_INPUT] if wrapper.conditional else []) + [TRUNC_INPUT]
+    names = [LATENT_INPUT, *input_names_for_c(wrapper), TRUNC_INPUT]
     axes = {n: {0: "batch"} for n in [*names, IMAGE_OUTPUT]}
     # Only the known noise is filtered (tracer warnings: parity decides; the legacy exporter's deprecation).
     with known_export_warnings_filtered(), torch.no_grad():
@@ -63,8 +71,16 @@ def export_onnx(
     return path
 
 
+def input_names_for_c(wrapper: ExportWrapper) -> list[str]:
+    """The graph's name for the generator's `c`: [`cond`], [`c`] or [] (unconditional)."""
+    if wrapper.cond_spec is not None:
+        return [COND_INPUT]
+    return [CLASS_INPUT] if wrapper.conditional else []
+
+
 def onnx_runner(path: str | Path, *, num_threads: int = 0) -> Runner:
-    """An ONNX Runtime session wrapped as `run(z, c, trunc) -> float32 (N, C, H, W)` for the parity check.
+    """An ONNX Runtime session wrapped as `run(z, c, trunc) -> float32 (N, C, H, W)` for the parity check;
+    `c` feeds the `c` (labels) or `cond` (conditions) input, whichever the graph has.
 
     An older export without a `trunc` input (only z-GANs were exported then) is truncated by scaling z.
     """
@@ -76,6 +92,7 @@ def onnx_runner(path: str | Path, *, num_threads: int = 0) -> Runner:
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     inputs = {i.name for i in sess.get_inputs()}
     conditional = CLASS_INPUT in inputs
+    has_cond = COND_INPUT in inputs
     has_trunc = TRUNC_INPUT in inputs
 
     def run(z: np.ndarray, c: np.ndarray | None, trunc: np.ndarray | float = 1.0) -> np.ndarray:
@@ -87,6 +104,8 @@ def onnx_runner(path: str | Path, *, num_threads: int = 0) -> Runner:
             feeds = {LATENT_INPUT: np.ascontiguousarray(z * t[:, None])}
         if conditional:
             feeds[CLASS_INPUT] = np.ascontiguousarray(c, dtype=np.int64)
+        if has_cond:  # physical conditions (N, K)
+            feeds[COND_INPUT] = np.ascontiguousarray(c, dtype=np.float32)
         return sess.run([IMAGE_OUTPUT], feeds)[0]
 
     return run

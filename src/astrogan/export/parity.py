@@ -2,7 +2,9 @@
 
 Truncation is part of the check: each seed gets its own factor (cycling PARITY_TRUNCS), fed to the export
 as its `trunc` input and to PyTorch as `G(z, c, trunc=...)`, so an export that ignores or bakes in the
-truncation fails.
+truncation fails. A model on physical conditions gets random conditions drawn uniformly inside its
+trained range (one row per seed, from a fixed NumPy stream), so an export that drops or mis-normalises
+`cond` fails too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from astrogan.conditions import CondSpec
 from astrogan.imaging import trunc_rows
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import latents_for_seeds
@@ -23,7 +26,9 @@ PARITY_NUM_SEEDS = 64
 PARITY_BATCH_SIZES = (1, 16)
 PARITY_TRUNCS = (1.0, 0.7, 0.5)  # seed s is drawn at PARITY_TRUNCS[s % 3]
 
-# (z float32 (N, z_dim), c int64 (N,) | None, trunc float32 (N,) or a number) -> float32 (N, C, H, W)
+PARITY_COND_SEED = 0  # the NumPy stream the parity conditions are drawn from
+# (z float32 (N, z_dim), c int64 (N,) | float32 conditions (N, K) | None, trunc float32 (N,) or a number)
+# -> float32 (N, C, H, W)
 Runner = Callable[[np.ndarray, "np.ndarray | None", "np.ndarray | float"], np.ndarray]
 
 
@@ -34,15 +39,27 @@ class ParityError(UserError):
 def parity_inputs(
     G: nn.Module, *, num_seeds: int = PARITY_NUM_SEEDS
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Latents for seeds 0..num_seeds-1, labels `seed % num_classes` (None when unconditional) and one
-    truncation per seed, float32 (N,), cycling PARITY_TRUNCS."""
+    """Latents for seeds 0..num_seeds-1; `c`: labels `seed % num_classes` int64 (N,), conditions float32
+    (N, K) drawn uniformly in the trained range, or None (unconditional); one truncation per seed, float32
+    (N,), cycling PARITY_TRUNCS."""
     seeds = list(range(num_seeds))
     spec: Any = G  # z_dim is a plain int attribute (nn.Module's __getattr__ types it loosely)
     z = latents_for_seeds(seeds, int(spec.z_dim))
     num_classes = int(getattr(G, "num_classes", 0) or 0)
-    c = np.asarray([s % num_classes for s in seeds], dtype=np.int64) if num_classes > 0 else None
+    cond_spec = getattr(G, "cond_spec", None)
+    c: np.ndarray | None = None
+    if isinstance(cond_spec, CondSpec):
+        c = parity_conditions(cond_spec, num_seeds)
+    elif num_classes > 0:
+        c = np.asarray([s % num_classes for s in seeds], dtype=np.int64)
     trunc = np.asarray([PARITY_TRUNCS[s % len(PARITY_TRUNCS)] for s in seeds], dtype=np.float32)
     return z, c, trunc
+
+
+def parity_conditions(spec: CondSpec, n: int) -> np.ndarray:
+    """float32 (n, K): conditions uniform in [low, high] per column, from the fixed PARITY_COND_SEED stream."""
+    rng = np.random.default_rng(PARITY_COND_SEED)
+    return rng.uniform(spec.low, spec.high, size=(n, spec.dim)).astype(np.float32)
 
 
 @torch.no_grad()
@@ -108,6 +125,8 @@ def check_parity(
         "truncs": list(PARITY_TRUNCS[:num_seeds]),  # seed s is drawn at truncs[s % len(truncs)]
         "dtype": "float32",
     }
+    if c is not None and c.dtype == np.float32:
+        figure["conds"] = f"uniform in the trained range, NumPy PCG64 seed {PARITY_COND_SEED}"
     if not worst <= tolerance:
         raise ParityError(
             f"{what} differs from PyTorch by up to {worst:.3g} (tolerance {tolerance:g}, "

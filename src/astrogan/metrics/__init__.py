@@ -1,5 +1,6 @@
 """Metrics of generated sky images: FID/KID, power spectra, galaxy morphology, precision/recall and
-density/coverage, memorization; each figure beside its real-vs-real floor.
+density/coverage, memorization, and (for conditional generators) asked-vs-measured conditions; each
+figure beside its real-data floor.
 
 `METRICS` is the registry: a name, what it reports, and where its `Metric` class lives (imported only
 when the metric runs, so `import astrogan.metrics` stays light). Adding a metric is one class in its
@@ -52,6 +53,11 @@ METRICS: dict[str, MetricSpec] = {
             "memorization",
             "copy ratio against the real images",
             "astrogan.metrics.memorization:MemorizationMetric",
+        ),
+        MetricSpec(
+            "conditioning",
+            "closed loop: physical conditions asked of a conditional generator vs measured on its images",
+            "astrogan.metrics.conditioning:ConditioningMetric",
         ),
     )
 }

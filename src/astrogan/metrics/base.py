@@ -13,11 +13,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from astrogan.utils.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from astrogan.conditions import CondSpec
 
 _CACHE_VERSION = 2  # 2: bounded Sérsic fits and per-property NaN (morphology arrays changed)
 
@@ -92,7 +95,10 @@ class Row:
 class Context:
     """The inputs every metric shares, and the expensive intermediates computed once for all of them.
 
-    real, fake: `(N,H,W,C)` uint8 or float in [0, 1]; cache: reference statistics of `real`."""
+    real, fake: `(N,H,W,C)` uint8 or float in [0, 1]; cache: reference statistics of `real`.
+    For a generator conditioned on physical parameters: cond_spec names the K columns; real_cond
+    `(N_real, K)` holds the real images' true values and fake_cond `(N_fake, K)` the values each
+    generated image was asked for (in the spec's units, lengths at this image size)."""
 
     real: np.ndarray
     fake: np.ndarray
@@ -102,6 +108,9 @@ class Context:
     morphology_engine: str = "fast"
     num_workers: int | None = None
     protocol: str = "astrogan"
+    cond_spec: CondSpec | None = None
+    real_cond: np.ndarray | None = None
+    fake_cond: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     _shared: dict[str, Any] = field(default_factory=dict)
 

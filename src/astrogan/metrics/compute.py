@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from astrogan.metrics import METRICS
 from astrogan.metrics.base import Context, MetricSkipped, Row, StatsCache
 from astrogan.utils.errors import UserError
 from astrogan.utils.log import console
+
+if TYPE_CHECKING:
+    from astrogan.conditions import CondSpec
 
 __all__ = ["MetricsOutput", "StatsCache", "compute_metrics", "evaluate", "run_metrics"]
 
@@ -62,6 +65,25 @@ def _check_images(name: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _check_cond(name: str, values: np.ndarray | None, num: int, spec: CondSpec | None) -> np.ndarray | None:
+    """Conditions `(num, K)` as float64, K the spec's column count; None stays None."""
+    if values is None:
+        return None
+    if spec is None:
+        raise UserError(
+            f"{name} conditions given without cond_spec: pass the CondSpec that names their columns"
+        )
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1 and spec.dim == 1:
+        v = v[:, None]
+    if v.shape != (num, spec.dim):
+        raise UserError(
+            f"{name} conditions must have shape ({num}, {spec.dim}) (one row per image, columns "
+            f"{', '.join(spec.names)}), got {v.shape}"
+        )
+    return v
+
+
 def run_metrics(
     names: Sequence[str],
     real: np.ndarray,
@@ -74,8 +96,15 @@ def run_metrics(
     morphology_engine: str = "fast",
     num_workers: int | None = None,
     protocol: str = "astrogan",
+    cond_spec: CondSpec | None = None,
+    real_cond: np.ndarray | None = None,
+    fake_cond: np.ndarray | None = None,
 ) -> MetricsOutput:
-    """Compute the named metrics of `fake` against `real` (both `(N,H,W,C)`), with details for a report."""
+    """Compute the named metrics of `fake` against `real` (both `(N,H,W,C)`), with details for a report.
+
+    For a generator conditioned on physical parameters (the `conditioning` metric): cond_spec names
+    the K columns, real_cond `(N_real, K)` holds the real images' true values and fake_cond
+    `(N_fake, K)` the values each generated image was made at."""
     from astrogan.metrics.protocols import PROTOCOLS
 
     unknown = [n for n in names if n not in METRICS]
@@ -89,6 +118,8 @@ def run_metrics(
     fake = _check_images("generated", fake)
     if real.shape[1:] != fake.shape[1:]:
         raise UserError(f"real images are {real.shape[1:]} but generated ones are {fake.shape[1:]}")
+    real_cond = _check_cond("real", real_cond, len(real), cond_spec)
+    fake_cond = _check_cond("generated", fake_cond, len(fake), cond_spec)
     if cache_dir is not None and cache_key is None:
         cache_key = array_key(real)
     ctx = Context(
@@ -100,6 +131,9 @@ def run_metrics(
         morphology_engine=morphology_engine,
         num_workers=num_workers,
         protocol=protocol,
+        cond_spec=cond_spec,
+        real_cond=real_cond,
+        fake_cond=fake_cond,
     )
     out = MetricsOutput(context=ctx)
     # Inception metrics first: the memorization check reuses their features when there are any.
@@ -163,9 +197,13 @@ def evaluate(
     protocol: str = "astrogan",
     meta: dict[str, Any] | None = None,
     overwrite: bool = False,
+    cond_spec: CondSpec | None = None,
+    real_cond: np.ndarray | None = None,
+    fake_cond: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Full evaluation: metrics.json, PNG plots and report.html in `out_dir` (built atomically).
 
+    cond_spec, real_cond, fake_cond: as in `run_metrics` (for the `conditioning` metric).
     Returns the metrics.json content.
     """
     from astrogan.metrics import DEFAULT_METRICS
@@ -183,6 +221,9 @@ def evaluate(
         morphology_engine=morphology_engine,
         num_workers=num_workers,
         protocol=protocol,
+        cond_spec=cond_spec,
+        real_cond=real_cond,
+        fake_cond=fake_cond,
     )
     return write_report(
         out_dir, res, names=names, meta={"protocol": protocol, **(meta or {})}, overwrite=overwrite

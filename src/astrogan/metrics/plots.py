@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,4 +52,58 @@ def save_grid(path: Path, images: np.ndarray, title: str) -> None:
     imshow(ax, image_grid(images))
     ax.set_title(title)
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One set of points of a scatter panel: x `(N,)`, y `(N,)`, its legend label and matplotlib colour."""
+
+    x: np.ndarray
+    y: np.ndarray
+    label: str
+    color: str = "C0"
+
+
+def save_scatter_panels(
+    path: Path,
+    panels: Sequence[tuple[str, str, str, Sequence[Series]]],
+    *,
+    identity: bool = True,
+    cols: int = 3,
+) -> None:
+    """A PNG of scatter panels, one per (title, x label, y label, series), with the y = x line if `identity`."""
+    plt = pyplot()
+    n = max(len(panels), 1)
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows), squeeze=False)
+    for ax, (title, xlabel, ylabel, series) in zip(axes.ravel(), panels, strict=False):
+        for s in series:
+            ax.scatter(s.x, s.y, s=9, alpha=0.6, color=s.color, label=f"{s.label} ({s.x.size})", lw=0)
+        xs = np.concatenate([np.asarray(s.x, dtype=np.float64) for s in series] or [np.zeros(0)])
+        ys = np.concatenate([np.asarray(s.y, dtype=np.float64) for s in series] or [np.zeros(0)])
+        xs, ys = xs[np.isfinite(xs)], ys[np.isfinite(ys)]
+        if xs.size and ys.size:
+            # Axes span the x range and the bulk of y: a few wild values must not squash the rest.
+            lo = min(float(xs.min()), float(np.percentile(ys, 2)))
+            hi = max(float(xs.max()), float(np.percentile(ys, 98)))
+            pad = 0.05 * (hi - lo if hi > lo else 1.0)
+            lo, hi = lo - pad, hi + pad
+            if identity:
+                ax.plot([lo, hi], [lo, hi], color="0.3", lw=0.8, ls="--", label="measured = asked")
+            ax.set_xlim(min(lo, float(xs.min())), max(hi, float(xs.max())))
+            ax.set_ylim(lo, hi)
+            off = int(((ys < lo) | (ys > hi)).sum())
+            if off:
+                ax.text(0.02, 0.98, f"{off} off the plot", transform=ax.transAxes, fontsize=6, va="top")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -44,7 +44,7 @@ ARCHS: dict[str, ArchSpec] = {
         max_image_size=dcgan.DCGANConfig.MAX_IMAGE_SIZE,
         lr=2e-4,
         betas=(0.5, 0.999),
-        description="DCGAN (Radford et al. 2016), class-conditional with num_classes > 0; 16-256 px",
+        description="DCGAN (Radford et al. 2016), conditional on classes (num_classes) or parameters (cond); 16-256 px",
         tiny={"z_dim": 8, "ngf": 8, "ndf": 8, "embed_dim": 4},
     ),
     "fastgan": ArchSpec(

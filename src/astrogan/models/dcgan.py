@@ -4,6 +4,8 @@ Dense layer to 4x4 features, strided transposed convs doubling the resolution, t
 discriminator with BatchNorm, LeakyReLU(0.2) and dropout. Class-conditional when num_classes > 0: the
 generator concatenates a learned class embedding to z and the discriminator adds a projection term
 (Miyato & Koyama 2018, "cGANs with projection discriminator"), the Galaxy10 conditional-GAN setup.
+Conditioned on continuous physical parameters when `cond` is set: the same two paths with a linear map of
+the normalised conditions in place of the class embedding.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import math
 import torch
 from torch import nn
 
-from astrogan.models.layers import ArchConfig, check_labels, init_weights, truncate_z
+from astrogan.conditions import CondSpec
+from astrogan.models.layers import ArchConfig, CondNormalize, check_labels, init_weights, truncate_z
 from astrogan.utils.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
 class DCGANConfig(ArchConfig):
     """DCGAN hyper-parameters. Width: G has 4*ngf channels at 4x4 (256 by default), halving per doubling;
-    D has ndf channels after its first conv, doubling per halving up to 8*ndf."""
+    D has ndf channels after its first conv, doubling per halving up to 8*ndf. `cond` is a
+    `CondSpec.to_dict()` for a model conditioned on continuous physical parameters (exclusive with classes)."""
 
     ARCH = "dcgan"
     MIN_IMAGE_SIZE = 16
@@ -35,6 +39,7 @@ class DCGANConfig(ArchConfig):
     ndf: int = 64
     embed_dim: int = 32
     dropout: float = 0.25
+    cond: dict | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -56,8 +61,51 @@ class DCGANConfig(ArchConfig):
         return [min(self.ndf << i, self.ndf * 8) for i in range(n)]
 
 
-class Generator(nn.Module):
-    """z (N, z_dim) [+ labels c (N,)] -> images (N, channels, image_size, image_size) in [-1, 1]."""
+def _conditioning(
+    cfg: DCGANConfig, out_dim: int
+) -> tuple[nn.Embedding | nn.Linear | None, CondNormalize | None]:
+    """The embedding of c into `out_dim` features: nn.Embedding for classes, or a normaliser + nn.Linear for
+    physical conditions (no bias: a constant would not depend on c); (None, None) when unconditional."""
+    spec = cfg.cond_spec()
+    if spec is not None:
+        return nn.Linear(spec.dim, out_dim, bias=False), CondNormalize(spec)
+    if cfg.num_classes > 0:
+        return nn.Embedding(cfg.num_classes, out_dim), None
+    return None, None
+
+
+class _Conditioned(nn.Module):
+    """`c` -> its embedding, for both networks: labels (N,) or physical conditions (N, K) -> (N, out_dim)."""
+
+    embed: nn.Embedding | nn.Linear | None
+    cond_norm: CondNormalize | None
+    cond_spec: CondSpec | None
+
+    def _init_conditioning(self, cfg: DCGANConfig, out_dim: int) -> None:
+        self.num_classes, self.cond_spec = cfg.num_classes, cfg.cond_spec()
+        self.cond_dim = self.cond_spec.dim if self.cond_spec is not None else 0
+        self.embed, self.cond_norm = _conditioning(cfg, out_dim)
+
+    def _check(self, c: torch.Tensor | None, batch: int, *, check_range: bool) -> None:
+        check_labels(
+            c,
+            num_classes=self.num_classes,
+            batch=batch,
+            arch="dcgan",
+            check_range=check_range,
+            cond=self.cond_spec,
+        )
+
+    def _embed_c(self, c: torch.Tensor) -> torch.Tensor:
+        assert self.embed is not None
+        return self.embed(self.cond_norm(c) if self.cond_norm is not None else c)
+
+
+class Generator(_Conditioned):
+    """z (N, z_dim) [+ c: labels (N,) or physical conditions (N, K)] -> images (N, channels, S, S) in [-1, 1].
+
+    Conditions are in physical units; they are normalised inside with the spec's mean/std.
+    """
 
     arch = "dcgan"
 
@@ -65,14 +113,11 @@ class Generator(nn.Module):
         super().__init__()
         cfg.validate()
         self.config = cfg
-        self.z_dim, self.num_classes = cfg.z_dim, cfg.num_classes
+        self.z_dim = cfg.z_dim
         self.image_size, self.channels = cfg.image_size, cfg.channels
         chs = cfg.g_channels()
-        in_dim = cfg.z_dim
-        self.embed: nn.Embedding | None = None
-        if cfg.num_classes > 0:
-            self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim)
-            in_dim += cfg.embed_dim
+        self._init_conditioning(cfg, cfg.embed_dim)
+        in_dim = cfg.z_dim + (cfg.embed_dim if self.embed is not None else 0)
         self.fc = nn.Linear(in_dim, chs[0] * 16, bias=False)
         self.fc_norm = nn.Sequential(nn.BatchNorm2d(chs[0]), nn.LeakyReLU(0.2))
         blocks: list[nn.Module] = []
@@ -85,23 +130,25 @@ class Generator(nn.Module):
         blocks += [nn.ConvTranspose2d(chs[-1], cfg.channels, 4, 2, 1), nn.Tanh()]
         self.blocks = nn.Sequential(*blocks)
         init_weights(self)
+        if self.cond_norm is not None and isinstance(self.embed, nn.Linear):
+            # Unit-variance features for unit-variance conditions, like the class embedding's N(0, 1) rows
+            # (init_weights' N(0, 0.02) would leave the conditions a whisper beside z).
+            nn.init.normal_(self.embed.weight, 0.0, 1.0 / math.sqrt(self.embed.in_features))
 
     def forward(
         self, z: torch.Tensor, c: torch.Tensor | None = None, *, trunc: float | torch.Tensor = 1.0
     ) -> torch.Tensor:
         # Range check only outside training: it reads labels back from the device.
-        check_labels(
-            c, num_classes=self.num_classes, batch=z.shape[0], arch=self.arch, check_range=not self.training
-        )
-        z = truncate_z(z, trunc)
+        self._check(c, z.shape[0], check_range=not self.training)
+        z = truncate_z(z, trunc)  # z only: truncation must not move the conditions
         if self.embed is not None and c is not None:
-            z = torch.cat([z, self.embed(c).to(z.dtype)], dim=1)
+            z = torch.cat([z, self._embed_c(c).to(z.dtype)], dim=1)
         x = self.fc(z).view(z.shape[0], -1, 4, 4)
         return self.blocks(self.fc_norm(x))
 
 
-class Discriminator(nn.Module):
-    """images (N, channels, S, S) [+ labels c (N,)] -> one real/fake logit per image (N,)."""
+class Discriminator(_Conditioned):
+    """images (N, channels, S, S) [+ c: labels (N,) or physical conditions (N, K)] -> one logit per image (N,)."""
 
     arch = "dcgan"
 
@@ -109,7 +156,6 @@ class Discriminator(nn.Module):
         super().__init__()
         cfg.validate()
         self.config = cfg
-        self.num_classes = cfg.num_classes
         chs = cfg.d_channels()
         layers: list[nn.Module] = [
             nn.Conv2d(cfg.channels, chs[0], 4, 2, 1),
@@ -126,8 +172,8 @@ class Discriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         feat_dim = chs[-1] * 16
         self.out = nn.Linear(feat_dim, 1)
-        # Projection term <embed(c), phi(x)>: labels enter the logit directly (Miyato & Koyama 2018).
-        self.embed = nn.Embedding(cfg.num_classes, feat_dim) if cfg.num_classes > 0 else None
+        # Projection term <embed(c), phi(x)>: labels or conditions enter the logit directly (Miyato & Koyama 2018).
+        self._init_conditioning(cfg, feat_dim)
         init_weights(self)
         if self.embed is not None:
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
@@ -135,9 +181,9 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x).flatten(1)
         logit = self.out(h).squeeze(1)
-        check_labels(c, num_classes=self.num_classes, batch=x.shape[0], arch=self.arch, check_range=False)
+        self._check(c, x.shape[0], check_range=False)
         if self.embed is not None and c is not None:
-            logit = logit + (self.embed(c).to(h.dtype) * h).sum(dim=1)
+            logit = logit + (self._embed_c(c).to(h.dtype) * h).sum(dim=1)
         return logit
 
 

@@ -1,4 +1,4 @@
-"""Shared building blocks: config base class, initialised/spectral-normed convs, noise, SLE, counters."""
+"""Shared building blocks: config base class, initialised/spectral-normed convs, noise, SLE, conditioning, counters."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from astrogan.conditions import CondSpec
 from astrogan.utils.errors import UserError
 
 # ---------------------------------------------------------------------------------------------------------
@@ -26,6 +27,12 @@ class ArchConfig:
     ARCH: ClassVar[str] = "?"
     MIN_IMAGE_SIZE: ClassVar[int] = 16
     MAX_IMAGE_SIZE: ClassVar[int] = 256
+
+    def __post_init__(self) -> None:
+        # Accept a CondSpec for the `cond` field (where a subclass has one) but store its plain dict:
+        # the config is JSON (generator.json) and the single source of the spec.
+        if isinstance(getattr(self, "cond", None), CondSpec):
+            object.__setattr__(self, "cond", self.cond.to_dict())  # type: ignore[attr-defined]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ArchConfig:
@@ -64,6 +71,20 @@ class ArchConfig:
             raise UserError(f"{self.ARCH} config z_dim must be >= 1, got {self.z_dim}")  # type: ignore[attr-defined]
         if self.num_classes < 0:  # type: ignore[attr-defined]
             raise UserError(f"{self.ARCH} config num_classes must be >= 0, got {self.num_classes}")  # type: ignore[attr-defined]
+        if self.cond_spec() is not None and self.num_classes > 0:  # type: ignore[attr-defined]
+            raise UserError(
+                f"{self.ARCH} config takes class labels (num_classes) or physical conditions (cond), not both"
+            )
+
+    def cond_spec(self) -> CondSpec | None:
+        """The physical conditions this model takes (from the `cond` field), or None; UserError if malformed."""
+        cond = getattr(self, "cond", None)
+        if cond is None:
+            return None
+        try:
+            return CondSpec.from_dict(cond)
+        except (UserError, TypeError, ValueError) as exc:
+            raise UserError(f"{self.ARCH} config cond: {exc}") from None
 
 
 def is_power_of_two(n: Any) -> bool:
@@ -206,7 +227,7 @@ def flops_per_image(G: nn.Module) -> int:
         G.eval()
         device = next(G.parameters()).device
         z = torch.zeros(1, int(G.z_dim), device=device)  # type: ignore[arg-type]
-        c = torch.zeros(1, dtype=torch.long, device=device) if int(G.num_classes) > 0 else None  # type: ignore[arg-type]
+        c = example_condition(G, 1, device=device)
         counter = FlopCounterMode(display=False)
         with counter:  # not under no_grad: FlopCounterMode's module tracker needs autograd on
             G(z, c)
@@ -227,20 +248,31 @@ def truncate_z(z: torch.Tensor, trunc: float | torch.Tensor) -> torch.Tensor:
 
 
 def check_labels(
-    c: torch.Tensor | None, *, num_classes: int, batch: int, arch: str, check_range: bool = True
+    c: torch.Tensor | None,
+    *,
+    num_classes: int,
+    batch: int,
+    arch: str,
+    check_range: bool = True,
+    cond: CondSpec | None = None,
 ) -> None:
-    """Raise UserError when labels are missing, present for an unconditional model, or out of range.
+    """Raise UserError (one line) when `c` does not fit the model: class labels int (N,) in 0..num_classes-1,
+    physical conditions (`cond` given) float (N, K), nothing for an unconditional model.
 
-    The range check reads values back (a device sync), so callers skip it in training and when tracing.
+    The label range check reads values back (a device sync), so callers skip it in training and when
+    tracing. Condition values are not range-checked here: the sampler does that against the trained range.
     """
+    if cond is not None:
+        _check_conditions(c, cond, batch=batch, arch=arch)
+        return
     if num_classes == 0:
         if c is not None:
-            raise UserError(f"this {arch} model is unconditional: do not pass class labels")
+            raise UserError(f"this {arch} model is unconditional: do not pass class labels or conditions")
         return
     if c is None:
         raise UserError(f"this {arch} model is class-conditional ({num_classes} classes): pass labels")
-    if c.dim() != 1 or c.shape[0] != batch:
-        raise UserError(f"labels must have shape ({batch},), got {tuple(c.shape)}")
+    if c.dim() != 1 or c.shape[0] != batch or c.dtype.is_floating_point or c.dtype.is_complex:
+        raise UserError(f"labels must be integers of shape ({batch},), got {c.dtype} {tuple(c.shape)}")
     if not check_range or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return
     if torch.compiler.is_compiling():
@@ -249,6 +281,46 @@ def check_labels(
         raise UserError(
             f"class labels must be in 0..{num_classes - 1}, got {c.min().item()}..{c.max().item()}"
         )
+
+
+def _check_conditions(c: torch.Tensor | None, cond: CondSpec, *, batch: int, arch: str) -> None:
+    want = f"float (N={batch}, K={cond.dim}) in physical units ({', '.join(cond.names)})"
+    if c is None:
+        raise UserError(f"this {arch} model is conditioned on {', '.join(cond.names)}: pass c as {want}")
+    if c.dim() != 2 or tuple(c.shape) != (batch, cond.dim) or not c.dtype.is_floating_point:
+        raise UserError(f"conditions c must be {want}, got {c.dtype} {tuple(c.shape)}")
+
+
+class CondNormalize(nn.Module):
+    """Physical conditions (N, K) -> (c - mean) / std, float32 (N, K), with mean/std from a CondSpec.
+
+    mean and std are non-persistent buffers: they follow the module across devices and into exported graphs,
+    but stay out of the state dict, so the config (generator.json) remains their single source and the
+    weights file keeps its shape.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, spec: CondSpec) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32), persistent=False)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return (c.float() - self.mean) / self.std
+
+
+def example_condition(
+    module: nn.Module, batch: int, *, device: torch.device | str = "cpu"
+) -> torch.Tensor | None:
+    """A valid `c` for `module`: labels 0 (N,) int64, the training mean (N, K) float32, or None (unconditional)."""
+    spec = getattr(module, "cond_spec", None)
+    if isinstance(spec, CondSpec):
+        return torch.from_numpy(spec.centre()).to(device).expand(batch, -1).clone()
+    if int(getattr(module, "num_classes", 0) or 0) > 0:
+        return torch.zeros(batch, dtype=torch.long, device=device)
+    return None
 
 
 def bake_spectral_norm(module: nn.Module) -> nn.Module:

@@ -1,10 +1,11 @@
 """StyleGAN2 (Karras et al. 2020, "Analyzing and improving the image quality of StyleGAN") in plain PyTorch.
 
-Mapping network z [+ label] -> w with a tracked average for truncation; synthesis from a learned 4x4
-constant through weight-demodulated modulated convs (one grouped conv per layer), per-pixel noise and
-summed ToRGB skip outputs; a residual discriminator with minibatch standard deviation and, with labels,
-a projection output. Equalized learning rate throughout and [1,3,3,1] FIR resampling. Written from the
-paper (the NVlabs code's licence forbids copying); no custom ops, so it runs on CPUs and exports to ONNX.
+Mapping network z [+ class label or physical conditions] -> w with a tracked average for truncation;
+synthesis from a learned 4x4 constant through weight-demodulated modulated convs (one grouped conv per
+layer), per-pixel noise and summed ToRGB skip outputs; a residual discriminator with minibatch standard
+deviation and, with labels or conditions, a projection output. Equalized learning rate throughout and
+[1,3,3,1] FIR resampling. Written from the paper (the NVlabs code's licence forbids copying); no custom ops,
+so it runs on CPUs and exports to ONNX.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from astrogan.models.layers import ArchConfig, NoiseInjection, NoiseModeMixin, check_labels
+from astrogan.conditions import CondSpec
+from astrogan.models.layers import ArchConfig, CondNormalize, NoiseInjection, NoiseModeMixin, check_labels
 from astrogan.utils.errors import UserError
 
 _SQRT2 = math.sqrt(2.0)
@@ -30,7 +32,8 @@ class StyleGAN2Config(ArchConfig):
     """StyleGAN2 hyper-parameters (the paper's config F by default, at 64 px).
 
     Channels at r px: min(channel_base // r, channel_max) in both networks. embed_dim 0 means w_dim (label
-    embedding size); cmap_dim 0 means D's channels at 4x4 (projection size).
+    or condition embedding size); cmap_dim 0 means D's channels at 4x4 (projection size). `cond` is a
+    `CondSpec.to_dict()` for a model conditioned on continuous physical parameters (exclusive with classes).
     """
 
     ARCH = _ARCH
@@ -51,6 +54,7 @@ class StyleGAN2Config(ArchConfig):
     w_avg_beta: float = 0.995
     embed_dim: int = 0
     cmap_dim: int = 0
+    cond: dict | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -82,8 +86,12 @@ class StyleGAN2Config(ArchConfig):
         return 2 * int(math.log2(self.image_size)) - 2
 
     def label_dim(self) -> int:
-        """Size of the label embedding."""
+        """Size of the label (or condition) embedding."""
         return self.embed_dim or self.w_dim
+
+    def conditional(self) -> bool:
+        """True when the networks take a `c`: class labels or physical conditions."""
+        return self.num_classes > 0 or self.cond is not None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -245,8 +253,44 @@ def _mlp(in_dim: int, out_dim: int, *, num_layers: int, lr_mult: float) -> nn.Se
     )
 
 
-class MappingNetwork(nn.Module):
-    """z (N, z_dim) [+ labels (N,)] -> ws (N, num_ws, w_dim), every row the same w (the loss mixes styles).
+def _embedding(cfg: StyleGAN2Config) -> tuple[nn.Module | None, CondNormalize | None]:
+    """The label embedding (nn.Embedding) or the condition embedding (normaliser + dense layer), or Nones.
+
+    The condition path is stylegan2-ada's continuous `c_dim` one, on normalised conditions. Its bias starts
+    random, not zero: the embedding goes through normalize_2nd_moment, and a zero-bias linear map of c
+    would then only see c's direction (for one condition, only which side of the mean it lies on).
+    """
+    spec = cfg.cond_spec()
+    if spec is not None:
+        embed = FullyConnected(spec.dim, cfg.label_dim())
+        with torch.no_grad():
+            embed.bias.normal_()
+        return embed, CondNormalize(spec)
+    if cfg.num_classes > 0:
+        return nn.Embedding(cfg.num_classes, cfg.label_dim()), None
+    return None, None
+
+
+class _Conditioned(nn.Module):
+    """The embedding of `c` shared by the mapping network and the discriminator: (N,) labels or (N, K)
+    physical conditions -> normalize_2nd_moment(embed(c)) (N, label_dim)."""
+
+    cond_spec: CondSpec | None
+
+    def _init_embedding(self, cfg: StyleGAN2Config) -> None:
+        self.num_classes, self.cond_spec = cfg.num_classes, cfg.cond_spec()
+        self.cond_dim = self.cond_spec.dim if self.cond_spec is not None else 0
+        self.embed, self.cond_norm = _embedding(cfg)
+
+    def _embed_c(self, c: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        assert self.embed is not None
+        y = self.embed(self.cond_norm(c) if self.cond_norm is not None else c)
+        return normalize_2nd_moment(y.to(dtype))
+
+
+class MappingNetwork(_Conditioned):
+    """z (N, z_dim) [+ c: labels (N,) or conditions (N, K)] -> ws (N, num_ws, w_dim), every row the same w
+    (the loss mixes styles). Conditions are in physical units; they are normalised inside.
 
     Keeps `w_avg` (w_dim,), a running mean of w updated only when asked to in train(); truncation moves each
     w towards it: ws = w_avg + trunc * (ws - w_avg), trunc a float or a tensor of shape (N,) or (1,).
@@ -257,8 +301,8 @@ class MappingNetwork(nn.Module):
     def __init__(self, cfg: StyleGAN2Config) -> None:
         super().__init__()
         self.z_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.w_dim, cfg.num_ws()
-        self.num_classes, self.w_avg_beta = cfg.num_classes, cfg.w_avg_beta
-        self.embed = nn.Embedding(cfg.num_classes, cfg.label_dim()) if cfg.num_classes > 0 else None
+        self.w_avg_beta = cfg.w_avg_beta
+        self._init_embedding(cfg)
         in_dim = cfg.z_dim + (cfg.label_dim() if self.embed is not None else 0)
         self.net = _mlp(in_dim, cfg.w_dim, num_layers=cfg.mapping_layers, lr_mult=cfg.mapping_lr_mult)
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
@@ -273,11 +317,16 @@ class MappingNetwork(nn.Module):
     ) -> torch.Tensor:
         # Range check only outside training: it reads labels back from the device.
         check_labels(
-            c, num_classes=self.num_classes, batch=z.shape[0], arch=_ARCH, check_range=not self.training
+            c,
+            num_classes=self.num_classes,
+            batch=z.shape[0],
+            arch=_ARCH,
+            check_range=not self.training,
+            cond=self.cond_spec,
         )
         x = normalize_2nd_moment(z)
         if self.embed is not None and c is not None:
-            x = torch.cat([x, normalize_2nd_moment(self.embed(c).to(x.dtype))], dim=1)
+            x = torch.cat([x, self._embed_c(c, x.dtype)], dim=1)
         w = self.net(x)
         if update_w_avg and self.training:
             with torch.no_grad():
@@ -377,7 +426,8 @@ class SynthesisNetwork(nn.Module):
 
 
 class Generator(NoiseModeMixin, nn.Module):
-    """z (N, z_dim) [+ labels c (N,)] -> images (N, channels, image_size, image_size), roughly in [-1, 1].
+    """z (N, z_dim) [+ c: labels (N,) or physical conditions (N, K)] -> images (N, channels, S, S), roughly
+    in [-1, 1].
 
     = synthesis(mapping(z, c, trunc=trunc)). `noise_mode` ("auto", "random", "const", "none") as in
     layers.NoiseInjection: auto is random in train() and fixed buffers in eval(), so an eval sample depends
@@ -394,6 +444,8 @@ class Generator(NoiseModeMixin, nn.Module):
         self.num_classes, self.image_size, self.channels = cfg.num_classes, cfg.image_size, cfg.channels
         self.mapping = MappingNetwork(cfg)
         self.synthesis = SynthesisNetwork(cfg)
+        self.cond_spec: CondSpec | None = self.mapping.cond_spec
+        self.cond_dim = self.mapping.cond_dim
 
     @property
     def fused_modconv(self) -> bool | None:
@@ -453,11 +505,11 @@ class DiscriminatorBlock(nn.Module):
         return (self.skip(x) + self.conv1(self.conv0(x))) * (1.0 / _SQRT2)
 
 
-class Discriminator(nn.Module):
-    """images (N, channels, S, S) [+ labels c (N,)] -> one real/fake logit per image (N,).
+class Discriminator(_Conditioned):
+    """images (N, channels, S, S) [+ c: labels (N,) or physical conditions (N, K)] -> one logit per image (N,).
 
-    FromRGB, residual blocks down to 4x4, then minibatch std, conv, dense, output. With labels, a
-    projection: logit = <out, cmap(c)> / sqrt(cmap_dim), cmap from a label embedding through an MLP.
+    FromRGB, residual blocks down to 4x4, then minibatch std, conv, dense, output. With labels or conditions,
+    a projection: logit = <out, cmap(c)> / sqrt(cmap_dim), cmap from the embedding of c through an MLP.
     """
 
     arch = _ARCH
@@ -466,7 +518,7 @@ class Discriminator(nn.Module):
         super().__init__()
         cfg.validate()
         self.config = cfg
-        self.num_classes, self.image_size, self.channels = cfg.num_classes, cfg.image_size, cfg.channels
+        self.image_size, self.channels = cfg.image_size, cfg.channels
         self.mbstd_group, self.mbstd_channels = cfg.mbstd_group, cfg.mbstd_channels
         S, ch = cfg.image_size, cfg.ch
         self.from_rgb = EqualConv2d(cfg.channels, ch(S), 1)
@@ -474,12 +526,11 @@ class Discriminator(nn.Module):
         self.blocks = nn.Sequential(*[DiscriminatorBlock(ch(r), ch(r // 2)) for r in sizes])
         self.conv = EqualConv2d(ch(4) + cfg.mbstd_channels, ch(4), 3)
         self.fc = FullyConnected(ch(4) * 16, ch(4), lrelu=True)
-        self.cmap_dim = (cfg.cmap_dim or ch(4)) if cfg.num_classes > 0 else 0
+        self.cmap_dim = (cfg.cmap_dim or ch(4)) if cfg.conditional() else 0
         self.out = FullyConnected(ch(4), max(self.cmap_dim, 1))
-        self.embed: nn.Embedding | None = None
+        self._init_embedding(cfg)  # after the trunk: class-conditional weights draw as they always did
         self.cmap: nn.Sequential | None = None
-        if cfg.num_classes > 0:
-            self.embed = nn.Embedding(cfg.num_classes, cfg.label_dim())
+        if cfg.conditional():
             self.cmap = _mlp(
                 cfg.label_dim(), self.cmap_dim, num_layers=cfg.mapping_layers, lr_mult=cfg.mapping_lr_mult
             )
@@ -490,13 +541,20 @@ class Discriminator(nn.Module):
             raise UserError(
                 f"discriminator expects images (N, {self.channels}, {S}, {S}), got {tuple(x.shape)}"
             )
-        check_labels(c, num_classes=self.num_classes, batch=x.shape[0], arch=_ARCH, check_range=False)
+        check_labels(
+            c,
+            num_classes=self.num_classes,
+            batch=x.shape[0],
+            arch=_ARCH,
+            check_range=False,
+            cond=self.cond_spec,
+        )
         h = self.blocks(self.from_rgb(x))
         h = self.conv(minibatch_stddev(h, group=self.mbstd_group, num_channels=self.mbstd_channels))
         out = self.out(self.fc(h.flatten(1)))
         if self.embed is None or self.cmap is None or c is None:
             return out.squeeze(1)
-        cmap = self.cmap(normalize_2nd_moment(self.embed(c).to(out.dtype)))
+        cmap = self.cmap(self._embed_c(c, out.dtype))
         return (out * cmap).sum(dim=1) / math.sqrt(self.cmap_dim)
 
 

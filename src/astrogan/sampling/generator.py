@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from astrogan.conditions import CondSpec
 from astrogan.models.io import load_generator_module
 from astrogan.sampling.post import to_uint8
+from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
 from astrogan.utils.torchtools import pick_device
+
+# What `cond=` accepts: text "sersic_n=1.2,q=0.4", a mapping, one vector (K,) for every seed, or rows (N, K).
+CondRequest = str | Mapping[str, float] | Sequence[float] | np.ndarray | None
 
 
 class Generator:
@@ -22,6 +27,7 @@ class Generator:
     Latents come from `utils.seeds.latents_for_seeds` (one NumPy PCG64 stream per seed), so the
     torch-free web server and this class agree. Truncation happens inside the network: a family with a
     mapping network (StyleGAN2) pulls w towards its tracked average, a plain z-GAN scales z towards 0.
+    A model trained on physical conditions (`cond_spec` not None) takes them in physical units, `cond=`.
     """
 
     def __init__(self, module: nn.Module, meta: dict[str, Any], *, device: torch.device) -> None:
@@ -31,7 +37,9 @@ class Generator:
         self.z_dim = int(module.z_dim)
         self.image_size = int(module.image_size)
         self.channels = int(module.channels)
-        self.num_classes = int(getattr(module, "num_classes", 0))
+        self.num_classes = int(getattr(module, "num_classes", 0) or 0)
+        spec = getattr(module, "cond_spec", None)
+        self.cond_spec: CondSpec | None = spec if isinstance(spec, CondSpec) else None
 
     def latents(self, seeds: Sequence[int]) -> torch.Tensor:
         """float32 (N, z_dim) on the device: one latent per seed."""
@@ -57,9 +65,38 @@ class Generator:
         return torch.cat(outs) if outs else torch.empty(0, self.channels, self.image_size, self.image_size)
 
     def labels_for(self, seeds: Sequence[int], labels: Sequence[int] | int | None) -> torch.Tensor | None:
-        """Class labels (N,) for a conditional model: given ones, or `seed % num_classes` by default."""
+        """The network's `c` for these seeds: class labels (N,) (given ones, or `seed % num_classes` by
+        default), or for a model on physical conditions the training mean (N, K); None when unconditional."""
+        if self.cond_spec is not None:
+            if labels is not None:
+                raise UserError(
+                    f"this generator is conditioned on {', '.join(self.cond_spec.names)}, not classes: "
+                    "pass conditions instead of class labels"
+                )
+            return self.conds_for(len(seeds), None)
         values = labels_for_seeds(seeds, self.num_classes, labels)
         return None if values is None else torch.tensor(values, dtype=torch.long, device=self.device)
+
+    def conds_for(self, n: int, cond: CondRequest, *, check_cond: bool = True) -> torch.Tensor:
+        """Physical conditions float32 (n, K) on the device, from `cond` (see `cond_rows`)."""
+        if self.cond_spec is None:
+            raise UserError("this generator takes no physical conditions: drop --cond")
+        return torch.from_numpy(cond_rows(self.cond_spec, cond, n, check=check_cond)).to(self.device)
+
+    def condition(
+        self,
+        seeds: Sequence[int],
+        *,
+        labels: Sequence[int] | int | None = None,
+        cond: CondRequest = None,
+        check_cond: bool = True,
+    ) -> torch.Tensor | None:
+        """The network's `c` for `seeds`: physical conditions (N, K), class labels (N,) or None."""
+        if cond is not None and self.cond_spec is None:
+            raise UserError("this generator takes no physical conditions: drop --cond")
+        if self.cond_spec is not None and labels is None:
+            return self.conds_for(len(seeds), cond, check_cond=check_cond)
+        return self.labels_for(seeds, labels)
 
     @torch.no_grad()
     def synthesize(
@@ -78,12 +115,17 @@ class Generator:
         *,
         trunc: float = 1.0,
         labels: Sequence[int] | int | None = None,
+        cond: CondRequest = None,
+        check_cond: bool = True,
         batch_size: int = 32,
     ) -> torch.Tensor:
-        """float32 (N, C, H, W) in [-1, 1] for the given seeds."""
-        return self.synthesize(
-            self.latents(seeds), self.labels_for(seeds, labels), trunc=trunc, batch_size=batch_size
-        )
+        """float32 (N, C, H, W) in [-1, 1] for the given seeds.
+
+        `cond` (models trained on physical conditions only): see `cond_rows`; None means the training mean
+        for every seed. Values outside the trained range are a UserError naming it, unless `check_cond` is False.
+        """
+        c = self.condition(seeds, labels=labels, cond=cond, check_cond=check_cond)
+        return self.synthesize(self.latents(seeds), c, trunc=trunc, batch_size=batch_size)
 
     def generate(
         self,
@@ -91,12 +133,46 @@ class Generator:
         *,
         trunc: float = 1.0,
         labels: Sequence[int] | int | None = None,
+        cond: CondRequest = None,
+        check_cond: bool = True,
         batch_size: int = 32,
     ) -> np.ndarray:
-        """uint8 (N, H, W, C) pictures for the given seeds."""
-        return to_uint8(
-            self.generate_tensor(seeds, trunc=trunc, labels=labels, batch_size=batch_size).numpy()
+        """uint8 (N, H, W, C) pictures for the given seeds (`cond`, `check_cond` as in `generate_tensor`)."""
+        imgs = self.generate_tensor(
+            seeds, trunc=trunc, labels=labels, cond=cond, check_cond=check_cond, batch_size=batch_size
         )
+        return to_uint8(imgs.numpy())
+
+    def generate_cond_grid(
+        self,
+        seeds: int | Sequence[int],
+        grid: str,
+        *,
+        base: Mapping[str, float] | str | None = None,
+        trunc: float = 1.0,
+        check_cond: bool = True,
+        batch_size: int = 32,
+    ) -> tuple[np.ndarray, list[tuple[str, np.ndarray]], np.ndarray]:
+        """A sheet that varies one or two physical conditions: `grid` is `"sersic_n=1:4:5[,q=0.3:1:4]"`.
+
+        One axis: one sheet row per seed, the condition varying along the row (columns), so each row shows
+        one galaxy across the values. Two axes: a single seed for the whole sheet, the first condition along
+        the columns, the second down the rows. The other conditions come from `base` (else the training mean).
+        Returns uint8 images (rows*cols, H, W, C) row-major (ready for `make_grid(ncols=cols)`), the axes
+        [(name, values)] and the conditions float32 (rows, cols, K).
+        """
+        if self.cond_spec is None:
+            raise UserError(
+                "this generator takes no physical conditions: a condition grid needs a --cond model"
+            )
+        seed_list = [int(seeds)] if isinstance(seeds, int) else [int(s) for s in seeds]
+        flat_seeds, flat_conds, axes, conds = self.cond_spec.grid_requests(
+            seed_list, grid, base=base, check=check_cond
+        )
+        images = self.generate(
+            flat_seeds, trunc=trunc, cond=flat_conds, check_cond=False, batch_size=batch_size
+        )
+        return images, axes, conds
 
 
 def load_generator(path: str | Path, *, device: str = "auto") -> Generator:
@@ -104,3 +180,8 @@ def load_generator(path: str | Path, *, device: str = "auto") -> Generator:
     dev = pick_device(device)
     module, meta = load_generator_module(Path(path), device=str(dev))
     return Generator(module, meta, device=dev)
+
+
+def cond_rows(spec: CondSpec, cond: CondRequest, n: int, *, check: bool = True) -> np.ndarray:
+    """Conditions for `n` images as float32 (n, K), in physical units (see `CondSpec.rows`)."""
+    return spec.rows(cond, n, check=check)

@@ -58,7 +58,7 @@ def _walk(
     c = gen.labels_for(starts, None)
     t = torch.linspace(0, 1, steps, device=za.device)
     rows = len(starts)
-    c_all = None if c is None else c.repeat_interleave(steps)  # (rows * steps,), row r's label repeated
+    c_all = None if c is None else c.repeat_interleave(steps, dim=0)  # row r's label (or conditions) repeated
     if gen.has_mapping:
         wa, wb = gen.to_w(za, c, trunc=trunc), gen.to_w(zb, c, trunc=trunc)  # (rows, num_ws, w_dim)
         tt = t.view(1, -1, 1, 1)

@@ -32,7 +32,7 @@ from astrogan.config import TrainConfig, from_dict
 from astrogan.data.augment import DiffAugment
 from astrogan.data.dataset import open_dataset
 from astrogan.imaging import make_grid, model_to_unit, to_uint8
-from astrogan.models import ArchSpec, get_arch
+from astrogan.models import ARCHS, ArchSpec, get_arch
 from astrogan.models.io import save_generator
 from astrogan.sampling.post import save_png
 from astrogan.training import distributed as dist_utils
@@ -171,11 +171,15 @@ def _load_images(cfg: TrainConfig, device: torch.device):
                 f"dataset labels go up to {int(lab.max())}, more than --num-classes {cfg.num_classes}"
             )
         labels = torch.from_numpy(lab.astype(np.int64))
+    cond_spec = None
+    if cfg.cond:  # physical conditions: float (N, K) in their units; the model normalises them
+        values, cond_spec = ds.cond(cfg.image_size, cfg.cond)
+        labels = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
     # Keep the whole set on the training device when it is small (saves the host->device copy per step).
     if device.type == "cuda" and images.numel() < 4 * 2**30:
         images = images.to(device)
         labels = None if labels is None else labels.to(device)
-    return ds, images, labels
+    return ds, images, labels, cond_spec
 
 
 def _to_float(batch: torch.Tensor) -> torch.Tensor:
@@ -412,6 +416,7 @@ def _write_run_config(
                 "path": str(Path(cfg.data).resolve()),
                 "content_hash": ds.content_hash,
                 "label_names": ds.label_names,
+                "cond": None if ds.cond_spec is None else ds.cond_spec.to_dict(),
                 "sources": manifest.get("sources_summary", manifest.get("sources")),
                 "credits": manifest.get("credits"),
                 "licences": manifest.get("licences"),
@@ -469,6 +474,11 @@ class _Setup:
     images_per_step: int
 
 
+def _takes_cond(spec: ArchSpec) -> bool:
+    """True when the architecture's config has a `cond` field (continuous conditioning input)."""
+    return "cond" in {f.name for f in dataclasses.fields(spec.config_cls)}
+
+
 def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -> _Setup:
     """Data, networks, loss, augmentation and optimizers, all of it in one TrainingState (cheap checks first)."""
     spec = get_arch(cfg.arch)
@@ -479,10 +489,17 @@ def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -
             import astrogan.metrics.compute  # noqa: F401  (fail now, not after the first tick)
         except ImportError as exc:
             raise UserError(f"--metrics needs the metrics package ({exc})") from None
-    ds, images, labels = _load_images(cfg, device)
+    if cfg.cond and not _takes_cond(spec):
+        able = ", ".join(n for n, s in ARCHS.items() if _takes_cond(s))
+        raise UserError(
+            f"--cond needs an architecture with a conditioning input ({able}); {cfg.arch} has none"
+        )
+    ds, images, labels, cond_spec = _load_images(cfg, device)
     model_kwargs = {"image_size": cfg.image_size, "channels": int(images.shape[1]), **cfg.model}
     if cfg.num_classes:
         model_kwargs["num_classes"] = cfg.num_classes
+    if cond_spec is not None:  # the model keeps the names, ranges and normalisation (generator.json)
+        model_kwargs["cond"] = cond_spec.to_dict()
     mcfg = from_dict(spec.config_cls, model_kwargs)
     mcfg.validate()
     per_rank_batch = cfg.batch_size // dist.world_size if dist.enabled else cfg.batch_size
@@ -523,6 +540,9 @@ class _RunFiles:
         self.snap_c = None
         if cfg.num_classes:
             self.snap_c = torch.tensor([s % cfg.num_classes for s in seeds], device=device)
+        elif cfg.cond:  # fixed rows of the data's conditions, so the grids compare across steps
+            rows = np.random.default_rng(cfg.seed).integers(0, len(setup.labels), len(seeds))
+            self.snap_c = setup.labels[torch.from_numpy(rows).to(setup.labels.device)].to(device)
         self.writer: StatsWriter | None = None
         if not self.dist.is_main:
             return
@@ -604,7 +624,6 @@ def train(
 ) -> Path:
     """Train a GAN as `cfg` says; returns the run directory. `resume` continues the latest run (or a given one)."""
     from astrogan.metrics import METRICS
-    from astrogan.models import ARCHS
 
     cfg.validate(archs=ARCHS, metrics=METRICS)  # every name, before a device, a dataset or a run dir
     device = pick_device(cfg.device)

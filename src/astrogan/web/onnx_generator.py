@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from astrogan.conditions import CondSpec
 from astrogan.imaging import (
     CLASS_INPUT,
+    COND_INPUT,
     IMAGE_OUTPUT,
     LATENT_INPUT,
     META_KEY,
@@ -21,6 +23,9 @@ from astrogan.imaging import (
 from astrogan.imaging import slerp as slerp  # re-exported: the web's latent walk
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
+
+# What `cond=` accepts: text "sersic_n=1.2,q=0.4", a mapping, one vector (K,) for every row, or rows (N, K).
+CondRequest = str | Mapping[str, float] | Sequence[float] | np.ndarray | None
 
 
 def read_model_meta(path: str | Path) -> dict[str, Any]:
@@ -36,11 +41,13 @@ def read_model_meta(path: str | Path) -> dict[str, Any]:
 class OnnxGenerator:
     """An exported generator run by ONNX Runtime.
 
-    Inputs: `z` float32 `(N, z_dim)`, for conditional models `c` int64 `(N,)`, and `trunc` float32 `(N,)`
-    (one truncation factor per sample, applied inside the network: z scaled for z-GANs, w pulled to its
-    average for mapping networks); output `images` float32 `(N, C, H, W)` in [-1, 1]. Seeds become latents
-    through `latents_for_seeds`, so seed N draws the same picture here as in PyTorch. Older exports have
-    no `trunc` input (they were all z-GANs): for them truncation scales z before the network.
+    Inputs: `z` float32 `(N, z_dim)`, for class-conditional models `c` int64 `(N,)`, for models on physical
+    conditions `cond` float32 `(N, K)` in physical units (described by `cond_spec`, from model.json), and
+    `trunc` float32 `(N,)` (one truncation factor per sample, applied inside the network: z scaled for
+    z-GANs, w pulled to its average for mapping networks); output `images` float32 `(N, C, H, W)` in
+    [-1, 1]. Seeds become latents through `latents_for_seeds`, so seed N draws the same picture here as in
+    PyTorch. Older exports have no `trunc` input (they were all z-GANs): for them truncation scales z
+    before the network.
     """
 
     def __init__(self, path: str | Path, *, num_threads: int = 0) -> None:
@@ -70,7 +77,8 @@ class OnnxGenerator:
             raise UserError(f"{self.path} has no latent input {LATENT_INPUT!r}: not an astrogan export")
         self.has_class_input = CLASS_INPUT in inputs
         self.has_trunc_input = TRUNC_INPUT in inputs  # False for exports older than in-network truncation
-        unknown = sorted(set(inputs) - {LATENT_INPUT, CLASS_INPUT, TRUNC_INPUT})
+        self.has_cond_input = COND_INPUT in inputs
+        unknown = sorted(set(inputs) - {LATENT_INPUT, CLASS_INPUT, COND_INPUT, TRUNC_INPUT})
         if unknown:
             raise UserError(
                 f"{self.path} takes inputs {unknown} this server does not know: not an astrogan export"
@@ -81,22 +89,38 @@ class OnnxGenerator:
         if self.has_class_input and self.num_classes <= 0:
             raise UserError(f"{self.path} takes a class input but model.json gives no num_classes")
         self.label_names: list[str] | None = meta.get("labels")
+        self.cond_spec = self._read_cond_spec(meta, inputs.get(COND_INPUT))
         out_shape = self.session.get_outputs()[0].shape
         self.channels = int(meta.get("channels") or out_shape[1])
         self.image_size = int(meta.get("image_size") or out_shape[2])
         self.output_name = self.session.get_outputs()[0].name
+
+    def _read_cond_spec(self, meta: dict[str, Any], cond_input: Any) -> CondSpec | None:
+        """The physical conditions the graph's `cond` input takes, from model.json (None without that input)."""
+        if cond_input is None:
+            return None
+        if not meta.get("cond"):
+            raise UserError(f"{self.path} takes a cond input but model.json gives no cond spec")
+        spec = CondSpec.from_dict(meta["cond"])
+        width = cond_input.shape[1] if len(cond_input.shape) == 2 else None
+        if isinstance(width, int) and width != spec.dim:
+            raise UserError(f"{self.path} takes {width} conditions but model.json describes {spec.dim}")
+        return spec
 
     def generate_float(
         self,
         latents: np.ndarray,
         *,
         labels: Sequence[int] | np.ndarray | None = None,
+        cond: CondRequest = None,
         trunc: float | Sequence[float] | np.ndarray = 1.0,
+        check_cond: bool = True,
         batch_size: int = 32,
     ) -> np.ndarray:
         """Run the network on latents `(N, z_dim)` -> float32 `(N, C, H, W)` in [-1, 1].
 
         `trunc`: one truncation for all latents or one per latent `(N,)`, fed to the network's `trunc` input.
+        `cond` (models on physical conditions): see `cond_rows`; None is the training mean for every latent.
         """
         z = np.ascontiguousarray(latents, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
@@ -105,6 +129,9 @@ class OnnxGenerator:
         if not self.has_trunc_input:  # an older z-GAN export: truncation is z scaled towards 0
             z = np.ascontiguousarray(z * t[:, None])
         c = self._labels(labels, len(z)) if self.has_class_input else None
+        conds = self.cond_rows(cond, len(z), check=check_cond) if self.has_cond_input else None
+        if cond is not None and conds is None:
+            raise UserError("this model takes no physical conditions: drop --cond")
         outs = []
         step = max(1, batch_size)
         for i in range(0, len(z), step):
@@ -113,6 +140,8 @@ class OnnxGenerator:
                 feeds[TRUNC_INPUT] = t[i : i + step]
             if c is not None:
                 feeds[CLASS_INPUT] = c[i : i + step]
+            if conds is not None:
+                feeds[COND_INPUT] = conds[i : i + step]
             outs.append(self.session.run([self.output_name], feeds)[0])
         if not outs:
             return np.zeros((0, self.channels, self.image_size, self.image_size), dtype=np.float32)
@@ -123,11 +152,16 @@ class OnnxGenerator:
         latents: np.ndarray,
         *,
         labels: Sequence[int] | np.ndarray | None = None,
+        cond: CondRequest = None,
         trunc: float | Sequence[float] | np.ndarray = 1.0,
+        check_cond: bool = True,
         batch_size: int = 32,
     ) -> np.ndarray:
         """Latents `(N, z_dim)` -> uint8 images `(N, H, W, C)`, truncated by `trunc` (a number or `(N,)`)."""
-        return to_uint8(self.generate_float(latents, labels=labels, trunc=trunc, batch_size=batch_size))
+        floats = self.generate_float(
+            latents, labels=labels, cond=cond, trunc=trunc, check_cond=check_cond, batch_size=batch_size
+        )
+        return to_uint8(floats)
 
     def latents(self, seeds: Sequence[int]) -> np.ndarray:
         """Seeds -> raw latents z `(N, z_dim)`; truncation is applied by the network (pass `trunc=` on)."""
@@ -143,17 +177,39 @@ class OnnxGenerator:
         seeds: Sequence[int],
         *,
         trunc: float = 1.0,
-        labels: Sequence[int] | int | None = None,
+        labels: Sequence[int] | np.ndarray | int | None = None,
+        cond: CondRequest = None,
+        check_cond: bool = True,
         batch_size: int = 32,
     ) -> np.ndarray:
         """Seeds -> uint8 images `(N, H, W, C)`; the same seed gives the same image in any batch.
 
         `trunc`: truncation (1 = none), applied inside the network like `G(z, c, trunc=trunc)` in PyTorch.
         `labels`: one class per seed, one class for all, or None (`seed % num_classes` when conditional).
+        `cond`: physical conditions (see `cond_rows`; None is the training mean), checked against the
+        trained range unless `check_cond` is False; the same rule as the PyTorch sampler.
         """
         seeds = list(seeds)
-        labels = labels_for_seeds(seeds, self.num_classes if self.has_class_input else 0, labels)
-        return self.generate_latents(self.latents(seeds), labels=labels, trunc=trunc, batch_size=batch_size)
+        given = labels.tolist() if isinstance(labels, np.ndarray) else labels
+        labels = labels_for_seeds(seeds, self.num_classes if self.has_class_input else 0, given)
+        return self.generate_latents(
+            self.latents(seeds),
+            labels=labels,
+            cond=cond,
+            trunc=trunc,
+            check_cond=check_cond,
+            batch_size=batch_size,
+        )
+
+    def cond_rows(self, cond: CondRequest, n: int, *, check: bool = True) -> np.ndarray:
+        """Conditions for `n` images, float32 `(n, K)`: None (the training mean), text `"sersic_n=1.2,q=0.4"`
+        or a mapping (the rest at the mean), one vector `(K,)` for all, or rows `(n, K)`; with `check`,
+        a value outside the trained range is a UserError naming the range.
+        """
+        spec = self.cond_spec
+        if spec is None:
+            raise UserError("this model takes no physical conditions: drop --cond")
+        return spec.rows(cond, n, check=check)
 
     def _labels(self, labels: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
         if labels is None:
@@ -177,13 +233,16 @@ def write_tiny_model(
     num_classes: int = 0,
     seed: int = 0,
     trunc_input: bool = True,
+    cond: CondSpec | None = None,
 ) -> Path:
-    """Write a tiny analytic ONNX generator (tanh of a linear map of `z * trunc`, plus a class embedding)
-    + model.json.
+    """Write a tiny analytic ONNX generator (tanh of a linear map of `z * trunc`, plus a class embedding,
+    plus a linear map of the normalised conditions) + model.json.
 
     For tests and demos of the serving stack without a trained network; needs the `onnx` package.
     `trunc_input=False` writes an export from before in-network truncation (inputs `z` [+ `c`] only), to
-    check that such models still serve, truncated by scaling z.
+    check that such models still serve, truncated by scaling z. `cond` writes a model on physical
+    conditions: input `cond` float32 `(N, K)` in the spec's units (normalised inside the graph, like a real
+    export), and `"cond": cond.to_dict()` in model.json.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -217,6 +276,21 @@ def write_tiny_model(
             helper.make_node("Add", ["h", "e"], ["he"]),
         ]
         pre = "he"
+    if cond is not None:  # (cond - mean) / std, times V (K, n_out), added before the tanh
+        proj = rng.standard_normal((cond.dim, n_out)).astype(np.float32)
+        inits += [
+            numpy_helper.from_array(np.asarray(cond.mean, np.float32), "cond_mean"),
+            numpy_helper.from_array(np.asarray(cond.std, np.float32), "cond_std"),
+            numpy_helper.from_array(proj, "V"),
+        ]
+        inputs.append(helper.make_tensor_value_info(COND_INPUT, TensorProto.FLOAT, ["batch", cond.dim]))
+        nodes += [
+            helper.make_node("Sub", [COND_INPUT, "cond_mean"], ["cond_c"]),
+            helper.make_node("Div", ["cond_c", "cond_std"], ["cond_n"]),
+            helper.make_node("MatMul", ["cond_n", "V"], ["hc"]),
+            helper.make_node("Add", [pre, "hc"], ["hcc"]),
+        ]
+        pre = "hcc"
     nodes += [
         helper.make_node("Tanh", [pre], ["t"]),
         helper.make_node("Reshape", ["t", "shape"], [IMAGE_OUTPUT]),
@@ -239,11 +313,13 @@ def write_tiny_model(
             "latent": LATENT_INPUT,
             "class": CLASS_INPUT if num_classes else None,
             **({"truncation": TRUNC_INPUT} if trunc_input else {}),
+            **({"cond": COND_INPUT} if cond is not None else {}),
         },
         "output": IMAGE_OUTPUT,
         "z_dim": z_dim,
         "num_classes": num_classes,
         "labels": labels,
+        **({"cond": cond.to_dict()} if cond is not None else {}),
         "image_size": image_size,
         "channels": channels,
         "value_range": [-1.0, 1.0],

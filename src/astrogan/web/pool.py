@@ -170,9 +170,9 @@ class Pool:
             )
             .fetchall()
         )
-        rng = rng or random
+        pick = rng.randrange if rng is not None else random.randrange
         while rows:
-            row = rows.pop(rng.randrange(len(rows)))
+            row = rows.pop(pick(len(rows)))
             try:
                 png = (self.images_dir / row[3]).read_bytes()
             except FileNotFoundError:  # pruned meanwhile by the worker: try another

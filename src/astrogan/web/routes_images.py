@@ -1,13 +1,21 @@
-"""The deterministic image API: the picture for a seed, animated latent walks, grids of seeds."""
+"""The deterministic image API: the picture for a seed, animated latent walks, grids of seeds.
+
+Models on physical conditions take each condition as a query parameter named like its column
+(`/api/image.png?seed=7&sersic_n=2.5&q=0.4`); the ones left out take the training mean. Their names depend
+on the model, so they are read from `request.query_params` and described in the schema per model
+(`openapi_extra`). Any other unknown query parameter is refused (422), so that a misspelt condition never
+silently draws the picture at the training mean.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from astrogan.imaging import make_grid, slerp
 from astrogan.utils.errors import UserError
@@ -42,12 +50,63 @@ def add_image_routes(app: FastAPI, ctx: ServeContext) -> None:
     _add_grid(app, ctx)
 
 
+def cond_docs(ctx: ServeContext) -> tuple[str, dict[str, Any] | None]:
+    """What the schema says of the model's conditions: a description paragraph and `openapi_extra`."""
+    spec = ctx.cond_spec
+    if spec is None:
+        return "This model takes no physical conditions; unknown query parameters are refused (422).", None
+    lines = [
+        "Physical conditions, each an optional query parameter named like the column (the training mean "
+        "when left out; a value outside the trained range, or an unknown parameter, is refused with 422):"
+    ]
+    params = []
+    for i, name in enumerate(spec.names):
+        unit = f" {spec.units[i]}" if spec.units[i] else ""
+        lines.append(
+            f"- `{name}`: {spec.low[i]:.4g} to {spec.high[i]:.4g}{unit} (training mean {spec.mean[i]:.4g})"
+        )
+        params.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": f"physical condition: {spec.describe_range(i)} (the trained range); "
+                f"default: the training mean {spec.mean[i]:.4g}",
+                "schema": {
+                    "type": "number",
+                    "minimum": spec.low[i],
+                    "maximum": spec.high[i],
+                    "default": spec.mean[i],
+                },
+            }
+        )
+    return "\n\n".join([lines[0], "\n".join(lines[1:])]), {"parameters": params}
+
+
+def _declared_query(app: FastAPI, path: str, ctx: ServeContext) -> frozenset[str]:
+    """The query parameter names (aliases) the route at `path` declares: any other must be a condition."""
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path == path:
+            declared = frozenset(p.alias for p in route.dependant.query_params)
+            clash = sorted(declared & set(ctx.cond_spec.names if ctx.cond_spec else ()))
+            if clash:
+                raise UserError(
+                    f"the model's condition {clash[0]!r} clashes with {path}'s parameter of that name"
+                )
+            return declared
+    raise AssertionError(f"no route {path}")
+
+
 def _add_image(app: FastAPI, ctx: ServeContext) -> None:
     gen, settings = ctx.gen, ctx.settings
+    description, extra = cond_docs(ctx)
+    declared: frozenset[str] = frozenset()
 
     @app.get(
         "/api/image.png",
         summary="The deterministic picture for a seed",
+        description=description,
+        openapi_extra=extra,
         response_class=Response,
         responses={200: {"content": {"image/png": {}}}, 304: {}},
     )
@@ -58,21 +117,30 @@ def _add_image(app: FastAPI, ctx: ServeContext) -> None:
         cls: int | None = CLASS_QUERY,
     ) -> Response:
         cls = ctx.check_class(cls)
+        cond = ctx.conditions(request.query_params, declared=declared)
 
         def make() -> bytes:
-            img = gen.generate([seed], trunc=trunc, labels=ctx.labels([seed], cls))[0]
+            img = gen.generate([seed], trunc=trunc, labels=ctx.labels([seed], cls), cond=cond)[0]
             return encode_png(img, compress_level=settings.png_compress_level)
 
-        return ctx.images.response(request, ("png", seed, repr(float(trunc)), cls), "image/png", make)
+        key = ("png", seed, repr(float(trunc)), cls, *ctx.cond_key(cond))
+        return ctx.images.response(request, key, "image/png", make)
+
+    # Read by the handler at request time (a closure variable): the names exist once the route does.
+    declared = _declared_query(app, "/api/image.png", ctx)
 
 
 def _add_interpolate(app: FastAPI, ctx: ServeContext) -> None:
     gen, settings = ctx.gen, ctx.settings
     formats = animation_formats()
+    description, extra = cond_docs(ctx)
+    declared: frozenset[str] = frozenset()
 
     @app.get(
         "/api/interpolate",
         summary="An animated walk through latent space (slerp in z)",
+        description=("Every frame shares the class and the conditions. " if extra else "") + description,
+        openapi_extra=extra,
         response_class=Response,
         responses={200: {"content": {"image/webp": {}, "image/gif": {}}}, 304: {}},
     )
@@ -87,6 +155,7 @@ def _add_interpolate(app: FastAPI, ctx: ServeContext) -> None:
         frame_ms: int = Query(80, ge=20, le=2000, description="milliseconds per frame"),
     ) -> Response:
         cls = ctx.check_class(cls)
+        cond = ctx.conditions(request.query_params, declared=declared)
         if steps > settings.max_steps:
             raise UserError(f"steps: at most {settings.max_steps}")
         kind = fmt or formats[0]
@@ -97,19 +166,36 @@ def _add_interpolate(app: FastAPI, ctx: ServeContext) -> None:
             z = gen.latents([seed_from, seed_to])  # raw z: the network applies the truncation
             path = slerp(z[0], z[1], np.linspace(0.0, 1.0, steps))
             labels = ctx.labels([seed_from] * steps, cls)
-            frames = gen.generate_latents(path, labels=labels, trunc=trunc, batch_size=16)
+            frames = gen.generate_latents(path, labels=labels, cond=cond, trunc=trunc, batch_size=16)
             return encode_animation(frames, fmt=kind, frame_ms=frame_ms)
 
-        key = ("anim", seed_from, seed_to, steps, repr(float(trunc)), cls, kind, frame_ms)
+        key = (
+            "anim",
+            seed_from,
+            seed_to,
+            steps,
+            repr(float(trunc)),
+            cls,
+            kind,
+            frame_ms,
+            *ctx.cond_key(cond),
+        )
         return ctx.images.response(request, key, f"image/{kind}", make)
+
+    # Read by the handler at request time (a closure variable): the names exist once the route does.
+    declared = _declared_query(app, "/api/interpolate", ctx)
 
 
 def _add_grid(app: FastAPI, ctx: ServeContext) -> None:
     gen, settings = ctx.gen, ctx.settings
+    description, extra = cond_docs(ctx)
+    declared: frozenset[str] = frozenset()
 
     @app.get(
         "/api/grid",
         summary="A grid of pictures for a list of seeds",
+        description=("Every picture shares the class and the conditions. " if extra else "") + description,
+        openapi_extra=extra,
         response_class=Response,
         responses={200: {"content": {"image/png": {}}}, 304: {}},
     )
@@ -121,15 +207,20 @@ def _add_grid(app: FastAPI, ctx: ServeContext) -> None:
         cols: int | None = Query(None, ge=1, le=64, description="columns (default: square)"),
     ) -> Response:
         cls = ctx.check_class(cls)
+        cond = ctx.conditions(request.query_params, declared=declared)
         try:
             seed_list = bounded_seeds(seeds, max_count=settings.max_grid)
         except UserError as exc:
             raise UserError(f"seeds: {exc}") from None
 
         def make() -> bytes:
-            imgs = gen.generate(seed_list, trunc=trunc, labels=ctx.labels(seed_list, cls), batch_size=16)
+            labels = ctx.labels(seed_list, cls)
+            imgs = gen.generate(seed_list, trunc=trunc, labels=labels, cond=cond, batch_size=16)
             sheet = make_grid(imgs, ncols=min(cols, len(imgs)) if cols else None, pad_px=2)
             return encode_png(sheet, compress_level=settings.png_compress_level)
 
-        key = ("grid", tuple(seed_list), repr(float(trunc)), cls, cols)
+        key = ("grid", tuple(seed_list), repr(float(trunc)), cls, cols, *ctx.cond_key(cond))
         return ctx.images.response(request, key, "image/png", make)
+
+    # Read by the handler at request time (a closure variable): the names exist once the route does.
+    declared = _declared_query(app, "/api/grid", ctx)

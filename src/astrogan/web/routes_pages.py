@@ -8,14 +8,17 @@ import random
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
+from astrogan.conditions import CondSpec
 from astrogan.utils.seeds import MAX_SEED
 from astrogan.web.caching import conditional_response, content_etag
 from astrogan.web.context import ServeContext
 from astrogan.web.imaging import encode_png
+from astrogan.web.worker import pool_cond_rows, pool_conditions
 
 WEB_DIR = Path(__file__).resolve().parent
 STYLE_CACHE_CONTROL = "public, max-age=3600"
@@ -63,6 +66,29 @@ def model_card(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def condition_ranges(spec: CondSpec | None) -> list[dict[str, str]]:
+    """The model's conditions for the model card: name, unit, trained range and mean, as display strings."""
+    if spec is None:
+        return []
+    return [
+        {
+            "name": name,
+            "unit": spec.units[i],
+            "range": f"{spec.low[i]:.4g} to {spec.high[i]:.4g}",
+            "mean": f"{spec.mean[i]:.4g}",
+        }
+        for i, name in enumerate(spec.names)
+    ]
+
+
+def picture_conditions(spec: CondSpec | None, seed: int) -> list[tuple[str, str, str]]:
+    """The conditions a pool picture was drawn at, `(name, value, unit)`; the value parses back exactly."""
+    if spec is None:
+        return []
+    values = pool_conditions(spec, seed)
+    return [(name, repr(values[name]), spec.units[i]) for i, name in enumerate(spec.names)]
+
+
 def claim_picture(ctx: ServeContext, rng: random.Random) -> tuple[int, float, bytes, str]:
     """A picture for the page: `(seed, trunc, png, source)`, source "pool", "reuse" or "generated"."""
     settings, pool = ctx.settings, ctx.pool
@@ -75,7 +101,8 @@ def claim_picture(ctx: ServeContext, rng: random.Random) -> tuple[int, float, by
             return picture.seed, picture.trunc, picture.png, "reuse"
     # Dry pool and nothing to reuse (or policy `generate`): draw one now.
     seed = secrets.randbelow(MAX_SEED + 1)
-    img = ctx.gen.generate([seed], trunc=settings.trunc, labels=ctx.labels([seed], None))[0]
+    cond = pool_cond_rows(ctx.gen, [seed])  # at its own conditions, like the pool's pictures
+    img = ctx.gen.generate([seed], trunc=settings.trunc, labels=ctx.labels([seed], None), cond=cond)[0]
     pool.incr("served_inline")
     return seed, settings.trunc, encode_png(img, compress_level=settings.png_compress_level), "generated"
 
@@ -87,6 +114,7 @@ def add_page_routes(app: FastAPI, ctx: ServeContext) -> None:
     env = Environment(loader=FileSystemLoader(WEB_DIR / "templates"), autoescape=select_autoescape(["html"]))
     template = env.get_template("index.html")
     card = model_card(ctx.gen.meta)
+    conditions = condition_ranges(ctx.cond_spec)
     rng = random.Random()
 
     @app.get(
@@ -97,20 +125,26 @@ def add_page_routes(app: FastAPI, ctx: ServeContext) -> None:
     )
     def index() -> HTMLResponse:
         seed, trunc, png, source = claim_picture(ctx, rng)
+        drawn_at = picture_conditions(ctx.cond_spec, seed)
+        # The API URL that draws this very picture (its conditions included); repr(trunc) parses back exactly.
+        query = urlencode([("seed", seed), ("trunc", repr(float(trunc))), *((n, v) for n, v, _ in drawn_at)])
         html = template.render(
             image_b64=base64.b64encode(png).decode("ascii"),
             seed=seed,
             trunc=f"{trunc:g}",
+            image_url=f"/api/image.png?{query}",
             source=source,
             image_size=ctx.gen.image_size,
             channels=ctx.gen.channels,
             labels=ctx.gen.label_names,
             card=card,
+            conditions=conditions,
+            drawn_at=drawn_at,
         )
-        return HTMLResponse(
-            html,
-            headers={"Cache-Control": "no-store", "X-Astrogan-Seed": str(seed), "X-Astrogan-Source": source},
-        )
+        headers = {"Cache-Control": "no-store", "X-Astrogan-Seed": str(seed), "X-Astrogan-Source": source}
+        if drawn_at:
+            headers["X-Astrogan-Conditions"] = ",".join(f"{n}={v}" for n, v, _ in drawn_at)
+        return HTMLResponse(html, headers=headers)
 
 
 def add_static_routes(app: FastAPI) -> None:

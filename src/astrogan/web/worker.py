@@ -8,6 +8,9 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
+
+from astrogan.conditions import CondSpec
 from astrogan.imaging import sha256_file
 from astrogan.utils.seeds import MAX_SEED
 from astrogan.web.imaging import encode_png
@@ -26,10 +29,49 @@ def open_pool(settings: ServeSettings) -> Pool:
     return Pool(settings.resolved_pool_dir, model_id=model_id(settings.model_path))
 
 
+# Mixed into a seed's RNG for its pool conditions, so they are a stream apart from the seed's latent.
+COND_STREAM = 0xC04D
+
+
+def pool_conditions(spec: CondSpec, seed: int) -> dict[str, float]:
+    """The conditions of the pool picture for `seed`: each drawn uniformly in its trained range.
+
+    Deterministic in the seed, so the pool keeps no extra column: the page recomputes them to show them and
+    to link the picture's API URL. Values are rounded to 4 significant digits (inward when rounding would
+    leave the range), so that `repr` of each is a short query value that parses back to the same number.
+    """
+    u = np.random.default_rng([int(seed), COND_STREAM]).random(spec.dim)
+    out = {}
+    for i, name in enumerate(spec.names):
+        low, high = spec.low[i], spec.high[i]
+        exact = low + float(u[i]) * (high - low)
+        value = exact
+        for digits in (4, 6, 8):  # the shortest rounding that stays inside the range
+            rounded = float(f"{exact:.{digits}g}")
+            if low <= rounded <= high:
+                value = rounded
+                break
+        out[name] = value
+    return out
+
+
+def pool_cond_rows(gen: OnnxGenerator, seeds: list[int]) -> np.ndarray | None:
+    """float32 `(N, K)`: `pool_conditions` per seed, None for a model without conditions."""
+    spec = gen.cond_spec
+    if spec is None:
+        return None
+    return np.asarray([list(pool_conditions(spec, s).values()) for s in seeds], dtype=np.float32)
+
+
 def refill_batch(pool: Pool, gen: OnnxGenerator, settings: ServeSettings, *, num_images: int) -> list[int]:
-    """Draw `num_images` pictures with fresh random seeds and add them to the pool; returns their ids."""
+    """Draw `num_images` pictures with fresh random seeds and add them to the pool; returns their ids.
+
+    A model on physical conditions draws each picture at its own conditions (`pool_conditions`), not all
+    at the training mean.
+    """
     seeds = [secrets.randbelow(MAX_SEED + 1) for _ in range(num_images)]
-    images = gen.generate(seeds, trunc=settings.trunc, batch_size=num_images)
+    cond = pool_cond_rows(gen, seeds)
+    images = gen.generate(seeds, trunc=settings.trunc, cond=cond, batch_size=num_images)
     return pool.add_many(
         (s, settings.trunc, encode_png(img, compress_level=settings.png_compress_level))
         for s, img in zip(seeds, images, strict=True)
