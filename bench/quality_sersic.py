@@ -121,6 +121,8 @@ def main() -> None:
             fake = gen.generate(list(range(args.num_generated)), batch_size=32)
             out["archs"][arch] = {
                 "train_s": round(train_s, 1),  # includes set-up and the final save
+                # Other work on the machine steals the budget: the load at the end says how quiet it was.
+                "loadavg_end": _loadavg(),
                 "steps": steps_done,
                 "kimg": round(steps_done * args.batch_size / 1000, 1),
                 "run": str(run) if args.keep else None,
@@ -149,6 +151,14 @@ def main() -> None:
             ),
         }
     print(json.dumps(out, indent=1))
+
+
+def _loadavg() -> list[float] | None:
+    """The 1/5/15-minute load averages (None off Linux)."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
 
 
 def _figures(res) -> dict:  # noqa: ANN001
