@@ -179,4 +179,6 @@ def test_cli_eval_conditioning(cond_run, sersic_ds, tmp_path, capsys) -> None:
     doc = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     flat = json.dumps(doc)
     assert "cond_sersic_n_spearman" in flat and "cond_sersic_n_floor_spearman" in flat
+    assert "cond_q_grid_spearman" in flat  # the regular-grid set is measured too
+    assert "regular grid" in (tmp_path / "ev" / "report.html").read_text()
     assert (tmp_path / "ev" / "conditioning.png").is_file()

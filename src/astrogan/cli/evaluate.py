@@ -80,6 +80,11 @@ def register(app: typer.Typer) -> None:
         real = ds.images(gen.image_size)
         spec, real_cond, fake_cond = _conditions(gen, ds, num, seed=seed)
         fake = _generate(gen, num, trunc=trunc, batch_size=batch_size, like=real, cond=fake_cond)
+        grid = (
+            _grid_set(gen, spec, trunc=trunc, batch_size=batch_size, like=real)
+            if "conditioning" in names
+            else None
+        )
         meta = _report_meta(model or run, data, ds, gmeta, num=num, trunc=trunc, engine=morphology_engine)
         doc = evaluate(
             real,
@@ -98,6 +103,7 @@ def register(app: typer.Typer) -> None:
             cond_spec=spec,
             real_cond=real_cond,
             fake_cond=fake_cond,
+            cond_grid=grid,
         )
         _print_summary(doc, out)
 
@@ -203,6 +209,43 @@ def _conditions(gen: Any, ds: Any, num: int, *, seed: int) -> tuple[Any, Any, An
     real_cond, data_spec = ds.cond(gen.image_size, spec.names)
     fake_cond = real_cond[np.random.default_rng(seed).integers(0, len(real_cond), num)]
     return data_spec, real_cond, fake_cond
+
+
+GRID_SEED = 1_000_000  # the grid set's seeds start here, apart from the drawn set's 0..num-1
+GRID_IMAGES = 256  # at least this many grid images: every combination, repeated over seeds
+
+
+def _grid_set(gen: Any, spec: Any, *, trunc: float, batch_size: int, like: np.ndarray) -> Any:
+    """(images, asked) on a regular grid over the trained ranges: 4 values per condition (3 from 4 on),
+    every combination, enough seeds to reach GRID_IMAGES images; None without conditions."""
+    import itertools
+
+    import numpy as np
+
+    if spec is None:
+        return None
+    per_axis = 4 if spec.dim <= 3 else 3
+    axes = [np.linspace(lo, hi, per_axis) for lo, hi in zip(spec.low, spec.high, strict=True)]
+    points = np.array(list(itertools.product(*axes)), dtype=np.float32)
+    reps = max(1, -(-GRID_IMAGES // len(points)))
+    asked = np.tile(points, (reps, 1))
+    seeds_all = list(range(GRID_SEED, GRID_SEED + len(asked)))
+    chunks = [
+        gen.generate(
+            seeds_all[s : s + batch_size],
+            trunc=trunc,
+            cond=asked[s : s + batch_size],
+            check_cond=False,
+            batch_size=batch_size,
+        )
+        for s in range(0, len(asked), batch_size)
+    ]
+    images = np.concatenate(chunks)
+    if like.dtype != np.uint8:
+        from astrogan.imaging import uint8_to_unit
+
+        images = uint8_to_unit(images, np.float32)
+    return images, asked
 
 
 def _generate(

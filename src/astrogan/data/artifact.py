@@ -12,16 +12,23 @@ Layout (schema `astrogan.dataset`, version 1; DESIGN.md section 3):
   as its provenance table names it: the catalog's `local_path`, the `file` column of a synthetic
   `params.csv`, else the file name), `credit`, `licence` ("" when unknown), `params_table` (index into
   the manifest's `synthetic` list, -1 when none) and `params_row` (0-based data row of that table's
-  `params.csv`, -1 when none).
+  `params.csv`, -1 when none). Optional `cond` float32 `(N, K)` (attribute `names`): physical
+  conditions (continuous labels from `--labels CSV` or a synth folder's `params.csv`) in the LARGEST
+  size's pixels: columns in pixels (names ending `_px`) were multiplied by `size / crop side` per
+  image; other units are unchanged. Readers rescale pixel columns for the other sizes.
 - `manifest.json`: schema and version, counts, sizes (`image_sizes`, largest first, and `datasets`
   size -> HDF5 name), channels, dtype, value range, label names, preprocessing steps and parameters,
   sources (per-file sha256, and licence/credit/title from a `catalog.sqlite` or a `synth.json` in an
   input folder), credit and licence summaries (per source file), `synthetic` (one entry per
   `synth.json` folder: its settings, credit, licence and the parameters table's path, sha256 and
-  row count, so true parameters can be joined to dataset images), and `content_hash`.
-- `report.json`: every input file with its status (`converted`, `skipped`, `ignored`), reason and flags.
+  row count, so true parameters can be joined to dataset images), `cond` (null, or the conditions'
+  `CondSpec`: names, units, low/high, mean/std at the largest size, plus `size_px`, `source` (the
+  tables with path, sha256 and key column), `rescale` (in words) and the unmatched counts), and
+  `content_hash`.
+- `report.json`: every input file with its status (`converted`, `skipped`, `ignored`), reason and flags;
+  with conditions, `labels`: the tables, the counts and the first 200 rows that matched no picture.
 
-The content hash covers decoded pixels, labels and the preprocessing parameters (never paths or times),
+The content hash covers decoded pixels, labels, conditions and the preprocessing parameters (never paths or times),
 so two builds from the same inputs with the same seed agree.
 """
 

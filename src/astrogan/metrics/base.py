@@ -111,6 +111,9 @@ class Context:
     cond_spec: CondSpec | None = None
     real_cond: np.ndarray | None = None
     fake_cond: np.ndarray | None = None
+    # A second generated set on a regular grid of conditions (images (M,H,W,C), asked (M, K)): the
+    # closed loop checked where the data are sparse too, not only where they are dense.
+    grid: tuple[np.ndarray, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
     _shared: dict[str, Any] = field(default_factory=dict)
 

@@ -84,6 +84,21 @@ def _check_cond(name: str, values: np.ndarray | None, num: int, spec: CondSpec |
     return v
 
 
+def _check_grid(
+    grid: tuple[np.ndarray, np.ndarray] | None, spec: CondSpec | None, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The grid set as given, or a UserError when its images or conditions do not fit."""
+    if grid is None:
+        return None
+    images, asked = np.asarray(grid[0]), np.asarray(grid[1], dtype=np.float64)
+    if spec is None or asked.shape != (len(images), spec.dim) or images.shape[1:] != shape:
+        raise UserError(
+            f"cond_grid must be (images (M, {', '.join(map(str, shape))}), conditions (M, K)) with a "
+            f"cond_spec, got {images.shape} and {asked.shape}"
+        )
+    return images, asked
+
+
 def run_metrics(
     names: Sequence[str],
     real: np.ndarray,
@@ -99,12 +114,14 @@ def run_metrics(
     cond_spec: CondSpec | None = None,
     real_cond: np.ndarray | None = None,
     fake_cond: np.ndarray | None = None,
+    cond_grid: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> MetricsOutput:
     """Compute the named metrics of `fake` against `real` (both `(N,H,W,C)`), with details for a report.
 
     For a generator conditioned on physical parameters (the `conditioning` metric): cond_spec names
     the K columns, real_cond `(N_real, K)` holds the real images' true values and fake_cond
-    `(N_fake, K)` the values each generated image was made at."""
+    `(N_fake, K)` the values each generated image was made at; cond_grid (images (M,H,W,C), asked
+    (M, K)) optionally a second generated set made on a regular grid of conditions."""
     from astrogan.metrics.protocols import PROTOCOLS
 
     unknown = [n for n in names if n not in METRICS]
@@ -134,6 +151,7 @@ def run_metrics(
         cond_spec=cond_spec,
         real_cond=real_cond,
         fake_cond=fake_cond,
+        grid=_check_grid(cond_grid, cond_spec, real.shape[1:]),
     )
     out = MetricsOutput(context=ctx)
     # Inception metrics first: the memorization check reuses their features when there are any.
@@ -200,10 +218,11 @@ def evaluate(
     cond_spec: CondSpec | None = None,
     real_cond: np.ndarray | None = None,
     fake_cond: np.ndarray | None = None,
+    cond_grid: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Full evaluation: metrics.json, PNG plots and report.html in `out_dir` (built atomically).
 
-    cond_spec, real_cond, fake_cond: as in `run_metrics` (for the `conditioning` metric).
+    cond_spec, real_cond, fake_cond, cond_grid: as in `run_metrics` (for the `conditioning` metric).
     Returns the metrics.json content.
     """
     from astrogan.metrics import DEFAULT_METRICS
@@ -224,6 +243,7 @@ def evaluate(
         cond_spec=cond_spec,
         real_cond=real_cond,
         fake_cond=fake_cond,
+        cond_grid=cond_grid,
     )
     return write_report(
         out_dir, res, names=names, meta={"protocol": protocol, **(meta or {})}, overwrite=overwrite

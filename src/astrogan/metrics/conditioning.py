@@ -374,11 +374,23 @@ class ConditioningMetric(Metric):
         real = None
         if ctx.real_cond is not None:
             real = agreements(ctx.real_cond, None, spec.names, spec=spec, morphology=real_m)
+        grid = None
+        if ctx.grid is not None:  # measured here: no other metric looks at the grid set
+            images, asked = ctx.grid
+            grid = agreements(
+                asked,
+                images,
+                spec.names,
+                spec=spec,
+                engine=ctx.morphology_engine,
+                num_workers=ctx.num_workers,
+            )
         return {
             "names": list(spec.names),
             "units": list(spec.units),
             "generated": generated,
             "real": real,
+            "grid": grid,
             "engine": ctx.morphology_engine,
         }
 
@@ -400,6 +412,9 @@ class ConditioningMetric(Metric):
                 out[f"cond_{k}_floor_spearman"] = r.spearman
                 out[f"cond_{k}_floor_median_abs_err"] = r.median_abs_err
                 out[f"cond_{k}_floor_median_rel_err"] = r.median_rel_err
+            if d.get("grid") is not None:
+                out[f"cond_{k}_grid_spearman"] = d["grid"][n].spearman
+                out[f"cond_{k}_grid_median_rel_err"] = d["grid"][n].median_rel_err
         names = self._measured(d)
         out["cond_spearman_mean"] = _nanmean([gen[n].spearman for n in names])
         out["cond_median_rel_err_mean"] = _nanmean([gen[n].median_rel_err for n in names])
@@ -460,6 +475,7 @@ class ConditioningMetric(Metric):
                     "unit": u,
                     "generated": d["generated"][n].to_json(),
                     "real": real[n].to_json() if real is not None else None,
+                    "grid": d["grid"][n].to_json() if d.get("grid") is not None else None,
                 }
                 for n, u in zip(d["names"], d["units"], strict=True)
             },
@@ -478,6 +494,8 @@ class ConditioningMetric(Metric):
             if not g.measurable:
                 continue
             series = [Series(g.asked, g.measured, "generated", "C0")]
+            if d.get("grid") is not None and d["grid"][n].measurable:
+                series.append(Series(d["grid"][n].asked, d["grid"][n].measured, "grid", "C2"))
             title = f"{n}: Spearman {g.spearman:.2f}"
             if real is not None:
                 series.insert(0, Series(real[n].asked, real[n].measured, "real (floor)", "C1"))
@@ -529,5 +547,24 @@ class ConditioningMetric(Metric):
             "<table><tr><th>condition</th><th>measured as</th><th>Spearman</th><th>floor</th>"
             "<th>median abs err</th><th>floor</th><th>median rel err</th><th>floor</th><th>ratio</th>"
             "<th>floor</th><th>generated used</th><th>real used</th></tr>"
-            f"{''.join(rows)}</table>" + (f"<p>Not measured:</p><ul>{skipped}</ul>" if skipped else "")
+            f"{''.join(rows)}</table>"
+            + self._grid_note(d)
+            + (f"<p>Not measured:</p><ul>{skipped}</ul>" if skipped else "")
+        )
+
+    def _grid_note(self, d: dict[str, Any]) -> str:
+        """One line on the regular-grid set (conditions spread evenly over the trained ranges), if any."""
+        grid = d.get("grid")
+        if grid is None:
+            return ""
+        parts = [
+            f"{html.escape(n)}: Spearman {grid[n].spearman:.3g}, median rel err {grid[n].median_rel_err:.3g} "
+            f"({grid[n].num_used} used)"
+            for n in self._measured(d)
+            if grid[n].measurable
+        ]
+        return (
+            "<p>On a regular grid over the trained ranges (every combination, green in the plot): "
+            + "; ".join(parts)
+            + ".</p>"
         )
