@@ -104,7 +104,7 @@ def main() -> None:
         pick = rng.choice(len(real), size=min(args.num_generated, len(real)), replace=False)
         out["real_floor"] = closed_loop(cond[pick], real[pick], COLUMNS)
         asked = cond[rng.integers(0, len(cond), args.num_generated)]
-        grid = _grid(spec, per_axis=4)
+        grid = spec.regular_grid(4)
         for arch in [a for a in args.archs.split(",") if a]:
             cfg = TrainConfig(
                 data=str(data),
@@ -172,13 +172,6 @@ def _arch_settings(arch: str, width: int, load_preset) -> dict:  # noqa: ANN001
         keys = ("model", "loss", "aug", "aug_prob", "ada_kimg", "ada_target", "lr_g", "lr_d", "ema_kimg")
         return {k: preset[k] for k in keys if k in preset}
     return {"model": {"ngf": width, "ndf": width}}
-
-
-def _grid(spec, *, per_axis: int) -> np.ndarray:  # noqa: ANN001
-    """A regular grid over the trained ranges (per_axis**K points), float32 (M, K)."""
-    axes = [np.linspace(lo, hi, per_axis) for lo, hi in zip(spec.low, spec.high, strict=True)]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    return np.stack([m.reshape(-1) for m in mesh], axis=1).astype(np.float32)
 
 
 def _images(gen, seeds, *, cond, check_cond: bool = True) -> np.ndarray:  # noqa: ANN001

@@ -100,3 +100,11 @@ def test_malformed_specs() -> None:
         CondSpec.from_values(["a"], np.array([[np.nan], [1.0]]))
     with pytest.raises(UserError):
         CondSpec(names=("a",), units=("",), low=(0.0,), high=(1.0,), mean=(0.5,), std=(0.0,))
+
+
+def test_regular_grid_covers_every_combination(spec: CondSpec) -> None:
+    g = spec.regular_grid(3)
+    assert g.shape == (27, 3) and g.dtype == np.float32
+    assert len({tuple(r) for r in g}) == 27
+    np.testing.assert_allclose(g[:3, 2], np.linspace(spec.low[2], spec.high[2], 3), rtol=1e-6)  # last fastest
+    np.testing.assert_allclose([g[:, 0].min(), g[:, 0].max()], [spec.low[0], spec.high[0]], rtol=1e-6)

@@ -282,6 +282,13 @@ class CondSpec:
         flat_seeds = [s for s in row_seeds for _ in range(cols)]
         return flat_seeds, conds.reshape(rows * cols, k), axes, conds
 
+    def regular_grid(self, per_axis: int) -> np.ndarray:
+        """Every combination of `per_axis` evenly spaced values over each trained range, float32
+        (per_axis**K, K), the last condition varying fastest."""
+        axes = [np.linspace(lo, hi, per_axis) for lo, hi in zip(self.low, self.high, strict=True)]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return np.stack([m.reshape(-1) for m in mesh], axis=1).astype(np.float32)
+
     def scale_lengths(self, values: np.ndarray, factor: float) -> np.ndarray:
         """Columns in pixels times `factor` (the image was resized by it), others unchanged; (N, K) copy."""
         out = np.array(values, dtype=np.float32, copy=True)

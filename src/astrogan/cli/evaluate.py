@@ -218,15 +218,11 @@ GRID_IMAGES = 256  # at least this many grid images: every combination, repeated
 def _grid_set(gen: Any, spec: Any, *, trunc: float, batch_size: int, like: np.ndarray) -> Any:
     """(images, asked) on a regular grid over the trained ranges: 4 values per condition (3 from 4 on),
     every combination, enough seeds to reach GRID_IMAGES images; None without conditions."""
-    import itertools
-
     import numpy as np
 
     if spec is None:
         return None
-    per_axis = 4 if spec.dim <= 3 else 3
-    axes = [np.linspace(lo, hi, per_axis) for lo, hi in zip(spec.low, spec.high, strict=True)]
-    points = np.array(list(itertools.product(*axes)), dtype=np.float32)
+    points = spec.regular_grid(4 if spec.dim <= 3 else 3)
     reps = max(1, -(-GRID_IMAGES // len(points)))
     asked = np.tile(points, (reps, 1))
     seeds_all = list(range(GRID_SEED, GRID_SEED + len(asked)))

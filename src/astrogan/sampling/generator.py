@@ -78,10 +78,10 @@ class Generator:
         return None if values is None else torch.tensor(values, dtype=torch.long, device=self.device)
 
     def conds_for(self, n: int, cond: CondRequest, *, check_cond: bool = True) -> torch.Tensor:
-        """Physical conditions float32 (n, K) on the device, from `cond` (see `cond_rows`)."""
+        """Physical conditions float32 (n, K) on the device, from `cond` (see `CondSpec.rows`)."""
         if self.cond_spec is None:
             raise UserError("this generator takes no physical conditions: drop --cond")
-        return torch.from_numpy(cond_rows(self.cond_spec, cond, n, check=check_cond)).to(self.device)
+        return torch.from_numpy(self.cond_spec.rows(cond, n, check=check_cond)).to(self.device)
 
     def condition(
         self,
@@ -121,7 +121,7 @@ class Generator:
     ) -> torch.Tensor:
         """float32 (N, C, H, W) in [-1, 1] for the given seeds.
 
-        `cond` (models trained on physical conditions only): see `cond_rows`; None means the training mean
+        `cond` (models trained on physical conditions only): see `CondSpec.rows`; None means the training mean
         for every seed. Values outside the trained range are a UserError naming it, unless `check_cond` is False.
         """
         c = self.condition(seeds, labels=labels, cond=cond, check_cond=check_cond)
@@ -180,8 +180,3 @@ def load_generator(path: str | Path, *, device: str = "auto") -> Generator:
     dev = pick_device(device)
     module, meta = load_generator_module(Path(path), device=str(dev))
     return Generator(module, meta, device=dev)
-
-
-def cond_rows(spec: CondSpec, cond: CondRequest, n: int, *, check: bool = True) -> np.ndarray:
-    """Conditions for `n` images as float32 (n, K), in physical units (see `CondSpec.rows`)."""
-    return spec.rows(cond, n, check=check)
