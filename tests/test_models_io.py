@@ -89,10 +89,12 @@ def test_missing_files(tmp_path: Path) -> None:
     (tmp_path / "a" / "generator.safetensors").unlink()
     with pytest.raises(UserError, match="generator.safetensors is missing"):
         load_generator_module(tmp_path / "a")
-    save_tiny("dcgan", tmp_path / "b")
+    # The weights carry their own description: a lost generator.json (a save cut short) still loads.
+    G, _ = save_tiny("dcgan", tmp_path / "b")
     (tmp_path / "b" / "generator.json").unlink()
-    with pytest.raises(UserError, match="generator.json is missing"):
-        load_generator_module(tmp_path / "b" / "generator.safetensors")
+    with pytest.warns(UserWarning, match="generator.json is missing or from another save"):
+        loaded, meta = load_generator_module(tmp_path / "b" / "generator.safetensors")
+    assert meta["arch"] == "dcgan" and meta["z_dim"] == TINY["dcgan"]["z_dim"]
 
 
 def _drop_hash(folder: Path) -> None:
@@ -124,7 +126,7 @@ def test_weights_that_do_not_fit_the_config(tmp_path: Path) -> None:
     meta["config"]["ngf"] = 16
     (tmp_path / "generator.json").write_text(json.dumps(meta))
     _drop_hash(tmp_path)
-    with pytest.raises(UserError, match="does not fit its dcgan config"):
+    with pytest.raises(UserError, match="config does not match its weights"):
         load_generator_module(tmp_path)
 
 
@@ -162,12 +164,64 @@ def test_bad_metadata(tmp_path: Path, edit, message: str) -> None:
         load_generator_module(tmp_path)
 
 
+def _strip_embedded_meta(folder: Path) -> None:
+    """Rewrite the weights as files written before they carried their own description."""
+    from safetensors.torch import load_file, save_file
+
+    weights = folder / "generator.safetensors"
+    save_file(load_file(str(weights)), str(weights), metadata={"format": "astrogan.generator"})
+
+
 def test_corrupt_json(tmp_path: Path) -> None:
     save_tiny("dcgan", tmp_path)
     text = (tmp_path / "generator.json").read_text()
     (tmp_path / "generator.json").write_text(text[: len(text) // 2])
+    # The weights' own description takes over (and says so)...
+    with pytest.warns(UserWarning, match="using the description stored inside generator.safetensors"):
+        load_generator_module(tmp_path)
+    # ...and weights without one leave the JSON's error.
+    _strip_embedded_meta(tmp_path)
     with pytest.raises(UserError, match="generator.json is corrupt or truncated"):
         load_generator_module(tmp_path)
+
+
+def test_stale_json_from_an_interrupted_save_uses_the_weights_description(tmp_path: Path) -> None:
+    """A kill between the weights' and the JSON's rename: new weights, the previous save's JSON."""
+    save_tiny("dcgan", tmp_path / "old")
+    G, _ = save_tiny("fastgan", tmp_path / "new")
+    (tmp_path / "new" / "generator.json").write_bytes((tmp_path / "old" / "generator.json").read_bytes())
+    with pytest.warns(UserWarning, match="from another save"):
+        loaded, meta = load_generator_module(tmp_path / "new")
+    assert meta["arch"] == "fastgan"
+    z = torch.randn(2, TINY["fastgan"]["z_dim"])
+    assert torch.equal(loaded(z), G(z))
+    _strip_embedded_meta(tmp_path / "new")
+    with pytest.raises(UserError, match="does not match generator.json"):
+        load_generator_module(tmp_path / "new")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("z_dim", 10**9, "z_dim is 1000000000; at most"),
+        ("ngf", 10**6, "parameters"),
+        ("ngf", 16, "does not match its weights"),
+    ],
+)
+def test_absurd_sizes_are_refused_before_anything_is_allocated(tmp_path, key, value, message) -> None:
+    import resource
+
+    save_tiny("dcgan", tmp_path)
+    meta = json.loads((tmp_path / "generator.json").read_text())
+    meta["config"][key] = value
+    (tmp_path / "generator.json").write_text(json.dumps(meta))
+    _drop_hash(tmp_path)
+    _strip_embedded_meta(tmp_path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UserError, match=message):
+        load_generator_module(tmp_path)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"refusing the config cost {grown_mb:.0f} MB"
 
 
 def test_bake_spectral_norm_keeps_outputs_and_spares_deep_copies() -> None:

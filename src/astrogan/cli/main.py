@@ -41,7 +41,7 @@ def _root(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes print `error: ...` on one line and exit with status 2."""
-    from astrogan.utils.errors import UserError
+    from astrogan.utils.errors import Interrupted, UserError
 
     try:
         app(args=argv, standalone_mode=False)
@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
+    except Interrupted as exc:  # stopped cleanly by a signal, after saving
+        typer.echo(str(exc), err=True)
+        return exc.exit_code
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130

@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
 
         given, explicit = _settings_from_context(ctx)
         cfg = resolve_train_config(preset, given, explicit)
-        run_dir = train(cfg, resume=resume_from if resume_from else resume)
+        run_dir = train(cfg, resume=resume_from if resume_from else resume, overrides=explicit)
         info(f"[green]done:[/] run in {run_dir}")
         typer.echo(str(run_dir))
 

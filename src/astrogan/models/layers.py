@@ -17,6 +17,11 @@ from astrogan.utils.errors import UserError
 # Configs
 
 
+MAX_Z_DIM = 8192
+MAX_CHANNELS = 64
+MAX_CLASSES = 100_000
+
+
 @dataclasses.dataclass(frozen=True)
 class ArchConfig:
     """Base for per-architecture configs: strict `from_dict` and a `validate()` with one-line errors.
@@ -69,6 +74,13 @@ class ArchConfig:
             raise UserError(f"{self.ARCH} config channels must be >= 1, got {self.channels}")  # type: ignore[attr-defined]
         if self.z_dim < 1:  # type: ignore[attr-defined]
             raise UserError(f"{self.ARCH} config z_dim must be >= 1, got {self.z_dim}")  # type: ignore[attr-defined]
+        # Bounds before anything is allocated: a hostile or mistyped config (z_dim 10^9) must not ask
+        # for gigabytes; the parameter count itself is checked on the meta device (models.io).
+        for name, most in (("z_dim", MAX_Z_DIM), ("channels", MAX_CHANNELS), ("num_classes", MAX_CLASSES)):
+            if getattr(self, name) > most:
+                raise UserError(
+                    f"{self.ARCH} config {name} is {getattr(self, name)}; at most {most} is supported"
+                )
         if self.num_classes < 0:  # type: ignore[attr-defined]
             raise UserError(f"{self.ARCH} config num_classes must be >= 0, got {self.num_classes}")  # type: ignore[attr-defined]
         if self.cond_spec() is not None and self.num_classes > 0:  # type: ignore[attr-defined]

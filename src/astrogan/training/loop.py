@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
+import errno
 import math
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,24 +35,19 @@ from astrogan.data.augment import DiffAugment
 from astrogan.data.dataset import open_dataset
 from astrogan.imaging import make_grid, model_to_unit, to_uint8
 from astrogan.models import ARCHS, ArchSpec, get_arch
-from astrogan.models.io import save_generator
+from astrogan.models.io import check_buildable, generator_pair_intact, save_generator
 from astrogan.sampling.post import save_png
 from astrogan.training import distributed as dist_utils
 from astrogan.training.ema import ema_beta, update_ema
 from astrogan.training.losses import Batch, GANLoss, Phase, make_loss, reg_intervals
-from astrogan.training.state import (
-    TrainingState,
-    list_states,
-    load_state,
-    prune_states,
-    save_state,
-    state_path,
-)
+from astrogan.training.resume import open_resumed
+from astrogan.training.signals import StopRequests
+from astrogan.training.state import TrainingState, list_states, prune_states, save_state, state_path
 from astrogan.training.stats import StatsWriter
 from astrogan.utils.atomic import write_json
-from astrogan.utils.errors import UserError
+from astrogan.utils.errors import Interrupted, UserError
 from astrogan.utils.log import info, progress
-from astrogan.utils.rundir import latest_run_dir, next_run_dir
+from astrogan.utils.rundir import next_run_dir
 from astrogan.utils.seeds import latents_for_seeds
 from astrogan.utils.torchtools import pick_device, seed_everything
 
@@ -111,37 +108,13 @@ def _git_commit() -> str | None:
         return None
 
 
-def _find_resume_dir(cfg: TrainConfig, resume: bool | str | Path) -> Path:
-    if isinstance(resume, str | Path) and not isinstance(resume, bool):
-        run_dir = Path(resume)
-        if not (run_dir / "config.json").is_file():
-            raise UserError(f"cannot resume: {run_dir} is not a run directory (no config.json)")
-        return run_dir
-    run_dir = latest_run_dir(cfg.results_dir, cfg.name)
-    if run_dir is None:
-        raise UserError(
-            f"nothing to resume: no run named {cfg.name!r} in {cfg.results_dir}; drop --resume to start one"
-        )
-    return run_dir
-
-
 def _open_run(
-    cfg: TrainConfig, resume: bool | str | Path, dist: dist_utils.DistInfo
+    cfg: TrainConfig, resume: bool | str | Path, explicit: Collection[str] | None, dist: dist_utils.DistInfo
 ) -> tuple[Path, TrainConfig, dict[str, Any] | None]:
     """The run directory, the config to train with (the saved one when resuming) and the state to resume."""
     if not resume:
         return (next_run_dir(cfg.results_dir, cfg.name) if dist.is_main else Path()), cfg, None
-    run_dir = _find_resume_dir(cfg, resume)
-    saved = json.loads((run_dir / "config.json").read_text())["train"]
-    saved["num_train_steps"] = max(cfg.num_train_steps, 1)
-    saved["device"] = cfg.device
-    cfg = from_dict(TrainConfig, saved).validate()
-    states = list_states(run_dir / "checkpoints")
-    if states:
-        return run_dir, cfg, load_state(states[-1][1])
-    if dist.is_main:
-        info(f"[yellow]no checkpoint in {run_dir}/checkpoints yet: starting that run from step 0")
-    return run_dir, cfg, None
+    return open_resumed(cfg, resume, explicit, is_main=dist.is_main)
 
 
 def _load_images(cfg: TrainConfig, device: torch.device):
@@ -502,6 +475,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -
         model_kwargs["cond"] = cond_spec.to_dict()
     mcfg = from_dict(spec.config_cls, model_kwargs)
     mcfg.validate()
+    check_buildable(spec, mcfg, what="the model config")  # on the meta device: nothing allocated yet
     per_rank_batch = cfg.batch_size // dist.world_size if dist.enabled else cfg.batch_size
     if per_rank_batch < 1:
         raise UserError(
@@ -582,20 +556,63 @@ class _RunFiles:
         """Full state (resumable) and the EMA inference snapshot; returns the captured state (last good)."""
         state = self.st.capture()  # collective in DDP: every rank takes part
         if self.dist.is_main:
-            ds = self.setup.ds
-            save_state(state_path(self.ckpt_dir, step), state)
-            prune_states(self.ckpt_dir, keep=NUM_STATES_KEPT)
-            extra = {"step": step, "kimg": self.st.cur_nimg / 1000, "dataset_hash": ds.content_hash}
-            extra |= {"label_names": ds.label_names, "run": self.run_dir.name}
-            save_generator(
-                self.st.G_ema, arch=self.cfg.arch, config=self.setup.mcfg, out_dir=self.ckpt_dir, extra=extra
-            )
+            with _disk_full_is_a_user_error(self.ckpt_dir):
+                save_state(state_path(self.ckpt_dir, step), state)
+                self._save_generator(step)
+            prune_states(self.ckpt_dir, keep=NUM_STATES_KEPT)  # only once the new pair is on disk
         dist_utils.barrier(self.dist)
         return state
+
+    def _save_generator(self, step: int) -> None:
+        ds = self.setup.ds
+        extra = {"step": step, "kimg": self.st.cur_nimg / 1000, "dataset_hash": ds.content_hash}
+        extra |= {"label_names": ds.label_names, "run": self.run_dir.name}
+        save_generator(
+            self.st.G_ema, arch=self.cfg.arch, config=self.setup.mcfg, out_dir=self.ckpt_dir, extra=extra
+        )
+
+    def repair_generator(self) -> None:
+        """On resume: make generator.safetensors + .json the restored state's again if a kill split them."""
+        if not generator_pair_intact(self.ckpt_dir):
+            with _disk_full_is_a_user_error(self.ckpt_dir):
+                self._save_generator(self.st.step)
+            info(f"rewrote {self.ckpt_dir / 'generator.json'} and its weights from step {self.st.step}")
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _is_disk_full(exc: BaseException, folder: Path) -> bool:
+    """ENOSPC anywhere in the chain, or torch's zip writer failing ("enforce fail ... file write failed")
+    on a disk with (almost) nothing left: the C++ writer does not pass the OS error on."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    if "file write failed" in text or "inline_container" in text:
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(folder).free < 256 * 2**20
+    return False
+
+
+@contextlib.contextmanager
+def _disk_full_is_a_user_error(folder: Path) -> Iterator[None]:
+    """A full disk while checkpointing: one line that says so, where, and that older checkpoints are intact."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if not _is_disk_full(exc, folder):
+            raise
+        free_mb = shutil.disk_usage(folder).free / 2**20
+        kept = [p.name for _, p in list_states(folder)]
+        raise UserError(
+            f"the disk is full writing a checkpoint to {folder} ({free_mb:.0f} MB free); nothing was half-written "
+            f"and the earlier checkpoints are intact ({', '.join(kept) or 'none yet'}): free some space and "
+            f"continue with `astrogan train --resume-from {folder.parent}`"
+        ) from None
 
 
 def _roll_back(
@@ -619,10 +636,16 @@ def train(
     cfg: TrainConfig,
     *,
     resume: bool | str | Path = False,
+    overrides: Collection[str] | None = None,
     callbacks: Sequence[StepCallback] = (),
     show_progress: bool = True,
 ) -> Path:
-    """Train a GAN as `cfg` says; returns the run directory. `resume` continues the latest run (or a given one)."""
+    """Train a GAN as `cfg` says; returns the run directory. `resume` continues the latest run (or a given one).
+
+    On resume the run's saved settings are used, with the fields named in `overrides` (the flags the user
+    typed; None: the fields of `cfg` that differ from the defaults) on top. SIGTERM or SIGINT saves after
+    the current step and raises `Interrupted`.
+    """
     from astrogan.metrics import METRICS
 
     cfg.validate(archs=ARCHS, metrics=METRICS)  # every name, before a device, a dataset or a run dir
@@ -631,13 +654,15 @@ def train(
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
-    run_dir, cfg, resume_state = _open_run(cfg, resume, dist)
+    run_dir, cfg, resume_state = _open_run(cfg, resume, overrides, dist)
 
     setup = _set_up(cfg, device, dist)
     st = setup.st
     if resume_state is not None:
         st.restore(resume_state)
     files = _RunFiles(run_dir, cfg, setup, device=device, resumed=bool(resume))
+    if resume_state is not None and dist.is_main:
+        files.repair_generator()
 
     # ---- the loop -----------------------------------------------------------------------------------
     if dist.is_main and resume_state is None:
@@ -648,7 +673,8 @@ def train(
         torch.cuda.reset_peak_memory_stats(device)
     deadline = None if cfg.max_minutes is None else time.monotonic() + 60.0 * cfg.max_minutes
     bar = progress(disable=None if (show_progress and dist.is_main) else True)
-    with bar:
+    stopping = False
+    with bar, StopRequests() as stops:
         task = bar.add_task("training", total=cfg.num_train_steps, completed=st.step, info="")
         while st.step < cfg.num_train_steps:
             try:
@@ -664,7 +690,11 @@ def train(
             out_of_time = deadline is not None and time.monotonic() > deadline
             if dist.enabled and deadline is not None:
                 out_of_time = dist_utils.all_reduce_mean(float(out_of_time), dist) > 0
-            last = step == cfg.num_train_steps or out_of_time
+            # A signal (cluster pre-emption, Ctrl-C) on any rank: every rank saves and stops here.
+            stopping = stops.signum is not None
+            if dist.enabled:
+                stopping = dist_utils.all_reduce_mean(float(stopping), dist) > 0
+            last = step == cfg.num_train_steps or out_of_time or stopping
 
             if step % cfg.log_every == 0 or last:
                 record = ticker.record(st, device)
@@ -693,7 +723,16 @@ def train(
             if out_of_time:
                 info(f"[yellow]--max-minutes {cfg.max_minutes:g} spent: stopped and saved at step {step}")
                 break
+            if stopping:
+                break
 
     files.close()
     dist_utils.shutdown(dist)
+    if stopping:
+        signum = stops.signum or signal.SIGTERM
+        raise Interrupted(
+            f"stopped by {signal.Signals(signum).name} at step {st.step}: state saved in {run_dir}; "
+            f"continue with `astrogan train --resume-from {run_dir}`",
+            signum=signum,
+        )
     return run_dir
