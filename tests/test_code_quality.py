@@ -59,6 +59,8 @@ TYPED = [
     "astrogan.training.resume",
     "astrogan.training.signals",
     "astrogan.models.io",
+    "astrogan.sampling.features",
+    "astrogan.cli.inspect",
     "astrogan.metrics.base",
     "astrogan.metrics.compute",
     "astrogan.metrics.distances",

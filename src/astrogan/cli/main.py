@@ -17,7 +17,18 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; command bodies import heavy libraries lazily.
-_COMMAND_MODULES = ("dataset", "train", "sample", "demo", "fetch", "synth", "evaluate", "export", "serve")
+_COMMAND_MODULES = (
+    "dataset",
+    "train",
+    "sample",
+    "inspect",
+    "demo",
+    "fetch",
+    "synth",
+    "evaluate",
+    "export",
+    "serve",
+)
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"astrogan.cli.{_name}").register(app)
