@@ -2,21 +2,42 @@
 
 The APOD mirror is built from the real archive metadata in ``../shared/data/apod-metadata``: day
 pages in APOD's layout (``/apod/apYYMMDD.html``, the full-size image in the ``<a href>`` wrapping the
-display ``<img src>``, video days as an ``<iframe>``), tiny generated pictures behind the image URLs,
-404 for days the archive has no record of. Faults are injected per path (``server.faults[path] =
-["429", "500", ...]``, one consumed per request) and every request is logged with its User-Agent.
+display ``<img src>``, video days as an ``<iframe>``, UTF-8 with ``<meta charset>``), tiny generated
+pictures behind the image URLs, 404 for days the archive has no record of.
+
+The API stubs follow the publishers' shapes, not the parsers': NASA's Collection+JSON search and
+asset manifests (https://images.nasa.gov/docs/images.nasa.gov_api_docs.pdf; renditions
+``~orig`` > ``~large`` > ... > ``~thumb``, the original a big picture, as it is there), and the
+djangoplicity Data2Dome image feed of ESA/Hubble, ESA/Webb and ESO (``/images/d2d/``; shape read from
+djangoplicity's ``media/d2d`` views and serializers and ``archives/utils.get_instance_resources``:
+each item's resources nested in ``Assets[0].Resources``, ``Dimensions`` as floats, resource URLs
+absolute under ``archives/images/<format>/<id>.<ext>``, ``Subject.Category`` holding AVM taxonomy
+names). Pictures answer ``Range`` requests (206), as the real CDNs do.
+
+Faults are injected per path (``server.faults[path] = ["429", "500", ...]``, one consumed per
+request); every request is logged with its User-Agent (``log``) and, in ``requests``, with its
+``Range`` header and the bytes of body sent. Page faults: ``latin1`` (the page in ISO-8859-1, declared
+by ``<meta>`` only, like legacy APOD pages), ``latin1-mislabelled`` (the same bytes with a header
+claiming UTF-8), ``videothumb`` (a video day that also shows a thumbnail picture), ``noimage``,
+``offsite``. Body faults: ``drop`` (cut mid-body, ``Content-Length`` says more), ``nolength`` (cut
+mid-body, no ``Content-Length``: the close looks like the end), ``junk`` (a picture's valid header
+followed by junk, full length), ``bomb`` (a tiny PNG declaring 60000 x 60000 pixels), ``html``,
+``huge``, ``badbytes``, ``slow``, status codes and redirects.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import io
 import json
 import re
 import socket
+import struct
 import threading
 import time
+import zlib
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,6 +66,53 @@ def tiny_image(key: str, suffix: str, *, size: tuple[int, int] | None = None) ->
         return buf.getvalue(), "image/gif"
     im.save(buf, "PNG")
     return buf.getvalue(), "image/png"
+
+
+def junk_bytes(key: str, n: int) -> bytes:
+    """``n`` deterministic pseudo-random bytes."""
+    out = bytearray()
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{key}:{i}".encode()).digest()
+        i += 1
+    return bytes(out[:n])
+
+
+def header_then_junk(body: bytes, key: str) -> bytes:
+    """A picture's header kept whole (JPEG: through the start-of-scan segment; PNG: up to the first
+    IDAT's data), the rest of its length junk: it opens, but its pixels do not decode."""
+    if body.startswith(b"\xff\xd8"):
+        sos = body.find(b"\xff\xda")
+        cut = sos + 2 + int.from_bytes(body[sos + 2 : sos + 4], "big")
+    elif body.startswith(b"\x89PNG"):
+        cut = body.find(b"IDAT") + 4
+    else:
+        cut = len(body) // 3
+    return body[:cut] + junk_bytes(key, max(len(body) - cut, 1024))
+
+
+def bomb_png(width: int = 60000, height: int = 60000) -> bytes:
+    """A decompression bomb: a PNG of a few dozen bytes whose header declares ``width`` x ``height``."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    idat = zlib.compress(b"\0" * 1024, 9)  # far too little data for those rows
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@functools.lru_cache(maxsize=16)
+def noisy_jpeg(key: str, size: tuple[int, int]) -> bytes:
+    """A JPEG of noise: big on the wire for its size (an "original" worth not downloading)."""
+    import numpy as np
+
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
 
 
 class ApodArchive:
@@ -79,13 +147,31 @@ def is_picture_day(entry: dict) -> bool:
     return bool(_IMAGE_SUFFIX.search(urlsplit(entry["url"]).path))
 
 
-def apod_page(entry: dict, *, no_image: bool = False, offsite: bool = False) -> str:
-    """A day page in APOD's layout (see https://apod.nasa.gov/apod/ap150101.html)."""
+def apod_page(
+    entry: dict,
+    *,
+    no_image: bool = False,
+    offsite: bool = False,
+    video_thumbnail: bool = False,
+    charset: str = "utf-8",
+) -> str:
+    """A day page in APOD's layout (see https://apod.nasa.gov/apod/ap150101.html).
+
+    ``video_thumbnail``: a video day whose page also shows a linked thumbnail picture. ``charset``
+    other than UTF-8: the legacy ``<meta http-equiv>`` declaration (encode the page with it).
+    """
     d = date.fromisoformat(entry["date"])
     long_date = f"{d.year} {_MONTHS[d.month - 1]} {d.day}"
     title = html.escape(entry.get("title") or "")
     if no_image:
         media = "<p>This page has no picture today.</p>"
+    elif video_thumbnail and not is_picture_day(entry):
+        thumb = f"image/{d:%y%m}/video_thumb_{d:%y%m%d}.jpg"
+        media = (
+            f'<iframe width="960" height="540" src="{html.escape(entry["url"])}" '
+            'frameborder="0" allowfullscreen></iframe>\n'
+            f'<br><a href="{thumb}"><img src="{thumb}" alt="Video thumbnail"></a>'
+        )
     elif is_picture_day(entry):
         full = html.escape(_local(entry.get("hdurl") or entry["url"]))
         if offsite:  # a link to a host outside the allowed set
@@ -108,12 +194,17 @@ def apod_page(entry: dict, *, no_image: bool = False, offsite: bool = False) -> 
         )
     else:
         credit = "<b> Image Credit: </b> NASA"
+    meta = (
+        '<meta charset="utf-8">'
+        if charset == "utf-8"
+        else f'<meta http-equiv="Content-Type" content="text/html; charset={charset}">'
+    )
     return f"""<!doctype html>
 <html>
 <head>
 <title> APOD: {long_date} - {title}
 </title>
-<meta charset="utf-8">
+{meta}
 </head>
 <body BGCOLOR="#F4F4FF" text="#000000" link="#0000FF" vlink="#7F0F9F" alink="#FF0000">
 <center>
@@ -149,7 +240,7 @@ featured, along with a brief explanation written by a professional astronomer.
 # ---- NASA Image and Video Library stub -------------------------------------------------------------
 
 NASA_RENDITIONS = {
-    "orig": (64, 48),
+    "orig": (1600, 1200),  # noise: ~1.5 MB, the one never to download under a --max-side
     "large": (48, 36),
     "medium": (32, 24),
     "small": (16, 12),
@@ -180,45 +271,56 @@ def nasa_items(num: int = 7) -> list[dict]:
 # ---- ESA/Hubble, ESA/Webb, ESO djangoplicity stub --------------------------------------------------
 
 
+ESA_FORMATS = {  # d2d ResourceType -> (djangoplicity format, file suffix, stub size)
+    "Original": ("original", ".tif", (4000, 3000)),
+    "Large": ("large", ".jpg", (40, 30)),
+    "Medium": ("wallpaper5", ".jpg", (32, 24)),
+    "Small": ("screen", ".jpg", (28, 21)),
+    "Thumbnail": ("potwmedium", ".jpg", (20, 15)),
+    "Icon": ("newsmini", ".jpg", (8, 6)),
+}
+_AVM_CATEGORIES = ["Milky Way : Nebula : Type : Star Formation", "Local Universe : Galaxy : Type : Spiral"]
+
+
 def esa_items(site: str, num: int = 5) -> list[dict]:
-    """Archive entries of the stub in the Data2Dome (``/images/d2d/``) shape."""
+    """Archive entries of the stub in the Data2Dome (``/images/d2d/``) item shape, resource URLs relative
+    (the server makes them absolute, as djangoplicity's ``absolute_url`` is)."""
     prefix = {"hubble": "heic", "webb": "weic", "eso": "eso"}[site]
-    cats = ["Nebulae", "Galaxies"]
     out = []
     for k in range(num):
         ident = f"{prefix}{2000 + k}a"
+        resources = [
+            {
+                "ResourceType": name,
+                "MediaType": "Image",
+                "URL": f"/archives/images/{fmt}/{ident}{suffix}",
+                "FileSize": 36000000 if name == "Original" else 1000,
+                "Dimensions": [float(size[0]), float(size[1])],
+                "ProjectionType": "Tan",
+            }
+            for name, (fmt, suffix, size) in ESA_FORMATS.items()
+        ]
         out.append(
             {
+                "Creator": {"hubble": "ESA/Hubble", "webb": "ESA/Webb", "eso": "ESO"}[site],
+                "URL": "/",
+                "Contact": {"City": "Garching bei München", "Country": "Germany"},
                 "ID": ident,
                 "Title": f"{site} picture {k}",
                 "Description": f"Description of {ident}.",
                 "Credit": f"ESA/Hubble & NASA, author {k}",
-                "PublicationDate": f"2020-02-{k + 1:02d}T12:00:00",
-                "Subject": {"Category": [cats[k % 2]], "Name": [f"NGC {100 + k}"]},
-                "Resources": [
-                    {
-                        "ResourceType": "Original",
-                        "MediaType": "Image",
-                        "URL": f"/media/{ident}/original.tif",
-                        "Dimensions": [4000, 3000],
-                        "FileSize": 36000000,
-                    },
-                    {
-                        "ResourceType": "Large",
-                        "MediaType": "Image",
-                        "URL": f"/media/{ident}/large.jpg",
-                        "Dimensions": [40, 30],
-                        "FileSize": 1000,
-                    },
-                    {
-                        "ResourceType": "Thumbnail",
-                        "MediaType": "Image",
-                        "URL": f"/media/{ident}/thumb.jpg",
-                        "Dimensions": [20, 15],
-                        "FileSize": 500,
-                    },
-                ],
+                "PublicationDate": f"2020-02-{k + 1:02d}T12:00:00Z",
+                "Subject": {"Category": [_AVM_CATEGORIES[k % 2]], "Name": [f"NGC {100 + k}"]},
                 "ReferenceURL": f"/images/{ident}/",
+                "Rights": "Creative Commons Attribution 4.0 International License",
+                "Priority": 50 + k,
+                "Assets": [
+                    {
+                        "MediaType": "Image",
+                        "Resources": resources,
+                        "ObservationData": {"Facility": ["Hubble Space Telescope"], "Instrument": ["WFC3"]},
+                    }
+                ],
             }
         )
     return out
@@ -232,6 +334,7 @@ class MirrorServer:
         self.latency_s, self.slow_s = latency_s, slow_s
         self.faults: dict[str, list[str]] = {}
         self.log: list[tuple[str, str]] = []
+        self.requests: list[dict] = []  # per request: path, range (header or None), sent (body bytes)
         self.nasa = nasa_items()
         self.nasa_page_size = 3
         self.esa = {s: esa_items(s) for s in ("hubble", "webb", "eso")}
@@ -277,14 +380,22 @@ class MirrorServer:
         with self._lock:
             return [p for p, _ in self.log if p.startswith(prefix)]
 
+    def bytes_sent(self, path: str, since: int = 0) -> int:
+        """Body bytes sent for ``path`` by requests number ``since`` on."""
+        with self._lock:
+            return sum(r["sent"] for r in self.requests[since:] if r["path"] == path)
+
     # -- dispatch
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(h.path)
         path = parts.path
+        record = {"path": h.path, "range": h.headers.get("Range"), "sent": 0}
         with self._lock:
             self.log.append((h.path, h.headers.get("User-Agent", "")))
+            self.requests.append(record)
             queue = self.faults.get(path)
             fault = queue.pop(0) if queue else None
+        h.stub_record = record  # type: ignore[attr-defined]
         if self.latency_s:
             time.sleep(self.latency_s)
         if fault == "slow":
@@ -303,9 +414,25 @@ class MirrorServer:
             return self._send(h, 200, b"\xff\xd8\xff", "image/jpeg", declared_length=10**12)
         elif fault == "badbytes":
             return self._send(h, 200, b"this is not a jpeg at all", "image/jpeg")
+        elif fault == "bomb":
+            return self._send(h, 200, bomb_png(), "image/png")
         body, ctype, code = self._route(path, parse_qs(parts.query), fault)
         if fault == "drop":
             return self._send(h, code, body[: len(body) // 2], ctype, declared_length=len(body))
+        if fault == "nolength":
+            return self._send(h, code, body[: len(body) // 2], ctype, declared_length=-1)
+        if fault == "junk":
+            return self._send(h, code, header_then_junk(body, path), ctype)
+        if fault and fault.startswith("latin1"):
+            # A legacy page: ISO-8859-1 bytes, declared by <meta> only (or under a header that lies).
+            ctype = "text/html; charset=UTF-8" if fault == "latin1-mislabelled" else "text/html"
+            return self._send(h, code, body, ctype)
+        rng = re.fullmatch(r"bytes=(\d+)-(\d*)", h.headers.get("Range") or "")
+        if rng and code == 200 and ctype.startswith("image/") and int(rng.group(1)) < len(body):
+            first = int(rng.group(1))
+            last = min(int(rng.group(2)) if rng.group(2) else len(body) - 1, len(body) - 1)
+            crange = f"bytes {first}-{last}/{len(body)}"
+            return self._send(h, 206, body[first : last + 1], ctype, {"Content-Range": crange})
         self._send(h, code, body, ctype)
 
     def _send(
@@ -317,12 +444,15 @@ class MirrorServer:
         headers: dict[str, str] | None = None,
         declared_length: int | None = None,
     ) -> None:
+        """Send a response; ``declared_length`` (with a dropped connection after the body): the
+        ``Content-Length`` to claim, or -1 for none at all (the close then looks like the body's end)."""
         try:
             h.send_response(code)
             h.send_header("Content-Type", ctype)
-            h.send_header(
-                "Content-Length", str(declared_length if declared_length is not None else len(body))
-            )
+            if declared_length != -1:
+                h.send_header(
+                    "Content-Length", str(declared_length if declared_length is not None else len(body))
+                )
             for k, v in (headers or {}).items():
                 h.send_header(k, v)
             if declared_length is not None:
@@ -330,6 +460,9 @@ class MirrorServer:
             h.end_headers()
             h.wfile.write(body)
             h.wfile.flush()
+            record = getattr(h, "stub_record", None)
+            if record is not None:
+                record["sent"] += len(body)
             if declared_length is not None:  # drop the connection mid-body
                 h.close_connection = True
                 h.connection.shutdown(socket.SHUT_RDWR)
@@ -347,11 +480,17 @@ class MirrorServer:
             entry = self.archive.entry(day)
             if entry is None:
                 return b"<html>404 Not Found</html>", "text/html", 404
-            return (
-                apod_page(entry, no_image=fault == "noimage", offsite=fault == "offsite").encode("utf-8"),
-                "text/html; charset=utf-8",
-                200,
+            latin1 = bool(fault and fault.startswith("latin1"))
+            page = apod_page(
+                entry,
+                no_image=fault == "noimage",
+                offsite=fault == "offsite",
+                video_thumbnail=fault == "videothumb",
+                charset="iso-8859-1" if latin1 else "utf-8",
             )
+            if latin1:
+                return page.encode("iso-8859-1", errors="xmlcharrefreplace"), "text/html", 200
+            return page.encode("utf-8"), "text/html; charset=utf-8", 200
         if path.startswith("/apod/image/") and _IMAGE_SUFFIX.search(path):
             body, ctype = tiny_image(path, Path(path).suffix)
             return body, ctype, 200
@@ -361,16 +500,18 @@ class MirrorServer:
         if m:
             return self._nasa_asset(m.group(1))
         m = re.fullmatch(r"/nasa/media/([A-Za-z0-9_.-]+)/[A-Za-z0-9_.-]+~(\w+)\.jpg", path)
+        if m and m.group(2) == "orig":
+            return noisy_jpeg(path, NASA_RENDITIONS["orig"]), "image/jpeg", 200
         if m and m.group(2) in NASA_RENDITIONS:
             body, ctype = tiny_image(path, ".jpg", size=NASA_RENDITIONS[m.group(2)])
             return body, ctype, 200
         m = re.fullmatch(r"/esa/(hubble|webb|eso)/images/d2d/", path)
         if m:
             return self._esa_listing(m.group(1), query)
-        m = re.fullmatch(r"/esa/(hubble|webb|eso)/media/(\w+)/(large|thumb)\.jpg", path)
-        if m:
-            size = (40, 30) if m.group(3) == "large" else (20, 15)
-            body, ctype = tiny_image(path, ".jpg", size=size)
+        m = re.fullmatch(r"/esa/(hubble|webb|eso)/archives/images/(\w+)/(\w+)\.jpg", path)
+        sizes = {fmt: size for fmt, suffix, size in ESA_FORMATS.values() if suffix == ".jpg"}
+        if m and m.group(2) in sizes:
+            body, ctype = tiny_image(path, ".jpg", size=sizes[m.group(2)])
             return body, ctype, 200
         return b"not found", "text/plain", 404
 
@@ -418,22 +559,20 @@ class MirrorServer:
         page = int(query.get("page", ["1"])[0])
         n = self.esa_page_size
         items = []
+        site_url = f"{self.root}/esa/{site}"
         for it in self.esa[site][(page - 1) * n : page * n]:
             it = json.loads(json.dumps(it))
-            for r in it["Resources"]:
-                r["URL"] = f"{self.root}/esa/{site}{r['URL']}"
-            it["ReferenceURL"] = f"{self.root}/esa/{site}{it['ReferenceURL']}"
+            for asset in it["Assets"]:
+                for r in asset["Resources"]:
+                    r["URL"] = f"{site_url}{r['URL']}"
+            it["ReferenceURL"] = f"{site_url}{it['ReferenceURL']}"
+            it["URL"] = f"{site_url}{it['URL']}"
             items.append(it)
-        nxt = (
-            f"{self.root}/esa/{site}/images/d2d/?page={page + 1}" if page * n < len(self.esa[site]) else None
-        )
-        doc = {
-            "Creator": site,
-            "URL": f"{self.root}/esa/{site}/",
-            "Type": "Images",
+        link = f"{site_url}/images/d2d/?page=%d"
+        doc = {  # djangoplicity's D2dImageList page: exactly these four keys
             "Count": len(self.esa[site]),
-            "Next": nxt,
-            "Previous": None,
+            "Next": link % (page + 1) if page * n < len(self.esa[site]) else None,
+            "Previous": (site_url + "/images/d2d/" if page == 2 else link % (page - 1)) if page > 1 else None,
             "Collections": items,
         }
         return json.dumps(doc).encode(), "application/json", 200

@@ -32,10 +32,12 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _fetch(srv: MirrorServer, raw: Path, *extra: str, start: date = FIRST, end: date = LAST) -> None:
+def _fetch(
+    srv: MirrorServer, raw: Path, *extra: str, start: date = FIRST, end: date = LAST, rc: int = 0
+) -> None:
     argv = ["fetch", "apod", "--start", start.isoformat(), "--end", end.isoformat(), "--keyword", "NGC"]
     argv += ["--out", str(raw), "--base-url", srv.apod_url, "--rate", "off", "--timeout", "5", *extra]
-    assert main(argv) == 0
+    assert main(argv) == rc
 
 
 def test_apod_fetch_to_dataset_keeps_credit_and_licence_of_ok_days_only(shared_data, tmp_path):
@@ -55,7 +57,7 @@ def test_apod_fetch_to_dataset_keeps_credit_and_licence_of_ok_days_only(shared_d
         image_path = "/apod/" + (entry.get("hdurl") or entry["url"]).split("/apod/", 1)[1]
         srv.faults[image_path] = ["500"]
         day = date.fromisoformat(stale_day)
-        _fetch(srv, raw, "--retries", "0", start=day, end=day)
+        _fetch(srv, raw, "--retries", "0", start=day, end=day, rc=1)  # the one day tried failed
     rows = {r["item_id"]: r for r in read_catalog(raw)}
     assert rows[stale_day]["status"] == "failed:http-500" and stale.is_file()
     ok = {d: r for d, r in rows.items() if r["status"] == "ok"}

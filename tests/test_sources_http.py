@@ -18,6 +18,7 @@ from astrogan.data.sources.http import (  # noqa: E402
     HttpConfig,
     PoliteClient,
     TokenBucket,
+    decode_html,
     extension_for,
     safe_name,
 )
@@ -144,7 +145,8 @@ def test_fetch_commands_come_from_the_registry_and_the_cli_starts_without_httpx(
     from astrogan.cli.main import main
     from astrogan.data.sources import SOURCES
 
-    shared = ["--out", "--concurrency", "--rate", "--timeout", "--retries", "--max-bytes", "--base-url"]
+    shared = ["--out", "--concurrency", "--rate", "--timeout", "--retries", "--max-bytes", "--max-pixels"]
+    shared += ["--base-url"]
     for name, spec in SOURCES.items():
         assert main(["fetch", name, "--help"]) == 0
         text = capsys.readouterr().out
@@ -153,3 +155,30 @@ def test_fetch_commands_come_from_the_registry_and_the_cli_starts_without_httpx(
     code = "import sys, astrogan.cli.main; print(sorted({'httpx', 'astrogan.data.sources.http'} & set(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+LATIN1_PAGE = (
+    '<html><head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">'
+    "<title>APOD</title></head><body>Credit: P-M Hed\xe9n, Pe\xf1arrubia, 5 \xbd years</body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "header", "want"),
+    [
+        (LATIN1_PAGE.encode("latin-1"), None, "P-M Hedén, Peñarrubia, 5 ½ years"),  # <meta> only
+        (LATIN1_PAGE.encode("latin-1"), "utf-8", "P-M Hedén"),  # a header that lies: not UTF-8
+        (LATIN1_PAGE.encode("latin-1"), "ISO-8859-1", "Hedén"),
+        # Windows-1252 as browsers read "iso-8859-1": curly quotes in 0x80-0x9F.
+        ('<meta charset="iso-8859-1">“Pillars” – NGC'.encode("cp1252"), None, "“Pillars” – NGC"),
+        ('<meta charset="utf-8">Hedén ½'.encode(), None, "Hedén ½"),
+        ('<meta charset="iso-8859-1">Hedén'.encode(), None, "Hedén"),  # valid UTF-8 beats a wrong label
+        ('<meta charset="utf-8">Hedén'.encode("utf-8-sig"), None, "Hedén"),  # byte-order mark
+        ("<p>Hed\xe9n</p>".encode("latin-1"), None, "Hedén"),  # nothing declared: Windows-1252
+        ("<p>Hed\xe9n</p>".encode("latin-1"), "x-no-such-charset", "Hedén"),
+        (b"<p>plain ascii</p>", "utf-16", "plain ascii"),
+    ],
+)
+def test_decode_html_by_declared_charset(content, header, want):
+    text = decode_html(content, header)
+    assert want in text and "\ufffd" not in text

@@ -3,6 +3,11 @@
 One command per entry of `astrogan.data.sources.SOURCES`: the source's own flags (from its spec), then
 ``--out`` and the polite client's flags that every source shares (built into one `HttpConfig` per run),
 then ``--base-url``.
+
+The run ends with one summary line, its verdict first (`FetchSummary.line`). Exit status: 0 when
+something this run tried ended ``ok`` or skipped, or when it had nothing new to do (a re-run where
+every item is already done: ``nothing new: N already done``); 1 when it tried items and every one
+failed (the line, on stderr even when quiet, starts with ``FAILED``); 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -25,6 +30,25 @@ _OUT = typer.Option(
 )
 
 _DEFAULT = HttpConfig()  # the flags' defaults are the config's own
+
+
+class FetchFailed(Exception):
+    """A run that tried items and fetched none: `cli.main.main` shows the summary line and exits 1.
+
+    (Shaped like Click's own exits, ``show()`` and ``exit_code``, which ``main`` honours; a
+    ``typer.Exit`` would be swallowed by Click's non-standalone mode.)
+    """
+
+    exit_code = 1
+
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
+
+    def show(self) -> None:
+        """Print the summary line to stderr (even when quiet)."""
+        typer.echo(self.line, err=True)
+
 
 # The polite client's flags, shared by every source: (type, typer option) by keyword of `_http_config`.
 _HTTP_FLAGS: dict[str, tuple[type, Any]] = {
@@ -52,10 +76,20 @@ _HTTP_FLAGS: dict[str, tuple[type, Any]] = {
         int,
         typer.Option(_DEFAULT.max_bytes, "--max-bytes", help="Refuse downloads larger than this many bytes."),
     ),
+    "max_pixels": (
+        int,
+        typer.Option(
+            _DEFAULT.max_pixels,
+            "--max-pixels",
+            help="Refuse pictures of more pixels (width x height) than this, before decoding them.",
+        ),
+    ),
 }
 
 
-def _http_config(*, concurrency: int, rate: str, timeout: float, retries: int, max_bytes: int) -> HttpConfig:
+def _http_config(
+    *, concurrency: int, rate: str, timeout: float, retries: int, max_bytes: int, max_pixels: int
+) -> HttpConfig:
     """The one `HttpConfig` of a run, from the shared flags (UserError on a bad value)."""
     return HttpConfig(
         concurrency=concurrency,
@@ -63,6 +97,7 @@ def _http_config(*, concurrency: int, rate: str, timeout: float, retries: int, m
         timeout_s=timeout,
         max_retries=retries,
         max_bytes=max_bytes,
+        max_pixels=max_pixels,
     )
 
 
@@ -74,7 +109,10 @@ def _command(spec: SourceSpec) -> Callable[..., None]:
 
         out = flags.pop("out")
         http = _http_config(**{name: flags.pop(name) for name in _HTTP_FLAGS})
-        info(spec.build(http, **flags).fetch(out, progress=True).line())
+        summary = spec.build(http, **flags).fetch(out, progress=True)
+        if summary.all_failed:
+            raise FetchFailed(summary.line())
+        info(summary.line())
 
     def param(name: str, annotation: Any, option: Any) -> inspect.Parameter:
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=option)

@@ -47,7 +47,9 @@ class HttpConfig:
     """The polite client's knobs, one set for every source (the CLI builds it once from its shared flags).
 
     ``rate_per_s`` None means no rate limit; ``allowed_hosts`` are added to by each source (its archive
-    and CDN hosts). Tests shrink the timeouts and backoffs.
+    and CDN hosts). ``max_bytes`` bounds a download's size on the wire, ``max_pixels`` its size decoded
+    (width x height; a larger picture, a decompression bomb included, is ``failed:too-large`` and never
+    decoded). Tests shrink the timeouts and backoffs.
     """
 
     concurrency: int = 4
@@ -58,6 +60,7 @@ class HttpConfig:
     backoff_s: float = 1.0
     max_backoff_s: float = 60.0
     max_bytes: int = 200 * 1024 * 1024
+    max_pixels: int = 8192 * 8192
     allowed_hosts: frozenset[str] = frozenset()
     max_redirects: int = 5
 
@@ -75,6 +78,7 @@ class HttpConfig:
             (self.backoff_s >= 0, f"backoff_s must be >= 0, got {self.backoff_s}"),
             (self.max_backoff_s >= 0, f"max_backoff_s must be >= 0, got {self.max_backoff_s}"),
             (self.max_bytes >= 1, f"--max-bytes must be >= 1, got {self.max_bytes}"),
+            (self.max_pixels >= 1, f"--max-pixels must be >= 1, got {self.max_pixels}"),
             (self.max_redirects >= 0, f"max_redirects must be >= 0, got {self.max_redirects}"),
         )
         for ok, message in checks:
@@ -163,6 +167,14 @@ SOURCES: dict[str, SourceSpec] = {
                 SourceOption(
                     "ignore_case", "--ignore-case", bool, False, "Match --keyword without regard to case."
                 ),
+                SourceOption(
+                    "match_in",
+                    "--match-in",
+                    str,
+                    "text",
+                    "Where --keyword looks: 'text' (the page's words) or 'html' (the raw page, links and "
+                    "markup included, as the original APOD project matched).",
+                ),
             ),
             "https://apod.nasa.gov/apod/",
             "APOD base URL (a mirror; tests use a local one).",
@@ -179,7 +191,8 @@ SOURCES: dict[str, SourceSpec] = {
                     "--max-side",
                     int,
                     0,
-                    "Largest rendition whose longer side is at most this many px (0 = original).",
+                    "Largest rendition whose longer side is at most this many px, chosen from the "
+                    "renditions' headers before any full download (0 = the original).",
                 ),
             ),
             "https://images-api.nasa.gov/",
@@ -194,7 +207,12 @@ SOURCES: dict[str, SourceSpec] = {
                     "site", "--site", str, ..., "hubble (esahubble.org), webb (esawebb.org) or eso (eso.org)."
                 ),
                 SourceOption(
-                    "category", "--category", str, None, "Keep only this archive category, e.g. nebulae."
+                    "category",
+                    "--category",
+                    str,
+                    None,
+                    "Keep only items whose subject category names this, e.g. nebula or galaxies "
+                    "(a plural matches its singular; case is ignored).",
                 ),
                 _max_items(),
                 SourceOption(

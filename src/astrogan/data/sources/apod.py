@@ -2,14 +2,26 @@
 
 A day page carries the picture as ``<a href="FULL"><img src="DISPLAY"></a>``; we take the link
 when it points at an image file and fall back to the ``<img>`` otherwise. Video and interactive days
-(an ``<iframe>``/``<embed>``/``<video>`` and no image) are recorded as ``skipped-video``; a page with
-neither as ``skipped-no-image``; a missing page (404) as ``not-found``; a page the parser cannot read
-as ``failed:parse:<ExceptionType>: <message>``, with a warning naming the day (retried on the next run).
+(an ``<iframe>``/``<embed>``/``<video>``/``<object>``, whether or not the page also shows a thumbnail
+picture) are recorded as ``skipped-video``; a page with no picture as ``skipped-no-image``; a missing
+page (404) as ``not-found``; a page the parser cannot read as ``failed:parse:<ExceptionType>:
+<message>``, with a warning naming the day (its page is fetched again on the next run).
 
-The keyword filter behaves like the original APOD-scraping project: a day is kept when a keyword
-occurs anywhere in the day's HTML page, case-sensitively (``ignore_case`` to relax; ``regex`` to
-treat each keyword as a Python regular expression). Kept days fetch their image; the others are
-recorded as ``skipped-keyword`` (looked at again on the next run, so changing the filter works).
+Pages are decoded by the charset they declare (``http.decode_html``; legacy pages are Latin-1).
+
+The keyword filter: a day is kept when a keyword occurs in the day's page, case-sensitively
+(``ignore_case`` to relax; ``regex`` to treat each keyword as a Python regular expression).
+``match_in="text"`` (the default) looks at the page's words only (`page_text`: what a reader sees,
+entities decoded, no markup or link targets); ``match_in="html"`` at the raw page, links and markup
+included, which is what the original APOD-scraping project did (``NGC`` in an image's file name
+keeps the day). Kept days fetch their image; the others are recorded as ``skipped-keyword``.
+
+Resume without requests: every parsed page is stored in the catalog (``page_text`` and the page
+itself, compressed, in ``page_html``), whatever the day's status. A re-run decides each day it has
+a page for locally: a ``skipped-keyword`` day still outside the filter costs nothing, one the new
+filter keeps fetches its picture only (a day already ``ok`` stays so, whatever the filter); a day
+whose picture failed, went missing or was interrupted (``pending``: a kept day is recorded so
+before its picture is fetched) fetches the picture only.
 
 Licence: APOD pictures with a copyright line belong to their authors (stored in ``copyright`` and
 ``licence``); the others are NASA / public domain with the credit line requested.
@@ -22,15 +34,19 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 from urllib.parse import urljoin
 
 from astrogan.data.sources import HttpConfig
 from astrogan.data.sources.base import FetchSummary, Source, fetch_image, record
-from astrogan.data.sources.catalog import Catalog
-from astrogan.data.sources.http import FetchError, PoliteClient
+from astrogan.data.sources.catalog import Catalog, pack_page, unpack_page
+from astrogan.data.sources.http import FetchError, PoliteClient, decode_html
 from astrogan.utils.errors import UserError
 
 SOURCE = "apod"
+MATCH_IN = ("text", "html")
+_VIDEO_TAGS = ("iframe", "embed", "video", "object")
+_PAGE_TYPES = ("text/html", "text/plain", "application/xhtml")
 FIRST_DAY = date(1995, 6, 16)
 _IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|gif|tiff?|webp)$", re.IGNORECASE)
 _REASON_MAX_CHARS = 120  # of an exception message kept in a failed:parse:<reason> status
@@ -38,7 +54,11 @@ _REASON_MAX_CHARS = 120  # of an exception message kept in a failed:parse:<reaso
 
 @dataclass
 class ApodPage:
-    """What a day page says: title, picture URL (None on video days), credit, explanation."""
+    """What a day page says: title, picture URL, whether it is a video day, credit, explanation, text.
+
+    ``image_url`` may be set on a video day (a thumbnail); ``is_video`` decides. ``text`` is the
+    page's visible text, whitespace squashed (what ``--match-in text`` searches).
+    """
 
     title: str | None
     image_url: str | None
@@ -47,6 +67,7 @@ class ApodPage:
     credit: str | None
     copyright: str | None
     explanation: str | None
+    text: str = ""
 
 
 def page_url_for(day: date, base_url: str) -> str:
@@ -78,7 +99,8 @@ def parse_apod_page(html: str, page_url: str) -> ApodPage:
         img = tree.css_first("img")
         if img is not None:
             display = full = (img.attributes.get("src") or "").strip() or None
-    is_video = any(tree.css_first(t) is not None for t in ("iframe", "embed", "video", "object"))
+    # A video day may show a thumbnail picture too: the player decides.
+    is_video = any(tree.css_first(t) is not None for t in _VIDEO_TAGS)
 
     title = None
     t = tree.css_first("title")
@@ -110,11 +132,22 @@ def parse_apod_page(html: str, page_url: str) -> ApodPage:
         title=title,
         image_url=urljoin(page_url, full) if full else None,
         display_url=urljoin(page_url, display) if display else None,
-        is_video=is_video and full is None,
+        is_video=is_video,
         credit=credit,
         copyright=copyright_,
         explanation=explanation,
+        text=page_text(tree),
     )
+
+
+def page_text(page: Any) -> str:
+    """The visible text of a page (an HTML string, or a parsed tree, whose scripts it removes), squashed."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(page) if isinstance(page, str) else page
+    for node in tree.css("script, style, noscript"):
+        node.decompose()
+    return " ".join(tree.text(separator=" ").split())
 
 
 def parse_failure_reason(exc: BaseException, *, max_chars: int = _REASON_MAX_CHARS) -> str:
@@ -133,7 +166,7 @@ def licence_note(copyright_: str | None, credit: str | None) -> str:
 
 
 def make_matcher(keywords: list[str] | None, *, regex: bool = False, ignore_case: bool = False):
-    """A function ``page_html -> list of matching keywords`` (all of them when there is no filter)."""
+    """A function ``page -> list of matching keywords`` (an empty list when there is no filter)."""
     if not keywords:
         return lambda text: []
     flags = re.IGNORECASE if ignore_case else 0
@@ -171,14 +204,36 @@ class ApodSource(Source):
         regex: bool,
         ignore_case: bool,
         base_url: str,
+        match_in: str = "text",
     ) -> None:
         first, last = parse_day(start, "--start"), parse_day(end, "--end")
         if last < first:
             raise UserError(f"--end {last} is before --start {first}")
+        if match_in not in MATCH_IN:
+            raise UserError(f"--match-in must be text or html, got {match_in!r}")
         self.days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         super().__init__(http, source=SOURCE, base_url=base_url, label="apod days", total=len(self.days))
         self.filtering = bool(keywords)
+        self.match_in = match_in
         self.match = make_matcher(list(keywords or []), regex=regex, ignore_case=ignore_case)
+
+    def matches(self, *, text: str | None, html: str | None) -> list[str]:
+        """The keywords found where ``--match-in`` looks (text, or the raw page)."""
+        return self.match((text if self.match_in == "text" else html) or "")
+
+    def is_done(self, catalog: Catalog, item: date, row: dict[str, Any]) -> bool:
+        """Final states and intact ``ok`` files, plus ``skipped-keyword`` days the filter still leaves out
+        (decided on the stored page: no request)."""
+        if catalog.is_done_row(row):
+            return True
+        if row["status"] != "skipped-keyword" or not self.filtering:
+            return False
+        if self.match_in == "text":
+            if row.get("page_text") is None:
+                return False
+            return not self.matches(text=row["page_text"], html=None)
+        html = unpack_page(row.get("page_html"))
+        return html is not None and not self.matches(text=None, html=html)
 
     async def items(self, client: PoliteClient, summary: FetchSummary) -> list[date]:
         """The days of the range."""
@@ -189,7 +244,7 @@ class ApodSource(Source):
         return item.isoformat()
 
     async def fetch_item(self, client: PoliteClient, catalog: Catalog, item: date) -> str:
-        """One day page, then its picture when the filter keeps the day."""
+        """The day page (from the catalog when a run stored it), then its picture when the filter keeps the day."""
         page_url = page_url_for(item, self.base_url)
         row: dict = {
             "source": SOURCE,
@@ -197,10 +252,14 @@ class ApodSource(Source):
             "date": item.isoformat(),
             "page_url": page_url,
         }
-        try:
-            html = await client.get_text(page_url, accept=("text/html", "text/plain", "application/xhtml"))
-        except FetchError as exc:
-            return record(catalog, row, exc.status)
+        before = catalog.get(SOURCE, item.isoformat())
+        html = unpack_page(before.get("page_html")) if before else None
+        if html is None:
+            try:
+                body = await client.get_body(page_url, accept=_PAGE_TYPES)
+            except FetchError as exc:
+                return record(catalog, row, exc.status)
+            html = decode_html(body.content, body.charset)
         try:
             page = parse_apod_page(html, page_url)
         except Exception as exc:  # a page we cannot read is a data problem, never fatal for the run
@@ -211,7 +270,7 @@ class ApodSource(Source):
             # counts it as plain failed:parse.
             record(catalog, row, f"failed:parse:{reason}")
             return "failed:parse"
-        matched = self.match(html)
+        matched = self.matches(text=page.text, html=html)
         row.update(
             title=page.title,
             credit=page.credit,
@@ -220,9 +279,14 @@ class ApodSource(Source):
             explanation=page.explanation,
             keywords=matched,
             image_url=page.image_url,
+            page_text=page.text,
+            page_html=pack_page(html),
         )
         if self.filtering and not matched:
             return record(catalog, row, "skipped-keyword")
+        if page.is_video:
+            return record(catalog, row, "skipped-video")
         if page.image_url is None:
-            return record(catalog, row, "skipped-video" if page.is_video else "skipped-no-image")
+            return record(catalog, row, "skipped-no-image")
+        record(catalog, row, "pending")  # the page is safe: a stopped run resumes with the picture only
         return (await fetch_image(client, catalog, row, url=page.image_url))["status"]

@@ -1,9 +1,21 @@
-"""What every fetcher shares: the `Source` run (catalog, resume, pool, progress, summary), image downloads."""
+"""What every fetcher shares: the `Source` run (catalog, resume, pool, progress, summary), image downloads.
+
+A picture is catalogued ``ok`` only after it decoded completely (`check_picture`, run in a worker
+thread before the downloaded file gets its final name): every frame loaded by Pillow (FITS: every
+HDU's data read by astropy), within ``HttpConfig.max_pixels`` (checked from the header before any
+pixel is decoded, so a decompression bomb is one ``failed:too-large`` row, never a crash) and, when
+the source asks, ``--max-side``. A body that ends early is ``failed:truncated`` (retried first, like
+a dropped connection), one whose data does not decode ``failed:corrupt``. A failed download leaves
+no file behind, and removes debris under the item's name (a bomb an older version renamed into place).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import mmap
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -14,6 +26,7 @@ from typing import Any
 from astrogan.data.sources import HttpConfig
 from astrogan.data.sources.catalog import Catalog, now_utc
 from astrogan.data.sources.http import (
+    KNOWN_EXTENSIONS,
     FetchError,
     PoliteClient,
     clean_partials,
@@ -53,25 +66,219 @@ class FetchSummary:
             out["not-found"] = self.statuses["not-found"]
         return dict(sorted(out.items()))
 
+    @property
+    def num_attempted(self) -> int:
+        """Items (and listing pages) this run tried, whatever became of them."""
+        return sum(self.statuses.values())
+
+    @property
+    def all_failed(self) -> bool:
+        """True when this run tried something and nothing ended ``ok`` or skipped: the CLI exits 1."""
+        return self.num_attempted > 0 and self.num_fetched + self.num_skipped == 0
+
     def line(self) -> str:
-        """One human line: fetched, skipped, failed by reason."""
+        """One human line, the verdict first: all failed, nothing new, or fetched/skipped/failed counts."""
         failed = ", ".join(f"{k} {v}" for k, v in self.failed.items()) or "none"
+        num_failed = sum(self.failed.values())
+        done = f", already done {self.num_already_done}" if self.num_already_done else ""
+        if self.all_failed:
+            head = f"FAILED, nothing fetched: {num_failed} of {self.num_attempted} failed ({failed}){done}"
+        elif self.num_attempted == 0 and self.num_already_done:
+            head = f"nothing new: {self.num_already_done} already done"
+        elif self.num_attempted == 0:
+            head = "nothing to fetch: no items"
+        else:
+            head = (
+                f"fetched {self.num_fetched}, skipped {self.num_skipped}, failed {num_failed} "
+                f"({failed}){done}"
+            )
         return (
-            f"{self.source}: fetched {self.num_fetched}, skipped {self.num_skipped}, "
-            f"already done {self.num_already_done}, failed {sum(self.failed.values())} ({failed}) "
-            f"in {self.elapsed_s:.1f} s, {self.num_requests} requests, {self.num_retries} retries"
+            f"{self.source}: {head} in {self.elapsed_s:.1f} s, "
+            f"{self.num_requests} requests, {self.num_retries} retries"
         )
 
 
-def image_size_of(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file header, or None when Pillow cannot read it as an image."""
+# What Pillow may open a download as: the raster formats the archives serve. (Not every format Pillow
+# knows: EPS, for one, runs Ghostscript on load.)
+PICTURE_FORMATS = ("JPEG", "PNG", "GIF", "TIFF", "WEBP", "BMP")  # JPEG's opener also yields MPO
+
+
+def _is_fits(path: Path, content_type: str) -> bool:
+    if "fits" in content_type:
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(9) == b"SIMPLE  ="
+
+
+def _fits_size(path: Path, max_pixels: int) -> tuple[int, int]:
+    """(width, height) of the first 2D+ HDU of a FITS file after reading every HDU's data whole."""
+    from astropy.io import fits
+
+    size: tuple[int, int] | None = None
+    try:
+        # (No warnings.catch_warnings here: it is not thread-safe, and this runs in worker threads.
+        # astropy only warns that a file "may have been truncated"; reading its data then fails.)
+        with fits.open(path, memmap=False) as hdul:
+            for hdu in hdul:
+                shape = tuple(int(n) for n in (getattr(hdu, "shape", None) or ()))
+                if len(shape) >= 2 and size is None:
+                    size = (shape[-1], shape[-2])
+                    if size[0] * size[1] > max_pixels:
+                        raise FetchError("too-large", f"{size[0]}x{size[1]} px > {max_pixels}")
+                _ = hdu.data
+    except FetchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader error means the file is not a whole FITS
+        text = str(exc).lower()
+        truncated = "truncat" in text or "reshape" in text or isinstance(exc, EOFError)
+        raise FetchError("truncated" if truncated else "corrupt", str(exc), retry=truncated) from None
+    if size is None:
+        raise FetchError("not-an-image", "FITS without a 2D image")
+    return size
+
+
+def jpeg_problem(data: bytes | mmap.mmap) -> str | None:
+    """``None`` when a JPEG's marker structure is whole, else ``"truncated"`` or ``"corrupt"``.
+
+    libjpeg decodes junk entropy data without an error (it fills the picture with whatever the bits
+    say), so a valid header followed by junk would pass a plain decode. This walks the segments:
+    every marker must be a JPEG marker, every scan's data may hold only stuffed ``FF 00`` and restart
+    markers, and the stream must reach its end-of-image marker (bytes after it are allowed).
+    """
+    n = len(data)
+    if data[:2] != b"\xff\xd8":
+        return "corrupt"
+    i = 2
+    while True:
+        if i >= n:
+            return "truncated"
+        if data[i] != 0xFF:
+            return "corrupt"
+        while i < n and data[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            return "truncated"
+        marker = data[i]
+        i += 1
+        if marker == 0xD9:  # end of image
+            return None
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # standalone markers
+            continue
+        if marker < 0xC0 or marker == 0xD8:
+            return "corrupt"
+        if i + 2 > n:
+            return "truncated"
+        length = int.from_bytes(data[i : i + 2], "big")
+        if length < 2:
+            return "corrupt"
+        i += length
+        if i > n:
+            return "truncated"
+        if marker != 0xDA:  # not start-of-scan: the next marker follows
+            continue
+        while True:  # entropy-coded data up to the next real marker
+            j = data.find(b"\xff", i)
+            if j < 0 or j + 1 >= n:
+                return "truncated"
+            follower = data[j + 1]
+            if follower == 0x00 or 0xD0 <= follower <= 0xD7:
+                i = j + 2
+                continue
+            i = j
+            break
+
+
+def check_picture(
+    path: Path, content_type: str = "", *, max_pixels: int, max_side_px: int | None = None
+) -> tuple[int, int]:
+    """(width, height) of a downloaded picture once it decoded completely; `FetchError` otherwise.
+
+    The size comes from the header and is checked against ``max_pixels`` (``too-large``) and
+    ``max_side_px`` (``too-big``) before any pixel is decoded; then every frame is loaded. Pillow's
+    own bomb guard (``DecompressionBombError``/``Warning``) also reads as ``too-large``. Only the
+    `PICTURE_FORMATS` are opened (anything else is ``not-an-image``). Ends early:
+    ``truncated`` (retryable); undecodable data: ``corrupt``; no picture at all: ``not-an-image``.
+    JPEGs also have their segment structure walked (`jpeg_problem`), since libjpeg decodes junk.
+    FITS files (by media type or their ``SIMPLE  =`` card) are read with astropy. Slow on big
+    pictures: run it off the event loop (the download does, in a worker thread).
+    """
     from PIL import Image, UnidentifiedImageError
 
+    if _is_fits(path, content_type):
+        size = _fits_size(path, max_pixels)
+    else:
+        try:
+            with Image.open(path, formats=PICTURE_FORMATS) as im:
+                size = (int(im.width), int(im.height))
+                if size[0] * size[1] > max_pixels:
+                    raise FetchError("too-large", f"{size[0]}x{size[1]} px > {max_pixels}")
+                if max_side_px is not None and max(size) > max_side_px:
+                    raise FetchError("too-big", f"{size[0]}x{size[1]} px > --max-side {max_side_px}")
+                for frame in range(getattr(im, "n_frames", 1)):
+                    im.seek(frame)
+                    if im.width * im.height > max_pixels:
+                        raise FetchError("too-large", f"frame {frame}: {im.width}x{im.height} px")
+                    im.load()
+                if im.format in ("JPEG", "MPO"):
+                    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                        problem = jpeg_problem(data)
+                    if problem is not None:
+                        raise FetchError(problem, "JPEG structure", retry=problem == "truncated")
+        except FetchError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise FetchError("too-large", str(exc)) from None
+        except UnidentifiedImageError:
+            raise FetchError("not-an-image", path.name) from None
+        except Exception as exc:  # noqa: BLE001 - a malformed file may raise anything; never fatal
+            truncated = "truncated" in str(exc).lower() or isinstance(exc, EOFError)
+            raise FetchError("truncated" if truncated else "corrupt", str(exc), retry=truncated) from None
+    if max_side_px is not None and max(size) > max_side_px:
+        raise FetchError("too-big", f"{size[0]}x{size[1]} px > --max-side {max_side_px}")
+    return size
+
+
+def header_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first bytes of a picture, or None while they do not say yet.
+
+    A header that declares a decompression bomb raises ``FetchError('too-large')``.
+    """
+    from PIL import Image
+
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(head), formats=PICTURE_FORMATS) as im:
             return int(im.width), int(im.height)
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FetchError("too-large", str(exc)) from None
+    except Exception:  # noqa: BLE001 - not enough bytes yet (or not a picture): read on
         return None
+
+
+PROBE_BYTES = (64 * 1024, 1024 * 1024)  # a header is nearly always in the first 64 KiB; else try 1 MiB
+
+
+async def probe_size(client: PoliteClient, url: str) -> tuple[int, int] | None:
+    """A picture's (width, height) read from the start of its body only (`PoliteClient.peek`).
+
+    Asks for the first 64 KiB, then (a header behind big metadata blocks) the first MiB; None when
+    that does not tell. Raises `FetchError` as a download would (``too-large`` for a header over
+    ``max_pixels``).
+    """
+    size = None
+    seen = 0
+
+    def read(head: bytes) -> tuple[int, int] | None:
+        nonlocal seen
+        seen = len(head)
+        return header_size(head)
+
+    for num_bytes in PROBE_BYTES:
+        size = await client.peek(url, read, max_bytes=num_bytes)
+        if size is not None or seen < num_bytes:  # found, or the whole body did not tell
+            break
+    if size is not None and size[0] * size[1] > client.config.max_pixels:
+        raise FetchError("too-large", f"{size[0]}x{size[1]} px > {client.config.max_pixels}")
+    return size
 
 
 def record(catalog: Catalog, row: dict[str, Any], status: str) -> str:
@@ -106,6 +313,26 @@ async def list_pages(
     return items
 
 
+def remove_debris(folder: Path, stem: str, *, max_pixels: int) -> list[Path]:
+    """Delete the files under an item's name (``<stem>.<ext>``) that are not acceptable pictures.
+
+    Debris an older version left (a decompression bomb renamed into place before the check that
+    crashed the run, a partial file); a whole picture an earlier run fetched stays, its row saying
+    it is not ``ok`` (the dataset builder skips it). Returns what was removed.
+    """
+    removed = []
+    for ext in sorted(KNOWN_EXTENSIONS):
+        path = folder / f"{stem}{ext}"
+        if not path.is_file():
+            continue
+        try:
+            check_picture(path, max_pixels=max_pixels)
+        except FetchError:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 async def fetch_image(
     client: PoliteClient,
     catalog: Catalog,
@@ -114,33 +341,41 @@ async def fetch_image(
     url: str,
     max_side_px: int | None = None,
 ) -> dict[str, Any]:
-    """Download ``url`` as ``<source>/<safe id>.<ext>``, fill ``row`` (status, sha256, size) and store it."""
+    """Download ``url`` as ``<source>/<safe id>.<ext>``, fill ``row`` (status, sha256, size) and store it.
+
+    ``ok`` only once the picture decoded whole (`check_picture`); a failed download leaves no file,
+    and removes debris an older run left under the item's name (`remove_debris`).
+    """
     folder = catalog.root / row["source"]
     stem = safe_name(row["item_id"])
     row = {**row, "image_url": url}
+    max_pixels = client.config.max_pixels
+
+    def check(path: Path, ctype: str) -> tuple[int, int]:
+        return check_picture(path, ctype, max_pixels=max_pixels, max_side_px=max_side_px)
+
     try:
         dl = await client.download(
-            url, folder / f"{stem}.bin", dest_for_type=lambda ctype: folder / f"{stem}{extension_for(ctype)}"
+            url,
+            folder / f"{stem}.bin",
+            dest_for_type=lambda ctype: folder / f"{stem}{extension_for(ctype)}",
+            check=check,
         )
     except FetchError as exc:
-        row["status"] = exc.status
+        await asyncio.to_thread(remove_debris, folder, stem, max_pixels=max_pixels)
+        row.update(local_path=None, sha256=None, bytes=None, width=None, height=None, status=exc.status)
     else:
-        size = image_size_of(dl.path)
-        if size is None:
-            dl.path.unlink(missing_ok=True)
-            row["status"] = "failed:not-an-image"
-        elif max_side_px is not None and max(size) > max_side_px:
-            dl.path.unlink(missing_ok=True)
-            row.update(width=size[0], height=size[1], status="failed:too-big")
-        else:
-            row.update(
-                local_path=dl.path.relative_to(catalog.root).as_posix(),
-                sha256=dl.sha256,
-                bytes=dl.num_bytes,
-                width=size[0],
-                height=size[1],
-                status="ok",
-            )
+        width, height = dl.checked
+        for ext in KNOWN_EXTENSIONS - {dl.path.suffix}:  # an earlier run's file of another type
+            (folder / f"{stem}{ext}").unlink(missing_ok=True)
+        row.update(
+            local_path=dl.path.relative_to(catalog.root).as_posix(),
+            sha256=dl.sha256,
+            bytes=dl.num_bytes,
+            width=width,
+            height=height,
+            status="ok",
+        )
     row["fetched_at"] = now_utc()
     catalog.upsert(row)
     return row
@@ -222,9 +457,11 @@ class Source(ABC):
     A subclass checks its options in ``__init__`` (UserError), then calls this one with its catalog
     source name, base URL and extra hosts (a CDN); it says what to fetch (``items``), each item's id
     and how one item becomes a catalog row (``fetch_item``, returning the status). This class runs the
-    rest the same way for all: catalog, resume (items already done are skipped), temp files of a killed
-    run removed, ``http.concurrency`` workers, progress bar, summary. Build one through
-    ``SOURCES[name].build`` (``astrogan.data.sources``), which fills in the defaults.
+    rest the same way for all: catalog, resume (items already done, by ``is_done``, are skipped with
+    no request; a source may decide more locally, as APOD does from its stored pages), temp files of a
+    killed run removed, ``http.concurrency`` workers (an unexpected error in one item is that item's
+    ``failed:internal-<Type>`` row and a warning, never the end of the run), progress bar, summary.
+    Build one through ``SOURCES[name].build`` (``astrogan.data.sources``), which fills in the defaults.
     """
 
     def __init__(
@@ -256,6 +493,14 @@ class Source(ABC):
     async def fetch_item(self, client: PoliteClient, catalog: Catalog, item: Any) -> str:
         """Fetch one item into the catalog; returns the status the summary counts."""
 
+    def is_done(self, catalog: Catalog, item: Any, row: dict[str, Any]) -> bool:
+        """True when this run need not touch an item the catalog has ``row`` for (no request is made).
+
+        Default: a final status, or ``ok`` with its file intact. A source may decide more locally
+        (APOD re-reads the keyword filter on the stored page).
+        """
+        return catalog.is_done_row(row)
+
     def fetch(self, out: str | Path, *, progress: bool = False) -> FetchSummary:
         """Fetch every item not done yet: files in ``out/<source>/``, rows in ``out/catalog.sqlite``."""
         return asyncio.run(self._fetch(Path(out), progress))
@@ -268,10 +513,17 @@ class Source(ABC):
             async with PoliteClient(self.http) as client:
 
                 async def one(item: Any) -> str | None:
-                    if catalog.is_done(self.source, self.item_id(item)):
+                    item_id = self.item_id(item)
+                    row = catalog.get(self.source, item_id)
+                    if row is not None and self.is_done(catalog, item, row):
                         summary.num_already_done += 1
                         return None
-                    status = await self.fetch_item(client, catalog, item)
+                    try:
+                        status = await self.fetch_item(client, catalog, item)
+                    except Exception as exc:  # noqa: BLE001 - one bad item never ends the run
+                        status = f"failed:internal-{type(exc).__name__}"
+                        warnings.warn(f"{self.source} {item_id}: {type(exc).__name__}: {exc}", stacklevel=1)
+                        record(catalog, {**(row or {}), "source": self.source, "item_id": item_id}, status)
                     summary.statuses[status] += 1
                     return status
 

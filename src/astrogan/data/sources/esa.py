@@ -1,20 +1,35 @@
 """ESA/Hubble, ESA/Webb and ESO image archives (djangoplicity sites): listings, resources, CC BY 4.0 credit.
 
-API shapes assumed (the sites run djangoplicity and publish a paginated Data2Dome JSON listing of
-their image archive; no test reaches the real hosts, the tests use a stub of these shapes):
+API shape (the Data2Dome "d2d" image feed that djangoplicity, the sites' public software, serves at
+``<site>/images/d2d/``; read from its source: ``media/d2d/views.py`` (pagination),
+``media/d2d/serializers.py`` + ``media/d2d/renderers.py`` (item fields and their AVM names) and
+``archives/utils.py`` (``get_instance_resources``); no test reaches the real hosts, the tests use a
+stub of this shape):
 
-- ``GET <site>/images/d2d/?page=N`` -> ``{"Count": n, "Next": URL | null, "Previous": ...,
-  "Collections": [ITEM, ...]}`` (``"Items"`` is accepted as well);
-- ``ITEM`` = ``{"ID", "Title", "Description", "Credit", "PublicationDate", "ReferenceURL",
-  "Subject": {"Category": [...], "Name": [...]}, "Resources": [{"ResourceType": "Original" |
-  "Large" | "Screen" | "Thumbnail" ..., "MediaType": "Image", "URL", "Dimensions": [w, h],
-  "FileSize"}]}``.
+- ``GET <site>/images/d2d/?page=N`` (``&count=K``, default 100 per page) -> ``{"Count": n, "Next":
+  URL | null, "Previous": URL | null, "Collections": [ITEM, ...]}``, newest first;
+- ``ITEM`` = ``{"Creator", "URL", "Contact": {...}, "ID", "Title", "Description", "Credit" (HTML
+  stripped), "PublicationDate" (ISO, UTC), "Subject": {"Category": [AVM taxonomy names such as
+  "Milky Way : Nebula : Type : Star Formation"], "Name": ["NGC 2264", ...]}, "ReferenceURL", "Rights",
+  "Priority", "Assets": [ASSET]}`` - an image has exactly one asset;
+- ``ASSET`` = ``{"MediaType": "Image", "Resources": [RESOURCE, ...], "ObservationData": {...}?}``;
+- ``RESOURCE`` = ``{"ResourceType": "Original" | "Large" | "Medium" | "Small" | "Thumbnail" | "Icon",
+  "MediaType": "Image", "URL" (absolute, often on the CDN host: ``.../images/large/<id>.jpg``,
+  the original a ``.tif``), "FileSize", "Dimensions": [w, h] (floats; left out when unknown),
+  "HorizontalFOV"?, "VerticalFOV"?, "ProjectionType"?, "Checksum"?}``. Keys whose value is null are
+  left out of every dict.
 
-``--category`` keeps items whose ``Subject.Category`` (or ``Category``/``Categories``) names it,
-case-insensitively (``nebulae`` matches ``Nebulae``). From each item the largest image resource
-in JPEG/PNG whose longer side is at most ``max_side_px`` is downloaded (originals are often
-100 MB TIFFs; ``--max-side 0`` takes the largest of any kind). Relative resource URLs are resolved
-against the site; only the site's host and its CDN are allowed.
+An item's resources are those of its image assets (``Assets[*].Resources``); the flat
+``ITEM["Resources"]`` an earlier version of this module assumed is still read when present.
+
+``--category`` keeps items one of whose ``Subject.Category`` names (or ``Category``/``Categories``)
+contains it, case-insensitively, a plural also matching its singular (``nebulae`` and ``nebula``
+both match ``Milky Way : Nebula : Type : Star Formation``). From each item the largest image resource
+in JPEG/PNG whose longer side is at most ``max_side_px`` is downloaded, chosen from the feed's
+``Dimensions`` (a resource without them is judged from its header first, `base.probe_size`);
+originals are often 100 MB TIFFs and never downloaded under a limit; ``--max-side 0`` takes the
+largest of any kind. Relative resource URLs are resolved against the site; only the site's host
+and its CDN are allowed.
 
 Licence: the images are CC BY 4.0; the ``Credit`` line the licence requires is stored in
 ``credit`` and in the licence note.
@@ -26,9 +41,9 @@ from typing import Any
 from urllib.parse import urljoin
 
 from astrogan.data.sources import HttpConfig
-from astrogan.data.sources.base import FetchSummary, Source, fetch_image, list_pages, record
+from astrogan.data.sources.base import FetchSummary, Source, fetch_image, list_pages, probe_size, record
 from astrogan.data.sources.catalog import Catalog
-from astrogan.data.sources.http import PoliteClient
+from astrogan.data.sources.http import FetchError, PoliteClient
 from astrogan.utils.errors import UserError
 
 SITES = {
@@ -52,20 +67,60 @@ def categories_of(item: dict[str, Any]) -> list[str]:
     return [str(c) for c in (cats if isinstance(cats, list) else [cats])]
 
 
-def pick_resource(item: dict[str, Any], max_side_px: int | None) -> dict[str, Any] | None:
-    """The largest image resource not over ``max_side_px`` (web formats only when a limit is set)."""
-    best, best_side = None, -1
-    for r in item.get("Resources") or []:
+def _singular(word: str) -> str:
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith("ae"):
+        return word[:-1]
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def category_matches(want: str, categories: list[str]) -> bool:
+    """True when ``want`` (or its singular) occurs in one of ``categories``, case ignored."""
+    keys = {want.strip().lower(), _singular(want.strip().lower())} - {""}
+    return any(k in c.lower() for k in keys for c in categories)
+
+
+def resources_of(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources of an item's image assets (``Assets[*].Resources``), else its flat ``Resources``."""
+    out: list[dict[str, Any]] = []
+    for asset in item.get("Assets") or []:
+        if isinstance(asset, dict) and str(asset.get("MediaType", "Image")).lower() == "image":
+            out += [r for r in asset.get("Resources") or [] if isinstance(r, dict)]
+    return out or [r for r in item.get("Resources") or [] if isinstance(r, dict)]
+
+
+def side_of(resource: dict[str, Any]) -> int:
+    """The longer side the feed gives for a resource (0 when it gives none)."""
+    dims = resource.get("Dimensions") or []
+    try:
+        return max((int(float(d or 0)) for d in dims), default=0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def candidate_resources(item: dict[str, Any], max_side_px: int | None) -> list[dict[str, Any]]:
+    """Image resources to try, best first: largest known side first, those of unknown size last.
+
+    With a limit: JPEG/PNG only, and none whose known side is over it.
+    """
+    out = []
+    for r in resources_of(item):
         if str(r.get("MediaType", "Image")).lower() != "image" or not r.get("URL"):
             continue
-        dims = r.get("Dimensions") or [0, 0]
-        side = max(int(d or 0) for d in dims) if dims else 0
         if max_side_px is not None:
-            if not str(r["URL"]).lower().split("?")[0].endswith(_WEB_SUFFIXES) or side > max_side_px:
+            if not str(r["URL"]).lower().split("?")[0].endswith(_WEB_SUFFIXES) or side_of(r) > max_side_px:
                 continue
-        if side > best_side:
-            best, best_side = r, side
-    return best
+        out.append(r)
+    return sorted(out, key=side_of, reverse=True)
+
+
+def pick_resource(item: dict[str, Any], max_side_px: int | None) -> dict[str, Any] | None:
+    """The largest image resource not over ``max_side_px`` (web formats only when a limit is set)."""
+    found = candidate_resources(item, max_side_px)
+    return found[0] if found else None
 
 
 class EsaSource(Source):
@@ -105,8 +160,7 @@ class EsaSource(Source):
             found = [
                 it
                 for it in doc.get("Collections") or doc.get("Items") or []
-                if it.get("ID")
-                and (not want or any(want == c.lower() or want in c.lower() for c in categories_of(it)))
+                if it.get("ID") and (not want or category_matches(want, categories_of(it)))
             ]
             return found, urljoin(url, doc["Next"]) if doc.get("Next") else None
 
@@ -132,8 +186,23 @@ class EsaSource(Source):
             "keywords": categories_of(item) + [str(n) for n in (item.get("Subject") or {}).get("Name", [])],
             "explanation": item.get("Description"),
         }
-        res = pick_resource(item, self.max_side_px)
-        if res is None:
+        candidates = candidate_resources(item, self.max_side_px)
+        if not candidates:
             return record(catalog, row, "skipped-no-image")
-        url = urljoin(self.base_url, str(res["URL"]))
-        return (await fetch_image(client, catalog, row, url=url, max_side_px=self.max_side_px))["status"]
+        status = "skipped-no-image"
+        for res in candidates:
+            url = urljoin(self.base_url, str(res["URL"]))
+            if self.max_side_px is not None and not side_of(res):  # size unknown: read its header first
+                try:
+                    size = await probe_size(client, url)
+                except FetchError as exc:
+                    status = exc.status
+                    continue
+                if size is not None and max(size) > self.max_side_px:
+                    status = "failed:too-big"
+                    continue
+            got = await fetch_image(client, catalog, row, url=url, max_side_px=self.max_side_px)
+            status = got["status"]
+            if status != "failed:too-big":  # the feed's size was wrong: try the next one down
+                return status
+        return record(catalog, {**row, "image_url": url}, status)

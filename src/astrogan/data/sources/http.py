@@ -12,12 +12,22 @@ CLI can read their defaults without importing httpx):
 - redirects are followed by hand, and only to hosts in ``allowed_hosts``;
 - downloads check the content type and the size (a ``Content-Length`` over ``max_bytes`` is
   refused before the body is read; a body growing past it is cut), stream to a hidden temp file in
-  the target folder, hash it (sha256), fsync, then rename: a partial file never has the final name.
+  the target folder, hash it (sha256), fsync, run the caller's ``check`` on the temp file (off the
+  event loop: the fetchers decode the whole picture there), then rename: a partial file, or one that
+  failed its check, never has the final name. A check that finds the body cut short (a server that
+  closed the connection early without a ``Content-Length``) is retried like a dropped connection;
+- ``peek`` reads only the start of a body (a ``Range`` request, and the stream closed as soon as the
+  caller has what it needs: an image header's size, say), so a rendition can be judged before it is
+  downloaded;
+- pages are decoded by their declared charset (``decode_html``: the BOM, then valid UTF-8, then the
+  ``Content-Type`` header's charset or the page's ``<meta>`` one, Latin-1 labels read as Windows-1252
+  as browsers do), so legacy Latin-1 pages keep their accents.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import email.utils
 import hashlib
 import os
@@ -25,7 +35,7 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,11 +63,16 @@ def user_agent() -> str:
 
 
 class FetchError(Exception):
-    """A request that failed for good; ``reason`` is short and goes into ``failed:<reason>``."""
+    """A request that failed for good; ``reason`` is short and goes into ``failed:<reason>``.
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    ``retry=True`` (raised by a download's check, e.g. a body cut short) makes the client try the
+    request again like a dropped connection before giving up with this reason.
+    """
+
+    def __init__(self, reason: str, detail: str = "", *, retry: bool = False) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.retry = retry
 
     @property
     def status(self) -> str:
@@ -140,9 +155,58 @@ _EXT_BY_TYPE = {
 }
 
 
+KNOWN_EXTENSIONS = frozenset({*_EXT_BY_TYPE.values(), ".bin"})  # every name a download may get
+
+
 def extension_for(content_type: str) -> str:
     """File extension from a media type (never from the remote path)."""
     return _EXT_BY_TYPE.get(content_type.split(";")[0].strip().lower(), ".bin")
+
+
+_META_CHARSET = re.compile(rb"""<meta\b[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_LATIN1_FAMILY = {"iso8859-1", "ascii", "cp1252", "latin-1"}  # codecs' names; browsers read all as cp1252
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def declared_charsets(content: bytes, header_charset: str | None = None) -> list[str]:
+    """The charsets a page declares, in order: its ``Content-Type`` header's, then its ``<meta>``'s."""
+    found = [header_charset] if header_charset else []
+    found += [m.group(1).decode("ascii") for m in _META_CHARSET.finditer(content[:4096])]
+    return [c.strip().lower() for c in found if c.strip()]
+
+
+def decode_html(content: bytes, header_charset: str | None = None) -> str:
+    """A page's text, decoded by what it declares (legacy APOD pages are Latin-1).
+
+    Order: a byte-order mark; pure ASCII; valid UTF-8 (a Latin-1 page with accents is never valid
+    UTF-8, while a UTF-8 page mislabelled Latin-1 would decode to mojibake, so UTF-8 that validates
+    wins over a label); then each declared charset (header, then ``<meta>``) that decodes the bytes
+    without error, the Latin-1 family read as Windows-1252 like browsers do; last Windows-1252, else
+    Latin-1, which never fail.
+    """
+    for bom, codec in _BOMS:
+        if content.startswith(bom):
+            return content.decode(codec, errors="replace")
+    if content.isascii():
+        return content.decode("ascii")
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    for label in declared_charsets(content, header_charset):
+        try:
+            name = codecs.lookup(label).name
+        except LookupError:
+            continue
+        for codec in ("cp1252", "latin-1") if name in _LATIN1_FAMILY else (name,):
+            try:
+                return content.decode(codec)
+            except (UnicodeDecodeError, LookupError):
+                continue
+    try:
+        return content.decode("cp1252")
+    except UnicodeDecodeError:
+        return content.decode("latin-1")
 
 
 def _retry_after_s(value: str | None) -> float | None:
@@ -160,12 +224,23 @@ def _retry_after_s(value: str | None) -> float | None:
 
 @dataclass
 class Download:
-    """A finished download: where it is, its sha256, size and media type."""
+    """A finished download: where it is, its sha256, size and media type, what its check returned."""
 
     path: Path
     sha256: str
     num_bytes: int
     content_type: str
+    url: str
+    checked: Any = None
+
+
+@dataclass
+class Body:
+    """A small document read whole: its bytes, media type and the charset its header names (or None)."""
+
+    content: bytes
+    content_type: str
+    charset: str | None
     url: str
 
 
@@ -205,13 +280,13 @@ class PoliteClient:
         if host not in self.config.allowed_hosts and (parts.hostname or "") not in self.config.allowed_hosts:
             raise FetchError("host-not-allowed", host)
 
-    async def _send(self, url: str, *, stream: bool) -> httpx.Response:
+    async def _send(self, url: str, *, stream: bool, headers: dict[str, str] | None = None) -> httpx.Response:
         """One logical GET: host check, redirects by hand, status triage. Caller closes the response."""
         for _ in range(self.config.max_redirects + 1):
             self.check_host(url)
             await self._bucket.acquire()
             self.num_requests += 1
-            req = self._client.build_request("GET", url)
+            req = self._client.build_request("GET", url, headers=headers)
             resp = await self._client.send(req, stream=stream)
             if resp.is_redirect and "location" in resp.headers:
                 await resp.aclose()
@@ -240,6 +315,10 @@ class PoliteClient:
                     return await fn(url)
             except _Retryable as exc:
                 last, wait = exc.reason, exc.wait_s
+            except FetchError as exc:
+                if not exc.retry:
+                    raise
+                last = exc.reason
             except httpx.TimeoutException:
                 last = "timeout"
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
@@ -253,25 +332,30 @@ class PoliteClient:
             await asyncio.sleep(min(cfg.max_backoff_s, max(backoff, wait or 0.0)))
         raise FetchError(last, url)
 
-    async def get_text(self, url: str, *, accept: Iterable[str] = ("text/",)) -> str:
-        """GET a small text document (HTML, JSON text); checks its media type and size."""
+    async def get_body(self, url: str, *, accept: Iterable[str] = ("text/",)) -> Body:
+        """GET a small document whole, as bytes; checks its media type and size."""
         accept = tuple(accept)
 
-        async def once(u: str) -> str:
+        async def once(u: str) -> Body:
             resp = await self._send(u, stream=True)
             try:
-                _check_type(resp, accept)
+                ctype = _check_type(resp, accept)
                 _check_length(resp, self.config.max_bytes)
                 body = bytearray()
                 async for chunk in resp.aiter_bytes():
                     body += chunk
                     if len(body) > self.config.max_bytes:
                         raise FetchError("too-large", u)
-                return bytes(body).decode(resp.encoding or "utf-8", errors="replace")
+                return Body(bytes(body), ctype, resp.charset_encoding, str(resp.url))
             finally:
                 await resp.aclose()
 
         return await self._with_retries(url, once)
+
+    async def get_text(self, url: str, *, accept: Iterable[str] = ("text/",)) -> str:
+        """GET a small text document (HTML, JSON text), decoded by its declared charset (`decode_html`)."""
+        body = await self.get_body(url, accept=accept)
+        return decode_html(body.content, body.charset)
 
     async def get_json(self, url: str) -> Any:
         """GET and parse a JSON document (``FetchError('bad-json')`` when it is not JSON)."""
@@ -285,13 +369,55 @@ class PoliteClient:
         except ValueError:
             raise FetchError("bad-json", url) from None
 
+    async def peek(
+        self,
+        url: str,
+        read: Callable[[bytes], Any],
+        *,
+        max_bytes: int = 1 << 20,
+        accept: Iterable[str] = ("image/",),
+    ) -> Any:
+        """The first thing ``read(start of body)`` returns that is not None, reading at most ``max_bytes``.
+
+        Asks for ``Range: bytes=0-<max_bytes-1>`` and stops reading as soon as ``read`` answers (the
+        connection is closed, so a server that ignores the range sends little more); None when the
+        start of the body never satisfies ``read``. ``read`` may raise `FetchError`.
+        """
+        accept = tuple(accept)
+
+        async def once(u: str) -> Any:
+            resp = await self._send(u, stream=True, headers={"Range": f"bytes=0-{max_bytes - 1}"})
+            try:
+                _check_type(resp, accept)
+                head = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    head += chunk[: max_bytes - len(head)]
+                    found = read(bytes(head))
+                    if found is not None:
+                        return found
+                    if len(head) >= max_bytes:
+                        break
+                return None
+            finally:
+                await resp.aclose()
+
+        return await self._with_retries(url, once)
+
     async def download(
-        self, url: str, dest: Path, *, accept: Iterable[str] = ("image/",), dest_for_type: Any = None
+        self,
+        url: str,
+        dest: Path,
+        *,
+        accept: Iterable[str] = ("image/",),
+        dest_for_type: Any = None,
+        check: Callable[[Path, str], Any] | None = None,
     ) -> Download:
-        """Stream ``url`` to ``dest`` (temp file, sha256, fsync, rename).
+        """Stream ``url`` to ``dest`` (temp file, sha256, fsync, ``check``, rename).
 
         ``dest_for_type(content_type) -> Path`` may choose the final name from the media type
-        (the extension is never taken from the remote path).
+        (the extension is never taken from the remote path). ``check(temp_path, content_type)`` runs
+        in a worker thread before the rename; what it returns is ``Download.checked``, a `FetchError`
+        it raises fails the download (retried when its ``retry`` is set) and the temp file is removed.
         """
         accept = tuple(accept)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -314,9 +440,11 @@ class PoliteClient:
                         fh.write(chunk)
                     fh.flush()
                     os.fsync(fh.fileno())
+                await resp.aclose()  # the body is read: free the connection before a slow check
+                checked = await asyncio.to_thread(check, tmp, ctype) if check is not None else None
                 final = dest_for_type(ctype) if dest_for_type else dest
                 os.replace(tmp, final)
-                return Download(final, digest.hexdigest(), size, ctype, str(resp.url))
+                return Download(final, digest.hexdigest(), size, ctype, str(resp.url), checked)
             finally:
                 await resp.aclose()
                 if tmp.exists():

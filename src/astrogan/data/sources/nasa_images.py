@@ -1,20 +1,27 @@
 """NASA Image and Video Library (images-api.nasa.gov): search, pick a rendition, download with credit.
 
-API shapes assumed (public docs at https://images.nasa.gov/docs/images.nasa.gov_api_docs.pdf; no
-test reaches the real host, the tests use a stub of these shapes):
+API shapes (the public API documentation, https://images.nasa.gov/docs/images.nasa.gov_api_docs.pdf:
+Collection+JSON documents; reviewed against it, these are what the API serves; no test reaches the
+real host, the tests use a stub of these shapes):
 
-- ``GET <base>/search?q=QUERY&media_type=image&page=N`` -> ``{"collection": {"items": [{"href":
-  ..., "data": [{"nasa_id", "title", "description", "keywords": [...], "media_type", "center",
-  "date_created", "secondary_creator"?, "photographer"?}], "links": [...]}], "metadata":
-  {"total_hits"}, "links": [{"rel": "next", "href": NEXT_PAGE_URL}]}}``; pages end when there is no
-  ``next`` link.
-- ``GET <base>/asset/NASA_ID`` -> ``{"collection": {"items": [{"href": ".../ID~orig.jpg"},
-  {"href": "...~large.jpg"}, "~medium", "~small", "~thumb", "metadata.json", ...]}}``.
+- ``GET <base>/search?q=QUERY&media_type=image&page=N`` -> ``{"collection": {"version", "href",
+  "items": [{"href": ".../collection.json", "data": [{"nasa_id", "title", "description",
+  "keywords": [...], "media_type", "center", "date_created", "secondary_creator"?,
+  "photographer"?}], "links": [{"href", "rel": "preview", "render": "image"}]}], "metadata":
+  {"total_hits"}, "links": [{"rel": "next", "prompt": "Next", "href": NEXT_PAGE_URL}]}}``; pages
+  end when there is no ``next`` link.
+- ``GET <base>/asset/NASA_ID`` -> ``{"collection": {"version", "href", "items": [{"href":
+  ".../ID~orig.jpg"}, {"href": "...~large.jpg"}, "~medium", "~small", "~thumb", "metadata.json",
+  ...]}}``: rendition URLs only, no sizes (the original may be a 100 MB TIFF).
 
-Renditions are tried from the largest (``orig`` > ``large`` > ``medium`` > ``small`` > ``thumb``)
-down; a rendition whose longer side is over ``max_side_px`` (measured on the downloaded file, since
-the manifest does not say) is discarded and the next smaller one tried. Media other than images
-are ignored. Allowed hosts: the base URL's host and ``images-assets.nasa.gov``.
+Renditions rank ``orig`` > ``large`` > ``medium`` > ``small`` > ``thumb``. Without ``max_side_px``
+the original is downloaded. With it, the rendition is chosen before anything is downloaded whole:
+from the largest down, each one's size is read from the start of its body (`base.probe_size`: a
+``Range`` request for the header, the connection closed once the size is known), and the first
+whose longer side is at most ``max_side_px`` is downloaded - the largest that fits, so the smallest
+download that satisfies the limit, and never an original over it. A rendition whose header does not
+tell its size is downloaded and measured (and dropped when over). Media other than images are
+ignored. Allowed hosts: the base URL's host and ``images-assets.nasa.gov``.
 
 Licence: NASA media are generally not subject to copyright in the United States; the credit
 (``secondary_creator``/``photographer``, else ``NASA/<center>``) is kept, and third-party material
@@ -28,7 +35,7 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from astrogan.data.sources import HttpConfig
-from astrogan.data.sources.base import FetchSummary, Source, fetch_image, list_pages, record
+from astrogan.data.sources.base import FetchSummary, Source, fetch_image, list_pages, probe_size, record
 from astrogan.data.sources.catalog import Catalog
 from astrogan.data.sources.http import FetchError, PoliteClient
 from astrogan.utils.errors import UserError
@@ -96,7 +103,7 @@ class NasaImagesSource(Source):
         return str(item["nasa_id"])
 
     async def fetch_item(self, client: PoliteClient, catalog: Catalog, item: dict[str, Any]) -> str:
-        """The asset manifest, then renditions from the largest down until one fits ``max_side_px``."""
+        """The asset manifest, then the largest rendition within ``max_side_px`` (judged by its header)."""
         nasa_id = str(item["nasa_id"])
         kw = item.get("keywords") or []
         row: dict[str, Any] = {
@@ -118,9 +125,20 @@ class NasaImagesSource(Source):
         candidates = renditions_by_size(manifest)
         if not candidates:
             return record(catalog, row, "skipped-no-image")
-        result: dict[str, Any] = {}
+        if self.max_side_px is None:
+            return (await fetch_image(client, catalog, row, url=candidates[0]))["status"]
+        status, url = "failed:too-big", candidates[-1]
         for url in candidates:
-            result = await fetch_image(client, catalog, row, url=url, max_side_px=self.max_side_px)
-            if result["status"] != "failed:too-big":
-                break
-        return result["status"]
+            try:
+                size = await probe_size(client, url)
+            except FetchError as exc:  # a rendition that cannot be read (or a bomb): the next one down
+                status = exc.status
+                continue
+            if size is not None and max(size) > self.max_side_px:
+                status = "failed:too-big"
+                continue
+            got = await fetch_image(client, catalog, row, url=url, max_side_px=self.max_side_px)
+            status = got["status"]
+            if status != "failed:too-big":
+                return status
+        return record(catalog, {**row, "image_url": url}, status)
