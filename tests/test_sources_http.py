@@ -182,3 +182,27 @@ LATIN1_PAGE = (
 def test_decode_html_by_declared_charset(content, header, want):
     text = decode_html(content, header)
     assert want in text and "\ufffd" not in text
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_downloads_follow_the_umask(tmp_path, umask):
+    """mkstemp makes 0600 files: a fetched picture must get what a plain open() would (colleagues read RAW/)."""
+    import os
+    import stat
+
+    with MirrorServer(None) as srv:
+        cfg = HttpConfig(
+            rate_per_s=None, timeout_s=2.0, max_retries=0, allowed_hosts=frozenset({"127.0.0.1"})
+        )
+
+        async def go():
+            async with PoliteClient(cfg) as client:
+                url = f"{srv.root}/esa/hubble/archives/images/large/heic0001.jpg"
+                return await client.download(url, tmp_path / "x.jpg")
+
+        old = os.umask(umask)
+        try:
+            got = asyncio.run(go())
+        finally:
+            os.umask(old)
+    assert stat.S_IMODE(got.path.stat().st_mode) == 0o666 & ~umask

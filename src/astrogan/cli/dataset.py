@@ -23,9 +23,17 @@ dataset_app = typer.Typer(
 @dataset_app.command("build")
 def build(
     inputs: list[Path] = typer.Argument(
-        None, help="Folders (searched recursively) and files: JPEG/PNG/TIFF/FITS."
+        None,
+        help="Folders (searched recursively; symlinks to files and folders followed, loops reported) and "
+        "files: JPEG/PNG/TIFF/FITS. Every path found is built or reported in report.json.",
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to write (must not exist)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Dataset directory to write (must not exist unless --overwrite). Leftovers of killed builds of "
+        "it (.NAME.*.partial) are removed first.",
+    ),
     image_size: str = typer.Option("128", "--image-size", help="Side in pixels; several as 128,256,512."),
     crop: str = typer.Option(
         "center", "--crop", help="Square crop before resizing: center, top-left, random."
@@ -62,7 +70,11 @@ def build(
     dtype: str = typer.Option(
         "auto", "--dtype", help="auto (float32 for FITS-only builds, else uint8), uint8 or float32."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists (after success)."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace --out if it is a dataset (checked before building; replaced only after success).",
+    ),
     labels: Path = typer.Option(
         None,
         "--labels",
@@ -133,7 +145,7 @@ def _print_build_summary(result: BuildResult) -> None:
     for reason, n in sorted(result.skip_reasons().items(), key=lambda kv: -kv[1]):
         table.add_row("  skipped: " + reason, str(n))
     if result.count("ignored"):
-        table.add_row("files ignored (not images)", str(result.count("ignored")))
+        table.add_row("paths ignored (not pictures, hidden, provenance)", str(result.count("ignored")))
     for flag, n in sorted(result.flag_counts.items()):
         table.add_row("  flagged: " + flag, str(n))
     if result.cond_spec is not None:

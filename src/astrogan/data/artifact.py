@@ -25,8 +25,13 @@ Layout (schema `astrogan.dataset`, version 1; DESIGN.md section 3):
   `CondSpec`: names, units, low/high, mean/std at the largest size, plus `size_px`, `source` (the
   tables with path, sha256 and key column), `rescale` (in words) and the unmatched counts), and
   `content_hash`.
-- `report.json`: every input file with its status (`converted`, `skipped`, `ignored`), reason and flags;
-  with conditions, `labels`: the tables, the counts and the first 200 rows that matched no picture.
+- `report.json`: every path found under the inputs with its status (`converted`, `skipped`, `ignored`),
+  reason and flags: pictures and FITS files, and one row for each path not built (not a picture name;
+  hidden file or folder; catalog.sqlite/synth.json, read for provenance; dangling symlink; symlink loop;
+  unreadable folder; folder or file reached twice; FIFO or device). A file found through symlinks has
+  `path` (the file itself) and `link` (where it was found). With conditions, `labels`: the tables, the
+  counts and the first 200 rows that matched no picture.
+- Permissions: folder and files get the modes `mkdir`/`open` give under the builder's umask.
 
 The content hash covers decoded pixels, labels, conditions and the preprocessing parameters (never paths or times),
 so two builds from the same inputs with the same seed agree.

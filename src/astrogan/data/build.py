@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from astrogan.data.provenance import (
     read_synths,
     synth_credit,
 )
-from astrogan.utils.atomic import atomic_dir, write_json
+from astrogan.utils.atomic import announce, atomic_dir, clean_stale, write_json
 from astrogan.utils.errors import UserError
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "WARN_FLAGS",
     "BuildOptions",
     "BuildResult",
+    "InputFile",
     "build_dataset",
     "dataset_name",
     "parse_sizes",
@@ -140,6 +143,7 @@ class BuildResult:
     cond_spec: CondSpec | None = None  # the stored conditions (primary size's pixels), if any
     num_unmatched_images: int = 0  # input pictures skipped for want of a labels row
     num_unmatched_rows: int = 0  # labels rows that named no input picture
+    notes: list[str] = field(default_factory=list)  # leftovers of killed builds removed or kept, a line each
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.report if r["status"] == status)
@@ -151,51 +155,215 @@ class BuildResult:
 
 # ----------------------------------------------------------------------------------------------------
 # Inputs
+#
+# Every path under the inputs is accounted for in report.json: a file is built, or it gets one row saying
+# why not (the row of a folder that is not searched covers everything in it). Rules:
+# - A symlink to a regular file, inside or outside the tree, is followed: the file is built (row `path`:
+#   the file itself, `link`: where it was found). Symlinks to folders are followed too, each real folder
+#   searched once: one pointing at a folder above it is a "symlink loop", one at a folder searched already
+#   is "folder already searched". Dangling links and link cycles (a -> b -> a) get a row. No recursion.
+# - A file reached twice (two links, a link and the file, an input named twice) is built once; the other
+#   paths get "already listed (same file as ...)".
+# - Hidden files and folders (name starting with a dot: .git, .DS_Store, partial builds) are ignored, one
+#   row each (a hidden folder is not searched); so are catalog.sqlite and synth.json, which are read for
+#   provenance. Unreadable folders, FIFOs, sockets and devices are skipped with a row (a FIFO is never read).
 
 
-def _collect_inputs(
-    inputs: Sequence[str | os.PathLike[str]],
-) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
-    """(root, file) pairs in a stable order (sorted within each input), plus catalog and synth.json files."""
-    seen: set[Path] = set()
-    files: list[tuple[Path, Path]] = []
-    catalogs: list[Path] = []
-    synths: list[Path] = []
+@dataclass(frozen=True)
+class InputFile:
+    """One path found under the inputs: a file to build (`row` None) or the report row that says why not."""
+
+    root: Path  # the input folder it was found under (resolved), or the file's folder
+    path: Path  # the file to read (symlinks resolved); for a row, the path as found
+    rel: str | None = None  # its name under `root` (meta `source`) when it differs from path-under-root
+    link: Path | None = None  # the path it was found at, when symlinks led to it
+    row: dict[str, Any] | None = None
+
+
+@dataclass
+class Collected:
+    """What `_collect_inputs` found: every path in walk order, plus the provenance files to read."""
+
+    entries: list[InputFile] = field(default_factory=list)
+    catalogs: list[Path] = field(default_factory=list)
+    synths: list[Path] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[tuple[Path, Path]]:
+        """(root, file) of the files to build, in order."""
+        return [(e.root, e.path) for e in self.entries if e.row is None]
+
+
+def _scandir(folder: Path) -> list[os.DirEntry[str]]:
+    """A folder's entries sorted by name (raises OSError when it cannot be read)."""
+    with os.scandir(folder) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _kind_of(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "fifo"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def _why_unreachable(path: Path, exc: OSError) -> str:
+    """The reason of a path that cannot be stat'ed (following links)."""
+    if path.is_symlink():
+        if exc.errno == errno.ELOOP:
+            return "symlink loop (too many levels of symbolic links)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            try:
+                where = os.readlink(path)
+            except OSError:
+                where = "?"
+            return f"dangling symlink (points to {where}, which does not exist)"
+    return f"cannot read ({exc.strerror or exc})"
+
+
+class _Walker:
+    """Walks the inputs in a stable order (sorted names, depth first) and accounts for every path."""
+
+    def __init__(self) -> None:
+        self.out = Collected()
+        self.seen: dict[Path, Path] = {}  # resolved file -> where it was first found
+        self.folders: dict[tuple[int, int], Path] = {}  # (device, inode) of searched folders -> path
+
+    def skip(self, root: Path, path: Path, reason: str, *, status: str = "skipped") -> None:
+        row = {"path": str(path), "status": status, "reason": reason, "flags": []}
+        self.out.entries.append(InputFile(root, path, row=row))
+
+    def file(self, root: Path, found: Path, real: Path, rel: str | None) -> None:
+        """A regular file at `found` (`real`: symlinks resolved)."""
+        link = found if found != real else None
+        if found.name in (CATALOG_NAME, SYNTH_NAME):
+            if found.name == CATALOG_NAME:
+                if found not in self.out.catalogs:
+                    self.out.catalogs.append(found)
+                what = "credits and licences"
+            else:
+                if real not in self.out.synths:
+                    self.out.synths.append(real)
+                what = "the synthetic folder's settings"
+            self.skip(root, found, f"provenance file ({what} are read from it)", status="ignored")
+            return
+        if real in self.seen:
+            self.skip(root, found, f"already listed (same file as {self.seen[real]})")
+            return
+        self.seen[real] = found
+        if rel is not None and real.is_relative_to(root):
+            rel = None  # inside its input: named by its real place there, as without links
+        self.out.entries.append(InputFile(root, real, rel=rel, link=link))
+
+    def folder(
+        self, root: Path, found: Path, st: os.stat_result, above: tuple[tuple[int, int], ...], linked: bool
+    ) -> bool:
+        """Whether folder `found` (reached through a symlink: `linked`) is searched; else its row is written."""
+        key = (st.st_dev, st.st_ino)
+        if key in above:
+            what = "symlink loop" if linked else "folder loop"  # a bind mount can loop too
+            self.skip(root, found, f"{what} (points to {os.path.realpath(found)}, a folder above it)")
+            return False
+        if key in self.folders:
+            self.skip(root, found, f"folder already searched (same folder as {self.folders[key]})")
+            return False
+        self.folders[key] = found
+        return True
+
+    def walk(self, root: Path) -> None:
+        """Everything under input folder `root` (resolved), depth first in name order, without recursion."""
+        st = os.stat(root)
+        if not self.folder(root, root, st, (), False):
+            return
+        try:
+            listing = _scandir(root)
+        except OSError as exc:
+            self.skip(root, root, f"cannot read folder ({exc.strerror or exc})")
+            return
+        # Each frame: the folder's remaining entries, its path under root, the keys of the folders above,
+        # and whether a symlink led there (then its files' real paths differ from the paths found).
+        Frame = tuple[Iterator[os.DirEntry[str]], str, tuple[tuple[int, int], ...], bool]
+        stack: list[Frame] = [(iter(listing), "", ((st.st_dev, st.st_ino),), False)]
+        while stack:
+            it, prefix, above, via_link = stack[-1]
+            entry = next(it, None)
+            if entry is None:
+                stack.pop()
+                continue
+            found = Path(entry.path)
+            rel = prefix + entry.name
+            if entry.name.startswith("."):
+                try:
+                    why = "hidden folder (name starts with a dot; not searched)" if entry.is_dir() else ""
+                except OSError:
+                    why = ""
+                self.skip(root, found, why or "hidden file (name starts with a dot)", status="ignored")
+                continue
+            is_link = entry.is_symlink()
+            try:
+                st = os.stat(found) if is_link else entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                self.skip(root, found, _why_unreachable(found, exc))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if not self.folder(root, found, st, above, via_link or is_link):
+                    continue
+                try:
+                    sub = _scandir(found)
+                except OSError as exc:
+                    self.skip(root, found, f"cannot read folder ({exc.strerror or exc})")
+                    continue
+                stack.append((iter(sub), rel + "/", (*above, (st.st_dev, st.st_ino)), via_link or is_link))
+            elif stat.S_ISREG(st.st_mode):
+                linked = via_link or is_link
+                real = Path(os.path.realpath(found)) if linked else found
+                self.file(root, found, real, rel if linked else None)
+            else:
+                self.skip(root, found, f"not a regular file ({_kind_of(st.st_mode)})")
+
+    def single(self, p: Path) -> None:
+        """An input file named on its own (symlinks followed)."""
+        f = p.resolve()
+        st = os.stat(f)
+        if not stat.S_ISREG(st.st_mode):
+            self.skip(f.parent, p, f"not a regular file ({_kind_of(st.st_mode)})")
+            return
+        # catalog.sqlite/synth.json are read where they really are (links resolved), as before.
+        found = f if f.name in (CATALOG_NAME, SYNTH_NAME) else p.absolute()
+        self.file(f.parent, found, f, None)
+        # A single file named on its own still carries the provenance of its folder.
+        if f.name not in (CATALOG_NAME, SYNTH_NAME):
+            for name, known in ((CATALOG_NAME, self.out.catalogs), (SYNTH_NAME, self.out.synths)):
+                side = f.parent / name
+                if side.is_file() and side not in known:
+                    known.append(side)
+
+
+def _collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> Collected:
+    """Every path under the inputs in a stable order (sorted within each input), plus catalog and synth.json
+    files. UserError for an input that does not exist (a dangling or looping link named as an input too)."""
+    walker = _Walker()
     for raw in inputs:
         p = Path(raw).expanduser()
         if not p.exists():
+            if p.is_symlink():
+                try:
+                    os.stat(p)
+                except OSError as exc:
+                    raise UserError(f"input {p}: {_why_unreachable(p, exc)}") from None
             raise UserError(f"no such input: {p}")
         if p.is_dir():
-            root = p.resolve()
-            for f in sorted(root.rglob("*")):
-                rel_parts = f.relative_to(root).parts
-                if any(part.startswith(".") for part in rel_parts) or not f.is_file():
-                    continue  # hidden files and folders (.DS_Store, .git, partial builds)
-                if f.name == CATALOG_NAME:
-                    catalogs.append(f)
-                    continue
-                if f.name == SYNTH_NAME:
-                    synths.append(f.resolve())
-                    continue
-                if f.resolve() not in seen:
-                    seen.add(f.resolve())
-                    files.append((root, f.resolve()))
+            walker.walk(p.resolve())
         else:
-            f = p.resolve()
-            if f.name == CATALOG_NAME:
-                catalogs.append(f)
-            elif f.name == SYNTH_NAME:
-                synths.append(f)
-            elif f not in seen:
-                seen.add(f)
-                files.append((f.parent, f))
-            # A single file named on its own still carries the provenance of its folder.
-            if f.name not in (CATALOG_NAME, SYNTH_NAME):
-                for name, found in ((CATALOG_NAME, catalogs), (SYNTH_NAME, synths)):
-                    side = f.parent / name
-                    if side.is_file() and side not in found:
-                        found.append(side)
-    return files, catalogs, list(dict.fromkeys(synths))
+            walker.single(p)
+    out = walker.out
+    out.synths = list(dict.fromkeys(out.synths))
+    return out
 
 
 def _all_fits(files: Sequence[tuple[Path, Path]]) -> bool:
@@ -221,8 +389,13 @@ def build_dataset(
 ) -> BuildResult:
     """Build the dataset artifact at `out` from folders/files of pictures and FITS, or from a Galaxy10 file.
 
-    Unusable files are skipped and reported, never fatal; zero usable images is a UserError. The directory is
-    built under a temp name and renamed at the end, so a failed build leaves nothing at `out`.
+    Unusable files are skipped and reported, never fatal; zero usable images is a UserError. Every path under
+    the inputs is either built or has a row in report.json (see `_collect_inputs` for symlinks, hidden and
+    unreadable folders). The directory is built under a temp name and renamed at the end, so a failed or
+    killed build leaves nothing at `out`; a failure removes its partial folder, and the next build of the
+    same `out` removes the partials of killed ones (`utils.atomic.clean_stale`, one line in `notes`).
+    Conflicts at `out` are UserErrors before any picture is read: it exists without `overwrite`, or with
+    `overwrite` it is not a dataset folder (or an empty one), is a symlink, or holds one of the inputs.
 
     `labels` (a CSV keyed by file name; see data/labels.py) stores its `label_columns` (default: every
     numeric column that varies) as conditions float32 `(N, K)`; folders from `astrogan synth` bring their
@@ -242,25 +415,36 @@ def build_dataset(
             "--labels/--label-columns label pictures by file name: leave them out with --galaxy10"
         )
 
-    files: list[tuple[Path, Path]] = []
+    notes: list[str] = []
+
+    def note(line: str) -> None:
+        if line not in notes:  # atomic_dir looks again: a partial kept in use would be named twice
+            notes.append(line)
+            announce(line)
+
+    # The target first: leftovers of killed builds go, and every conflict is known before any work.
+    for line in clean_stale(out_path):
+        note(line)
+    _check_target(out_path, [*inputs, *([galaxy10_path] if galaxy10_path is not None else [])], overwrite)
+
+    collected = Collected()
     prov = Provenance()
     num_g10 = 0
     if galaxy10_path is not None:
         num_g10, _ = galaxy10.check_file(galaxy10_path)
     else:
-        files, catalogs, synths = _collect_inputs(inputs)
-        read_catalogs(catalogs, prov)  # their warnings point at our caller (stacklevel 3)
-        read_synths(synths, prov)
+        collected = _collect_inputs(inputs)
+        read_catalogs(collected.catalogs, prov)  # their warnings point at our caller (stacklevel 3)
+        read_synths(collected.synths, prov)
+    files = collected.files
     cond_labels = resolve_labels(labels, columns, files=[f for _, f in files], prov=prov) if files else None
-    if out_path.exists() and not overwrite:
-        raise UserError(f"{out_path} already exists: pass --overwrite to replace it")
     all_fits = _all_fits(files)
     dtype = opts.dtype if opts.dtype != "auto" else ("float32" if all_fits else "uint8")
     label_names = list(galaxy10.CLASS_NAMES) if galaxy10_path is not None else None
     report: list[dict[str, Any]] = []
     sources: list[dict[str, Any]] = []
 
-    with atomic_dir(out_path, overwrite=overwrite) as tmp:
+    with atomic_dir(out_path, overwrite=overwrite, notify=note) as tmp:
         builder = PictureBuilder(
             opts,
             out_dir=tmp,
@@ -271,7 +455,7 @@ def build_dataset(
         )
         digests = _write_images(
             builder,
-            files,
+            collected.entries,
             prov,
             report,
             sources,
@@ -323,7 +507,32 @@ def build_dataset(
         cond_spec=CondSpec.from_dict(cond_entry) if cond_entry else None,
         num_unmatched_images=cond_labels.num_unmatched_images if cond_labels else 0,
         num_unmatched_rows=len(cond_labels.unmatched_rows()) if cond_labels else 0,
+        notes=notes,
     )
+
+
+def _check_target(out_path: Path, inputs: Sequence[str | os.PathLike[str]], overwrite: bool) -> None:
+    """UserError when `out_path` cannot take the build; called before any work (nothing is changed)."""
+    if not os.path.lexists(out_path):
+        return
+    if not overwrite:
+        raise UserError(f"{out_path} already exists: pass --overwrite to replace it")
+    hint = "--overwrite replaces only a dataset folder: remove it yourself if you mean it"
+    if out_path.is_symlink():
+        raise UserError(f"{out_path} is a symlink: give the folder it points to as --out ({hint})")
+    if not out_path.is_dir():
+        raise UserError(f"{out_path} exists and is not a folder ({hint})")
+    try:
+        empty = not any(os.scandir(out_path))
+    except OSError as exc:
+        raise UserError(f"cannot read {out_path} ({exc.strerror or exc})") from None
+    if not empty and not (out_path / artifact.MANIFEST_FILE).is_file():
+        raise UserError(f"{out_path} is not a dataset (no {artifact.MANIFEST_FILE}): {hint}")
+    real_out = out_path.resolve()
+    for raw in inputs:
+        p = Path(raw).expanduser().resolve()
+        if p == real_out or p.is_relative_to(real_out):
+            raise UserError(f"input {raw} is inside --out {out_path}: --overwrite would delete it")
 
 
 def _cond_entry(labels: BuildLabels | None, values: np.ndarray | None, primary_px: int) -> dict | None:
@@ -358,7 +567,7 @@ def _warn_unmatched(labels: BuildLabels) -> None:
 
 def _write_images(
     builder: PictureBuilder,
-    files: list[tuple[Path, Path]],
+    entries: list[InputFile],
     prov: Provenance,
     report: list[dict[str, Any]],
     sources: list[dict[str, Any]],
@@ -370,18 +579,21 @@ def _write_images(
 ) -> dict[str, Any]:
     """Run every input through the pipeline into images.h5 (closed on return); returns the digests.
 
-    Fills `report` (one row per input file) and `sources` (one entry per converted file); UserError when
-    no input gave an image.
+    Fills `report` (one row per path found, in walk order) and `sources` (one entry per converted file);
+    UserError when no input gave an image.
     """
     from astrogan.utils.log import progress
 
     bar_ctx: Any = progress() if show_progress else _NullProgress()  # Any: both have the calls used here
     try:
         with bar_ctx as bar:
-            task = bar.add_task("dataset build", total=len(files) + num_g10, info="")
-            for root, f in files:
-                bar.update(task, info=f.name[:40])
-                report.append(build_file(builder, root, f, prov, sources))
+            task = bar.add_task("dataset build", total=len(entries) + num_g10, info="")
+            for e in entries:
+                if e.row is not None:  # found but not to be built: its row says why
+                    report.append(dict(e.row))
+                else:
+                    bar.update(task, info=e.path.name[:40])
+                    report.append(build_file(builder, e.root, e.path, prov, sources, rel=e.rel, link=e.link))
                 bar.advance(task)
             if galaxy10_path is not None:
                 build_galaxy10(builder, Path(galaxy10_path), report, sources, bar, task)
@@ -390,7 +602,8 @@ def _write_images(
             and builder.labels.num_matched == 0
             and builder.labels.num_unmatched_images
         ):
-            raise builder.labels.no_match_error([f for _, f in files if preprocess.is_supported(f)])
+            supported = [e.path for e in entries if e.row is None and preprocess.is_supported(e.path)]
+            raise builder.labels.no_match_error(supported)
         if builder.num_images == 0:
             reasons = Counter(str(r["reason"]).split(" (")[0] for r in report if r["status"] != "converted")
             common = "; ".join(f"{n} {why}" for why, n in reasons.most_common(3)) or "no files found"

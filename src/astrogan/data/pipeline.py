@@ -189,12 +189,27 @@ class PictureBuilder:
 
 
 def build_file(
-    builder: PictureBuilder, root: Path, f: Path, prov: Provenance, sources: list[dict[str, Any]]
+    builder: PictureBuilder,
+    root: Path,
+    f: Path,
+    prov: Provenance,
+    sources: list[dict[str, Any]],
+    *,
+    rel: str | None = None,
+    link: Path | None = None,
 ) -> dict[str, Any]:
-    """Add one input file (picture or FITS) to the build; returns its report row, appends its source entry."""
+    """Add one input file (picture or FITS) to the build; returns its report row, appends its source entry.
+
+    `f` is the file itself (symlinks resolved). `rel` names it in the dataset (meta `source`, sources
+    `path`); default its path under `root`, else its name. `link`: the path it was found at through
+    symlinks (recorded in the row).
+    """
     opts = builder.opts
-    rel = f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
+    if rel is None:
+        rel = f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
     row: dict[str, Any] = {"path": str(f), "status": "skipped", "reason": None, "flags": []}
+    if link is not None:
+        row["link"] = str(link)
     if not preprocess.is_supported(f):
         row.update(status="ignored", reason=f"not a picture or FITS file name ({f.suffix or 'no suffix'})")
         return row

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from astrogan.utils.atomic import atomic_open
+
 
 class StatsWriter:
     """Append-only stats log; on resume, lines past the resumed step are dropped so the log stays linear."""
@@ -19,7 +21,8 @@ class StatsWriter:
                 for ln in self.path.read_text().splitlines()
                 if ln.strip() and json.loads(ln).get("step", 0) <= resume_step
             ]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
+            with atomic_open(self.path, "w", encoding="utf-8") as fh:  # a kill here keeps the old file
+                fh.write("".join(ln + "\n" for ln in kept))
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._tb = None
         if tensorboard:

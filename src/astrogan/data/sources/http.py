@@ -44,6 +44,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from astrogan.data.sources import HttpConfig
+from astrogan.utils.atomic import current_umask
 
 USER_AGENT_URL = "https://github.com/astrogan"
 PART_MARK = ".part-"  # temp downloads are ".<name>.part-XXXX"; cleaned up by fetchers on start
@@ -425,6 +426,9 @@ class PoliteClient:
         async def once(u: str) -> Download:
             resp = await self._send(u, stream=True)
             fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}{PART_MARK}", dir=dest.parent)
+            os.fchmod(
+                fd, 0o666 & ~current_umask()
+            )  # mkstemp's 0600 would hide the raw folder from colleagues
             tmp = Path(tmp_name)
             try:
                 ctype = _check_type(resp, accept)
