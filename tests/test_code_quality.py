@@ -49,6 +49,7 @@ TYPED = [
     "astrogan.conditions",
     "astrogan.data.labels",
     "astrogan.metrics.conditioning",
+    "astrogan.metrics.composition",
     "astrogan.web",
     "astrogan.config",
     "astrogan.data.ada",

@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
             "--metrics",
             help="Comma-separated metrics: fid, kid, spectrum, morphology, prdc (precision/recall, "
             "density/coverage), memorization, conditioning (asked vs measured physical parameters, for "
-            "models trained with --cond).",
+            "models trained with --cond), composition (is each kind of object as common as in the data: "
+            "the dataset's classes, or clusters of the real images).",
         ),
         protocol: str = typer.Option(
             "astrogan",
@@ -65,6 +66,18 @@ def register(app: typer.Typer) -> None:
             "--cache-dir",
             help="Where reference statistics are cached (default ~/.cache/astrogan/metrics).",
         ),
+        clusters: int = typer.Option(
+            0,
+            "--clusters",
+            help="composition on a dataset without labels: number of k-means clusters (0 = automatic: 8, "
+            "fewer below 25 real images per cluster).",
+        ),
+        cluster_names: Path = typer.Option(
+            None,
+            "--cluster-names",
+            help="composition: a text file naming the report's clusters (or classes), one 'NUMBER: NAME' "
+            "line each, e.g. '3: spiral galaxies'.",
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the random splits (real halves, held-out set)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report directory."),
     ) -> None:
@@ -76,6 +89,7 @@ def register(app: typer.Typer) -> None:
         _check_options(protocol=protocol, num=num, morphology_engine=morphology_engine, trunc=trunc)
         out = _report_dir(run, out, overwrite=overwrite)
         inception_weights = _inception_file(names, inception_weights)
+        category_names = _category_names(names, cluster_names, clusters)
         gen, ds, gmeta = _open_pair(run, model, data, device)
         real = ds.images(gen.image_size)
         spec, real_cond, fake_cond = _conditions(gen, ds, num, seed=seed)
@@ -104,6 +118,10 @@ def register(app: typer.Typer) -> None:
             real_cond=real_cond,
             fake_cond=fake_cond,
             cond_grid=grid,
+            real_labels=ds.labels() if "composition" in names else None,
+            label_names=ds.label_names,
+            category_names=category_names,
+            num_clusters=clusters or None,
         )
         _print_summary(doc, out)
 
@@ -121,6 +139,23 @@ def _check_options(*, protocol: str, num: int, morphology_engine: str, trunc: fl
         raise UserError(f"--morphology-engine must be fast or statmorph, got {morphology_engine!r}")
     if not 0 < trunc <= 2:
         raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+
+
+def _category_names(names: list[str], cluster_names: Path | None, clusters: int) -> dict[int, str] | None:
+    """The --cluster-names file read and --clusters checked now, before any image is generated."""
+    from astrogan.utils.errors import UserError
+
+    if clusters and clusters < 2:
+        raise UserError(f"--clusters must be at least 2 (or 0 for automatic), got {clusters}")
+    if cluster_names is None:
+        return None
+    if "composition" not in names:
+        raise UserError(
+            "--cluster-names names the composition metric's clusters: add composition to --metrics"
+        )
+    from astrogan.metrics.composition import read_cluster_names
+
+    return read_cluster_names(cluster_names)
 
 
 def _report_dir(run: Path | None, out: Path | None, *, overwrite: bool) -> Path:

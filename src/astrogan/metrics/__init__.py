@@ -59,6 +59,11 @@ METRICS: dict[str, MetricSpec] = {
             "closed loop: physical conditions asked of a conditional generator vs measured on its images",
             "astrogan.metrics.conditioning:ConditioningMetric",
         ),
+        MetricSpec(
+            "composition",
+            "category mix (classes or clusters) of generated vs real images, per-category verdicts",
+            "astrogan.metrics.composition:CompositionMetric",
+        ),
     )
 }
 

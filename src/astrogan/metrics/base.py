@@ -114,6 +114,13 @@ class Context:
     # A second generated set on a regular grid of conditions (images (M,H,W,C), asked (M, K)): the
     # closed loop checked where the data are sparse too, not only where they are dense.
     grid: tuple[np.ndarray, np.ndarray] | None = None
+    # The real images' class labels (N_real,) int64 and the dataset's names for them: the composition
+    # metric compares the class mix when they are given. category_names: names a person gave the
+    # composition categories (cluster or class number -> name); num_clusters: its k (None: automatic).
+    real_labels: np.ndarray | None = None
+    label_names: list[str] | None = None
+    category_names: dict[int, str] | None = None
+    num_clusters: int | None = None
     notes: list[str] = field(default_factory=list)
     _shared: dict[str, Any] = field(default_factory=dict)
 

@@ -99,6 +99,18 @@ def _check_grid(
     return images, asked
 
 
+def _check_labels(labels: np.ndarray | None, num: int) -> np.ndarray | None:
+    """Real class labels as int64 `(num,)`, non-negative; None stays None."""
+    if labels is None:
+        return None
+    y = np.asarray(labels)
+    if y.shape != (num,) or (y.size and (y.dtype.kind not in "iu" or int(y.min()) < 0)):
+        raise UserError(
+            f"real labels must be non-negative integers, one per real image ({num},), got {y.dtype} {y.shape}"
+        )
+    return y.astype(np.int64)
+
+
 def run_metrics(
     names: Sequence[str],
     real: np.ndarray,
@@ -115,13 +127,21 @@ def run_metrics(
     real_cond: np.ndarray | None = None,
     fake_cond: np.ndarray | None = None,
     cond_grid: tuple[np.ndarray, np.ndarray] | None = None,
+    real_labels: np.ndarray | None = None,
+    label_names: Sequence[str] | None = None,
+    category_names: dict[int, str] | None = None,
+    num_clusters: int | None = None,
 ) -> MetricsOutput:
     """Compute the named metrics of `fake` against `real` (both `(N,H,W,C)`), with details for a report.
 
     For a generator conditioned on physical parameters (the `conditioning` metric): cond_spec names
     the K columns, real_cond `(N_real, K)` holds the real images' true values and fake_cond
     `(N_fake, K)` the values each generated image was made at; cond_grid (images (M,H,W,C), asked
-    (M, K)) optionally a second generated set made on a regular grid of conditions."""
+    (M, K)) optionally a second generated set made on a regular grid of conditions.
+
+    For the `composition` metric: real_labels `(N_real,)` the real images' classes and label_names their
+    names (class mix compared by a classifier; without labels, clusters are), category_names names a
+    person gave its categories (number -> name), num_clusters its k (None: automatic)."""
     from astrogan.metrics.protocols import PROTOCOLS
 
     unknown = [n for n in names if n not in METRICS]
@@ -137,6 +157,9 @@ def run_metrics(
         raise UserError(f"real images are {real.shape[1:]} but generated ones are {fake.shape[1:]}")
     real_cond = _check_cond("real", real_cond, len(real), cond_spec)
     fake_cond = _check_cond("generated", fake_cond, len(fake), cond_spec)
+    real_labels = _check_labels(real_labels, len(real))
+    if num_clusters is not None and num_clusters < 2:
+        raise UserError(f"the number of clusters must be at least 2, got {num_clusters}")
     if cache_dir is not None and cache_key is None:
         cache_key = array_key(real)
     ctx = Context(
@@ -152,6 +175,10 @@ def run_metrics(
         real_cond=real_cond,
         fake_cond=fake_cond,
         grid=_check_grid(cond_grid, cond_spec, real.shape[1:]),
+        real_labels=real_labels,
+        label_names=None if label_names is None else [str(n) for n in label_names],
+        category_names=None if category_names is None else dict(category_names),
+        num_clusters=num_clusters,
     )
     out = MetricsOutput(context=ctx)
     # Inception metrics first: the memorization check reuses their features when there are any.
@@ -219,10 +246,15 @@ def evaluate(
     real_cond: np.ndarray | None = None,
     fake_cond: np.ndarray | None = None,
     cond_grid: tuple[np.ndarray, np.ndarray] | None = None,
+    real_labels: np.ndarray | None = None,
+    label_names: Sequence[str] | None = None,
+    category_names: dict[int, str] | None = None,
+    num_clusters: int | None = None,
 ) -> dict[str, Any]:
     """Full evaluation: metrics.json, PNG plots and report.html in `out_dir` (built atomically).
 
-    cond_spec, real_cond, fake_cond, cond_grid: as in `run_metrics` (for the `conditioning` metric).
+    cond_spec, real_cond, fake_cond, cond_grid: as in `run_metrics` (for the `conditioning` metric);
+    real_labels, label_names, category_names, num_clusters: as there (for the `composition` metric).
     Returns the metrics.json content.
     """
     from astrogan.metrics import DEFAULT_METRICS
@@ -244,6 +276,10 @@ def evaluate(
         real_cond=real_cond,
         fake_cond=fake_cond,
         cond_grid=cond_grid,
+        real_labels=real_labels,
+        label_names=label_names,
+        category_names=category_names,
+        num_clusters=num_clusters,
     )
     return write_report(
         out_dir, res, names=names, meta={"protocol": protocol, **(meta or {})}, overwrite=overwrite
