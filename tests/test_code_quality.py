@@ -50,6 +50,7 @@ TYPED = [
     "astrogan.data.labels",
     "astrogan.metrics.conditioning",
     "astrogan.metrics.composition",
+    "astrogan.downstream",
     "astrogan.web",
     "astrogan.config",
     "astrogan.data.ada",

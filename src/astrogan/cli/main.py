@@ -28,6 +28,7 @@ _COMMAND_MODULES = (
     "evaluate",
     "export",
     "serve",
+    "downstream",
 )
 
 for _name in _COMMAND_MODULES:
