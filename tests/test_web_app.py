@@ -251,7 +251,7 @@ def test_page_serves_pool_images_once_then_reuses(model_path, tmp_path):
     for _ in range(5):
         r = client.get("/")
         assert r.status_code == 200 and r.headers["x-astrogan-source"] == "pool"
-        assert "This nebula does not exist" in r.text and r.headers["cache-control"] == "no-store"
+        assert "This sky does not exist" in r.text and r.headers["cache-control"] == "no-store"
         seed = int(r.headers["x-astrogan-seed"])
         assert f'data-seed="{seed}"' in r.text
         seeds.append(seed)

@@ -95,7 +95,7 @@ def test_page_shows_a_decodable_image_and_another_on_click(server, tmp_path):
             page.on("pageerror", lambda e: errors.append(str(e)))
             response = page.goto(server + "/")
             assert response.status == 200
-            assert page.locator("h1").inner_text() == "This nebula does not exist"
+            assert page.locator("h1").inner_text() == "This sky does not exist"  # a tiny model: no subject
             img = page.locator("#nebula")
             assert page.evaluate("document.getElementById('nebula').decode().then(() => true)")
             size = img.evaluate("e => [e.complete, e.naturalWidth, e.naturalHeight]")

@@ -284,7 +284,14 @@ def test_schema_generated_requests_with_conditions_never_fail(cond_path, tmp_pat
     from hypothesis import HealthCheck, given, settings
     from schemathesis import GenerationMode
 
-    app = create_app(ServeSettings(model_path=cond_path, pool_dir=tmp_path / "pool", image_cache_size=0))
+    serve = ServeSettings(  # generous rate limits: this test is about validation
+        model_path=cond_path,
+        pool_dir=tmp_path / "pool",
+        image_cache_size=0,
+        heavy_rate_per_min=1e6,
+        heavy_burst=10**5,
+    )
+    app = create_app(serve)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     ops = [res.ok() for res in schema.get_all_operations()]
     for op in [o for o in ops if o.path in ("/api/image.png", "/api/grid")]:

@@ -175,7 +175,9 @@ def _claimers(pool_dir) -> set[int]:
         return {r[0] for r in rows}
 
 
-@pytest.mark.parametrize("flags", [["--low-water", "600"], ["--when-empty", "panic"]])
+@pytest.mark.parametrize(
+    "flags", [["--low-water", "600"], ["--when-empty", "panic"], ["--subject", "<b>x</b>"]]
+)
 def test_serve_cli_rejects_bad_flags_in_one_line(tmp_path, flags):
     model = write_tiny_model(tmp_path / "model.onnx")
     r = subprocess.run(

@@ -16,9 +16,17 @@ from astrogan.web.settings import ServeSettings
 def api_schema(tmp_path_factory):
     root = tmp_path_factory.mktemp("schema")
     model = write_tiny_model(root / "model.onnx", z_dim=8, image_size=16, channels=3, num_classes=2)
-    app = create_app(
-        ServeSettings(model_path=model, pool_dir=root / "pool", pool_size=8, low_water=2, image_cache_size=0)
+    # Generous limits: this test is about validation, not about the abuse limits (tests/test_web_abuse.py).
+    settings = ServeSettings(
+        model_path=model,
+        pool_dir=root / "pool",
+        pool_size=8,
+        low_water=2,
+        image_cache_size=0,
+        heavy_rate_per_min=1e6,
+        heavy_burst=100_000,
     )
+    app = create_app(settings)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -44,13 +44,17 @@ class ImageCache:
     """Image responses of one model: the request key (its parameters) names the bytes, so they are cached.
 
     The ETag hashes the model id with the key (a new model changes every tag); the newest `max_items`
-    bodies stay in memory (0 keeps none). Thread-safe: sync routes run in a thread pool.
+    bodies stay in memory (0 keeps none), at most `max_bytes` of them together (None: no byte limit); a body
+    over an eighth of that is not kept, so one big animation cannot flush the cache. Thread-safe: sync
+    routes run in a thread pool.
     """
 
-    def __init__(self, model_id: str, *, max_items: int) -> None:
+    def __init__(self, model_id: str, *, max_items: int, max_bytes: int | None = None) -> None:
         self.model_id = model_id
         self.max_items = max_items
+        self.max_bytes = max_bytes
         self._bodies: OrderedDict[tuple[Hashable, ...], bytes] = OrderedDict()
+        self._num_bytes = 0
         self._lock = threading.Lock()
 
     def etag(self, *parts: object) -> str:
@@ -59,28 +63,37 @@ class ImageCache:
             '"' + hashlib.sha256("|".join(map(str, (self.model_id, *parts))).encode()).hexdigest()[:32] + '"'
         )
 
+    def lookup(self, key: tuple[Hashable, ...]) -> bytes | None:
+        """The cached bytes for `key` (now the freshest), or None."""
+        with self._lock:
+            data = self._bodies.get(key)
+            if data is not None:
+                self._bodies.move_to_end(key)
+            return data
+
+    def put(self, key: tuple[Hashable, ...], data: bytes) -> None:
+        """Keep `data` for `key` if the limits allow, dropping the stalest bodies to make room."""
+        if not self.max_items or (self.max_bytes is not None and len(data) * 8 > self.max_bytes):
+            return
+        with self._lock:
+            old = self._bodies.pop(key, None)
+            self._num_bytes -= len(old) if old is not None else 0
+            self._bodies[key] = data
+            self._num_bytes += len(data)
+            while len(self._bodies) > self.max_items or (
+                self.max_bytes is not None and self._num_bytes > self.max_bytes
+            ):
+                self._num_bytes -= len(self._bodies.popitem(last=False)[1])
+
+    @property
+    def num_bytes(self) -> int:
+        """Bytes of the bodies kept now."""
+        return self._num_bytes
+
     def get(self, key: tuple[Hashable, ...], make: Callable[[], bytes]) -> bytes:
         """The cached bytes for `key`, else `make()` (outside the lock: two threads may both draw once)."""
-        with self._lock:
-            if key in self._bodies:
-                self._bodies.move_to_end(key)
-                return self._bodies[key]
-        data = make()
-        if self.max_items:
-            with self._lock:
-                self._bodies[key] = data
-                while len(self._bodies) > self.max_items:
-                    self._bodies.popitem(last=False)
+        data = self.lookup(key)
+        if data is None:
+            data = make()
+            self.put(key, data)
         return data
-
-    def response(
-        self, request: Request, key: tuple[Hashable, ...], media_type: str, make: Callable[[], bytes]
-    ) -> Response:
-        """The image for `key` as a cacheable response (a day, public), or 304 when the client holds it."""
-        return conditional_response(
-            request,
-            etag=self.etag(*key),
-            cache_control=IMAGE_CACHE_CONTROL,
-            media_type=media_type,
-            body=lambda: self.get(key, make),
-        )

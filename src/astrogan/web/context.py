@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from fastapi import Request
+from fastapi.responses import Response
 from starlette.datastructures import QueryParams
 
 from astrogan.conditions import CondSpec
 from astrogan.utils.errors import UserError
-from astrogan.web.caching import ImageCache
+from astrogan.web.caching import IMAGE_CACHE_CONTROL, ImageCache, not_modified
+from astrogan.web.guard import BoundedExecutor, RateLimiter, Refused
 from astrogan.web.onnx_generator import OnnxGenerator
 from astrogan.web.pool import Pool
 from astrogan.web.settings import ServeSettings
@@ -20,13 +23,69 @@ from astrogan.web.settings import ServeSettings
 
 @dataclass(frozen=True)
 class ServeContext:
-    """The per-process state behind every route (built once by `create_app`)."""
+    """The per-process state behind every route (built once by `create_app`).
+
+    `heavy` runs the expensive routes (grids, animations) off the event loop, bounded; `limiter` holds each
+    client's budget for them; `single` draws single pictures (`/api/image.png`), bounded apart from both the
+    heavy routes and the page's thread pool; `started_at` (Unix time) is when this process started.
+    """
 
     settings: ServeSettings
     gen: OnnxGenerator
     pool: Pool
     model_id: str
     images: ImageCache
+    heavy: BoundedExecutor
+    limiter: RateLimiter
+    single: BoundedExecutor
+    started_at: float
+    subject: str = "sky"
+
+    def max_pictures(self) -> int:
+        """Pictures one grid or animation may draw: the pixel budget over this model's picture size."""
+        return max(1, self.settings.max_request_pixels // (self.gen.image_size * self.gen.image_size))
+
+    def check_pictures(self, count: int, *, what: str) -> None:
+        """UserError naming `what` when `count` pictures of this model are over the per-request pixel budget."""
+        limit = self.max_pictures()
+        if count > limit:
+            size = self.gen.image_size
+            raise UserError(
+                f"{what}: at most {limit} pictures per request for this model's {size} px pictures"
+            )
+
+    async def drawn_response(
+        self,
+        request: Request,
+        key: tuple[Hashable, ...],
+        media_type: str,
+        make: Callable[[], bytes],
+        *,
+        heavy: bool,
+    ) -> Response:
+        """An image response, cacheable for a day by its ETag, drawn off the event loop.
+
+        304 and cache hits are answered at once; a miss runs `make` on a bounded executor (503 + Retry-After
+        when its queue is full), so it never holds a thread the page needs. A `heavy` miss (grid, animation)
+        also spends one of the client's rate-limit tokens (429 + Retry-After when none is left) and runs on
+        the heavy executor."""
+        etag = self.images.etag(*key)
+        headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL}
+        if not_modified(request, etag):
+            return Response(status_code=304, headers=headers)
+        data = self.images.lookup(key)
+        if data is None:
+            client = request.client.host if request.client else "unknown"
+            if heavy:
+                self.limiter.take(client)
+            try:
+                data = await (self.heavy if heavy else self.single).run(make)
+            except Refused:
+                if heavy:
+                    self.limiter.refund(client)  # busy, not the client's fault: the token is not spent
+                raise
+            self.images.put(key, data)
+        return Response(data, media_type=media_type, headers=headers)
 
     def check_class(self, cls: int | None) -> int | None:
         """A requested class label, checked against the model (None: the model's default per seed)."""

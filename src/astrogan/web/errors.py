@@ -8,15 +8,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from astrogan.utils.errors import UserError
+from astrogan.web.guard import Refused
 
 
-def error_response(status: int, reason: str) -> JSONResponse:
+def error_response(status: int, reason: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
     """`{"error": reason}` with the reason's whitespace collapsed to single spaces."""
-    return JSONResponse({"error": " ".join(str(reason).split())}, status_code=status)
+    return JSONResponse({"error": " ".join(str(reason).split())}, status_code=status, headers=headers)
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    """Bad parameters and UserError -> 422, HTTP errors keep their status, anything else -> 500 without detail."""
+    """Bad parameters and UserError -> 422, Refused -> 429/503 with Retry-After, HTTP errors keep their status,
+    anything else -> 500 without detail."""
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -29,6 +31,10 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UserError)
     async def _user_error(_: Request, exc: UserError) -> JSONResponse:
         return error_response(422, str(exc))
+
+    @app.exception_handler(Refused)
+    async def _refused(_: Request, exc: Refused) -> JSONResponse:
+        return error_response(exc.status, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

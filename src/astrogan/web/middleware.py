@@ -1,8 +1,8 @@
-"""Pure ASGI middleware: security headers on every response, per-route latency in Prometheus histograms."""
+"""Pure ASGI middleware: security headers, HEAD as GET, per-route counts and latency for Prometheus."""
 
 from __future__ import annotations
 
-import threading
+import os
 import time
 from typing import Any
 
@@ -21,53 +21,95 @@ SECURITY_HEADERS = [
 ]
 
 
-class Metrics:
-    """Per-process request counters and latency histograms, in Prometheus text format.
+# Set in the scope of a HEAD request that is routed as a GET (see HeadAsGet).
+HEAD_SCOPE_KEY = "astrogan.head"
 
-    `routes` are the paths counted by name, in the order their histograms are written; any other path
-    counts as "other" (so a scanner cannot grow the label set).
+
+def multiprocess_dir() -> str | None:
+    """The folder prometheus_client's multiprocess mode keeps its files in (set by `astrogan serve`), or None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    """Request counters and latency histograms in Prometheus text format, summed over every server process.
+
+    With several server processes, `astrogan serve` points PROMETHEUS_MULTIPROC_DIR at a fresh folder and
+    prometheus_client keeps each process's values there, so a scrape answered by any process reports all of
+    them. `routes` are the paths counted by name; any other path counts as "other" (so a scanner cannot grow
+    the label set). Each app gets its own registry, so several apps can live in one process (tests).
     """
 
     def __init__(self, routes: tuple[str, ...]) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.routes = routes
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, int], int] = {}
-        self.buckets = {r: [0] * (len(LATENCY_BUCKETS_S) + 1) for r in (*routes, "other")}
-        self.sums = dict.fromkeys((*routes, "other"), 0.0)
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "astrogan_http_requests",
+            "Requests answered (all server processes).",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "astrogan_http_request_duration_seconds",
+            "Time to answer (all server processes).",
+            ["route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        # One sample per live server process: in multiprocess mode labelled by pid, so a scrape shows them all.
+        self.process_up = Gauge(
+            "astrogan_server_process_up",
+            "1 for each live server process.",
+            multiprocess_mode="liveall",
+            registry=self.registry,
+        )
+        self.process_up.set(1)
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         route = path if path in self.routes else "other"
-        idx = next((i for i, b in enumerate(LATENCY_BUCKETS_S) if seconds <= b), len(LATENCY_BUCKETS_S))
-        with self._lock:
-            self.requests[(route, status)] = self.requests.get((route, status), 0) + 1
-            self.buckets[route][idx] += 1
-            self.sums[route] += seconds
+        self.requests.labels(route=route, status=str(status)).inc()
+        self.latency.labels(route=route).observe(seconds)
 
-    def render(self) -> list[str]:
-        lines = [
-            "# HELP astrogan_http_requests_total Requests answered by this process.",
-            "# TYPE astrogan_http_requests_total counter",
-        ]
-        with self._lock:
-            for (route, status), n in sorted(self.requests.items()):
-                lines.append(f'astrogan_http_requests_total{{route="{route}",status="{status}"}} {n}')
-            lines += [
-                "# HELP astrogan_http_request_duration_seconds Time to answer (this process).",
-                "# TYPE astrogan_http_request_duration_seconds histogram",
-            ]
-            name = "astrogan_http_request_duration_seconds"
-            for route, counts in self.buckets.items():
-                total = sum(counts)
-                if not total:
-                    continue
-                acc = 0
-                for b, n in zip((*LATENCY_BUCKETS_S, float("inf")), counts, strict=True):
-                    acc += n
-                    le = "+Inf" if b == float("inf") else repr(b)
-                    lines.append(f'{name}_bucket{{route="{route}",le="{le}"}} {acc}')
-                lines.append(f'{name}_sum{{route="{route}"}} {self.sums[route]:.6f}')
-                lines.append(f'{name}_count{{route="{route}"}} {total}')
-        return lines
+    def render(self) -> bytes:
+        """The exposition text: every process's values in multiprocess mode, else this process's."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+    def process_exit(self) -> None:
+        """Forget this process's live gauges (call when a server process stops)."""
+        if multiprocess_dir() is not None:
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(os.getpid())
+
+
+class HeadAsGet:
+    """Pure ASGI middleware: HEAD is answered wherever GET is, routed as GET, with the same headers and no body.
+
+    Routes that must not act on a HEAD (the page claims a pool picture) look for HEAD_SCOPE_KEY in the scope.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def _send(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET", HEAD_SCOPE_KEY: True}, receive, _send)
 
 
 class HeadersAndTiming:

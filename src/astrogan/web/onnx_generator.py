@@ -28,14 +28,69 @@ from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
 CondRequest = str | Mapping[str, float] | Sequence[float] | np.ndarray | None
 
 
+# What a model.json may ask for: beyond these, a value is a broken or hostile file, refused before any
+# buffer is sized by it (a z_dim of 1e9 would make every seed's latent 4 GB).
+MAX_META_BYTES = 16 << 20
+MAX_Z_DIM = 1 << 16
+MAX_IMAGE_SIZE = 8192
+MAX_CHANNELS = 64
+MAX_CLASSES = 1_000_000
+MAX_CONDITIONS = 256
+
+
 def read_model_meta(path: str | Path) -> dict[str, Any]:
     """`model.json` beside the .onnx file (or `<stem>.json`), else the copy embedded in the ONNX metadata."""
     path = Path(path)
     for cand in (path.with_suffix(".json"), path.parent / "model.json"):
         if cand.is_file():
-            with open(cand, encoding="utf-8") as fh:
-                return json.load(fh)
+            return _parse_meta(cand.read_bytes(), cand)
     return {}
+
+
+def _parse_meta(raw: bytes | str, where: Path | str) -> dict[str, Any]:
+    """model.json's object; UserError (one line) for an oversized file, broken JSON or a non-object."""
+    if len(raw) > MAX_META_BYTES:
+        raise UserError(
+            f"{where}: {len(raw):,} bytes is too large for a model.json (at most {MAX_META_BYTES:,})"
+        )
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise UserError(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{where} must hold a JSON object, not {type(meta).__name__}")
+    return meta
+
+
+def _static_dim(shape: Sequence[Any], axis: int) -> int | None:
+    """The fixed size of `axis` in an ONNX shape, None when it is symbolic ("batch") or absent."""
+    if len(shape) <= axis:
+        return None
+    dim = shape[axis]
+    return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
+
+
+def _checked_size(
+    meta: Mapping[str, Any], key: str, *, graph: int | None, high: int, what: str, where: Path
+) -> int:
+    """model.json's `key` checked against the graph's own size (`graph`, when fixed) and bounded to 1..high.
+
+    The graph wins where model.json says nothing; a mismatch, a non-integer or an absurd value is a UserError.
+    """
+    raw = meta.get(key)
+    if raw is None or raw == 0:
+        if graph is None:
+            raise UserError(f"{where}: model.json gives no {key} and the graph's {what} has no fixed size")
+        value = graph
+    elif isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw):
+        raise UserError(f"{where}: model.json's {key} must be a whole number, got {str(raw)[:40]!r}")
+    else:
+        value = int(raw)
+        if graph is not None and value != graph:
+            raise UserError(f"{where}: model.json says {key} = {value} but the graph's {what} is {graph}")
+    if not 1 <= value <= high:
+        raise UserError(f"{where}: {key} = {value} is outside 1..{high}: not a model this server can run")
+    return value
 
 
 class OnnxGenerator:
@@ -61,6 +116,11 @@ class OnnxGenerator:
             opts.intra_op_num_threads = num_threads
             opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Serving: memory goes back after each run instead of staying in an arena sized by the biggest
+        # request ever seen, and idle threads sleep instead of spinning on a shared CPU.
+        opts.enable_cpu_mem_arena = False
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
@@ -70,7 +130,7 @@ class OnnxGenerator:
         meta = read_model_meta(self.path)
         if not meta:
             embedded = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
-            meta = json.loads(embedded) if embedded else {}
+            meta = _parse_meta(embedded, f"{self.path} (embedded model.json)") if embedded else {}
         self.meta: dict[str, Any] = meta
         inputs = {i.name: i for i in self.session.get_inputs()}
         if LATENT_INPUT not in inputs:
@@ -83,17 +143,51 @@ class OnnxGenerator:
             raise UserError(
                 f"{self.path} takes inputs {unknown} this server does not know: not an astrogan export"
             )
+        # Sizes from model.json are checked against the graph's own shapes before anything is sized by them.
         z_shape = inputs[LATENT_INPUT].shape
-        self.z_dim = int(meta.get("z_dim") or z_shape[1])
-        self.num_classes = int(meta.get("num_classes") or 0)
-        if self.has_class_input and self.num_classes <= 0:
-            raise UserError(f"{self.path} takes a class input but model.json gives no num_classes")
-        self.label_names: list[str] | None = meta.get("labels")
+        self.z_dim = _checked_size(
+            meta,
+            "z_dim",
+            graph=_static_dim(z_shape, 1),
+            high=MAX_Z_DIM,
+            what=f"input {LATENT_INPUT!r} width",
+            where=self.path,
+        )
+        if self.has_class_input:
+            self.num_classes = _checked_size(
+                meta, "num_classes", graph=None, high=MAX_CLASSES, what="class count", where=self.path
+            )
+        else:
+            self.num_classes = 0
+        labels = meta.get("labels")
+        self.label_names: list[str] | None = (
+            [str(x) for x in labels] if isinstance(labels, list) and len(labels) == self.num_classes else None
+        )
         self.cond_spec = self._read_cond_spec(meta, inputs.get(COND_INPUT))
-        out_shape = self.session.get_outputs()[0].shape
-        self.channels = int(meta.get("channels") or out_shape[1])
-        self.image_size = int(meta.get("image_size") or out_shape[2])
-        self.output_name = self.session.get_outputs()[0].name
+        output = self.session.get_outputs()[0]
+        out_shape = output.shape
+        self.channels = _checked_size(
+            meta,
+            "channels",
+            graph=_static_dim(out_shape, 1),
+            high=MAX_CHANNELS,
+            what="output's channels",
+            where=self.path,
+        )
+        self.image_size = _checked_size(
+            meta,
+            "image_size",
+            graph=_static_dim(out_shape, 2),
+            high=MAX_IMAGE_SIZE,
+            what="output's height",
+            where=self.path,
+        )
+        width = _static_dim(out_shape, 3)
+        if width is not None and width != self.image_size:
+            raise UserError(
+                f"{self.path}: the graph draws {self.image_size}x{width} px pictures, not square ones"
+            )
+        self.output_name = output.name
 
     def _read_cond_spec(self, meta: dict[str, Any], cond_input: Any) -> CondSpec | None:
         """The physical conditions the graph's `cond` input takes, from model.json (None without that input)."""
@@ -101,9 +195,14 @@ class OnnxGenerator:
             return None
         if not meta.get("cond"):
             raise UserError(f"{self.path} takes a cond input but model.json gives no cond spec")
-        spec = CondSpec.from_dict(meta["cond"])
-        width = cond_input.shape[1] if len(cond_input.shape) == 2 else None
-        if isinstance(width, int) and width != spec.dim:
+        try:
+            spec = CondSpec.from_dict(meta["cond"])
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{self.path}: model.json's cond spec is malformed: {exc}") from None
+        if not 1 <= spec.dim <= MAX_CONDITIONS:
+            raise UserError(f"{self.path}: {spec.dim} conditions is outside 1..{MAX_CONDITIONS}")
+        width = _static_dim(cond_input.shape, 1)
+        if width is not None and width != spec.dim:
             raise UserError(f"{self.path} takes {width} conditions but model.json describes {spec.dim}")
         return spec
 
@@ -157,11 +256,36 @@ class OnnxGenerator:
         check_cond: bool = True,
         batch_size: int = 32,
     ) -> np.ndarray:
-        """Latents `(N, z_dim)` -> uint8 images `(N, H, W, C)`, truncated by `trunc` (a number or `(N,)`)."""
-        floats = self.generate_float(
-            latents, labels=labels, cond=cond, trunc=trunc, check_cond=check_cond, batch_size=batch_size
-        )
-        return to_uint8(floats)
+        """Latents `(N, z_dim)` -> uint8 images `(N, H, W, C)`, truncated by `trunc` (a number or `(N,)`).
+
+        Batch by batch, so the float32 pictures (4x the bytes) never exist for all N at once.
+        """
+        z = np.asarray(latents)
+        n = len(z)
+        t = trunc_rows(trunc, n)
+        c = None if labels is None else np.asarray(labels).reshape(-1)
+        conds = None
+        if cond is not None and self.has_cond_input:
+            conds = self.cond_rows(cond, n, check=check_cond)
+        step = max(1, batch_size)
+        out: np.ndarray | None = None
+        for i in range(0, n, step):
+            part = to_uint8(
+                self.generate_float(
+                    z[i : i + step],
+                    labels=None if c is None else (c if c.size == 1 else c[i : i + step]),
+                    cond=cond if conds is None else conds[i : i + step],
+                    trunc=t[i : i + step],
+                    check_cond=check_cond,
+                    batch_size=step,
+                )
+            )
+            if out is None:
+                out = np.empty((n, *part.shape[1:]), dtype=np.uint8)
+            out[i : i + len(part)] = part
+        if out is None:
+            return to_uint8(self.generate_float(z, labels=labels, cond=cond, trunc=t, check_cond=check_cond))
+        return out
 
     def latents(self, seeds: Sequence[int]) -> np.ndarray:
         """Seeds -> raw latents z `(N, z_dim)`; truncation is applied by the network (pass `trunc=` on)."""

@@ -112,15 +112,26 @@ class Pool:
 
     # -- writing -------------------------------------------------------------------------------------------
     def add_many(self, items: Iterable[tuple[int, float, bytes]]) -> list[int]:
-        """Store `(seed, trunc, png)` pictures; each file is written before its row, so no row lacks one."""
-        rows = []
-        for seed, trunc, png in items:
-            name = f"{uuid.uuid4().hex}.png"
-            tmp = self.images_dir / f".{name}.tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(png)
-            os.replace(tmp, self.images_dir / name)
-            rows.append((int(seed), float(trunc), name, time.time()))
+        """Store `(seed, trunc, png)` pictures; each file is written before its row, so no row lacks one.
+
+        A failure removes the files this call wrote; a process killed between the files and the commit leaves
+        orphans, which `remove_orphans` deletes when the refill worker starts.
+        """
+        rows: list[tuple[int, float, str, float]] = []
+        try:
+            for seed, trunc, png in items:
+                name = f"{uuid.uuid4().hex}.png"
+                tmp = self.images_dir / f".{name}.tmp"
+                try:
+                    with open(tmp, "wb") as fh:
+                        fh.write(png)
+                    os.replace(tmp, self.images_dir / name)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                rows.append((int(seed), float(trunc), name, time.time()))
+        except BaseException:
+            self._unlink([r[2] for r in rows])
+            raise
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -204,7 +215,43 @@ class Pool:
         self._unlink([r[0] for r in rows])
         return len(rows)
 
+    def remove_orphans(self, *, grace_s: float = 60.0) -> int:
+        """Delete image files no row names (a writer killed before its commit), older than `grace_s`.
+
+        The grace period spares files a live writer has just made and not yet committed. Returns how many went.
+        """
+        cutoff = time.time() - grace_s
+        candidates = []
+        for entry in os.scandir(self.images_dir):
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if not (entry.name.endswith(".png") or entry.name.endswith(".tmp")):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    candidates.append(entry.name)
+            except FileNotFoundError:
+                continue
+        if not candidates:
+            return 0
+        known = {r[0] for r in self._conn().execute("SELECT file FROM images")}
+        orphans = [name for name in candidates if name not in known]
+        self._unlink(orphans)
+        return len(orphans)
+
+    def beat(self, name: str = "refill", *, at: float | None = None) -> None:
+        """Record that the `name` worker is alive now (or at `at`, a Unix time)."""
+        self._conn().execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+            (f"heartbeat_{name}", repr(time.time() if at is None else float(at))),
+        )
+
     # -- reading -------------------------------------------------------------------------------------------
+    def heartbeat(self, name: str = "refill") -> float | None:
+        """When the `name` worker last said it was alive (Unix time), None if it never did."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (f"heartbeat_{name}",)).fetchone()
+        return None if row is None else float(row[0])
+
     def depth(self) -> int:
         """Unseen pictures waiting in the pool."""
         return int(self._conn().execute("SELECT COUNT(*) FROM images WHERE claimed_at IS NULL").fetchone()[0])

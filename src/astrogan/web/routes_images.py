@@ -1,5 +1,9 @@
 """The deterministic image API: the picture for a seed, animated latent walks, grids of seeds.
 
+Pictures are drawn on bounded executors, never in the thread pool the page uses (503 with Retry-After when
+a queue is full). Walks and grids are expensive: they have their own executor, a per-client rate limit (429
+with Retry-After) and a pixel budget per request.
+
 Models on physical conditions take each condition as a query parameter named like its column
 (`/api/image.png?seed=7&sersic_n=2.5&q=0.4`); the ones left out take the training mean. Their names depend
 on the model, so they are read from `request.query_params` and described in the schema per model
@@ -110,7 +114,7 @@ def _add_image(app: FastAPI, ctx: ServeContext) -> None:
         response_class=Response,
         responses={200: {"content": {"image/png": {}}}, 304: {}},
     )
-    def image_png(
+    async def image_png(
         request: Request,
         seed: int = Query(..., ge=0, le=MAX_SEED, description=f"seed, 0..{MAX_SEED}"),
         trunc: float = TRUNC_QUERY,
@@ -124,7 +128,7 @@ def _add_image(app: FastAPI, ctx: ServeContext) -> None:
             return encode_png(img, compress_level=settings.png_compress_level)
 
         key = ("png", seed, repr(float(trunc)), cls, *ctx.cond_key(cond))
-        return ctx.images.response(request, key, "image/png", make)
+        return await ctx.drawn_response(request, key, "image/png", make, heavy=False)
 
     # Read by the handler at request time (a closure variable): the names exist once the route does.
     declared = _declared_query(app, "/api/image.png", ctx)
@@ -144,7 +148,7 @@ def _add_interpolate(app: FastAPI, ctx: ServeContext) -> None:
         response_class=Response,
         responses={200: {"content": {"image/webp": {}, "image/gif": {}}}, 304: {}},
     )
-    def interpolate(
+    async def interpolate(
         request: Request,
         seed_from: int = Query(..., alias="from", ge=0, le=MAX_SEED, description="seed at the start"),
         seed_to: int = Query(..., alias="to", ge=0, le=MAX_SEED, description="seed at the end"),
@@ -158,6 +162,7 @@ def _add_interpolate(app: FastAPI, ctx: ServeContext) -> None:
         cond = ctx.conditions(request.query_params, declared=declared)
         if steps > settings.max_steps:
             raise UserError(f"steps: at most {settings.max_steps}")
+        ctx.check_pictures(steps, what="steps")
         kind = fmt or formats[0]
         if kind not in formats:
             raise UserError(f"format: this server writes {', '.join(formats)}")
@@ -180,7 +185,7 @@ def _add_interpolate(app: FastAPI, ctx: ServeContext) -> None:
             frame_ms,
             *ctx.cond_key(cond),
         )
-        return ctx.images.response(request, key, f"image/{kind}", make)
+        return await ctx.drawn_response(request, key, f"image/{kind}", make, heavy=True)
 
     # Read by the handler at request time (a closure variable): the names exist once the route does.
     declared = _declared_query(app, "/api/interpolate", ctx)
@@ -199,7 +204,7 @@ def _add_grid(app: FastAPI, ctx: ServeContext) -> None:
         response_class=Response,
         responses={200: {"content": {"image/png": {}}}, 304: {}},
     )
-    def grid(
+    async def grid(
         request: Request,
         seeds: str = Query("0-15", max_length=200, description="seed list like 0-15 or 1,5,9 (at most 64)"),
         trunc: float = TRUNC_QUERY,
@@ -212,6 +217,7 @@ def _add_grid(app: FastAPI, ctx: ServeContext) -> None:
             seed_list = bounded_seeds(seeds, max_count=settings.max_grid)
         except UserError as exc:
             raise UserError(f"seeds: {exc}") from None
+        ctx.check_pictures(len(seed_list), what="seeds")
 
         def make() -> bytes:
             labels = ctx.labels(seed_list, cls)
@@ -220,7 +226,7 @@ def _add_grid(app: FastAPI, ctx: ServeContext) -> None:
             return encode_png(sheet, compress_level=settings.png_compress_level)
 
         key = ("grid", tuple(seed_list), repr(float(trunc)), cls, cols, *ctx.cond_key(cond))
-        return ctx.images.response(request, key, "image/png", make)
+        return await ctx.drawn_response(request, key, "image/png", make, heavy=True)
 
     # Read by the handler at request time (a closure variable): the names exist once the route does.
     declared = _declared_query(app, "/api/grid", ctx)

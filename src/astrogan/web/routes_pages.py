@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import secrets
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -18,49 +20,188 @@ from astrogan.utils.seeds import MAX_SEED
 from astrogan.web.caching import conditional_response, content_etag
 from astrogan.web.context import ServeContext
 from astrogan.web.imaging import encode_png
+from astrogan.web.middleware import HEAD_SCOPE_KEY
 from astrogan.web.worker import pool_cond_rows, pool_conditions
 
 WEB_DIR = Path(__file__).resolve().parent
 STYLE_CACHE_CONTROL = "public, max-age=3600"
 
 
+# Lines the model card shows per list (credits, licences, sources) before "and N more".
+MAX_CARD_LINES = 12
+# An absolute local path inside a display string (POSIX, home-relative or Windows): never published.
+_LOCAL_PATH_RE = re.compile(r"(?<![\w:/.])(?:~|[A-Za-z]:)?[/\\](?:[^\s/\\]+[/\\])+[^\s/\\]*")
+# Words in a dataset's name or its sources' titles that name what the pictures show, and the noun they give.
+_SUBJECT_WORDS = (
+    ("galax", "galaxy"),
+    ("sersic", "galaxy"),
+    ("sérsic", "galaxy"),
+    ("decals", "galaxy"),
+    ("nebul", "nebula"),
+    ("cluster", "star cluster"),
+    ("planet", "planet"),
+    ("comet", "comet"),
+    ("aurora", "aurora"),
+)
+_PLURALS = {"galaxy": "galaxies", "nebula": "nebulae", "sky": "skies", "aurora": "aurorae"}
+DEFAULT_SUBJECT = "sky"
+
+
+def _display(value: Any, *, max_len: int = 200) -> str:
+    """One line of text for the page: whitespace collapsed, local paths replaced, length capped."""
+    text = " ".join(str(value).split())
+    text = _LOCAL_PATH_RE.sub("(local path)", text)
+    return text if len(text) <= max_len else text[: max_len - 1] + "…"
+
+
+def _capped(lines: list[str]) -> list[str]:
+    if len(lines) <= MAX_CARD_LINES:
+        return lines
+    return [*lines[:MAX_CARD_LINES], f"and {len(lines) - MAX_CARD_LINES:,} more"]
+
+
+def _num_images(entry: dict[str, Any]) -> int:
+    n = entry.get("num_images")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else 1
+
+
+def _counted(value: Any) -> list[str]:
+    """Credits or licences as display lines, most images first: `{name: count}` or a list of strings."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: (-kv[1] if isinstance(kv[1], int) else 0, str(kv[0])))
+        lines = [
+            f"{_display(k)} ({n:,} image{'s' if n != 1 else ''})"
+            if isinstance(n, int)
+            else f"{_display(k)}: {n}"
+            for k, n in items
+        ]
+    elif isinstance(value, list | tuple):
+        lines = [_display(v if isinstance(v, str) else json.dumps(v, sort_keys=True)) for v in value]
+    else:
+        lines = [_display(value)] if value else []
+    return _capped(lines)
+
+
+def _source_name(entry: Any) -> str:
+    """The archive an entry of the dataset's source list came from (never its file path)."""
+    if isinstance(entry, dict):
+        name = entry.get("source") or entry.get("archive") or entry.get("title")
+        return _display(name, max_len=60) if name else "unlisted files"
+    text = str(entry)
+    return _display(Path(text).name if ("/" in text or "\\" in text) else text, max_len=60)
+
+
+def source_summary(sources: Any) -> list[str]:
+    """The dataset's sources aggregated by archive: images and licences per archive, most images first."""
+    if not isinstance(sources, list):
+        return []
+    images: Counter[str] = Counter()
+    licences: dict[str, Counter[str]] = {}
+    for entry in sources:
+        name = _source_name(entry)
+        n = _num_images(entry) if isinstance(entry, dict) else 1
+        images[name] += n
+        if isinstance(entry, dict) and entry.get("licence"):
+            licences.setdefault(name, Counter())[_display(entry["licence"], max_len=60)] += n
+    lines = []
+    for name, n in images.most_common():
+        line = f"{name}: {n:,} image{'s' if n != 1 else ''}"
+        by_licence = licences.get(name)
+        if by_licence:
+            top = [f"{lic} ({k:,})" for lic, k in by_licence.most_common(3)]
+            more = len(by_licence) - len(top)
+            line += "; licences: " + ", ".join(top) + (f" and {more} more" if more > 0 else "")
+        lines.append(line)
+    return _capped(lines)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else {} (model.json is read from disk: any shape may turn up)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _card_parts(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """model.json's model card and its dataset block, each {} when absent or not an object."""
+    card = _mapping(meta.get("model_card"))
+    return card, _mapping(card.get("dataset"))
+
+
+def subject_noun(meta: dict[str, Any], *, explicit: str | None = None) -> str:
+    """What the pictures show, for the title: `explicit`, else model.json's `subject`, else a word of the
+    dataset's name, else the word most of its images' source titles share, else "sky"."""
+    card, data = _card_parts(meta)
+    for given in (explicit, meta.get("subject"), card.get("subject"), data.get("subject")):
+        if isinstance(given, str) and re.fullmatch(r"[A-Za-z][A-Za-z \-]{0,39}", given.strip()):
+            return given.strip().lower()
+
+    def noun(text: Any) -> str | None:
+        low = str(text).lower()
+        return next((n for word, n in _SUBJECT_WORDS if word in low), None)
+
+    from_name = noun(data.get("name") or "")
+    if from_name:
+        return from_name
+    votes: Counter[str] = Counter()
+    total = 0
+    for entry in data.get("sources") or []:
+        n = _num_images(entry) if isinstance(entry, dict) else 1
+        total += n
+        text = (
+            " ".join(str(entry.get(k, "")) for k in ("title", "source")) if isinstance(entry, dict) else entry
+        )
+        found = noun(text)
+        if found:
+            votes[found] += n
+    if votes:
+        best, n = votes.most_common(1)[0]
+        if 2 * n >= total:
+            return best
+    return DEFAULT_SUBJECT
+
+
+def plural(noun: str) -> str:
+    """English plural of a subject noun ("galaxy" -> "galaxies", "nebula" -> "nebulae")."""
+    if noun in _PLURALS:
+        return _PLURALS[noun]
+    head, _, last = noun.rpartition(" ")
+    if last in _PLURALS:
+        return f"{head} {_PLURALS[last]}".strip()
+    if last.endswith("y") and last[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return noun[:-1] + "ies"
+    return noun + ("es" if last.endswith(("s", "x", "ch", "sh")) else "s")
+
+
 def model_card(meta: dict[str, Any]) -> dict[str, Any]:
-    """Flatten model.json's model card into display strings for the page."""
-    card = meta.get("model_card") or {}
-    train = card.get("training") or {}
+    """Flatten model.json's model card into display strings for the page.
+
+    Sources, credits and licences are aggregated (one line per archive, credit or licence, capped): a
+    dataset of thousands of files gives a short card, and no local path of the machine that built it.
+    """
+    card, data = _card_parts(meta)
+    train = _mapping(card.get("training"))
     parts = []
-    if train.get("steps") is not None:
+    if isinstance(train.get("steps"), int | float):
         parts.append(f"{train['steps']:,} steps")
-    if train.get("kimg") is not None:
+    if isinstance(train.get("kimg"), int | float):
         parts.append(f"{float(train['kimg']):g} kimg")
-    data = card.get("dataset") or {}
-    sources = []
-    for s in data.get("sources") or []:
-        if isinstance(s, dict):
-            bits = [str(s.get(k)) for k in ("name", "credit", "licence") if s.get(k)]
-            sources.append(" — ".join(bits) if bits else str(s))
-        else:
-            sources.append(str(s))
-    extra: dict[str, list[str]] = {}
-    for key in ("credits", "licences"):
-        value = data.get(key) or []
-        if isinstance(value, dict):  # {name: number of images}
-            value = [f"{k} ({n} images)" if isinstance(n, int) else f"{k}: {n}" for k, n in value.items()]
-        extra[key] = [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in value]
-    metrics = card.get("metrics") or {}
-    parity = meta.get("parity") or {}
+    metrics = _mapping(card.get("metrics"))
+    parity = _mapping(meta.get("parity"))
+    name = data.get("name") or (Path(str(data["path"])).name if data.get("path") else None)
     return {
-        "arch": card.get("arch") or meta.get("arch") or "unknown",
+        "arch": _display(card.get("arch") or meta.get("arch") or "unknown", max_len=80),
         "training": ", ".join(parts) or "unknown",
-        "dataset": data.get("name") or data.get("path") or "unknown",
-        "sources": sources,
-        "credits": extra["credits"],
-        "licences": extra["licences"],
-        "metrics": [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in sorted(metrics.items())],
+        "dataset": _display(name or "unknown", max_len=80),
+        "sources": source_summary(data.get("sources")),
+        "credits": _counted(data.get("credits") or []),
+        "licences": _counted(data.get("licences") or []),
+        "metrics": [
+            (_display(k, max_len=40), f"{v:.4g}" if isinstance(v, float) else _display(v, max_len=40))
+            for k, v in sorted(metrics.items())[:MAX_CARD_LINES]
+        ],
         "parity": (
             f"max |exported − PyTorch| = {parity['max_abs_diff']:.2e} over "
             f"{parity.get('num_seeds', '?')} seeds"
-            if isinstance(parity, dict) and parity.get("max_abs_diff") is not None
+            if isinstance(parity.get("max_abs_diff"), int | float)
             else None
         ),
     }
@@ -115,6 +256,7 @@ def add_page_routes(app: FastAPI, ctx: ServeContext) -> None:
     template = env.get_template("index.html")
     card = model_card(ctx.gen.meta)
     conditions = condition_ranges(ctx.cond_spec)
+    subject = ctx.subject
     rng = random.Random()
 
     @app.get(
@@ -123,7 +265,12 @@ def add_page_routes(app: FastAPI, ctx: ServeContext) -> None:
         summary="The page: one picture nobody saw before",
         responses={200: {"content": {"text/html": {}}}},
     )
-    def index() -> HTMLResponse:
+    def index(request: Request) -> Response:
+        if request.scope.get(HEAD_SCOPE_KEY):
+            # A HEAD (a monitor, a link checker) must not use up a picture nobody will see.
+            head = Response(media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+            del head.headers["content-length"]
+            return head
         seed, trunc, png, source = claim_picture(ctx, rng)
         drawn_at = picture_conditions(ctx.cond_spec, seed)
         # The API URL that draws this very picture (its conditions included); repr(trunc) parses back exactly.
@@ -140,6 +287,7 @@ def add_page_routes(app: FastAPI, ctx: ServeContext) -> None:
             card=card,
             conditions=conditions,
             drawn_at=drawn_at,
+            subject=subject,
         )
         headers = {"Cache-Control": "no-store", "X-Astrogan-Seed": str(seed), "X-Astrogan-Source": source}
         if drawn_at:

@@ -2,19 +2,84 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import multiprocessing as mp
 import os
+import shutil
+import tempfile
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from astrogan.utils.log import info
+from astrogan.web.lifecycle import SUPERVISOR_ENV
 from astrogan.web.onnx_generator import OnnxGenerator
 from astrogan.web.settings import ENV_VAR, ServeSettings
-from astrogan.web.worker import open_pool, worker_main
+from astrogan.web.worker import ORPHAN_GRACE_S, open_pool, worker_main
+
+# Largest request head (request line + headers) accepted; h11 answers 400 beyond it.
+MAX_HEADER_BYTES = 16 * 1024
+# Idle time allowed between two requests on one keep-alive connection.
+KEEP_ALIVE_S = 5
+# Time the server processes give in-flight requests when they stop.
+GRACEFUL_SHUTDOWN_S = 5
+
+
+@functools.lru_cache(maxsize=1)
+def _header_timeout_s() -> float:
+    try:
+        return ServeSettings.from_env().header_timeout_s
+    except Exception:  # no settings in this process: the default
+        return float(ServeSettings.model_fields["header_timeout_s"].default)
+
+
+class HeaderTimeoutH11Protocol(H11Protocol):
+    """Uvicorn's h11 protocol with a deadline on each request head: a client that has not sent its complete
+    request line and headers `header_timeout_s` after connecting (or after starting its next request on a
+    keep-alive connection) is disconnected, so slow-header connections cannot pile up (slowloris)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = _header_timeout_s()
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._arm_header_timer()  # part of a request head: the clock runs (started at its first byte)
+        else:
+            self._cancel_header_timer()  # the head is complete
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
 
 
 def start_worker(settings: ServeSettings) -> mp.process.BaseProcess:
-    """Start the refill worker as a separate (spawned) process and return it."""
+    """Start the refill worker as a separate (spawned) process that ends with this one, and return it."""
     proc = mp.get_context("spawn").Process(
-        target=worker_main, args=(settings.to_env(),), name="astrogan-refill", daemon=True
+        target=worker_main, args=(settings.to_env(), os.getpid()), name="astrogan-refill", daemon=True
     )
     proc.start()
     return proc
@@ -29,17 +94,30 @@ def run_server(
     refill: bool = True,
     log_level: str = "warning",
 ) -> None:
-    """Serve until interrupted; the worker stops with the server."""
+    """Serve until interrupted; the worker stops with the server.
+
+    Every child (the refill worker, the server processes) ends when this supervisor does, even by SIGKILL.
+    With several server processes, Prometheus values live in a fresh folder shared by them (multiprocess mode).
+    """
     import uvicorn
 
     gen = OnnxGenerator(settings.model_path)  # fail early, with one line, on a bad model
     pool = open_pool(settings)
+    removed = pool.remove_orphans(grace_s=ORPHAN_GRACE_S)
     info(
         f"model {settings.model_path.name}: {gen.image_size} px, {gen.channels} channel(s); "
         f"pool {settings.resolved_pool_dir} holds {pool.depth()} unseen image(s)"
+        + (f"; removed {removed} orphaned file(s)" if removed else "")
     )
     pool.close()
     os.environ[ENV_VAR] = settings.to_env()
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    # Fewer glibc heap arenas: memory freed after a burst of big responses can go back to the system.
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    prom_dir = None
+    if workers > 1:
+        prom_dir = tempfile.mkdtemp(prefix="astrogan-prometheus-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
     worker = start_worker(settings) if refill else None
     info(f"serving on http://{host}:{port}/ with {workers} process(es)")
     try:
@@ -52,8 +130,14 @@ def run_server(
             log_level=log_level,
             access_log=False,
             server_header=False,
+            http=HeaderTimeoutH11Protocol,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         )
     finally:
         if worker is not None:
             worker.terminate()
             worker.join(timeout=10)
+        if prom_dir is not None:
+            shutil.rmtree(prom_dir, ignore_errors=True)

@@ -32,6 +32,36 @@ class ServeSettings(BaseModel):
     image_cache_size: int = Field(256, ge=0, le=100_000, description="PNG responses kept in memory")
     max_steps: int = Field(64, ge=2, le=64)
     max_grid: int = Field(64, ge=1, le=64)
+    max_request_pixels: int = Field(
+        64 * 256 * 256, ge=1, le=1 << 28, description="pixels one grid or animation may draw (frames x H x W)"
+    )
+    image_cache_mb: float = Field(32.0, ge=0, le=65536, description="memory for cached image responses")
+    heavy_workers: int = Field(
+        1, ge=1, le=64, description="threads per process for /api/interpolate and grid"
+    )
+    heavy_queue: int = Field(
+        4, ge=0, le=10_000, description="heavy requests waiting per process; more get 503"
+    )
+    image_workers: int = Field(2, ge=1, le=64, description="threads per process drawing /api/image.png")
+    image_queue: int = Field(32, ge=0, le=10_000, description="/api/image.png draws waiting per process")
+    heavy_rate_per_min: float = Field(
+        30.0,
+        gt=0,
+        le=1e6,
+        description="heavy requests a client may make per minute (per process); more get 429",
+    )
+    heavy_burst: int = Field(10, ge=1, le=100_000, description="heavy requests a client may make at once")
+    header_timeout_s: float = Field(10.0, gt=0, le=600, description="time a client has to send its headers")
+    refill_stale_s: float = Field(
+        30.0, gt=0, le=86_400, description="an empty pool with no refill heartbeat this long is degraded"
+    )
+    subject: str | None = Field(
+        None,
+        min_length=1,
+        max_length=40,
+        pattern=r"^[A-Za-z][A-Za-z \-]*$",
+        description='what the pictures show, for the title ("galaxy": "This galaxy does not exist")',
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ServeSettings:

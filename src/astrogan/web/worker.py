@@ -14,6 +14,7 @@ from astrogan.conditions import CondSpec
 from astrogan.imaging import sha256_file
 from astrogan.utils.seeds import MAX_SEED
 from astrogan.web.imaging import encode_png
+from astrogan.web.lifecycle import die_with_parent
 from astrogan.web.onnx_generator import OnnxGenerator
 from astrogan.web.pool import Pool
 from astrogan.web.settings import ServeSettings
@@ -86,10 +87,23 @@ def fill_to(pool: Pool, gen: OnnxGenerator, settings: ServeSettings, *, target: 
     return made
 
 
-def run_worker(settings: ServeSettings, *, poll_s: float = 0.05, max_seconds: float | None = None) -> None:
+# Image files no row names are deleted at refill start once older than this (a live writer commits sooner).
+ORPHAN_GRACE_S = 60.0
+# The worker writes its heartbeat into the pool at most this often (`/healthz` reads it).
+HEARTBEAT_EVERY_S = 1.0
+
+
+def run_worker(
+    settings: ServeSettings,
+    *,
+    poll_s: float = 0.05,
+    max_seconds: float | None = None,
+    orphan_grace_s: float = ORPHAN_GRACE_S,
+) -> None:
     """Loop: when depth falls below low-water, fill up to pool size (hysteresis); prune the reservoir.
 
-    Runs until SIGTERM/SIGINT, until the parent process dies, or for `max_seconds`.
+    Starts by deleting orphaned image files; writes a heartbeat into the pool as it goes. Runs until
+    SIGTERM/SIGINT, until the parent process dies, or for `max_seconds`.
     """
     stop = False
 
@@ -100,11 +114,17 @@ def run_worker(settings: ServeSettings, *, poll_s: float = 0.05, max_seconds: fl
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     parent = os.getppid()
-    gen = OnnxGenerator(settings.model_path, num_threads=settings.num_threads)
     pool = open_pool(settings)
+    pool.beat()
+    pool.remove_orphans(grace_s=orphan_grace_s)
+    gen = OnnxGenerator(settings.model_path, num_threads=settings.num_threads)
     filling = True  # start by filling the pool to its size
     t_end = None if max_seconds is None else time.monotonic() + max_seconds
+    last_beat = 0.0
     while not stop and os.getppid() == parent and (t_end is None or time.monotonic() < t_end):
+        if time.monotonic() - last_beat >= HEARTBEAT_EVERY_S:
+            pool.beat()
+            last_beat = time.monotonic()
         depth = pool.depth()
         if filling and depth >= settings.pool_size:
             filling = False
@@ -120,8 +140,10 @@ def run_worker(settings: ServeSettings, *, poll_s: float = 0.05, max_seconds: fl
     pool.close()
 
 
-def worker_main(settings_json: str) -> None:
-    """Process entry point (spawn-safe: takes the settings as JSON)."""
+def worker_main(settings_json: str, parent_pid: int | None = None) -> None:
+    """Process entry point (spawn-safe: takes the settings as JSON); ends with `parent_pid` when given."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         # Refilling is background work: requests (page, API) must win the CPU when both want it.
