@@ -152,7 +152,7 @@ def test_cli_maps_flags_to_fields(monkeypatch) -> None:
     from astrogan.cli.main import app
 
     seen: list[TrainConfig] = []
-    monkeypatch.setattr(loop_mod, "train", lambda cfg, resume=False: seen.append(cfg) or Path("run"))
+    monkeypatch.setattr(loop_mod, "train", lambda cfg, resume=False, overrides=None: seen.append(cfg) or Path("run"))
     runner = CliRunner()
     args = ["train", "--preset", "small", "--data", "ds", "--image-size", "32", "--lr", "0.001"]
     args += ["--aug-types", "color", "--metrics", "spectrum", "--results-dir", "out", "--model", "z_dim=8"]
