@@ -369,3 +369,16 @@ def test_add_many_leaves_no_file_when_the_pictures_fail(tmp_path):
     with pytest.raises(RuntimeError):
         pool.add_many(pictures())
     assert list((tmp_path / "pool" / "images").iterdir()) == []
+
+
+def test_an_executor_works_again_after_a_lifespan_shutdown():
+    """ASGI tools (schema loaders, test clients) start and stop an app's lifespan, then keep calling it."""
+    import asyncio
+
+    from astrogan.web.guard import BoundedExecutor
+
+    ex = BoundedExecutor(num_workers=1, max_queue=1)
+    assert asyncio.run(ex.run(lambda: 1)) == 1
+    ex.shutdown()
+    assert asyncio.run(ex.run(lambda: 2)) == 2
+    ex.shutdown()

@@ -68,9 +68,8 @@ class BoundedExecutor:
     def __init__(self, *, num_workers: int, max_queue: int, name: str = "heavy") -> None:
         self.num_workers = num_workers
         self.max_queue = max_queue
-        self._pool = ThreadPoolExecutor(
-            num_workers, thread_name_prefix=name, initializer=_lower_thread_priority
-        )
+        self._name = name
+        self._pool: ThreadPoolExecutor | None = None  # made on first use, again after a shutdown
         self._lock = threading.Lock()
         self._pending = 0  # running + queued
         self._mean_s = 1.0  # running mean of a job's duration, for Retry-After
@@ -112,16 +111,28 @@ class BoundedExecutor:
         """Run `fn` on a worker thread and await its result; Refused (503) when the queue is full."""
         self._admit()
         try:
-            future = self._pool.submit(self._run, fn)
+            future = self._threads().submit(self._run, fn)
         except BaseException:
             with self._lock:
                 self._pending -= 1
             raise
         return await asyncio.wrap_future(future)
 
+    def _threads(self) -> ThreadPoolExecutor:
+        # An app outlives a lifespan cycle in tests and ASGI tools (schema loaders start and stop it).
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.num_workers, thread_name_prefix=self._name, initializer=_lower_thread_priority
+                )
+            return self._pool
+
     def shutdown(self) -> None:
         """Drop the waiting jobs and let the running ones finish on their own (the process is stopping)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class RateLimiter:
