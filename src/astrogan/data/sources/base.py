@@ -281,6 +281,38 @@ async def probe_size(client: PoliteClient, url: str) -> tuple[int, int] | None:
     return size
 
 
+async def fetch_largest_fitting(
+    client: PoliteClient,
+    catalog: Catalog,
+    row: dict[str, Any],
+    candidates: list[tuple[str, bool]],
+    *,
+    max_side_px: int,
+) -> str:
+    """Fetch the first of `candidates` (url, size_known), largest first, whose picture fits `max_side_px`.
+
+    A candidate whose size the listing does not give is judged by its header first (`probe_size`), so an
+    original of 100 MB is never downloaded to learn that it is too big; one that cannot be read, or turns
+    out too big after all, gives way to the next one down. Returns the item's status (recorded).
+    """
+    status, url = "failed:too-big", candidates[-1][0]
+    for url, size_known in candidates:
+        if not size_known:
+            try:
+                size = await probe_size(client, url)
+            except FetchError as exc:  # a rendition that cannot be read (or a bomb): the next one down
+                status = exc.status
+                continue
+            if size is not None and max(size) > max_side_px:
+                status = "failed:too-big"
+                continue
+        got = await fetch_image(client, catalog, row, url=url, max_side_px=max_side_px)
+        status = got["status"]
+        if status != "failed:too-big":  # the listing's size was wrong: try the next one down
+            return status
+    return record(catalog, {**row, "image_url": url}, status)
+
+
 def record(catalog: Catalog, row: dict[str, Any], status: str) -> str:
     """Store ``row`` with ``status`` and the time now; returns ``status``."""
     row.update(status=status, fetched_at=now_utc())

@@ -41,9 +41,16 @@ from typing import Any
 from urllib.parse import urljoin
 
 from astrogan.data.sources import HttpConfig
-from astrogan.data.sources.base import FetchSummary, Source, fetch_image, list_pages, probe_size, record
+from astrogan.data.sources.base import (
+    FetchSummary,
+    Source,
+    fetch_image,
+    fetch_largest_fitting,
+    list_pages,
+    record,
+)
 from astrogan.data.sources.catalog import Catalog
-from astrogan.data.sources.http import FetchError, PoliteClient
+from astrogan.data.sources.http import PoliteClient
 from astrogan.utils.errors import UserError
 
 SITES = {
@@ -189,20 +196,7 @@ class EsaSource(Source):
         candidates = candidate_resources(item, self.max_side_px)
         if not candidates:
             return record(catalog, row, "skipped-no-image")
-        status = "skipped-no-image"
-        for res in candidates:
-            url = urljoin(self.base_url, str(res["URL"]))
-            if self.max_side_px is not None and not side_of(res):  # size unknown: read its header first
-                try:
-                    size = await probe_size(client, url)
-                except FetchError as exc:
-                    status = exc.status
-                    continue
-                if size is not None and max(size) > self.max_side_px:
-                    status = "failed:too-big"
-                    continue
-            got = await fetch_image(client, catalog, row, url=url, max_side_px=self.max_side_px)
-            status = got["status"]
-            if status != "failed:too-big":  # the feed's size was wrong: try the next one down
-                return status
-        return record(catalog, {**row, "image_url": url}, status)
+        urls = [(urljoin(self.base_url, str(res["URL"])), bool(side_of(res))) for res in candidates]
+        if self.max_side_px is None:
+            return (await fetch_image(client, catalog, row, url=urls[0][0]))["status"]
+        return await fetch_largest_fitting(client, catalog, row, urls, max_side_px=self.max_side_px)

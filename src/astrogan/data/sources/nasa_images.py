@@ -35,7 +35,14 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from astrogan.data.sources import HttpConfig
-from astrogan.data.sources.base import FetchSummary, Source, fetch_image, list_pages, probe_size, record
+from astrogan.data.sources.base import (
+    FetchSummary,
+    Source,
+    fetch_image,
+    fetch_largest_fitting,
+    list_pages,
+    record,
+)
 from astrogan.data.sources.catalog import Catalog
 from astrogan.data.sources.http import FetchError, PoliteClient
 from astrogan.utils.errors import UserError
@@ -127,18 +134,5 @@ class NasaImagesSource(Source):
             return record(catalog, row, "skipped-no-image")
         if self.max_side_px is None:
             return (await fetch_image(client, catalog, row, url=candidates[0]))["status"]
-        status, url = "failed:too-big", candidates[-1]
-        for url in candidates:
-            try:
-                size = await probe_size(client, url)
-            except FetchError as exc:  # a rendition that cannot be read (or a bomb): the next one down
-                status = exc.status
-                continue
-            if size is not None and max(size) > self.max_side_px:
-                status = "failed:too-big"
-                continue
-            got = await fetch_image(client, catalog, row, url=url, max_side_px=self.max_side_px)
-            status = got["status"]
-            if status != "failed:too-big":
-                return status
-        return record(catalog, {**row, "image_url": url}, status)
+        urls = [(url, False) for url in candidates]  # sizes unknown: each judged by its header
+        return await fetch_largest_fitting(client, catalog, row, urls, max_side_px=self.max_side_px)
