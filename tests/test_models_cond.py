@@ -179,17 +179,38 @@ def test_config_errors(arch: str) -> None:
         ARCHS["fastgan"].config_cls.from_dict({"image_size": 16, "cond": SPEC.to_dict()})
 
 
-def test_truncation_zero_gives_the_w_average_image_at_any_condition() -> None:
+def test_truncation_moves_towards_each_conditions_own_centre() -> None:
+    """psi -> 0 must not forget the condition: the centre is the mean w at that condition, not w_avg."""
     G, _, cfg = build("stylegan2")
     z = torch.randn(3, cfg.z_dim)
     c = conds((1.0, 4.0, 0.3), (1.0, 4.0, 0.3), (5.0, 10.0, 0.9))
     with torch.no_grad():
-        avg = G(z, c, trunc=0.0)
-        ref = G.synthesis(G.mapping.w_avg[None, None].repeat(1, G.num_ws, 1))
-        assert torch.allclose(avg, ref.expand(3, -1, -1, -1), atol=1e-5)
-        assert (G(z, c) - avg).abs().max() > 1e-2
+        at_zero = G(z, c, trunc=0.0)
+        # Same condition, different latents: the same (typical) image; another condition: another image.
+        assert torch.allclose(at_zero[0], at_zero[1], atol=1e-5)
+        assert (at_zero[0] - at_zero[2]).abs().max() > 1e-2
+        # The centre is the mean w over the fixed latents at that condition.
+        zc = G.mapping.centre_z
+        for i in (0, 2):
+            ws = G.mapping(zc, c[i : i + 1].expand(len(zc), -1))
+            centre = ws[:, 0].mean(dim=0)
+            assert torch.allclose(G.mapping(z[i : i + 1], c[i : i + 1], trunc=0.0)[0, 0], centre, atol=1e-5)
         half = G.mapping(z, c, trunc=0.5)
-        assert torch.allclose(half, G.mapping.w_avg + 0.5 * (G.mapping(z, c) - G.mapping.w_avg), atol=1e-6)
+        centres = G.mapping(z, c, trunc=0.0)
+        assert torch.allclose(half, centres + 0.5 * (G.mapping(z, c) - centres), atol=1e-5)
+        assert (G(z, c) - at_zero).abs().max() > 1e-2
+
+
+def test_unconditional_truncation_still_uses_the_w_average() -> None:
+    a = ARCHS["stylegan2"]
+    cfg = a.config_cls(**{"image_size": 16, **a.tiny})
+    G = a.build_generator(cfg).eval()
+    with torch.no_grad():
+        G.mapping.w_avg.normal_()
+    assert not hasattr(G.mapping, "centre_z")
+    with torch.no_grad():
+        out = G.mapping(torch.randn(2, cfg.z_dim), None, trunc=0.0)
+    assert torch.allclose(out, G.mapping.w_avg.expand_as(out))
 
 
 def test_w_average_tracks_conditioned_ws_in_training() -> None:

@@ -20,6 +20,7 @@ from torch import nn
 from astrogan.conditions import CondSpec
 from astrogan.models.layers import ArchConfig, CondNormalize, NoiseInjection, NoiseModeMixin, check_labels
 from astrogan.utils.errors import UserError
+from astrogan.utils.seeds import latents_for_seeds
 
 _SQRT2 = math.sqrt(2.0)
 _ARCH = "stylegan2"
@@ -293,10 +294,17 @@ class MappingNetwork(_Conditioned):
     (the loss mixes styles). Conditions are in physical units; they are normalised inside.
 
     Keeps `w_avg` (w_dim,), a running mean of w updated only when asked to in train(); truncation moves each
-    w towards it: ws = w_avg + trunc * (ws - w_avg), trunc a float or a tensor of shape (N,) or (1,).
+    w towards a centre: ws = centre + trunc * (ws - centre), trunc a float or a tensor of shape (N,) or (1,).
+    The centre is `w_avg` for an unconditional model; for a conditional one it is each sample's own
+    condition's centre, the mean w over NUM_CENTRE_LATENTS fixed latents at that condition, so a low psi
+    gives the typical image *of that condition* instead of forgetting it (w_avg averages every condition).
     """
 
+    NUM_CENTRE_LATENTS = 64
+    _CENTRE_SEED = 1_000_000  # the fixed latents are seeds 1e6.. (apart from the seeds users ask for)
+
     w_avg: torch.Tensor
+    centre_z: torch.Tensor
 
     def __init__(self, cfg: StyleGAN2Config) -> None:
         super().__init__()
@@ -306,6 +314,10 @@ class MappingNetwork(_Conditioned):
         in_dim = cfg.z_dim + (cfg.label_dim() if self.embed is not None else 0)
         self.net = _mlp(in_dim, cfg.w_dim, num_layers=cfg.mapping_layers, lr_mult=cfg.mapping_lr_mult)
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+        if self.embed is not None:  # not saved: fixed by the seeds, so older checkpoints load unchanged
+            seeds = range(self._CENTRE_SEED, self._CENTRE_SEED + self.NUM_CENTRE_LATENTS)
+            z = torch.from_numpy(latents_for_seeds(seeds, cfg.z_dim)).to(device="cpu")
+            self.register_buffer("centre_z", z, persistent=False)
 
     def forward(
         self,
@@ -325,8 +337,10 @@ class MappingNetwork(_Conditioned):
             cond=self.cond_spec,
         )
         x = normalize_2nd_moment(z)
+        y = None
         if self.embed is not None and c is not None:
-            x = torch.cat([x, self._embed_c(c, x.dtype)], dim=1)
+            y = self._embed_c(c, x.dtype)
+            x = torch.cat([x, y], dim=1)
         w = self.net(x)
         if update_w_avg and self.training:
             with torch.no_grad():
@@ -340,8 +354,18 @@ class MappingNetwork(_Conditioned):
             trunc = trunc.to(ws.dtype).reshape(-1, 1, 1)
         elif trunc == 1.0:  # exactly the untruncated ws (no rounding from the lerp)
             return ws
-        w_avg = self.w_avg.to(ws.dtype)
-        return w_avg + trunc * (ws - w_avg)
+        centre = self.w_avg.to(ws.dtype) if y is None else self._centre(y).unsqueeze(1)
+        return centre + trunc * (ws - centre)
+
+    def _centre(self, y: torch.Tensor) -> torch.Tensor:
+        """Each sample's condition centre: mean w over the fixed latents at its embedded condition y (N, E)
+        -> (N, w_dim). Written with expand/reshape (no repeat_interleave) so it exports with a dynamic batch."""
+        n, m = y.shape[0], self.centre_z.shape[0]
+        zc = normalize_2nd_moment(self.centre_z.to(device=y.device, dtype=y.dtype))
+        x = torch.cat(
+            [zc.unsqueeze(0).expand(n, m, zc.shape[1]), y.unsqueeze(1).expand(n, m, y.shape[1])], dim=2
+        )
+        return self.net(x.reshape(n * m, -1)).reshape(n, m, -1).mean(dim=1)
 
 
 class SynthesisLayer(nn.Module):
