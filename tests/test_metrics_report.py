@@ -144,3 +144,31 @@ def test_eval_command_on_a_run_directory(tmp_path):
     assert doc["num_generated"] == 10 and "spectrum_w1_mean" in doc["metrics"]
     assert "12 real images are too few" in doc["skipped"]["memorization"]
     assert doc["meta"]["step"] == 40 and doc["meta"]["kimg"] == 0.64 and doc["meta"]["trained_on_this_dataset"] is False
+
+
+def test_eval_draws_as_many_images_as_the_metrics_need_and_says_how_long(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from astrogan.cli.main import main
+    from astrogan.data.build import BuildOptions, build_dataset
+    from astrogan.metrics import default_num_generated
+    from astrogan.models import get_arch
+    from astrogan.models.io import save_generator
+
+    assert default_num_generated(["fid", "spectrum"]) == 5000  # FID's usual minimum (it is biased by N)
+    assert default_num_generated(["spectrum", "prdc"]) == 1000
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, img in enumerate(galaxies(12, size=32, seed=6)):
+        Image.fromarray(img).save(src / f"g{i:02d}.png")
+    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
+    torch.manual_seed(0)
+    spec = get_arch("dcgan")
+    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
+    save_generator(spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints")
+    monkeypatch.setenv("ASTROGAN_QUIET", "0")
+    rc = main(["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--metrics", "spectrum",
+               "--device", "cpu", "--cache-dir", str(tmp_path / "c")])
+    assert rc == 0
+    assert json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())["num_generated"] == 1000
+    assert "generating 1000 images: about" in " ".join(capsys.readouterr().err.split())

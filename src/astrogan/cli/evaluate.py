@@ -4,6 +4,7 @@ each beside its real-vs-real floor, as one report."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,11 @@ def register(app: typer.Typer) -> None:
         ),
         model: Path = typer.Option(None, "--model", help="An exported model.onnx instead of a run."),
         data: Path = typer.Option(..., "--data", help="Dataset directory (manifest.json + images.h5)."),
-        num: int = typer.Option(5000, "--num", help="Number of generated images (seeds 0..num-1)."),
+        num: int = typer.Option(
+            None,
+            "--num",
+            help="Number of generated images (seeds 0..num-1); default: 5000 with fid, else 1000.",
+        ),
         metrics: str = typer.Option(
             "fid,kid,spectrum,morphology,prdc,memorization",
             "--metrics",
@@ -82,10 +87,11 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report directory."),
     ) -> None:
         """Write metrics.json, PNG plots and report.html comparing generated images with a dataset."""
-        from astrogan.metrics import parse_metric_names
+        from astrogan.metrics import default_num_generated, parse_metric_names
         from astrogan.metrics.compute import evaluate
 
         names = parse_metric_names(metrics)
+        num = num if num is not None else default_num_generated(names)
         _check_options(protocol=protocol, num=num, morphology_engine=morphology_engine, trunc=trunc)
         out = _report_dir(run, out, overwrite=overwrite)
         inception_weights = _inception_file(names, inception_weights)
@@ -289,7 +295,7 @@ def _generate(
     import numpy as np
 
     from astrogan.imaging import uint8_to_unit
-    from astrogan.utils.log import progress
+    from astrogan.utils.log import info, progress
 
     chunks = []
     with progress() as bar:
@@ -297,12 +303,27 @@ def _generate(
         for s in range(0, num, batch_size):
             seeds = list(range(s, min(num, s + batch_size)))
             extra = {} if cond is None else {"cond": cond[s : s + len(seeds)], "check_cond": False}
+            t0 = time.perf_counter()
             chunks.append(gen.generate(seeds, trunc=trunc, batch_size=batch_size, **extra))
+            if s == 0 and num > len(seeds):  # the expected time, before the bulk of the work
+                rate = len(seeds) / max(time.perf_counter() - t0, 1e-6)
+                info(
+                    f"generating {num} images: about {_duration(num / rate)} at {rate:.0f} img/s (--num to change)"
+                )
             bar.advance(task, len(seeds))
     fake = np.concatenate(chunks)
     if like.dtype != np.uint8:  # float science data live in [0, 1]: compare like with like
         fake = uint8_to_unit(fake, np.float32)
     return fake
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '3.5 min' or '1.2 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _report_meta(
