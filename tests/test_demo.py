@@ -19,7 +19,9 @@ def test_quick_demo_writes_the_whole_page(tmp_path, capsys):
     page = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert page == out / "index.html"
     html = page.read_text()
-    assert "trained for 8 steps" in html  # --quick trains 8 steps
+    assert "trained for 8 of 8 planned steps" in html and "Training finished." in html  # --quick: 8 steps
+    assert re.search(r"morphology distance \d+\.\dx the real-vs-real floor over 48 fakes", html)
+    assert (out / "fidelity" / "metrics.json").is_file()
     for name in (
         "real-grid.png",
         "final-grid.png",
@@ -45,3 +47,11 @@ def test_demo_refuses_a_foreign_folder(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 2
     assert "not an astrogan demo folder" in capsys.readouterr().err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_a_demo_cut_short_by_its_time_cap_says_so():
+    from astrogan.training.demo import DemoConfig, _how_it_stopped
+
+    cfg = DemoConfig(num_train_steps=1100, max_train_minutes=7.5)
+    assert _how_it_stopped(cfg, 1100) == "Training finished."
+    assert "cut short by the 7.5-minute safety cap" in _how_it_stopped(cfg, 137)

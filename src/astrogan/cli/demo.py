@@ -30,7 +30,14 @@ def register(app: typer.Typer) -> None:
 
         kwargs: dict = {"out": str(out), "arch": arch, "device": device, "seed": seed}
         if quick:
-            kwargs.update(num_hdf_crops=24, num_sersic=24, num_train_steps=8, num_average=64, batch_size=8)
+            kwargs.update(
+                num_hdf_crops=24,
+                num_sersic=24,
+                num_train_steps=8,
+                num_average=64,
+                batch_size=8,
+                num_fidelity=48,
+            )
         if num_train_steps is not None:
             kwargs["num_train_steps"] = num_train_steps
         page = run_demo(DemoConfig(**kwargs))

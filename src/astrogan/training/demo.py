@@ -47,6 +47,7 @@ class DemoConfig:
     model_width: int = 8  # ngf = ndf of the small FastGAN
     aug_prob: float = 0.3
     num_average: int = 1000
+    num_fidelity: int = 512  # fakes measured against the reals (morphology over its real-vs-real floor)
     max_train_minutes: float | None = 7.5  # safety net so a slower machine still finishes within ~10 minutes
     seed: int = 0
     device: str = "auto"
@@ -79,6 +80,32 @@ def make_sersic_pngs(out_dir: Path, *, num: int, image_size: int, seed: int) -> 
         rgb = np.clip(gray[i][:, :, None] * tint * 255.0 + 0.5, 0, 255).astype(np.uint8)
         save_png(rgb, out_dir / f"sersic-{i:04d}.png")
     return num
+
+
+def _how_it_stopped(cfg: DemoConfig, steps_done: int) -> str:
+    """One sentence: finished, or cut short by the time cap (and what that means for the pictures)."""
+    if steps_done >= cfg.num_train_steps:
+        return "Training finished."
+    return (
+        f"Training was cut short by the {cfg.max_train_minutes:g}-minute safety cap (this machine was slower or "
+        "busier than planned): the pictures show an early stage of training; run the demo again on a quiet "
+        "machine, or give it more time with --num-train-steps and a larger cap."
+    )
+
+
+def _fidelity(real: np.ndarray, fakes: np.ndarray, out_dir: Path, *, seed: int) -> str:
+    """The morphology distance of fakes to reals over the real-vs-real floor, as one line for the page."""
+    from astrogan.metrics.compute import evaluate
+
+    doc = evaluate(real, fakes, out_dir, names=["morphology"], rng_seed=seed, overwrite=True)
+    rows = [r for r in doc.get("summary", []) if str(r.get("metric", "")).startswith("morphology")]
+    ratio = rows[0].get("ratio") if rows else None
+    if ratio is None:
+        return "morphology could not be measured (see fidelity/report.html)"
+    return (
+        f"morphology distance {ratio:.1f}x the real-vs-real floor over {len(fakes)} fakes (1 = as alike as two "
+        "halves of the real set; a long GPU run reaches 1-2); details in fidelity/report.html"
+    )
 
 
 def _arch_settings(cfg: DemoConfig) -> dict[str, Any]:
@@ -136,9 +163,11 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     )
     run_dir = train(train_cfg)
 
-    info("[bold]4/5[/] sampling: final grid, interpolation sheet, average, progress animation")
+    info("[bold]4/5[/] sampling: final grid, interpolation sheet, average, progress animation, fidelity")
     gen = load_generator(run_dir, device=cfg.device)
-    save_png(make_grid(gen.generate(list(range(64))), ncols=8), out / "final-grid.png")
+    fakes = gen.generate(list(range(max(64, cfg.num_fidelity))))
+    save_png(make_grid(fakes[:64], ncols=8), out / "final-grid.png")
+    fidelity = _fidelity(real, fakes[: cfg.num_fidelity], out / "fidelity", seed=cfg.seed)
     save_png(interpolation_sheet(gen, rows=8, steps=8, seed=100), out / "interpolation.png")
     save_png(average_image(gen, num=cfg.num_average, seed=0), out / f"average-{cfg.num_average}.png")
     save_png(real.astype(np.float64).mean(0).round().astype(np.uint8), out / "average-real.png")
@@ -150,14 +179,17 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     ticks = [r for r in stats if "images_per_s" in r]
     steps_done = max((int(r["step"]) for r in ticks), default=0)  # fewer than asked if the time cap hit
     speed = np.median([r["images_per_s"] for r in ticks]) if ticks else float("nan")
+    stopped = _how_it_stopped(cfg, steps_done)
     rel = lambda p: str(Path(p).relative_to(out))  # noqa: E731
     snaps = sorted((run_dir / "snapshots").glob("step-*.png"))
     page = write_page(
         out / "index.html",
         title="astrogan demo: galaxies that do not exist",
-        subtitle=f"A small {cfg.arch} trained for {steps_done} steps on {len(real)} real and synthetic "
-        f"galaxy pictures at {cfg.image_size} px, on this machine.",
+        subtitle=f"A small {cfg.arch} trained for {steps_done} of {cfg.num_train_steps} planned steps on "
+        f"{len(real)} real and synthetic galaxy pictures at {cfg.image_size} px, on this machine. {stopped}",
         facts=[
+            ("training", f"{steps_done} of {cfg.num_train_steps} steps planned; {stopped}"),
+            ("fidelity", fidelity),
             ("run", rel(run_dir)),
             (
                 "dataset",
