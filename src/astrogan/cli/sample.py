@@ -86,6 +86,12 @@ def register(app: typer.Typer) -> None:
             gen, seed_list, trunc=trunc, labels=class_, cond=rows, batch_size=batch_size, out=out, grid=grid
         )
 
+    _register_walks(app)
+
+
+def _register_walks(app: typer.Typer) -> None:
+    """interpolate, average and progress-video."""
+
     @app.command("interpolate")
     def interpolate_cmd(
         run: Path = typer.Option(..., "--run", help=RUN_HELP),
