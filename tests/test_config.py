@@ -152,7 +152,9 @@ def test_cli_maps_flags_to_fields(monkeypatch) -> None:
     from astrogan.cli.main import app
 
     seen: list[TrainConfig] = []
-    monkeypatch.setattr(loop_mod, "train", lambda cfg, resume=False, overrides=None: seen.append(cfg) or Path("run"))
+    monkeypatch.setattr(
+        loop_mod, "train", lambda cfg, resume=False, overrides=None: seen.append(cfg) or Path("run")
+    )
     runner = CliRunner()
     args = ["train", "--preset", "small", "--data", "ds", "--image-size", "32", "--lr", "0.001"]
     args += ["--aug-types", "color", "--metrics", "spectrum", "--results-dir", "out", "--model", "z_dim=8"]
@@ -170,3 +172,36 @@ def test_cli_maps_flags_to_fields(monkeypatch) -> None:
     result = runner.invoke(app, ["train", "--data", "ds"])
     assert result.exit_code == 0, result.output
     assert seen[-1] == TrainConfig(data="ds")  # no preset: the flags' defaults are TrainConfig's
+
+
+@pytest.mark.parametrize("name", ["cpu", "small", "paper256", "paper1024"])
+def test_every_built_in_preset_resolves_validates_and_builds(name) -> None:
+    from astrogan.config import preset_names
+    from astrogan.metrics import METRICS
+    from astrogan.models import ARCHS, get_arch
+    from astrogan.models.io import check_buildable
+
+    assert name in preset_names()
+    cfg = resolve_train_config(name, {"data": "ds"}, set()).validate(archs=ARCHS, metrics=METRICS)
+    spec = get_arch(cfg.arch)
+    mcfg = spec.config_cls.from_dict({"image_size": cfg.image_size, **cfg.model})
+    mcfg.validate()
+    check_buildable(spec, mcfg, what=name)
+
+
+def test_the_cpu_preset_writes_small_checkpoints() -> None:
+    import torch
+
+    from astrogan.models import get_arch
+
+    cfg = resolve_train_config("cpu", {}, set())
+    spec = get_arch(cfg.arch)
+    mcfg = spec.config_cls.from_dict({"image_size": cfg.image_size, **cfg.model})
+    with torch.device("meta"):
+        num = sum(
+            p.numel()
+            for build in (spec.build_generator, spec.build_discriminator)
+            for p in build(mcfg).parameters()
+        )
+    # G, D, G_ema and two Adam moments each, float32: a few MB (the default FastGAN writes ~550 MB).
+    assert 4 * num * 4 < 10 * 2**20  # at most 4 copies of every parameter

@@ -123,7 +123,8 @@ def register(app: typer.Typer) -> None:
         preset: Path = typer.Option(
             None,
             "--preset",
-            help="A built-in preset (small: StyleGAN2 on a CPU at 64 px; paper256, paper1024: the paper's "
+            help="A built-in preset (cpu: a small DCGAN that learns 64 px galaxies on a laptop CPU, 4 MB "
+            "checkpoints; small: StyleGAN2 on a CPU at 64 px; paper256, paper1024: the paper's "
             "GPU configs) or a TOML file; flags given here override it.",
         ),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest run with this --name."),
