@@ -1,4 +1,5 @@
-"""`astrogan dataset build|info`: pictures, FITS or Galaxy10 -> a dataset artifact, and its summary."""
+"""`astrogan dataset build|info|review`: pictures, FITS or Galaxy10 -> a dataset artifact, its summary, and the
+pre-build review of raw pictures (flags, scores, suggested crops)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ if TYPE_CHECKING:
 
     from astrogan.conditions import CondSpec
     from astrogan.data.build import BuildResult
+    from astrogan.data.review import ReviewResult
+
+# The flags, for --help (kept in step with data/review_flags.FLAG_NAMES and DEFAULT_EXCLUDE by a test).
+_FLAGS_HELP = "blank, seam, saturated, text, small_object, low_info, aspect, duplicate, small, large"
+_DEFAULT_EXCLUDE_HELP = "blank,text,low_info,duplicate"
 
 dataset_app = typer.Typer(
     help="Build and inspect dataset artifacts (manifest.json + images.h5).",
@@ -89,6 +95,24 @@ def build(
         "Default: every numeric column that varies (not index or seed). Columns ending in _px are "
         "rescaled to the stored image's pixels.",
     ),
+    review: Path = typer.Option(
+        None,
+        "--review",
+        help="review.csv (or its folder) from `astrogan dataset review`: skip files flagged with one of "
+        "--exclude-flags (matched by sha256, then by path under the input folder). Recorded in the manifest.",
+    ),
+    exclude_flags: str = typer.Option(
+        None,
+        "--exclude-flags",
+        help=f"With --review: flags whose files are skipped, comma separated, or 'none'. Default: "
+        f"{_DEFAULT_EXCLUDE_HELP}. Flags: {_FLAGS_HELP}.",
+    ),
+    apply_crops: bool = typer.Option(
+        False,
+        "--apply-crops",
+        help="With --review: cut each kept file to its suggested crop (small object, blank margin) before "
+        "the build's own square crop.",
+    ),
 ) -> None:
     """Build a dataset: square crops (never squashed), resized with a named filter, deduplicated, reported."""
     import warnings
@@ -121,6 +145,9 @@ def build(
             overwrite=overwrite,
             labels=labels,
             label_columns=label_columns,
+            review=review,
+            exclude_flags=exclude_flags,
+            apply_crops=apply_crops,
         )
     _print_build_summary(result)
 
@@ -148,6 +175,17 @@ def _print_build_summary(result: BuildResult) -> None:
         table.add_row("paths ignored (not pictures, hidden, provenance)", str(result.count("ignored")))
     for flag, n in sorted(result.flag_counts.items()):
         table.add_row("  flagged: " + flag, str(n))
+    if result.review is not None:
+        counts = result.review["counts"]
+        table.add_row(
+            "review",
+            f"{result.review['csv']} (excluding: {', '.join(result.review['exclude_flags']) or 'none'})",
+        )
+        table.add_row(
+            "  excluded / cropped / kept", f"{counts['excluded']} / {counts['cropped']} / {counts['kept']}"
+        )
+        if counts["unreviewed"] or counts["stale"]:
+            table.add_row("  unreviewed / changed since", f"{counts['unreviewed']} / {counts['stale']}")
     if result.cond_spec is not None:
         _add_cond_rows(table, result.cond_spec, result.image_sizes[0])
         table.add_row("  pictures without a labels row", str(result.num_unmatched_images))
@@ -212,6 +250,64 @@ def info(path: Path = typer.Argument(..., help="Dataset directory (from `astroga
     table.add_row("content hash", ds.content_hash)
     table.add_row("created", f"{m.get('created_at', '?')} by {m.get('created_by', '?')}")
     Console(highlight=False).print(table)
+
+
+@dataset_app.command("review")
+def review(
+    inputs: list[Path] = typer.Argument(
+        ..., help="Folders (searched as `dataset build` searches them) and files of raw pictures/FITS."
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Folder to write review.html, review.csv, exclude.txt and thumbs/ (must not exist unless "
+        "--overwrite; not inside an input).",
+    ),
+    exclude_flags: str = typer.Option(
+        None,
+        "--exclude-flags",
+        help=f"Flags whose files exclude.txt lists, comma separated, or 'none'. Default: "
+        f"{_DEFAULT_EXCLUDE_HELP}. Flags: {_FLAGS_HELP}.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it is a review folder."),
+) -> None:
+    """Flag raw pictures before a build (blank regions, seams, clipping, text, small objects, low information,
+    shape, duplicates, size), each with a score and a documented threshold; nothing in the inputs changes."""
+    from astrogan.data.review import review_pictures
+
+    result = review_pictures(inputs, out, exclude_flags=exclude_flags, overwrite=overwrite)
+    _print_review_summary(result)
+
+
+def _print_review_summary(result: ReviewResult) -> None:
+    import os
+
+    from rich.table import Table
+
+    from astrogan.data.review_flags import FLAG_NAMES
+    from astrogan.utils.log import console
+
+    if os.environ.get("ASTROGAN_QUIET") == "1":
+        return
+    table = Table(title=f"review {result.path}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("files", str(result.num_files))
+    unreadable = sum(1 for r in result.rows if r.get("status") != "ok")
+    if unreadable:
+        table.add_row("  unreadable", str(unreadable))
+    for flag in FLAG_NAMES:
+        if result.flag_counts.get(flag):
+            mark = " (excluded)" if flag in result.exclude_flags else ""
+            table.add_row(f"  flagged: {flag}{mark}", str(result.flag_counts[flag]))
+    table.add_row("crops suggested", str(sum(1 for r in result.rows if r.get("crop"))))
+    table.add_row("in exclude.txt", str(len(result.excluded)))
+    table.add_row(
+        "wall time", f"{result.wall_s:.1f} s ({result.num_files / max(result.wall_s, 1e-9):.0f} files/s)"
+    )
+    console.print(table)
+    console.print(f"contact sheet: {result.path / 'review.html'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,8 +23,10 @@ Layout (schema `astrogan.dataset`, version 1; DESIGN.md section 3):
   `synth.json` folder: its settings, credit, licence and the parameters table's path, sha256 and
   row count, so true parameters can be joined to dataset images), `cond` (null, or the conditions'
   `CondSpec`: names, units, low/high, mean/std at the largest size, plus `size_px`, `source` (the
-  tables with path, sha256 and key column), `rescale` (in words) and the unmatched counts), and
-  `content_hash`.
+  tables with path, sha256 and key column), `rescale` (in words) and the unmatched counts), `review`
+  (null, or what `--review review.csv` did: the csv's path and sha256, the flags excluded, counts,
+  `excluded` (file, flags) and `cropped` (file, box in the source's pixels); meta rows of a cropped file
+  carry the flag `review-cropped`), and `content_hash`.
 - `report.json`: every path found under the inputs with its status (`converted`, `skipped`, `ignored`),
   reason and flags: pictures and FITS files, and one row for each path not built (not a picture name;
   hidden file or folder; catalog.sqlite/synth.json, read for provenance; dangling symlink; symlink loop;

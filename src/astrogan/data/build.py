@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from astrogan.data.provenance import (
 )
 from astrogan.utils.atomic import announce, atomic_dir, clean_stale, write_json
 from astrogan.utils.errors import UserError
+
+if TYPE_CHECKING:
+    from astrogan.data.review_report import ReviewPlan
 
 __all__ = [
     "CATALOG_NAME",
@@ -144,6 +147,7 @@ class BuildResult:
     num_unmatched_images: int = 0  # input pictures skipped for want of a labels row
     num_unmatched_rows: int = 0  # labels rows that named no input picture
     notes: list[str] = field(default_factory=list)  # leftovers of killed builds removed or kept, a line each
+    review: dict[str, Any] | None = None  # the manifest's `review` entry (builds with --review)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.report if r["status"] == status)
@@ -386,6 +390,9 @@ def build_dataset(
     show_progress: bool = True,
     labels: str | os.PathLike[str] | None = None,
     label_columns: str | Sequence[str] | None = None,
+    review: str | os.PathLike[str] | None = None,
+    exclude_flags: str | None = None,
+    apply_crops: bool = False,
 ) -> BuildResult:
     """Build the dataset artifact at `out` from folders/files of pictures and FITS, or from a Galaxy10 file.
 
@@ -400,6 +407,12 @@ def build_dataset(
     `labels` (a CSV keyed by file name; see data/labels.py) stores its `label_columns` (default: every
     numeric column that varies) as conditions float32 `(N, K)`; folders from `astrogan synth` bring their
     own table. Pictures without a row are skipped and reported.
+
+    `review` (the review.csv of `astrogan dataset review`, or its folder): files flagged with one of
+    `exclude_flags` (comma separated; default review_flags.DEFAULT_EXCLUDE, "none" for none) are skipped
+    before decoding; with `apply_crops` the others are cut to their suggested crop before the build's own
+    crop. Files match by sha256 (then path); the manifest's `review` entry records the csv's sha256, every
+    file excluded (with its flags) and cropped (with its box); report rows and sources carry `review`.
     """
     t0 = time.perf_counter()
     opts = options or BuildOptions()
@@ -414,6 +427,7 @@ def build_dataset(
         raise UserError(
             "--labels/--label-columns label pictures by file name: leave them out with --galaxy10"
         )
+    plan = _review_plan(review, exclude_flags, apply_crops, galaxy10=galaxy10_path is not None)
 
     notes: list[str] = []
 
@@ -452,6 +466,7 @@ def build_dataset(
             labelled=galaxy10_path is not None,
             default_channels=None if all_fits else 3,
             labels=cond_labels,
+            review=plan,
         )
         digests = _write_images(
             builder,
@@ -467,6 +482,8 @@ def build_dataset(
         num_images = digests[dataset_name(opts.image_sizes[0], opts.image_sizes[0])]["shape"][0]
         assert builder.channels is not None and builder.writer is not None
         params = _hashed_params(opts, dtype=dtype, channels=builder.channels)
+        if plan is not None:  # only then: the hashes of builds without a review stay as they were
+            params["review"] = {"exclude_flags": sorted(plan.exclude), "apply_crops": plan.apply_crops}
         content_hash = artifact.content_hash(params, digests)
         cond_entry = _cond_entry(cond_labels, builder.writer.cond_values(), opts.image_sizes[0])
         manifest = _manifest(
@@ -486,11 +503,14 @@ def build_dataset(
             flag_counts=dict(builder.flag_counts),
             synthetic=prov.synthetic,
             cond=cond_entry,
+            review=plan.summary() if plan is not None else None,
         )
         write_json(tmp / artifact.MANIFEST_FILE, manifest)
         write_json(tmp / artifact.REPORT_FILE, _report(content_hash, report, cond_labels))
     if cond_labels is not None:
         _warn_unmatched(cond_labels)
+    if plan is not None:
+        plan.warn()
     for flag, n in sorted(builder.flag_counts.items()):
         if flag in WARN_FLAGS:
             warnings.warn(f"{n} input(s) flagged {flag!r} (see report.json)", stacklevel=2)
@@ -508,7 +528,25 @@ def build_dataset(
         num_unmatched_images=cond_labels.num_unmatched_images if cond_labels else 0,
         num_unmatched_rows=len(cond_labels.unmatched_rows()) if cond_labels else 0,
         notes=notes,
+        review=plan.summary() if plan is not None else None,
     )
+
+
+def _review_plan(
+    review: str | os.PathLike[str] | None, exclude_flags: str | None, apply_crops: bool, *, galaxy10: bool
+) -> ReviewPlan | None:
+    """The ReviewPlan of `--review` (None without it); UserError for review flags without a review."""
+    if review is None:
+        if exclude_flags is not None or apply_crops:
+            raise UserError(
+                "--exclude-flags and --apply-crops act on a review: give --review REVIEW/review.csv"
+            )
+        return None
+    if galaxy10:
+        raise UserError("--review applies to picture folders, not to --galaxy10")
+    from astrogan.data.review_report import ReviewPlan
+
+    return ReviewPlan.load(review, exclude_flags=exclude_flags, apply_crops=apply_crops)
 
 
 def _check_target(out_path: Path, inputs: Sequence[str | os.PathLike[str]], overwrite: bool) -> None:
@@ -641,7 +679,9 @@ def _hashed_params(opts: BuildOptions, *, dtype: str, channels: int) -> dict[str
     }
 
 
-def _steps(opts: BuildOptions, *, channels: int, dtype: str, has_fits: bool) -> list[str]:
+def _steps(
+    opts: BuildOptions, *, channels: int, dtype: str, has_fits: bool, review: dict[str, Any] | None = None
+) -> list[str]:
     """The preprocessing steps of a build, in order, as sentences for the manifest."""
     steps = [
         "decode (EXIF orientation applied; CMYK/palette/16-bit -> 8-bit RGB or grey; alpha composited on "
@@ -652,6 +692,12 @@ def _steps(opts: BuildOptions, *, channels: int, dtype: str, has_fits: bool) -> 
             f"FITS: first HDU with data, non-finite pixels filled with black, {opts.stretch} stretch "
             f"per image (black/white from percentiles {opts.black_percentile}/{opts.white_percentile}; "
             "per-image values in sources[].stretch and meta.stretch_black/white), flipped to image order"
+        )
+    if review is not None:
+        flags = ", ".join(review["exclude_flags"]) or "none"
+        steps.append(
+            f"review {review['csv']} (sha256 {review['sha256'][:12]}): skip files flagged {flags}"
+            + ("; cut the others to their suggested crop first" if review["apply_crops"] else "")
         )
     if opts.min_size_px:
         steps.append(f"skip pictures whose short side is under {opts.min_size_px} px")
@@ -725,6 +771,7 @@ def _manifest(
     flag_counts: dict[str, int],
     synthetic: list[dict[str, Any]] | None = None,
     cond: dict[str, Any] | None = None,
+    review: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest.json of a build (keys documented in artifact.py)."""
     sizes = list(opts.image_sizes)
@@ -753,7 +800,7 @@ def _manifest(
         "label_counts": label_counts,
         artifact.COND_MANIFEST_KEY: cond,
         "preprocessing": {
-            "steps": _steps(opts, channels=channels, dtype=dtype, has_fits=has_fits),
+            "steps": _steps(opts, channels=channels, dtype=dtype, has_fits=has_fits, review=review),
             "params": params,
             "digests": digests,
         },
@@ -770,6 +817,7 @@ def _manifest(
         "credits": credit_summary(sources),
         "licences": licence_summary(sources),
         "synthetic": list(synthetic or []),
+        "review": review,
         "sources": sources,
     }
 

@@ -19,6 +19,15 @@ from astrogan.imaging import uint8_to_unit
 
 if TYPE_CHECKING:
     from astrogan.data.build import BuildOptions
+    from astrogan.data.review_report import ReviewPlan
+
+
+def source_name(root: Path, f: Path, rel: str | None = None) -> str:
+    """The name a build gives input file `f` found under `root` (meta `source`, sources `path`, review.csv
+    `path`): `rel` when the walk gave one (symlinked files), else its path under `root`, else its name."""
+    if rel is not None:
+        return rel
+    return f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
 
 
 def _meta_row(
@@ -28,20 +37,28 @@ def _meta_row(
     decoded: Decoded,
     flags: list[str],
     provenance: tuple[Any, ...],
+    origin: tuple[int, int, int, int] | None = None,
 ) -> tuple:
-    """One `meta` row, in artifact.META_FIELDS order."""
+    """One `meta` row, in artifact.META_FIELDS order.
+
+    `origin` (top, left, height, width): where `decoded` was cut from its file (a review crop), so the crop
+    box and the source size are recorded in the file's own pixels.
+    """
     black = white = float("nan")
     if decoded.stretch is not None:
         black, white = decoded.stretch["black"], decoded.stretch["white"]
     top, left, side = box
+    height, width = decoded.height, decoded.width
+    if origin is not None:
+        top, left, height, width = top + origin[0], left + origin[1], origin[2], origin[3]
     return (
         source,
         top,
         left,
         side,
         index,
-        decoded.height,
-        decoded.width,
+        height,
+        width,
         ",".join(flags),
         black,
         white,
@@ -69,9 +86,11 @@ class PictureBuilder:
         labelled: bool,
         default_channels: int | None,
         labels: BuildLabels | None = None,
+        review: ReviewPlan | None = None,
     ) -> None:
         self.opts, self.out_dir, self.dtype, self.labelled = opts, out_dir, dtype, labelled
         self.labels = labels
+        self.review = review
         self.channels = opts.channels or default_channels
         self.writer: H5Writer | None = None
         self.exact: dict[str, str] = {}
@@ -122,11 +141,13 @@ class PictureBuilder:
         label: int | None = None,
         provenance: tuple[Any, ...] = NO_PROVENANCE,
         cond: np.ndarray | None = None,
+        origin: tuple[int, int, int, int] | None = None,
     ) -> dict:
         """Crop, convert and write one decoded picture; returns its report fields. Raises SkipFile.
 
         `provenance` = (source_file, credit, licence, params_table, params_row) for every crop's meta row.
         `cond` `(K,)`: the picture's conditions in its own pixels (conditioned builds).
+        `origin` (top, left, height, width): `decoded` is a review crop of a file that size (see `_meta_row`).
         """
         opts = self.opts
         if min(decoded.height, decoded.width) < opts.min_size_px:
@@ -162,7 +183,7 @@ class PictureBuilder:
             writer.append(
                 crops,
                 label=label,
-                meta=_meta_row(source, box, index, decoded, crop_flags, provenance),
+                meta=_meta_row(source, box, index, decoded, crop_flags, provenance, origin),
                 cond=self._crop_cond(cond, side),
             )
         all_flags = sorted(
@@ -205,8 +226,7 @@ def build_file(
     symlinks (recorded in the row).
     """
     opts = builder.opts
-    if rel is None:
-        rel = f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
+    rel = source_name(root, f, rel)
     row: dict[str, Any] = {"path": str(f), "status": "skipped", "reason": None, "flags": []}
     if link is not None:
         row["link"] = str(link)
@@ -219,6 +239,13 @@ def build_file(
         row["reason"] = f"cannot read ({exc.strerror or exc})"
         return row
     row.update(sha256=sha, bytes=num_bytes)
+    decision = builder.review.decide(rel, sha) if builder.review is not None else None
+    if decision is not None:
+        row["review"] = _review_note(decision)
+        if decision.action == "exclude":  # before decoding: the review has seen this very file
+            row["reason"] = decision.reason
+            return row
+    origin = None
     try:
         fields, provenance = provenance_of(f, sha, prov)
         cond = None
@@ -232,7 +259,11 @@ def build_file(
             )
         else:
             decoded = preprocess.decode_image(f)
-        info = builder.add(decoded, source=rel, rng_key=[int(sha[:15], 16)], provenance=provenance, cond=cond)
+        if decision is not None and decision.action == "crop":
+            decoded, origin = _review_crop(builder, decoded, decision, rel, sha, row)
+        info = builder.add(
+            decoded, source=rel, rng_key=[int(sha[:15], 16)], provenance=provenance, cond=cond, origin=origin
+        )
     except SkipFile as exc:
         row["reason"] = str(exc)
         return row
@@ -247,11 +278,53 @@ def build_file(
     }
     if decoded.stretch is not None:
         src["stretch"] = decoded.stretch
+    if decision is not None:
+        src["review"] = row["review"]
     src.update(fields)
     if "synthetic" in fields:
         prov.synthetic[fields["synthetic"]["table"]]["num_images"] += info["num_images"]
     sources.append(src)
     return row
+
+
+def _review_note(decision: Any) -> dict[str, Any]:
+    """The report row's / source entry's `review` field: what the review said and what the build did."""
+    note: dict[str, Any] = {"action": decision.action}
+    if decision.row is not None:
+        note.update(path=decision.row.path, flags=list(decision.row.flags))
+    if decision.action == "exclude":
+        note["excluded_flags"] = list(decision.excluded_flags)
+    return note
+
+
+def _review_crop(
+    builder: PictureBuilder, decoded: Decoded, decision: Any, rel: str, sha: str, row: dict[str, Any]
+) -> tuple[Decoded, tuple[int, int, int, int] | None]:
+    """The review's suggested crop of a decoded picture (before the build's own crop), and its origin.
+
+    The row's recorded size must be the picture's: otherwise the box may not mean the same pixels, the
+    picture is built uncropped and the row counts as stale.
+    """
+    assert builder.review is not None and decision.row is not None and decision.row.crop is not None
+    x0, y0, x1, y1 = decision.row.crop
+    fits = (decision.row.width, decision.row.height) == (decoded.width, decoded.height)
+    fits = fits and x1 <= decoded.width and y1 <= decoded.height
+    builder.review.record_crop(rel, sha, decision.row, applied=fits)
+    if not fits:
+        row["review"]["action"] = "stale"
+        row["review"]["why"] = (
+            f"review.csv says {decision.row.width}x{decision.row.height} px, the file decodes to "
+            f"{decoded.width}x{decoded.height} px: not cropped"
+        )
+        return decoded, None
+    row["review"]["crop"] = [x0, y0, x1, y1]
+    cut = Decoded(
+        pixels=np.ascontiguousarray(decoded.pixels[y0:y1, x0:x1]),
+        mode=decoded.mode,
+        flags=[*decoded.flags, "review-cropped"],
+        stretch=decoded.stretch,
+    )
+    return cut, (y0, x0, decoded.height, decoded.width)
 
 
 def build_galaxy10(
