@@ -20,7 +20,10 @@ def test_quick_demo_writes_the_whole_page(tmp_path, capsys):
     assert page == out / "index.html"
     html = page.read_text()
     assert "trained for 8 of 8 planned steps" in html and "Training finished." in html  # --quick: 8 steps
-    assert re.search(r"morphology distance \d+\.\dx the real-vs-real floor over 48 fakes", html)
+    # 8 steps may leave fakes too faint to measure: then the page says so instead of a number.
+    assert re.search(
+        r"morphology distance \d+\.\dx the real-vs-real floor over 48 fakes|morphology could not", html
+    )
     assert (out / "fidelity" / "metrics.json").is_file()
     for name in (
         "real-grid.png",

@@ -16,10 +16,13 @@ def register(app: typer.Typer) -> None:
             Path("astrogan-demo"), "--out", help="Folder for everything the demo writes."
         ),
         num_train_steps: int = typer.Option(
-            None, "--num-train-steps", help="Training steps (default: 1100)."
+            None, "--num-train-steps", help="Training steps (default: 3750, 60 kimg)."
         ),
         arch: str = typer.Option(
-            "fastgan", "--arch", help="Architecture: fastgan, dcgan or stylegan2 (the small preset)."
+            "dcgan",
+            "--arch",
+            help="Architecture: dcgan (ngf=ndf=16, the CPU preset's), fastgan (width 8) or stylegan2 (the small "
+            "preset).",
         ),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         quick: bool = typer.Option(False, "--quick", help="A tiny run (seconds) to check the installation."),
