@@ -79,25 +79,31 @@ def decode_image(path: str | os.PathLike[str]) -> Decoded:
             flags: list[str] = []
             transposed = ImageOps.exif_transpose(img)
             if transposed is not None and transposed is not img:
-                if transposed.size != img.size or _exif_orientation(img) not in (None, 1):
+                if transposed.size != img.size or exif_orientation(img) not in (None, 1):
                     flags.append("exif-rotated")
                 img = transposed
             arr = _to_uint8_array(img, flags)
     except SkipFile:
         raise
-    except UnidentifiedImageError:
-        raise SkipFile("not a readable image (format not recognised)") from None
-    except Image.DecompressionBombError:
-        raise SkipFile("too many pixels (Pillow's decompression-bomb guard)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        text = " ".join(str(exc).split())
-        if "truncated" in text.lower():
-            raise SkipFile(f"truncated file ({text})") from None
-        raise SkipFile(f"corrupt image ({text or type(exc).__name__})") from None
+    except Exception as exc:
+        raise picture_error(exc) from None
     return Decoded(pixels=arr, mode=mode, flags=flags)
 
 
-def _exif_orientation(img: Image.Image) -> int | None:
+def picture_error(exc: Exception) -> Exception:
+    """What a failed Pillow open/load means for one file: a SkipFile with its reason, or `exc` itself."""
+    if isinstance(exc, UnidentifiedImageError):
+        return SkipFile("not a readable image (format not recognised)")
+    if isinstance(exc, Image.DecompressionBombError):
+        return SkipFile("too many pixels (Pillow's decompression-bomb guard)")
+    if isinstance(exc, OSError | SyntaxError | ValueError | EOFError):
+        text = " ".join(str(exc).split())
+        kind = "truncated file" if "truncated" in text.lower() else "corrupt image"
+        return SkipFile(f"{kind} ({text or type(exc).__name__})")
+    return exc
+
+
+def exif_orientation(img: Image.Image) -> int | None:
     try:
         return img.getexif().get(0x0112)
     except Exception:  # broken EXIF never stops a build

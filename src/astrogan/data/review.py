@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from astrogan.data import fits_io, preprocess
 from astrogan.data import review_flags as rf
@@ -69,7 +69,7 @@ def load_work(path: str | os.PathLike[str]) -> tuple[rf.Work, list[str]]:
     try:
         with Image.open(path) as img:
             width, height = img.size
-            orientation = _orientation(img)
+            orientation = preprocess.exif_orientation(img)
             if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the oriented picture is height x width
                 width, height = height, width
             if img.format == "JPEG" and max(width, height) > 2 * rf.WORK_SIDE_PX:
@@ -80,24 +80,11 @@ def load_work(path: str | os.PathLike[str]) -> tuple[rf.Work, list[str]]:
             arr = preprocess._to_uint8_array(oriented, flags)  # the build's own conversions (flags alike)
     except SkipFile:
         raise
-    except UnidentifiedImageError:
-        raise SkipFile("not a readable image (format not recognised)") from None
-    except Image.DecompressionBombError:
-        raise SkipFile("too many pixels (Pillow's decompression-bomb guard)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        text = " ".join(str(exc).split())
-        kind = "truncated file" if "truncated" in text.lower() else "corrupt image"
-        raise SkipFile(f"{kind} ({text or type(exc).__name__})") from None
+    except Exception as exc:
+        raise preprocess.picture_error(exc) from None
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return _work_from(Image.fromarray(np.ascontiguousarray(arr)), width, height), flags
-
-
-def _orientation(img: Image.Image) -> int | None:
-    try:
-        return img.getexif().get(0x0112)
-    except Exception:  # broken EXIF never stops a review
-        return None
 
 
 def _work_from(img: Image.Image, width: int, height: int) -> rf.Work:
