@@ -47,6 +47,7 @@ TYPED = [
     "astrogan.utils",
     "astrogan.imaging",
     "astrogan.conditions",
+    "astrogan.science",
     "astrogan.data.labels",
     "astrogan.data.review",
     "astrogan.data.review_flags",

@@ -29,7 +29,7 @@ def test_fits_to_image_order_flips_rows_only_and_is_its_own_inverse():
     assert np.array_equal(flipped[:, 0], cube[:, 2]) and np.array_equal(flipped[:, :, 0], cube[:, ::-1, 0])
 
 
-@pytest.mark.parametrize("kind", ["asinh", "log", "linear"])
+@pytest.mark.parametrize("kind", ["asinh", "log", "sqrt", "linear"])
 def test_stretch_round_trip(kind):
     rng = np.random.default_rng(1)
     flux = rng.gamma(1.5, 10.0, size=(3, 40, 40)).astype(np.float32)
@@ -62,7 +62,7 @@ def test_stretch_ignores_nonfinite_and_rejects_unknown_kind():
     assert np.isfinite(y).all() and y[0, 0] == 0.0 and y[1, 1] == 0.0
     assert params["white"] == 5.0 and params["black"] == 1.0
     with pytest.raises(UserError):
-        fits_io.stretch(flux, "sqrt")
+        fits_io.stretch(flux, "cube-root")
 
 
 def test_read_fits_2d_3d_and_first_hdu_with_data(tmp_path):

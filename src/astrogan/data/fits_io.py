@@ -1,18 +1,20 @@
-"""FITS I/O: reading 2D/3D HDUs, the one FITS<->image row-order flip, invertible stretches."""
+"""FITS I/O: reading 2D/3D HDUs and the per-image stretch (astropy classes via `astrogan.science`)."""
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from astrogan.science import BandStretch, fits_to_image_order
 from astrogan.utils.errors import UserError
 
+__all__ = ["fits_to_image_order"]  # re-exported: the one flip lives in astrogan.science
+
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz")
-STRETCH_KINDS = ("asinh", "log", "linear")
+STRETCH_KINDS = ("asinh", "log", "sqrt", "linear")
 
 # Defaults of the stretch: the asinh softening `a` (in units of the white-black range; small `a` lifts faint
 # structure more, Lupton et al. 2004 style), the log scale `s`, and the percentiles that set black and white.
@@ -72,17 +74,6 @@ def read_fits(path: str | os.PathLike[str]) -> FitsData:
     raise ValueError("no HDU with image data")
 
 
-def fits_to_image_order(arr: np.ndarray) -> np.ndarray:
-    """THE one flip between FITS order (origin bottom-left) and image/PNG order (origin top-left).
-
-    Works on `(..., Y, X)` arrays: reverses the Y axis (second from last) and returns a contiguous copy.
-    Its own inverse, so it also turns image order back into FITS order.
-    """
-    if arr.ndim < 2:
-        raise ValueError(f"need at least 2 axes (y, x), got shape {arr.shape}")
-    return np.ascontiguousarray(np.flip(arr, axis=-2))
-
-
 def stretch(
     data: np.ndarray,
     kind: str = "asinh",
@@ -97,10 +88,11 @@ def stretch(
     """Map linear flux to display values in [0, 1]; returns (float32 array of `data`'s shape, params).
 
     x = clip((data - black) / (white - black), 0, 1), black/white taken from percentiles of the finite,
-    unmasked pixels (all bands together, so colour balance survives) unless given. Then:
-      asinh:  y = asinh(x / a) / asinh(1 / a)     (a = softening, default 0.1)
-      log:    y = log(1 + a x) / log(1 + a)        (a = scale, default 1000)
-      linear: y = x
+    unmasked pixels (all bands together, so colour balance survives) unless given. Then astropy's
+      asinh:  y = asinh(x / a) / asinh(1 / a)     (AsinhStretch, a = softening, default 0.1)
+      log:    y = log(1 + a x) / log(1 + a)        (LogStretch, a = scale, default 1000)
+      sqrt:   y = sqrt(x)                          (SqrtStretch)
+      linear: y = x                                (LinearStretch)
     Non-finite or masked pixels become 0 (black). `unstretch(y, params)` undoes it inside [black, white].
     """
     if kind not in STRETCH_KINDS:
@@ -131,15 +123,20 @@ def stretch(
         "black_percentile": float(black_percentile),
         "white_percentile": float(white_percentile),
     }
-    x = np.where(bad, black, data).astype(np.float64)
-    x = np.clip((x - black) / (white - black), 0.0, 1.0)
-    if kind == "asinh":
-        y = np.arcsinh(x / a) / math.asinh(1.0 / a)
-    elif kind == "log":
-        y = np.log1p(a * x) / math.log1p(a)
-    else:
-        y = x
-    return np.clip(y, 0.0, 1.0).astype(np.float32), params
+    x = np.where(bad, black, data)
+    lifted = x if x.ndim >= 3 else x.reshape((1,) * (3 - x.ndim) + x.shape)
+    return _band_stretch(params, lifted.shape).forward(lifted).reshape(x.shape), params
+
+
+def _band_stretch(params: dict[str, Any], shape: tuple[int, ...]) -> BandStretch:
+    """The per-image stretch as a `BandStretch` with the same black/white for every band of `shape`."""
+    n = shape[-3] if len(shape) >= 3 else 1
+    return BandStretch(
+        kind=params["kind"],
+        a=float(params["a"]),
+        black=(float(params["black"]),) * n,
+        white=(float(params["white"]),) * n,
+    )
 
 
 def unstretch(y: np.ndarray, params: dict[str, Any]) -> np.ndarray:
@@ -147,15 +144,6 @@ def unstretch(y: np.ndarray, params: dict[str, Any]) -> np.ndarray:
 
     Exact for flux inside [black, white]; values clipped by the stretch come back as black or white.
     """
-    kind, a = params["kind"], float(params["a"])
-    black, white = float(params["black"]), float(params["white"])
-    y64 = np.clip(np.asarray(y, dtype=np.float64), 0.0, 1.0)
-    if kind == "asinh":
-        x = a * np.sinh(y64 * math.asinh(1.0 / a))
-    elif kind == "log":
-        x = np.expm1(y64 * math.log1p(a)) / a
-    elif kind == "linear":
-        x = y64
-    else:
-        raise ValueError(f"unknown stretch kind {kind!r}")
-    return (black + x * (white - black)).astype(np.float32)
+    arr = np.asarray(y)
+    lifted = arr if arr.ndim >= 3 else arr.reshape((1,) * (3 - arr.ndim) + arr.shape)
+    return _band_stretch(params, lifted.shape).inverse(lifted).reshape(arr.shape)
