@@ -23,6 +23,7 @@ from astrogan.data.artifact import (
     SCHEMA_NAME,
     SCHEMA_VERSION,
 )
+from astrogan.science import ScienceSpec
 from astrogan.utils.errors import UserError
 
 SUPPORTED_SCHEMA_VERSION = SCHEMA_VERSION  # the newest version this reader understands: the one build writes
@@ -153,6 +154,11 @@ class DatasetArtifact:
             if data.dtype[name].kind == "O":
                 data[name] = [v.decode() if isinstance(v, bytes) else v for v in data[name]]
         return data
+
+    @property
+    def science(self) -> ScienceSpec | None:
+        """The science spec (bands, dataset-wide stretch, units, display) of a science build, else None."""
+        return ScienceSpec.from_dict(self.manifest.get("science"))
 
     def stretch_params(self, index: int) -> dict[str, Any] | None:
         """The stretch of image `index` (for fits_io.unstretch), or None for non-FITS images."""

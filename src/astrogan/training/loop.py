@@ -394,6 +394,7 @@ def _write_run_config(
                 "credits": manifest.get("credits"),
                 "licences": manifest.get("licences"),
                 "stretch": manifest.get("stretch"),
+                "science": manifest.get("science"),  # ScienceSpec dict: bands, stretch to undo, units
                 "num_images": num_images,
             },
             "astrogan_version": __version__,
@@ -567,6 +568,8 @@ class _RunFiles:
         ds = self.setup.ds
         extra = {"step": step, "kimg": self.st.cur_nimg / 1000, "dataset_hash": ds.content_hash}
         extra |= {"label_names": ds.label_names, "run": self.run_dir.name}
+        if ds.manifest.get("science"):  # the inference snapshot carries what turns its output into flux
+            extra["science"] = ds.manifest["science"]
         save_generator(
             self.st.G_ema, arch=self.cfg.arch, config=self.setup.mcfg, out_dir=self.ckpt_dir, extra=extra
         )
