@@ -48,6 +48,7 @@ TYPED = [
     "astrogan.imaging",
     "astrogan.conditions",
     "astrogan.science",
+    "astrogan.data.cosmos",
     "astrogan.data.labels",
     "astrogan.data.review",
     "astrogan.data.review_flags",
