@@ -125,6 +125,10 @@ def test_fits_out_marker_pixel_and_header(tmp_path):
         assert hdr["BANDS"] == "g,r" and hdr["BAND2"] == "r" and hdr["BUNIT"] == "nJy"
         assert hdr["PIXSCALE"] == pytest.approx(0.03) and hdr["RUNID"] == "00003-x" and hdr["STEP"] == 1200
         assert hdr["SEED"] == 7 and "TRUNC" not in hdr
+    long = science.fits_header_cards(None, cond_sersic_n=1.5, cond_sersic_r=3.0)
+    science.write_fits(tmp_path / "h.fits", cube, long)
+    with fits.open(tmp_path / "h.fits") as hdul:  # long keys are kept whole (HIERARCH), so they never clash
+        assert hdul[0].header["COND_SERSIC_N"] == 1.5 and hdul[0].header["COND_SERSIC_R"] == 3.0
     assert science.fits_bytes(cube, cards)[:6] == b"SIMPLE"
     assert not list(tmp_path.glob(".*"))  # nothing half-written left beside it
 

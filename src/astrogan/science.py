@@ -393,8 +393,8 @@ def fits_header_cards(spec: ScienceSpec | None, **cards: Any) -> list[tuple[str,
             out.append(("PIXSCALE", float(spec.pixel_scale_arcsec), "pixel scale [arcsec/pixel]"))
         out.append(("STRETCH", spec.stretch.kind, "stretch undone: values are fluxes"))
         for key, value in spec.extra.items():
-            if isinstance(value, (str, int, float, bool)) and len(key) <= 8:
-                out.append((key.upper(), value, ""))
+            if isinstance(value, (str, int, float, bool)):
+                out.append((_card_key(key), value, ""))
     for key, value in cards.items():
         comment = ""
         if isinstance(value, tuple):
@@ -403,8 +403,14 @@ def fits_header_cards(spec: ScienceSpec | None, **cards: Any) -> list[tuple[str,
             continue
         if isinstance(value, (np.integer, np.floating)):
             value = value.item()
-        out.append((key.upper()[:8], value, comment))
+        out.append((_card_key(key), value, comment))
     return out
+
+
+def _card_key(key: str) -> str:
+    """A header keyword: upper case; longer than 8 characters becomes a HIERARCH card (never cut, so never clashes)."""
+    key = key.upper()
+    return key if len(key) <= 8 else f"HIERARCH {key}"
 
 
 def _hdu(cube_image_order: np.ndarray, cards: Sequence[tuple[str, Any, str]]) -> Any:
