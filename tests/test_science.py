@@ -70,6 +70,14 @@ def test_spec_dict_round_trip_and_rgb_override():
     assert spec.with_rgb(("z", "i", "r")).display_or_default().rgb == ("z", "i", "r")
     with pytest.raises(ValueError, match="--rgb"):
         spec.with_rgb(("u", "r", "g"))
+    with pytest.raises(ValueError, match="--rgb"):
+        spec.with_rgb(("", "r", "g"))
+    with pytest.raises(ValueError, match="--rgb"):  # a recorded mapping must name the spec's bands
+        ScienceSpec(
+            bands=("g", "r"),
+            stretch=BandStretch.fit(_flux()[:, :2]),
+            display=DisplaySpec(rgb=("i", "r", "g")),
+        )
     assert ScienceSpec.from_dict(None) is None
 
 
@@ -80,6 +88,7 @@ def test_default_rgb_orders_by_wavelength():
     assert science.default_rgb(["a", "b", "c", "d", "e"]) == ("c", "b", "a")
     assert science.default_rgb(["x"]) == ("x", "x", "x")
     assert science.default_rgb(["g", "z"]) == ("z", "", "g")
+    assert science.blue_to_red(["z", "g", "r"]) == [1, 2, 0] and science.blue_to_red(["b", "a"]) == [0, 1]
 
 
 def test_lupton_composite_of_known_inputs_matches_astropy():

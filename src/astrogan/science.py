@@ -24,6 +24,10 @@ from numpy.typing import ArrayLike
 __all__ = [
     "STRETCH_KINDS",
     "BandStretch",
+    "blue_to_red",
+    "cube_values",
+    "fits_text",
+    "generated_cube_cards",
     "DisplaySpec",
     "ScienceSpec",
     "default_rgb",
@@ -179,6 +183,14 @@ class BandStretch:
         )
 
 
+def blue_to_red(bands: Sequence[str]) -> list[int]:
+    """Indices of `bands` from the bluest to the reddest when every name is a known filter, else as given."""
+    low = [b.lower() for b in bands]
+    if all(b in _WAVELENGTH_ORDER for b in low):
+        return sorted(range(len(low)), key=lambda i: _WAVELENGTH_ORDER.index(low[i]))
+    return list(range(len(low)))
+
+
 def default_rgb(bands: Sequence[str]) -> tuple[str, str, str]:
     """The bands shown as (R, G, B): g,r,i present -> (i, r, g) (SDSS); else reddest to bluest of the first three.
 
@@ -191,9 +203,7 @@ def default_rgb(bands: Sequence[str]) -> tuple[str, str, str]:
         return names[low.index("i")], names[low.index("r")], names[low.index("g")]
     if len(names) == 1:
         return names[0], names[0], names[0]
-    if all(b in _WAVELENGTH_ORDER for b in low):
-        order = sorted(range(len(names)), key=lambda i: _WAVELENGTH_ORDER.index(low[i]))
-        names = [names[i] for i in order]
+    names = [names[i] for i in blue_to_red(names)]
     if len(names) == 2:
         return names[1], "", names[0]  # "" = the mean of the two
     return names[2], names[1], names[0]
@@ -249,6 +259,14 @@ class DisplaySpec:
         return cls(rgb=chosen, minimum=mins, stretch=stretch, q=float(q))  # type: ignore[arg-type]
 
 
+def _check_rgb(rgb: Sequence[str], bands: Sequence[str]) -> None:
+    """ValueError unless `rgb` names three of `bands` as (R, G, B) (G may be "": the mean of R and B)."""
+    if len(rgb) != 3 or not rgb[0] or not rgb[2] or any(b not in bands for b in rgb if b):
+        raise ValueError(
+            f"the colour mapping must name three of the bands {','.join(bands)} as R,G,B (--rgb), got {','.join(rgb)}"
+        )
+
+
 def _rgb_planes(flux: np.ndarray, bands: list[str], rgb: Sequence[str]) -> list[np.ndarray]:
     """The (R, G, B) planes of `flux` `(..., B, Y, X)` named by `rgb` ("" = mean of R and B)."""
     unknown = [b for b in rgb if b and b not in bands]
@@ -277,6 +295,8 @@ class ScienceSpec:
             raise ValueError(f"{len(self.bands)} band names for a {self.stretch.num_bands}-band stretch")
         if len(set(self.bands)) != len(self.bands):
             raise ValueError(f"band names must differ, got {', '.join(self.bands)}")
+        if self.display is not None:
+            _check_rgb(self.display.rgb, self.bands)
 
     @property
     def num_bands(self) -> int:
@@ -287,10 +307,7 @@ class ScienceSpec:
 
     def with_rgb(self, rgb: Sequence[str]) -> ScienceSpec:
         """The same spec shown through other bands (a user's `--rgb i,r,g`); other display values kept."""
-        if len(rgb) != 3 or any(b not in self.bands for b in rgb if b):
-            raise ValueError(
-                f"--rgb needs three of the bands {','.join(self.bands)} (R,G,B), got {','.join(rgb)}"
-            )
+        _check_rgb(tuple(rgb), self.bands)
         d = self.display_or_default()
         return ScienceSpec(
             bands=self.bands,
@@ -411,6 +428,69 @@ def _card_key(key: str) -> str:
     """A header keyword: upper case; longer than 8 characters becomes a HIERARCH card (never cut, so never clashes)."""
     key = key.upper()
     return key if len(key) <= 8 else f"HIERARCH {key}"
+
+
+def cube_values(images: ArrayLike, spec: ScienceSpec | None) -> np.ndarray:
+    """Model output `(N, B, H, W)` in [-1, 1] -> what a FITS cube holds: fluxes (the stretch undone), or the
+    model values mapped to [0, 1] for runs on plain pictures (no spec). float32, image order."""
+    if spec is None:
+        return ((np.asarray(images, dtype=np.float64) + 1.0) / 2.0).clip(0.0, 1.0).astype(np.float32)
+    return model_to_flux(images, spec)
+
+
+def fits_text(value: Any, *, max_len: int = 68) -> str | None:
+    """`value` as a FITS header string: printable ASCII only (others become "?"), at most `max_len` characters."""
+    if value is None:
+        return None
+    text = "".join(ch if " " <= ch <= "~" else "?" for ch in str(value))
+    return text[:max_len]
+
+
+def generated_cube_cards(
+    spec: ScienceSpec | None,
+    *,
+    channels: int,
+    seed: int,
+    trunc: float,
+    run: str | None = None,
+    step: int | None = None,
+    arch: str | None = None,
+    label: int | None = None,
+    label_name: str | None = None,
+    cond: Mapping[str, tuple[float, str]] | None = None,
+) -> list[tuple[str, Any, str]]:
+    """The one header of a generated cube (`generate --format fits`, the web's `image/fits`, eval's fakes).
+
+    Bands, BUNIT, pixel scale and PHYSICAL (T: fluxes; F: display values of a picture run), then where the
+    cube came from: RUNID, STEP, ARCH, SEED, TRUNC, CLASS/CLASSNAM, and condition i (from 1) as `CONDi` = its
+    value with `CNAMEi` = its name; `cond` maps condition names to (value, unit).
+    """
+    if spec is None:
+        names = {1: "grey", 3: "R,G,B"}.get(channels, ",".join(str(i) for i in range(channels)))
+        cards = fits_header_cards(
+            None,
+            BANDS=(names, "plane of each channel (axis 3), in order"),
+            BUNIT=("display", "no physical units: model values (x + 1) / 2"),
+            PHYSICAL=(False, "values are display values in [0, 1], not fluxes"),
+        )
+    else:
+        cards = fits_header_cards(spec, PHYSICAL=(True, "values are fluxes in BUNIT"))
+    named: dict[str, Any] = {}
+    for i, (name, (value, unit)) in enumerate((cond or {}).items(), start=1):
+        named[f"CNAME{i}"] = (fits_text(name, max_len=40), f"name of COND{i}")
+        named[f"COND{i}"] = (float(value), fits_text(f"{name} [{unit}]" if unit else name, max_len=40))
+    cards += fits_header_cards(
+        None,
+        RUNID=(fits_text(run, max_len=40), "training run"),
+        STEP=(None if step is None else int(step), "training step of the generator"),
+        ARCH=(fits_text(arch, max_len=40), "architecture"),
+        SEED=(int(seed), "seed of the latent z (astrogan.utils.seeds)"),
+        TRUNC=(float(trunc), "truncation inside the network (1 = none)"),
+        CLASS=(None if label is None else int(label), "class label drawn"),
+        CLASSNAM=(fits_text(label_name, max_len=40), "class name"),
+        **named,
+    )
+    return cards
 
 
 def _hdu(cube_image_order: np.ndarray, cards: Sequence[tuple[str, Any, str]]) -> Any:
