@@ -4,9 +4,11 @@ pre-build review of raw pictures (flags, scores, suggested crops)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from astrogan.utils.errors import UserError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
     from astrogan.conditions import CondSpec
     from astrogan.data.build import BuildResult
     from astrogan.data.review import ReviewResult
+    from astrogan.data.science_inputs import ScienceOptions
+    from astrogan.science import ScienceSpec
 
 # The flags, for --help (kept in step with data/review_flags.FLAG_NAMES and DEFAULT_EXCLUDE by a test).
 _FLAGS_HELP = "blank, seam, saturated, text, small_object, low_info, aspect, duplicate, small, large"
@@ -72,7 +76,23 @@ def build(
         "--galaxy10",
         help="Galaxy10 DECaLS file (Galaxy10_DECals.h5); keeps its labels and class names.",
     ),
-    stretch: str = typer.Option("asinh", "--stretch", help="FITS stretch to [0, 1]: asinh, log, linear."),
+    stretch: str = typer.Option(
+        "asinh",
+        "--stretch",
+        help="FITS stretch to [0, 1]: asinh, log, sqrt, linear (astropy.visualization; per image for FITS "
+        "pictures, one per band for the whole dataset in science builds).",
+    ),
+    stretch_a: float = typer.Option(
+        None, "--stretch-a", help="The stretch's parameter: asinh softening (default 0.1), log scale (1000)."
+    ),
+    black_percentile: float = typer.Option(
+        None, "--black-percentile", help="Percentile of the finite pixels shown black (default 0.5)."
+    ),
+    white_percentile: float = typer.Option(
+        None,
+        "--white-percentile",
+        help="Percentile shown white (default 99.9 in science builds, 99.5 for FITS pictures).",
+    ),
     dtype: str = typer.Option(
         "auto", "--dtype", help="auto (float32 for FITS-only builds, else uint8), uint8 or float32."
     ),
@@ -113,12 +133,100 @@ def build(
         help="With --review: cut each kept file to its suggested crop (small object, blank margin) before "
         "the build's own square crop.",
     ),
+    bands: str = typer.Option(
+        None,
+        "--bands",
+        help="Science build: band names in order, e.g. g,r,i,z. Files named by --band-pattern "
+        "(galaxy_0003_g.fits ...) make one image per stem; other FITS files are cubes with these planes.",
+    ),
+    band_pattern: str = typer.Option(
+        "{stem}_{band}",
+        "--band-pattern",
+        help="Science build: how per-band files are named, without the FITS suffix ({stem}, {band}).",
+    ),
+    science: bool = typer.Option(
+        False,
+        "--science",
+        help="Science build of FITS cubes, bands named by their headers (BANDS='g,r,i,z', BAND1.., FILTER1.., "
+        "else b0, b1, ...): float32 flux, one stretch per band for the whole dataset.",
+    ),
+    hdu: int = typer.Option(None, "--hdu", help="Science build: the FITS HDU to read (0 = primary)."),
+    h5: Path = typer.Option(
+        None,
+        "--h5",
+        help="Science build from an HDF5 array (N, B, H, W), (N, H, W, B) or (N, H, W), read in slices; taken "
+        "in FITS order (row 0 = bottom) unless --h5-origin top.",
+    ),
+    h5_key: str = typer.Option("images", "--h5-key", help="The array's name in the --h5 file."),
+    h5_layout: str = typer.Option(
+        "auto",
+        "--h5-layout",
+        help="auto (the axis as long as --bands, else the smaller of axes 1 and 3 if <= 16), nchw or nhwc.",
+    ),
+    h5_params: str = typer.Option(
+        None, "--h5-params", help="Other arrays of length N kept per image (meta params), e.g. mag,redshift."
+    ),
+    h5_origin: str = typer.Option(
+        "bottom", "--h5-origin", help="Row 0 of the --h5 images: bottom (FITS order) or top (image order)."
+    ),
+    cosmos: Path = typer.Option(
+        None, "--cosmos", help="Science build from a COSMOS catalogue (GalSim's real-galaxy catalogue FITS)."
+    ),
+    cosmos_dir: Path = typer.Option(None, "--cosmos-dir", help="Folder of the COSMOS stamp files."),
+    max_mag: float = typer.Option(None, "--max-mag", help="COSMOS: keep galaxies at most this magnitude."),
+    min_mag: float = typer.Option(None, "--min-mag", help="COSMOS: keep galaxies at least this magnitude."),
+    exclusion_level: str = typer.Option(
+        "marginal",
+        "--exclusion-level",
+        help="COSMOS: none, bad_stamp, bad_fits or marginal (GalSim's levels).",
+    ),
+    max_num: int = typer.Option(None, "--max-num", help="COSMOS: at most this many galaxies."),
+    stretch_black: str = typer.Option(
+        None, "--stretch-black", help="Science build: flux shown black per band, e.g. 0,0,0,0 (else fitted)."
+    ),
+    stretch_white: str = typer.Option(
+        None,
+        "--stretch-white",
+        help="Science build: flux shown white per band, e.g. 10,20,30,40 (else fitted).",
+    ),
+    rgb: str = typer.Option(
+        None, "--rgb", help="Science build: bands shown as R,G,B in colour pictures, e.g. i,r,g."
+    ),
 ) -> None:
     """Build a dataset: square crops (never squashed), resized with a named filter, deduplicated, reported."""
     import warnings
 
     from astrogan.data.build import BuildOptions, build_dataset, parse_sizes
 
+    sci = _science_options(
+        bands=bands,
+        band_pattern=band_pattern,
+        science=science,
+        hdu=hdu,
+        h5=h5,
+        h5_key=h5_key,
+        h5_layout=h5_layout,
+        h5_params=h5_params,
+        h5_origin=h5_origin,
+        cosmos=cosmos,
+        cosmos_dir=cosmos_dir,
+        max_mag=max_mag,
+        min_mag=min_mag,
+        exclusion_level=exclusion_level,
+        max_num=max_num,
+        stretch=stretch,
+        stretch_a=stretch_a,
+        stretch_black=stretch_black,
+        stretch_white=stretch_white,
+        black_percentile=black_percentile,
+        white_percentile=white_percentile,
+        rgb=rgb,
+    )
+    fits_stretch = {
+        "stretch_a": stretch_a,
+        "black_percentile": black_percentile,
+        "white_percentile": white_percentile,
+    }
     opts = BuildOptions(
         image_sizes=parse_sizes(image_size),
         crop=crop,
@@ -133,6 +241,7 @@ def build(
         seed=seed,
         stretch=stretch,
         dtype=dtype,
+        **({} if sci is not None else {k: v for k, v in fits_stretch.items() if v is not None}),
     )
     with warnings.catch_warnings():
         # The summary table below lists the flags; one line each on top of it would only repeat them.
@@ -148,8 +257,59 @@ def build(
             review=review,
             exclude_flags=exclude_flags,
             apply_crops=apply_crops,
+            science=sci,
         )
     _print_build_summary(result)
+
+
+def _science_options(**kw: Any) -> ScienceOptions | None:
+    """The ScienceOptions of `dataset build`'s flags, or None when none asks for a science build (--bands,
+    --science, --h5, --cosmos); UserError for science-only flags without one."""
+    from astrogan.data.science_inputs import ScienceOptions, parse_floats, parse_names
+
+    if not (kw["bands"] is not None or kw["science"] or kw["h5"] is not None or kw["cosmos"] is not None):
+        given = [
+            flag
+            for flag, key in (
+                ("--stretch-black", "stretch_black"),
+                ("--stretch-white", "stretch_white"),
+                ("--rgb", "rgb"),
+                ("--hdu", "hdu"),
+                ("--h5-params", "h5_params"),
+                ("--cosmos-dir", "cosmos_dir"),
+                ("--max-mag", "max_mag"),
+                ("--min-mag", "min_mag"),
+                ("--max-num", "max_num"),
+            )
+            if kw[key] is not None
+        ]
+        if given:
+            raise UserError(f"{given[0]} belongs to science builds: add --bands, --science, --h5 or --cosmos")
+        return None
+    percentiles = {k: kw[k] for k in ("black_percentile", "white_percentile") if kw[k] is not None}
+    return ScienceOptions(
+        bands=parse_names(kw["bands"]),
+        cubes=bool(kw["science"]),
+        band_pattern=kw["band_pattern"],
+        hdu=kw["hdu"],
+        h5=kw["h5"],
+        h5_key=kw["h5_key"],
+        h5_layout=kw["h5_layout"],
+        h5_params=parse_names(kw["h5_params"], what="--h5-params") or (),
+        h5_origin=kw["h5_origin"],
+        cosmos=kw["cosmos"],
+        cosmos_dir=kw["cosmos_dir"],
+        max_mag=kw["max_mag"],
+        min_mag=kw["min_mag"],
+        exclusion_level=kw["exclusion_level"],
+        max_num=kw["max_num"],
+        stretch=kw["stretch"],
+        stretch_a=kw["stretch_a"],
+        stretch_black=parse_floats(kw["stretch_black"], what="--stretch-black"),
+        stretch_white=parse_floats(kw["stretch_white"], what="--stretch-white"),
+        rgb=parse_names(kw["rgb"], what="--rgb"),
+        **percentiles,
+    )
 
 
 def _print_build_summary(result: BuildResult) -> None:
@@ -167,10 +327,15 @@ def _print_build_summary(result: BuildResult) -> None:
     table.add_row("images", str(result.num_images))
     table.add_row("sizes", ", ".join(f"{s} px" for s in result.image_sizes))
     table.add_row("channels / dtype", f"{result.channels} / {result.dtype}")
+    if result.science is not None:
+        _add_science_rows(table, result.science)
     table.add_row("files converted", str(result.count("converted")))
     table.add_row("files skipped", str(result.count("skipped")))
-    for reason, n in sorted(result.skip_reasons().items(), key=lambda kv: -kv[1]):
+    reasons = sorted(result.skip_reasons().items(), key=lambda kv: -kv[1])
+    for reason, n in reasons[:8]:  # science reasons name their stamp: many can differ, report.json has all
         table.add_row("  skipped: " + reason, str(n))
+    if len(reasons) > 8:
+        table.add_row(f"  skipped: {len(reasons) - 8} other reasons", str(sum(n for _, n in reasons[8:])))
     if result.count("ignored"):
         table.add_row("paths ignored (not pictures, hidden, provenance)", str(result.count("ignored")))
     for flag, n in sorted(result.flag_counts.items()):
@@ -204,6 +369,22 @@ def _add_cond_rows(table: Table, spec: CondSpec, size_px: int) -> None:
         table.add_row(f"  {name}", f"{spec.low[i]:.4g} .. {spec.high[i]:.4g}{unit} (mean {spec.mean[i]:.4g})")
 
 
+def _add_science_rows(table: Table, spec: ScienceSpec) -> None:
+    """Rows for a science dataset: bands, the stretch and each band's black/white, units, scale, display."""
+    st = spec.stretch
+    table.add_row("bands", ", ".join(spec.bands))
+    a = f" a={st.a:g}" if st.kind in ("asinh", "log") else ""
+    table.add_row("stretch", f"{st.kind}{a}, one per band for the whole dataset (black .. white flux)")
+    for band, black, white in zip(spec.bands, st.black, st.white, strict=True):
+        table.add_row(f"  {band}", f"{black:.6g} .. {white:.6g}")
+    table.add_row("BUNIT", spec.bunit or "unknown (not in the headers, or they differ)")
+    scale = spec.pixel_scale_arcsec
+    table.add_row("pixel scale", f"{scale:.6g} arcsec/px" if scale is not None else "unknown")
+    d = spec.display_or_default()
+    shown = ",".join(b or "mean" for b in d.rgb)
+    table.add_row("display", f"Lupton RGB of {shown} (Q={d.q:g}, stretch={d.stretch:.4g})")
+
+
 @dataset_app.command("info")
 def info(path: Path = typer.Argument(..., help="Dataset directory (from `astrogan dataset build`).")) -> None:
     """Print a dataset's summary: count, sizes, channels, labels, sources, hash."""
@@ -220,6 +401,8 @@ def info(path: Path = typer.Argument(..., help="Dataset directory (from `astroga
     table.add_row("images", str(ds.num_images))
     table.add_row("sizes", ", ".join(f"{s} px ({m['datasets'][str(s)]})" for s in ds.image_sizes))
     table.add_row("channels / dtype", f"{ds.channels} / {ds.dtype}")
+    if ds.science is not None:
+        _add_science_rows(table, ds.science)
     if ds.label_names:
         counts = m.get("label_counts") or {}
         table.add_row(

@@ -27,6 +27,16 @@ Layout (schema `astrogan.dataset`, version 1; DESIGN.md section 3):
   (null, or what `--review review.csv` did: the csv's path and sha256, the flags excluded, counts,
   `excluded` (file, flags) and `cropped` (file, box in the source's pixels); meta rows of a cropped file
   carry the flag `review-cropped`), and `content_hash`.
+- Science builds (`--bands`, `--science`, `--h5`, `--cosmos`; data/science_inputs.py): `images` are float32
+  `(N, S, S, B)`, one channel per band, image order (row 0 on top), each band mapped to [0, 1] by ONE
+  dataset-wide stretch; the manifest's `science` holds `ScienceSpec.to_dict()` (bands, stretch kind/a and
+  per-band black/white, BUNIT and pixel scale of the stored pixels when every image agrees, else null,
+  the Lupton display mapping) and `science_inputs` the source, the fit and the units seen; `stretch` is
+  null (no per-image stretch). `meta` adds `header` and `params` (JSON strings): the cards of each stored
+  image (BUNIT, PIXSCALE in arcsec of the stored pixels, BANDS, identity cards, the celestial WCS cut to
+  the crop and scaled to the largest size) and its per-image values. A source that is one file (`--h5`,
+  `--cosmos`) gets one report row, plus a row per image skipped; per-band files get one row per stem
+  (`files`: the band files).
 - `report.json`: every path found under the inputs with its status (`converted`, `skipped`, `ignored`),
   reason and flags: pictures and FITS files, and one row for each path not built (not a picture name;
   hidden file or folder; catalog.sqlite/synth.json, read for provenance; dangling symlink; symlink loop;
@@ -88,6 +98,11 @@ META_FIELDS: tuple[tuple[str, Any], ...] = (
     ("params_table", np.int32),
     ("params_row", np.int32),
 )
+# Science builds add, per image, the FITS cards kept (JSON object: BUNIT, PIXSCALE, BANDS, the celestial WCS
+# of the stored image) and the per-image values of the source (JSON object: --h5-params, catalogue values).
+SCIENCE_META_FIELDS: tuple[tuple[str, Any], ...] = (("header", "str"), ("params", "str"))
+# The manifest key of a science build's ScienceSpec (astrogan.science.ScienceSpec.to_dict()).
+SCIENCE_MANIFEST_KEY = "science"
 
 
 def dataset_name(size_px: int, primary_size_px: int) -> str:
@@ -95,12 +110,14 @@ def dataset_name(size_px: int, primary_size_px: int) -> str:
     return "images" if size_px == primary_size_px else f"images_{size_px}"
 
 
-def meta_dtype() -> np.dtype:
-    """The NumPy compound dtype of the `meta` table (strings as h5py UTF-8 strings)."""
+def meta_dtype(*, science: bool = False) -> np.dtype:
+    """The NumPy compound dtype of the `meta` table (strings as h5py UTF-8 strings); `science` adds
+    SCIENCE_META_FIELDS."""
     import h5py
 
     str_dt = h5py.string_dtype("utf-8")
-    return np.dtype([(name, str_dt if kind == "str" else kind) for name, kind in META_FIELDS])
+    fields = META_FIELDS + (SCIENCE_META_FIELDS if science else ())
+    return np.dtype([(name, str_dt if kind == "str" else kind) for name, kind in fields])
 
 
 def value_range(dtype: str) -> list[int] | list[float]:

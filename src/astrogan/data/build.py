@@ -1,4 +1,4 @@
-"""`dataset build`: pictures/FITS folders or Galaxy10 (+ labels CSV) -> the dataset artifact: options, run, manifest."""
+"""`dataset build`: pictures/FITS folders, Galaxy10 (+ labels CSV) or multi-band science inputs -> the artifact."""
 
 from __future__ import annotations
 
@@ -16,10 +16,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from astrogan.conditions import CondSpec
-from astrogan.data import artifact, fits_io, galaxy10, preprocess
+from astrogan.data import artifact, fits_io, galaxy10, preprocess, science_inputs
 from astrogan.data.artifact import SCHEMA_NAME, SCHEMA_VERSION, dataset_name
 from astrogan.data.labels import BuildLabels, parse_columns, resolve_labels
-from astrogan.data.pipeline import PictureBuilder, build_file, build_galaxy10
+from astrogan.data.pipeline import (
+    PictureBuilder,
+    ScienceBuilder,
+    build_file,
+    build_galaxy10,
+    build_stamp,
+    science_boxes,
+)
+from astrogan.data.preprocess import SkipFile
 from astrogan.data.provenance import (
     CATALOG_NAME,
     SYNTH_NAME,
@@ -31,11 +39,13 @@ from astrogan.data.provenance import (
     read_synths,
     synth_credit,
 )
+from astrogan.data.science_inputs import ScienceOptions
 from astrogan.utils.atomic import announce, atomic_dir, clean_stale, write_json
 from astrogan.utils.errors import UserError
 
 if TYPE_CHECKING:
     from astrogan.data.review_report import ReviewPlan
+    from astrogan.science import ScienceSpec
 
 __all__ = [
     "CATALOG_NAME",
@@ -48,6 +58,7 @@ __all__ = [
     "BuildOptions",
     "BuildResult",
     "InputFile",
+    "ScienceOptions",
     "build_dataset",
     "dataset_name",
     "parse_sizes",
@@ -148,6 +159,7 @@ class BuildResult:
     num_unmatched_rows: int = 0  # labels rows that named no input picture
     notes: list[str] = field(default_factory=list)  # leftovers of killed builds removed or kept, a line each
     review: dict[str, Any] | None = None  # the manifest's `review` entry (builds with --review)
+    science: ScienceSpec | None = None  # the manifest's `science` entry (science builds)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.report if r["status"] == status)
@@ -393,6 +405,7 @@ def build_dataset(
     review: str | os.PathLike[str] | None = None,
     exclude_flags: str | None = None,
     apply_crops: bool = False,
+    science: ScienceOptions | None = None,
 ) -> BuildResult:
     """Build the dataset artifact at `out` from folders/files of pictures and FITS, or from a Galaxy10 file.
 
@@ -413,11 +426,19 @@ def build_dataset(
     before decoding; with `apply_crops` the others are cut to their suggested crop before the build's own
     crop. Files match by sha256 (then path); the manifest's `review` entry records the csv's sha256, every
     file excluded (with its flags) and cropped (with its box); report rows and sources carry `review`.
+
+    `science` makes it a science build (multi-band float flux with one dataset-wide stretch; see
+    `_build_science`).
     """
     t0 = time.perf_counter()
     opts = options or BuildOptions()
     opts.check()
     out_path = Path(out).expanduser()
+    if science is not None:
+        _refuse_with_science(opts, galaxy10_path, labels, label_columns, review, exclude_flags, apply_crops)
+        return _build_science(
+            inputs, out_path, opts, science, overwrite=overwrite, show_progress=show_progress
+        )
     if galaxy10_path is not None and inputs:
         raise UserError("--galaxy10 builds a labelled dataset on its own: leave out the other inputs")
     if galaxy10_path is None and not inputs:
@@ -428,13 +449,7 @@ def build_dataset(
             "--labels/--label-columns label pictures by file name: leave them out with --galaxy10"
         )
     plan = _review_plan(review, exclude_flags, apply_crops, galaxy10=galaxy10_path is not None)
-
-    notes: list[str] = []
-
-    def note(line: str) -> None:
-        if line not in notes:  # atomic_dir looks again: a partial kept in use would be named twice
-            notes.append(line)
-            announce(line)
+    notes, note = _notes()
 
     # The target first: leftovers of killed builds go, and every conflict is known before any work.
     for line in clean_stale(out_path):
@@ -530,6 +545,277 @@ def build_dataset(
         notes=notes,
         review=plan.summary() if plan is not None else None,
     )
+
+
+def _notes() -> tuple[list[str], Any]:
+    """(the build's notes, the function that adds one line to them and shows it once)."""
+    notes: list[str] = []
+
+    def note(line: str) -> None:
+        if line not in notes:  # atomic_dir looks again: a partial kept in use would be named twice
+            notes.append(line)
+            announce(line)
+
+    return notes, note
+
+
+# ----------------------------------------------------------------------------------------------------
+# Science builds: multi-band flux (FITS cubes, per-band files, HDF5 arrays, COSMOS) -> float32 bands
+
+
+def _refuse_with_science(
+    opts: BuildOptions,
+    galaxy10_path: Any,
+    labels: Any,
+    label_columns: Any,
+    review: Any,
+    exclude_flags: Any,
+    apply_crops: bool,
+) -> None:
+    """UserError (one line) for build options that a science build does not take."""
+    if galaxy10_path is not None:
+        raise UserError("--galaxy10 builds a picture dataset: leave it out of science builds")
+    if labels is not None or label_columns is not None:
+        raise UserError(
+            "--labels/--label-columns are read by picture builds only: keep per-image values with --h5-params"
+        )
+    if review is not None or exclude_flags is not None or apply_crops:
+        raise UserError("--review/--exclude-flags/--apply-crops act on picture builds, not science builds")
+    if opts.channels is not None:
+        raise UserError(
+            "--channels does not apply to science builds: every band is a channel (pick them with --bands)"
+        )
+    if opts.dtype == "uint8":
+        raise UserError("science builds store float32 (stretched flux in [0, 1]): leave out --dtype uint8")
+    if opts.dedup:
+        raise UserError("--dedup compares pictures: leave it out of science builds")
+
+
+def _build_science(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_path: Path,
+    opts: BuildOptions,
+    sci: ScienceOptions,
+    *,
+    overwrite: bool,
+    show_progress: bool,
+) -> BuildResult:
+    """A science build: every input is a `ScienceStamp` (float flux, FITS order) -> float32 `(N, S, S, B)`.
+
+    Pass 1 fits ONE BandStretch and DisplaySpec on up to `sci.fit_sample` evenly spaced stamps (the same
+    inputs give the same dataset). Pass 2 fills each stamp's non-finite pixels with its band's black, flips
+    it to image order (science.fits_to_image_order), crops and resizes it in flux, stretches it and writes it
+    with its cards (WCS fitted to the crop). Broken stamps get one report row each; the build goes on.
+    """
+    from astrogan.utils.log import progress
+
+    t0 = time.perf_counter()
+    sci.check(num_inputs=len(inputs))
+    notes, note = _notes()
+    for line in clean_stale(out_path):
+        note(line)
+    _check_target(out_path, [*inputs, *(p for p in (sci.h5, sci.cosmos) if p is not None)], overwrite)
+    collected = _collect_inputs(inputs) if inputs else Collected()
+    prov = Provenance()
+    read_catalogs(collected.catalogs, prov)
+    read_synths(collected.synths, prov)
+    source = science_inputs.open_stamps(sci, [(e.root, e.path, e.rel, e.row) for e in collected.entries])
+    report: list[dict[str, Any]] = []
+    sources: list[dict[str, Any]] = []
+    bar_ctx: Any = progress() if show_progress else _NullProgress()
+    with bar_ctx as bar:
+        task = bar.add_task("fit stretch", total=None, info="")
+        fit = science_inputs.fit_science(
+            source, sci, boxes=lambda s: science_boxes(opts, s), bar=bar, task=task
+        )
+        bar.update(task, description="dataset build", total=len(source), completed=0)
+        with atomic_dir(out_path, overwrite=overwrite, notify=note) as tmp:
+            builder = ScienceBuilder(opts, out_dir=tmp, bands=fit.bands, stretch=fit.stretch)
+            digests = _write_stamps(builder, source, prov, report, sources, bar=bar, task=task)
+            spec, entry = _science_spec(fit, builder, sci, source)
+            params = _hashed_params(opts, dtype="float32", channels=builder.channels)
+            for key in ("stretch", "stretch_a", "black_percentile", "white_percentile"):
+                del params[key]  # the per-image stretch of picture builds: the spec below replaces it
+            params["science"] = {**sci.hashed(), "spec": spec.to_dict()}
+            content_hash = artifact.content_hash(params, digests)
+            manifest = _manifest(
+                opts,
+                params=params,
+                digests=digests,
+                num_images=builder.num_images,
+                dtype="float32",
+                channels=builder.channels,
+                label_names=None,
+                labels=None,
+                sources=sources,
+                report=report,
+                inputs=[*inputs, *(p for p in (sci.h5, sci.cosmos) if p is not None)],
+                galaxy10_path=None,
+                content_hash=content_hash,
+                flag_counts=dict(builder.flag_counts),
+                synthetic=prov.synthetic,
+                science={"steps": _science_steps(opts, sci, spec), "spec": spec.to_dict(), "inputs": entry},
+            )
+            write_json(tmp / artifact.MANIFEST_FILE, manifest)
+            write_json(tmp / artifact.REPORT_FILE, _report(content_hash, report, None))
+    for flag, n in sorted(builder.flag_counts.items()):
+        if flag in WARN_FLAGS or flag.endswith("-mixed"):
+            warnings.warn(f"{n} image(s) flagged {flag!r} (see report.json)", stacklevel=3)
+    return BuildResult(
+        path=out_path,
+        num_images=builder.num_images,
+        content_hash=content_hash,
+        image_sizes=opts.image_sizes,
+        channels=builder.channels,
+        dtype="float32",
+        report=report,
+        flag_counts=dict(builder.flag_counts),
+        wall_s=time.perf_counter() - t0,
+        notes=notes,
+        science=spec,
+    )
+
+
+def _write_stamps(
+    builder: ScienceBuilder,
+    source: science_inputs.StampSource,
+    prov: Provenance,
+    report: list[dict[str, Any]],
+    sources: list[dict[str, Any]],
+    *,
+    bar: Any,
+    task: Any,
+) -> dict[str, Any]:
+    """Every stamp of `source` into images.h5 (closed on return); returns the digests. Fills `report`: one row
+    per item for files (cubes, stems), else one row for the file or catalogue plus one per stamp skipped."""
+    try:
+        if isinstance(source, science_inputs.FileStamps):
+            for item in source.iter_stamps():
+                if item.row is not None:
+                    report.append(dict(item.row))
+                else:
+                    bar.update(task, info=item.name[-40:])
+                    report.append(build_stamp(builder, item, prov, sources))
+                bar.advance(task)
+            report.extend(source.extra_rows())
+        else:
+            _write_one_source(builder, source, report, sources, bar=bar, task=task)
+        if builder.num_images == 0:
+            reasons = Counter(str(r["reason"]).split(" (")[0] for r in report if r["status"] == "skipped")
+            common = "; ".join(f"{n} {why}" for why, n in reasons.most_common(3)) or "no files found"
+            raise UserError(
+                f"no usable images in the inputs ({common}): check the paths, --bands and --min-size"
+            )
+        return builder.writer.finish(None)
+    finally:
+        builder.writer.close()
+
+
+def _write_one_source(
+    builder: ScienceBuilder,
+    source: science_inputs.H5Stamps | science_inputs.CosmosStamps,
+    report: list[dict[str, Any]],
+    sources: list[dict[str, Any]],
+    *,
+    bar: Any,
+    task: Any,
+) -> None:
+    """The stamps of one HDF5 array or COSMOS selection: a row for it, then a row per stamp skipped."""
+    entry = source.describe()
+    credit, licence = str(entry.get("credit") or ""), str(entry.get("licence") or "")
+    skipped = []
+    for item in source.iter_stamps():
+        try:
+            if item.stamp is None:
+                raise SkipFile(item.reason or "unreadable")
+            builder.add(item.stamp, provenance=(item.name, credit, licence, -1, -1))
+        except SkipFile as exc:
+            skipped.append({"path": item.name, "status": "skipped", "reason": str(exc), "flags": []})
+        bar.advance(task)
+    path = str(source.path.resolve())
+    status = "converted" if builder.num_images else "skipped"
+    row: dict[str, Any] = {"path": path, "status": status, "reason": None, "flags": []}
+    row["num_images"] = builder.num_images
+    if not builder.num_images:
+        row["reason"] = "no usable images (see the rows of its images)"
+    report.extend([row, *skipped])
+    sources.append({**entry, "num_images": builder.num_images, "first_index": 0})
+
+
+def _science_spec(
+    fit: science_inputs.Fit, builder: ScienceBuilder, sci: ScienceOptions, source: Any
+) -> tuple[ScienceSpec, dict[str, Any]]:
+    """(the dataset's ScienceSpec, the manifest's `science_inputs` entry). BUNIT and pixel scale are the
+    stored images' when they all agree, else None and a `*-mixed` flag (images not carrying the commonest)."""
+    bunit, bunit_mixed = builder.agreed(builder.bunits)
+    scale, scale_mixed = builder.agreed(builder.scales)
+    flags = []
+    for flag, mixed, tally in (
+        ("bunit-mixed", bunit_mixed, builder.bunits),
+        ("pixscale-mixed", scale_mixed, builder.scales),
+    ):
+        if mixed:
+            flags.append(flag)
+            builder.flag_counts[flag] = sum(tally.values()) - tally.most_common(1)[0][1]
+    spec = fit.spec(bunit=bunit, pixel_scale_arcsec=scale)
+    entry = {
+        "mode": sci.mode,
+        "band_pattern": sci.band_pattern if sci.bands and sci.mode == "files" else None,
+        "hdu": sci.hdu,
+        "fit": {
+            "sample_size": sci.fit_sample,
+            "num_sampled_crops": fit.num_sampled,
+            "black_percentile": sci.black_percentile,
+            "white_percentile": sci.white_percentile,
+            "black_given": sci.stretch_black is not None,
+            "white_given": sci.stretch_white is not None,
+            "rgb_given": sci.rgb is not None,
+        },
+        "bunit_seen": {str(k): v for k, v in builder.bunits.items()},
+        "pixel_scale_arcsec_seen": {str(k): v for k, v in builder.scales.items()},
+        "flags": flags,
+    }
+    return spec, entry
+
+
+def _science_steps(opts: BuildOptions, sci: ScienceOptions, spec: ScienceSpec) -> list[str]:
+    """The preprocessing steps of a science build, in order, as sentences for the manifest."""
+    how = {
+        "files": f"FITS cubes (HDU {sci.hdu if sci.hdu is not None else 'first with image data'})"
+        + (
+            f" and one file per band named {sci.band_pattern}"
+            if sci.bands
+            else ", bands named by their headers"
+        ),
+        "h5": f"HDF5 array {sci.h5_key} ({'FITS order' if sci.h5_origin == 'bottom' else 'image order, flipped'})",
+        "cosmos": "COSMOS stamps (astrogan.data.cosmos)",
+    }[sci.mode]
+    st = spec.stretch
+    limits = (
+        "given"
+        if sci.stretch_black and sci.stretch_white
+        else (
+            f"fitted: percentiles {sci.black_percentile}/{sci.white_percentile} of up to {sci.fit_sample} evenly "
+            "spaced inputs"
+        )
+    )
+    return [
+        f"read {how} as float32 flux per band ({', '.join(spec.bands)}); skip stamps with an all-NaN band, "
+        "bands of different shapes, a missing band file or the wrong band count",
+        f"skip stamps whose short side is under {opts.min_size_px} px",
+        "fill non-finite pixels with the band's black (flagged nonfinite-filled)",
+        "flip to image order (astrogan.science.fits_to_image_order; row 0 on top)",
+        f"one {opts.crop} square crop"
+        + (f" ({opts.crops_per_image} per stamp, seeded by (seed, name))" if opts.crop == "random" else "")
+        + ", cut before resizing",
+        f"resize the FLUX to {', '.join(str(s) for s in opts.image_sizes)} px with Pillow {opts.filter} (32-bit "
+        "float, not clipped; values are interpolated, not flux-conserving); a crop of the size is kept as is",
+        f"one dataset-wide {st.kind} stretch per band (astropy ManualInterval(black, white) then "
+        f"{st.kind.capitalize()}Stretch, a={st.a:g}; black/white {limits}); "
+        "undo with science.ScienceSpec.from_dict(manifest['science']).stretch.inverse",
+        "store float32 (N, S, S, bands), stretched values in [0, 1]; meta.header keeps BUNIT, PIXSCALE of the "
+        "stored pixels, BANDS and the celestial WCS cut to the crop and scaled to the largest size",
+    ]
 
 
 def _review_plan(
@@ -772,8 +1058,10 @@ def _manifest(
     synthetic: list[dict[str, Any]] | None = None,
     cond: dict[str, Any] | None = None,
     review: dict[str, Any] | None = None,
+    science: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest.json of a build (keys documented in artifact.py)."""
+    """The manifest.json of a build (keys documented in artifact.py); `science`: the science build's
+    `steps`, `science` and `science_inputs` entries."""
     sizes = list(opts.image_sizes)
     has_fits = any(s.get("stretch") for s in sources)
     counts = Counter(r["status"] for r in report)
@@ -781,7 +1069,7 @@ def _manifest(
     if labels is not None and label_names:
         values, n = np.unique(labels, return_counts=True)
         label_counts = {label_names[int(k)]: int(v) for k, v in zip(values, n, strict=True)}
-    return {
+    manifest = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
         "created_by": f"astrogan {_package_version()}",
@@ -820,6 +1108,11 @@ def _manifest(
         "review": review,
         "sources": sources,
     }
+    if science is not None:
+        manifest["preprocessing"]["steps"] = science["steps"]  # type: ignore[index]
+        manifest[artifact.SCIENCE_MANIFEST_KEY] = science["spec"]
+        manifest["science_inputs"] = science["inputs"]
+    return manifest
 
 
 class _NullProgress:

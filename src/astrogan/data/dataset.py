@@ -160,6 +160,25 @@ class DatasetArtifact:
         """The science spec (bands, dataset-wide stretch, units, display) of a science build, else None."""
         return ScienceSpec.from_dict(self.manifest.get("science"))
 
+    def headers(self) -> list[dict[str, Any]]:
+        """The FITS cards kept per image (science builds: BUNIT, PIXSCALE, BANDS, the celestial WCS of the
+        stored image at the largest size); one dict per image, empty for builds that keep none."""
+        return self._json_column("header")
+
+    def header(self, index: int) -> dict[str, Any]:
+        """The cards kept for image `index` (see `headers`); `astropy.wcs.WCS(fits.Header(...))` reads the WCS."""
+        return self.headers()[index]
+
+    def params(self) -> list[dict[str, Any]]:
+        """The per-image values a science source carried (`--h5-params`, catalogue columns), one dict each."""
+        return self._json_column("params")
+
+    def _json_column(self, name: str) -> list[dict[str, Any]]:
+        meta = self.meta()
+        if name not in (meta.dtype.names or ()):
+            return [{} for _ in range(len(meta))]
+        return [json.loads(v) if v else {} for v in meta[name]]
+
     def stretch_params(self, index: int) -> dict[str, Any] | None:
         """The stretch of image `index` (for fits_io.unstretch), or None for non-FITS images."""
         st = self.manifest.get("stretch")

@@ -1,7 +1,12 @@
-"""One input -> images.h5 rows: decode, provenance, labels, size check, dedup, channels, crops, resize; report row."""
+"""One input -> images.h5 rows: decode, provenance, labels, size check, dedup, channels, crops, resize; report row.
+
+Science stamps (multi-band flux) take their own road at the end: crop and resize in flux, one stretch, cards kept.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,13 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from astrogan.data import fits_io, galaxy10, preprocess
+from astrogan.data import fits_io, galaxy10, preprocess, science_inputs
 from astrogan.data.artifact import IMAGES_FILE
 from astrogan.data.labels import NO_ROW_REASON, BuildLabels
-from astrogan.data.preprocess import Decoded, SkipFile
-from astrogan.data.provenance import NO_PROVENANCE, Provenance, file_sha256, provenance_of
+from astrogan.data.preprocess import Decoded, SkipFile, resize_flux
+from astrogan.data.provenance import (
+    NO_PROVENANCE,
+    Provenance,
+    file_sha256,
+    provenance_of,
+    provenance_of_files,
+)
+from astrogan.data.science_inputs import Loaded, ScienceStamp
 from astrogan.data.writer import H5Writer
 from astrogan.imaging import uint8_to_unit
+from astrogan.science import BandStretch, fits_to_image_order
 
 if TYPE_CHECKING:
     from astrogan.data.build import BuildOptions
@@ -377,3 +390,194 @@ def build_galaxy10(
             "first_index": 0,
         }
     )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Science stamps: flux cropped and resized BEFORE one dataset-wide stretch, cards kept per image
+
+
+def crop_header(
+    header: dict[str, Any], *, box: tuple[int, int, int], height: int, width: int, size_px: int
+) -> dict[str, Any]:
+    """The cards of one stored crop: the celestial WCS cut to the crop and scaled to `size_px`, PIXSCALE
+    (arcsec) of the stored pixels; other cards as given.
+
+    `box` is (top, left, side) in image order of a `height x width` stamp. The cut is `WCS.slice` of the FITS
+    rows and columns the crop covers (FITS row 0 is the bottom of the picture). The resize convention: FITS
+    pixel i covers [i - 0.5, i + 0.5] (1-based) and Pillow resamples the crop's edges [0.5, side + 0.5] onto
+    [0.5, size_px + 0.5], so with f = size_px / side: CRPIX' = (CRPIX - 0.5) f + 0.5 and CDELT' = CDELT / f
+    (the cards are in astropy's PC + CDELT form, so this scales the CD matrix too).
+    """
+    top, left, side = box
+    factor = size_px / side
+    out = {k: v for k, v in header.items() if not science_inputs.WCS_KEY.fullmatch(k)}
+    scale = science_inputs.pixel_scale_arcsec(header)
+    if scale is not None:  # 12 digits: the WCS cards astropy writes carry 14, so the last ones are noise
+        out["PIXSCALE"] = float(f"{scale / factor:.12g}")
+    wcs, cards = science_inputs.celestial_wcs(header)
+    if wcs is None:
+        return out
+    out.update(cards)
+    if (top, left, side, factor) == (0, 0, height, 1.0) and width == height:
+        return out  # the whole stamp at its own size: nothing to correct (a slice would cost a WCS build)
+    y0 = height - top - side  # the crop's lowest row in FITS order
+    crpix = wcs.slice((slice(y0, y0 + side), slice(left, left + side))).wcs.crpix
+    for i in (1, 2):
+        out[f"CRPIX{i}"] = float((crpix[i - 1] - 0.5) * factor + 0.5)
+        out[f"CDELT{i}"] = float(cards.get(f"CDELT{i}", 1.0)) / factor
+    return out
+
+
+def _name_key(name: str) -> int:
+    """A stable integer from a stamp's name: the seed of its random crops (same name, same crops)."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:15], 16)
+
+
+def _round_sig(value: float) -> float:
+    return float(f"{value:.6g}")
+
+
+class ScienceBuilder:
+    """State of a science build: options, bands, the dataset-wide stretch, the float32 writer (one channel per
+    band), and tallies of the units and pixel scales the images carry."""
+
+    def __init__(
+        self, opts: BuildOptions, *, out_dir: Path, bands: Sequence[str], stretch: BandStretch
+    ) -> None:
+        self.opts, self.bands, self.stretch = opts, tuple(bands), stretch
+        self.channels = len(self.bands)
+        self.writer = H5Writer(
+            out_dir / IMAGES_FILE,
+            sizes=opts.image_sizes,
+            channels=self.channels,
+            dtype="float32",
+            labelled=False,
+            science_meta=True,
+        )
+        self.flag_counts: Counter[str] = Counter()
+        self.bunits: Counter[str | None] = Counter()
+        self.scales: Counter[float | None] = Counter()
+
+    @property
+    def num_images(self) -> int:
+        return self.writer.num_images
+
+    def boxes(self, stamp: ScienceStamp) -> list[tuple[int, int, int]]:
+        """The stamp's square crops `(top, left, side)` in image order (random ones seeded by its name)."""
+        return science_boxes(self.opts, stamp)
+
+    def _filled(self, flux: np.ndarray, flags: list[str]) -> np.ndarray:
+        """Flux with non-finite pixels set to their band's black (flagged), so resizing cannot spread them."""
+        bad = ~np.isfinite(flux)
+        num_bad = int(bad.sum())
+        if not num_bad:
+            return flux
+        flags.append(f"nonfinite-filled:{num_bad}")
+        black = np.asarray(self.stretch.black, dtype=np.float32)[:, None, None]
+        return np.where(bad, black, flux).astype(np.float32)
+
+    def add(self, stamp: ScienceStamp, *, provenance: tuple[Any, ...] = NO_PROVENANCE) -> dict[str, Any]:
+        """Crop, resize (flux), stretch and write one stamp; returns its report fields. Raises SkipFile."""
+        opts, sizes = self.opts, self.opts.image_sizes
+        why = science_inputs.stamp_problem(stamp, self.bands)
+        if why is not None:
+            raise SkipFile(why)
+        _, height, width = stamp.flux.shape
+        if min(height, width) < opts.min_size_px:
+            raise SkipFile(f"too small ({width}x{height} px, --min-size {opts.min_size_px})")
+        flags = list(stamp.flags)
+        img = fits_to_image_order(self._filled(np.asarray(stamp.flux, dtype=np.float32), flags))
+        params = json.dumps(stamp.params, sort_keys=True, default=science_inputs.json_value)
+        boxes = self.boxes(stamp)
+        first = self.writer.num_images
+        for index, (top, left, side) in enumerate(boxes):
+            crop = img[:, top : top + side, left : left + side]
+            crops = {
+                s: np.moveaxis(self.stretch.forward(resize_flux(crop, s, filter=opts.filter)), 0, -1)
+                for s in sizes
+            }
+            header = crop_header(
+                stamp.header, box=(top, left, side), height=height, width=width, size_px=sizes[0]
+            )
+            self.bunits[header.get("BUNIT")] += 1
+            scale = header.get("PIXSCALE")
+            self.scales[None if scale is None else _round_sig(scale)] += 1
+            crop_flags = flags + (["upscaled"] if side < sizes[0] else [])
+            text = json.dumps(header, sort_keys=True, default=science_inputs.json_value)
+            meta = (stamp.source, top, left, side, index, height, width, ",".join(crop_flags))
+            self.writer.append(crops, label=None, meta=(*meta, np.nan, np.nan, *provenance, text, params))
+        all_flags = sorted(set(flags) | ({"upscaled"} if min(b[2] for b in boxes) < sizes[0] else set()))
+        for f in all_flags:
+            self.flag_counts[f.split(":")[0]] += 1
+        return {
+            "flags": all_flags,
+            "num_images": len(boxes),
+            "first_index": first,
+            "width": width,
+            "height": height,
+        }
+
+    def agreed(self, tally: Counter[Any]) -> tuple[Any, bool]:
+        """(the one value every stored image carries, else None; whether they disagree)."""
+        if len(tally) == 1:
+            return next(iter(tally)), False
+        return None, len(tally) > 1
+
+
+def science_boxes(opts: BuildOptions, stamp: ScienceStamp) -> list[tuple[int, int, int]]:
+    """Square crops `(top, left, side)` of a stamp in image order, as `crop_boxes` cuts pictures."""
+    height, width = stamp.flux.shape[-2:]
+    return preprocess.crop_boxes(
+        int(height),
+        int(width),
+        mode=opts.crop,
+        num_crops=opts.crops_per_image,
+        rng=np.random.default_rng([opts.seed, _name_key(stamp.source)]),
+        min_scale=opts.random_crop_min_scale,
+    )
+
+
+def build_stamp(
+    builder: ScienceBuilder, item: Loaded, prov: Provenance, sources: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Add one file-based item (a cube, or the band files of a stem) to a science build; returns its report
+    row and appends its source entry."""
+    paths = [p for _, p in item.files]
+    cube = len(paths) == 1 and not item.files[0][0]  # else the band files of one stem
+    row: dict[str, Any] = {
+        "path": str(paths[0]) if cube else str((item.root or Path()) / item.name),
+        "status": "skipped",
+        "reason": None,
+        "flags": [],
+    }
+    files: list[dict[str, Any]] = []
+    try:
+        for band, p in item.files:
+            sha, num_bytes = file_sha256(p)
+            files.append({"band": band or None, "path": str(p), "sha256": sha, "bytes": num_bytes})
+    except OSError as exc:
+        row["reason"] = f"cannot read ({exc.strerror or exc})"
+        return row
+    where: dict[str, Any] = (
+        {"sha256": files[0]["sha256"], "bytes": files[0]["bytes"]} if cube else {"files": files}
+    )
+    row.update(where)
+    try:
+        if item.stamp is None:
+            raise SkipFile(item.reason or "unreadable")
+        pairs = [(p, f["sha256"]) for p, f in zip(paths, files, strict=True)]
+        if cube:
+            fields, provenance = provenance_of(pairs[0][0], pairs[0][1], prov)
+        else:
+            fields, provenance = provenance_of_files(pairs, prov, stem=Path(item.name).name)
+        info = builder.add(item.stamp, provenance=provenance)
+    except SkipFile as exc:
+        row["reason"] = str(exc)
+        return row
+    row.update(status="converted", bands=list(builder.bands), **info)
+    src = {"path": item.name, "root": str(item.root), **where, "num_images": info["num_images"]}
+    src.update(first_index=info["first_index"], **fields)
+    if "synthetic" in fields:
+        prov.synthetic[fields["synthetic"]["table"]]["num_images"] += info["num_images"]
+    sources.append(src)
+    return row

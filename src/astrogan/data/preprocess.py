@@ -278,6 +278,27 @@ def resize_square(pixels: np.ndarray, size_px: int, *, filter: str = "lanczos") 
     )
 
 
+def resize_flux(cube: np.ndarray, size_px: int, *, filter: str = "lanczos") -> np.ndarray:
+    """Resize float flux `(B, S, S)` to float32 `(B, size_px, size_px)` band by band, values NOT clipped.
+
+    The same Pillow kernels as `resize_square` (32-bit float mode), for science data whose values are fluxes
+    (negative sky, bright cores) rather than [0, 1]; a cube already `size_px` comes back as an exact copy.
+    """
+    if cube.ndim != 3 or cube.shape[1] != cube.shape[2]:
+        raise ValueError(f"resize_flux needs a square (B, S, S) cube, got {cube.shape} (crop first)")
+    try:
+        resample = FILTERS[filter]
+    except KeyError:
+        raise UserError(f"unknown filter {filter!r}: use one of {', '.join(FILTERS)}") from None
+    if cube.shape[1] == size_px:
+        return np.array(cube, dtype=np.float32)
+    out = np.empty((cube.shape[0], size_px, size_px), dtype=np.float32)
+    for b in range(cube.shape[0]):
+        img = Image.fromarray(np.ascontiguousarray(cube[b], dtype=np.float32))  # mode "F"
+        out[b] = np.asarray(img.resize((size_px, size_px), resample=resample), dtype=np.float32)
+    return out
+
+
 to_uint8 = unit_to_uint8  # float [0, 1] -> uint8 (rounded); uint8 passes through
 
 

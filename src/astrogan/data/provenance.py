@@ -13,7 +13,7 @@ import re
 import sqlite3
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,23 +209,60 @@ def provenance_of(f: Path, sha: str, prov: Provenance) -> tuple[dict[str, Any], 
         return dict(row), (prov.ok_local[f], credit, row.get("licence", ""), -1, -1)
     table = prov.synth_by_folder.get(f.parent)
     if table is not None:
-        entry = prov.synthetic[table]
         rows = prov.synth_rows[table]
         key = f.name if f.name in rows else _synth_row_key(f.name)
-        if entry["params"] is not None and key not in rows:
-            raise SkipFile(
-                f"not in the synthetic parameters table ({f.name} is missing from "
-                f"{entry['params']['path']}): its provenance is unknown"
-            )
-        row_index = rows.get(key, -1)
-        fields: dict[str, Any] = {
-            "source": "synthetic",
-            "credit": entry["credit"],
-            "licence": entry["licence"],
-            "synthetic": {"table": table, "file": f.name, "row": row_index},
-        }
-        return fields, (f.name, entry["credit"], entry["licence"], table, row_index)
+        return _synth_provenance(prov, table, key, f.name, missing=f"{f.name} is missing from")
     return {}, (f.name, "", "", -1, -1)
+
+
+def _synth_provenance(
+    prov: Provenance, table: int, key: str, name: str, *, missing: str
+) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """The provenance of file(s) `name` of synthetic folder `table`, found in its params.csv as `key`."""
+    entry = prov.synthetic[table]
+    rows = prov.synth_rows[table]
+    if entry["params"] is not None and key not in rows:
+        raise SkipFile(
+            f"not in the synthetic parameters table ({missing} {entry['params']['path']}): "
+            "its provenance is unknown"
+        )
+    row_index = rows.get(key, -1)
+    fields: dict[str, Any] = {
+        "source": "synthetic",
+        "credit": entry["credit"],
+        "licence": entry["licence"],
+        "synthetic": {"table": table, "file": name, "row": row_index},
+    }
+    return fields, (name, entry["credit"], entry["licence"], table, row_index)
+
+
+def provenance_of_files(
+    files: Sequence[tuple[Path, str]], prov: Provenance, *, stem: str
+) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """`provenance_of` for one image made of several files `(path, sha256)` (one per band), named `stem`.
+
+    Every file is checked as `provenance_of` checks one (a blocked file or a catalog sha256 mismatch skips
+    the image); the first file with an `ok` catalog row gives the credit. In a synthetic folder the params.csv
+    `file` column may name any band file or the stem (with or without a suffix).
+    """
+    first: tuple[dict[str, Any], tuple[Any, ...]] | None = None
+    for f, sha in files:
+        if f in prov.blocked or f in prov.ok_rows:
+            found = provenance_of(f, sha, prov)
+            first = first or found
+    if first is not None:
+        return first
+    folder = files[0][0].parent
+    table = prov.synth_by_folder.get(folder)
+    if table is not None:
+        rows = prov.synth_rows[table]
+        names = [f.name for f, _ in files]
+        keys = [*names, stem, *(k for k in rows if k.rsplit(".", 1)[0] == stem)]
+        key = next((k for k in keys if k in rows), stem)
+        return _synth_provenance(
+            prov, table, key, key, missing=f"none of {stem}, {', '.join(names)} is listed in"
+        )
+    return {}, (files[0][0].name, "", "", -1, -1)
 
 
 def credit_summary(sources: Iterable[dict[str, Any]]) -> dict[str, int]:

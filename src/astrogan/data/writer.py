@@ -19,6 +19,7 @@ class H5Writer:
     """Appends images of every size (plus label, conditions and meta row) to images.h5, hashing pixels as it goes.
 
     `cond_names` (K columns) makes every `append` take a float32 `(K,)` condition row (primary size's pixels).
+    `science_meta` adds the `header` and `params` columns (artifact.SCIENCE_META_FIELDS) to the meta table.
     """
 
     def __init__(
@@ -30,9 +31,11 @@ class H5Writer:
         dtype: str,
         labelled: bool,
         cond_names: Sequence[str] | None = None,
+        science_meta: bool = False,
     ) -> None:
         import h5py
 
+        self.science_meta = science_meta
         self.sizes, self.channels, self.dtype, self.labelled = sizes, channels, np.dtype(dtype), labelled
         self.cond_names = list(cond_names) if cond_names else None
         self.fh = h5py.File(path, "w")
@@ -54,6 +57,7 @@ class H5Writer:
         self.labels: list[int] = []
         self.cond: list[np.ndarray] = []  # float32 (K,) per image, when cond_names is set
         self.meta: list[tuple[Any, ...]] = []
+        self.meta_hasher = hashlib.sha256()
         self.num_written = 0
 
     @property
@@ -84,6 +88,8 @@ class H5Writer:
             assert row.shape == (len(self.cond_names),), row.shape
             self.cond.append(row)
         self.meta.append(meta)
+        if self.science_meta:  # the kept cards and values are part of what a science build stores
+            self.meta_hasher.update(repr(meta[-2:]).encode())
         if len(self.buffers[self.sizes[0]]) >= _FLUSH_EVERY:
             self.flush()
 
@@ -137,7 +143,12 @@ class H5Writer:
                 "names": self.cond_names,
                 "sha256": hashlib.sha256(np.ascontiguousarray(cond).tobytes()).hexdigest(),
             }
-        dt = artifact.meta_dtype()
+        if self.science_meta:
+            digests[artifact.META_DATASET] = {
+                "columns": ["header", "params"],
+                "sha256": self.meta_hasher.hexdigest(),
+            }
+        dt = artifact.meta_dtype(science=self.science_meta)
         meta = np.array(self.meta, dtype=dt) if self.meta else np.zeros(0, dtype=dt)
         self.fh.create_dataset(artifact.META_DATASET, data=meta)
         self.fh.close()
