@@ -1,8 +1,9 @@
-"""`astrogan eval`: FID/KID, power spectra, morphology, precision/recall and memorization of a generator,
-each beside its real-vs-real floor, as one report."""
+"""`astrogan eval`: FID/KID, power spectra, morphology (per band), colours, precision/recall and memorization of a
+generator, each beside its real-vs-real floor, as one report; optionally the measured fakes as FITS cubes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -11,7 +12,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     import numpy as np
+
+    from astrogan.science import ScienceSpec
 
 
 def _default_cache_dir() -> Path:
@@ -36,12 +41,27 @@ def register(app: typer.Typer) -> None:
             help="Number of generated images (seeds 0..num-1); default: 5000 with fid, else 1000.",
         ),
         metrics: str = typer.Option(
-            "fid,kid,spectrum,morphology,prdc,memorization",
+            None,
             "--metrics",
             help="Comma-separated metrics: fid, kid, spectrum, morphology, prdc (precision/recall, "
-            "density/coverage), memorization, conditioning (asked vs measured physical parameters, for "
-            "models trained with --cond), composition (is each kind of object as common as in the data: "
-            "the dataset's classes, or clusters of the real images).",
+            "density/coverage), memorization, colours (aperture colours of multi-band science data, stretch "
+            "undone), conditioning (asked vs measured physical parameters, for models trained with --cond), "
+            "composition (is each kind of object as common as in the data: the dataset's classes, or clusters "
+            "of the real images). Default: fid,kid,spectrum,morphology,prdc,memorization, plus colours for "
+            "multi-band science data.",
+        ),
+        band: str = typer.Option(
+            None,
+            "--band",
+            help="Measure spectrum and morphology on this band only (a band name of a science dataset, e.g. r, "
+            "or a plane index); default: every band alone plus the combined figure.",
+        ),
+        save_fakes: Path = typer.Option(
+            None,
+            "--save-fakes",
+            help="Also write the generated images eval measures into this new directory, seedNNNN.fits: "
+            "float32 cubes in the data's physical units (science data; header: bands, BUNIT, run, step, seed, "
+            "trunc, conditions), or seedNNNN.png for picture datasets.",
         ),
         protocol: str = typer.Option(
             "astrogan",
@@ -87,25 +107,57 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report directory."),
     ) -> None:
         """Write metrics.json, PNG plots and report.html comparing generated images with a dataset."""
+        import numpy as np
+
         from astrogan.metrics import default_num_generated, parse_metric_names
         from astrogan.metrics.compute import evaluate
+        from astrogan.utils.log import info
 
         names = parse_metric_names(metrics)
         num = num if num is not None else default_num_generated(names)
         _check_options(protocol=protocol, num=num, morphology_engine=morphology_engine, trunc=trunc)
         out = _report_dir(run, out, overwrite=overwrite)
+        _check_new_dir(save_fakes, overwrite=overwrite)
         inception_weights = _inception_file(names, inception_weights)
         category_names = _category_names(names, cluster_names, clusters)
         gen, ds, gmeta = _open_pair(run, model, data, device)
+        science, fake_science = _science_pair(gen, ds)
+        if metrics is None and science is not None and science.num_bands > 1:
+            names.append("colours")  # the default set for multi-band science data
+        band_index = _band(band, science, ds.channels)
         real = ds.images(gen.image_size)
         spec, real_cond, fake_cond = _conditions(gen, ds, num, seed=seed)
-        fake = _generate(gen, num, trunc=trunc, batch_size=batch_size, like=real, cond=fake_cond)
+        writer = (
+            None
+            if save_fakes is None
+            else _FakeWriter(
+                fake_science if real.dtype != np.uint8 else None,
+                floats=real.dtype != np.uint8,
+                cards=_cube_facts(gen, gmeta, trunc=trunc),
+                cond_spec=spec if fake_cond is not None else None,
+                num_classes=_num_classes(gen),
+                label_names=ds.label_names or getattr(gen, "label_names", None),
+            )
+        )
+        with _fakes_dir(save_fakes, overwrite=overwrite) as fakes_dir:
+            if writer is not None:
+                writer.out = fakes_dir
+            fake = _generate(
+                gen, num, trunc=trunc, batch_size=batch_size, like=real, cond=fake_cond, writer=writer
+            )
         grid = (
             _grid_set(gen, spec, trunc=trunc, batch_size=batch_size, like=real)
             if "conditioning" in names
             else None
         )
         meta = _report_meta(model or run, data, ds, gmeta, num=num, trunc=trunc, engine=morphology_engine)
+        if science is not None:
+            meta["bands"] = ",".join(science.bands)
+            meta["bunit"] = science.bunit
+        if band_index is not None:
+            meta["band"] = science.bands[band_index] if science is not None else band_index
+        if save_fakes is not None:
+            meta["saved_fakes"] = str(save_fakes)
         doc = evaluate(
             real,
             fake,
@@ -128,8 +180,13 @@ def register(app: typer.Typer) -> None:
             label_names=ds.label_names,
             category_names=category_names,
             num_clusters=clusters or None,
+            science=science,
+            fake_science=fake_science if fake_science != science else None,
+            band=band_index,
         )
         _print_summary(doc, out)
+        if save_fakes is not None:
+            info(f"[green]wrote {num} generated images to {save_fakes}")
 
 
 def _check_options(*, protocol: str, num: int, morphology_engine: str, trunc: float) -> None:
@@ -268,53 +325,217 @@ def _grid_set(gen: Any, spec: Any, *, trunc: float, batch_size: int, like: np.nd
     asked = np.tile(points, (reps, 1))
     seeds_all = list(range(GRID_SEED, GRID_SEED + len(asked)))
     chunks = [
-        gen.generate(
+        _batch(
+            gen,
             seeds_all[s : s + batch_size],
             trunc=trunc,
             cond=asked[s : s + batch_size],
-            check_cond=False,
             batch_size=batch_size,
+            floats=like.dtype != np.uint8,
         )
         for s in range(0, len(asked), batch_size)
     ]
-    images = np.concatenate(chunks)
-    if like.dtype != np.uint8:
-        from astrogan.imaging import uint8_to_unit
-
-        images = uint8_to_unit(images, np.float32)
+    images = np.concatenate([_as_data(c) for c in chunks])
     return images, asked
 
 
+def _batch(
+    gen: Any, seeds: list[int], *, trunc: float, cond: np.ndarray | None, batch_size: int, floats: bool
+) -> np.ndarray:
+    """One batch of generated images: uint8 pictures `(n, H, W, C)`, or for float (science) data the model's
+    own float output `(n, C, H, W)` in [-1, 1] (never through uint8: 256 levels would quantise the fluxes)."""
+    extra: dict[str, Any] = {} if cond is None else {"cond": cond, "check_cond": False}
+    if not floats:
+        return gen.generate(seeds, trunc=trunc, batch_size=batch_size, **extra)
+    if hasattr(gen, "generate_tensor"):  # the PyTorch generator
+        return gen.generate_tensor(seeds, trunc=trunc, batch_size=batch_size, **extra).numpy()
+    # An exported model (ONNX Runtime): the same latents and class labels as its `generate` feeds it.
+    return gen.generate_float(
+        gen.latents(seeds), labels=gen.default_labels(seeds), trunc=trunc, batch_size=batch_size, **extra
+    )
+
+
+def _as_data(batch: np.ndarray) -> np.ndarray:
+    """A `_batch` result as the metrics compare it: uint8 pictures as they are; model output `(n, C, H, W)` in
+    [-1, 1] -> float32 `(n, H, W, C)` in [0, 1], the scale float datasets store."""
+    import numpy as np
+
+    from astrogan.imaging import model_to_unit
+
+    if batch.dtype == np.uint8:
+        return batch
+    return np.clip(model_to_unit(np.asarray(batch, dtype=np.float32)), 0.0, 1.0).transpose(0, 2, 3, 1)
+
+
 def _generate(
-    gen: Any, num: int, *, trunc: float, batch_size: int, like: np.ndarray, cond: np.ndarray | None = None
+    gen: Any,
+    num: int,
+    *,
+    trunc: float,
+    batch_size: int,
+    like: np.ndarray,
+    cond: np.ndarray | None = None,
+    writer: _FakeWriter | None = None,
 ) -> np.ndarray:
     """Images of seeds 0..num-1, `(num, H, W, C)`: uint8, or float32 in [0, 1] when `like` (the real set) is.
 
-    `cond` (num, K): the physical conditions of each image (models trained with --cond).
+    `cond` (num, K): the physical conditions of each image (models trained with --cond). `writer` also writes
+    every image to disk (--save-fakes) as it is made.
     """
     import numpy as np
 
-    from astrogan.imaging import uint8_to_unit
     from astrogan.utils.log import info, progress
 
+    floats = like.dtype != np.uint8
     chunks = []
     with progress() as bar:
         task = bar.add_task("generating", total=num, info="")
         for s in range(0, num, batch_size):
             seeds = list(range(s, min(num, s + batch_size)))
-            extra = {} if cond is None else {"cond": cond[s : s + len(seeds)], "check_cond": False}
+            rows = None if cond is None else cond[s : s + len(seeds)]
             t0 = time.perf_counter()
-            chunks.append(gen.generate(seeds, trunc=trunc, batch_size=batch_size, **extra))
+            batch = _batch(gen, seeds, trunc=trunc, cond=rows, batch_size=batch_size, floats=floats)
+            chunks.append(_as_data(batch))
             if s == 0 and num > len(seeds):  # the expected time, before the bulk of the work
                 rate = len(seeds) / max(time.perf_counter() - t0, 1e-6)
                 info(
                     f"generating {num} images: about {_duration(num / rate)} at {rate:.0f} img/s (--num to change)"
                 )
+            if writer is not None:
+                writer.write(seeds, batch, rows)
             bar.advance(task, len(seeds))
-    fake = np.concatenate(chunks)
-    if like.dtype != np.uint8:  # float science data live in [0, 1]: compare like with like
-        fake = uint8_to_unit(fake, np.float32)
-    return fake
+    return np.concatenate(chunks)
+
+
+def _check_new_dir(path: Path | None, *, overwrite: bool) -> None:
+    """--save-fakes names a new directory (or one --overwrite may replace), checked before any work."""
+    from astrogan.utils.errors import UserError
+
+    if path is not None and path.exists() and not overwrite:
+        raise UserError(f"--save-fakes directory {path} exists; pass --overwrite or choose another directory")
+
+
+@contextlib.contextmanager
+def _fakes_dir(path: Path | None, *, overwrite: bool) -> Iterator[Path | None]:
+    """The --save-fakes directory, built under a temp name and renamed into place when every image is in it."""
+    if path is None:
+        yield None
+        return
+    from astrogan.utils.atomic import atomic_dir
+
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        yield tmp
+
+
+def _science_pair(gen: Any, ds: Any) -> tuple[ScienceSpec | None, ScienceSpec | None]:
+    """(the data's science spec, the generator's): what undoes the reals' stretch and what undoes the fakes'.
+
+    A generator that records none is taken to share the data's (it trained on it); differing band names warn.
+    """
+    from astrogan.science import ScienceSpec
+    from astrogan.utils.log import warn
+
+    data = ds.science
+    own = getattr(gen, "science", None)
+    if not isinstance(own, ScienceSpec):
+        meta = getattr(gen, "meta", None) or {}
+        try:
+            own = ScienceSpec.from_dict(meta.get("science") or (meta.get("extra") or {}).get("science"))
+        except (KeyError, TypeError, ValueError):
+            own = None
+    if own is not None and own.num_bands != gen.channels:
+        own = None
+    if data is not None and own is not None and own.bands != data.bands:
+        warn(
+            f"the generator's bands ({', '.join(own.bands)}) are not the data's ({', '.join(data.bands)}): "
+            "each plane is compared with the data's plane in the same place"
+        )
+    return data, own or data
+
+
+def _band(band: str | None, science: ScienceSpec | None, channels: int) -> int | None:
+    """--band as a plane index (a UserError naming the bands for an unknown one)."""
+    from astrogan.metrics.bands import resolve_band
+
+    return resolve_band(band, science, channels)
+
+
+def _num_classes(gen: Any) -> int:
+    """Classes the generator draws by default (`seed % num_classes`); 0 for unconditional or --cond models."""
+    if getattr(gen, "cond_spec", None) is not None or not getattr(gen, "has_class_input", True):
+        return 0
+    return int(getattr(gen, "num_classes", 0) or 0)
+
+
+def _cube_facts(gen: Any, gmeta: dict[str, Any], *, trunc: float) -> dict[str, Any]:
+    """What every saved fake shares (keywords of `science.generated_cube_cards`): run, step, arch, truncation."""
+    return {
+        "run": None if gmeta.get("run") is None else str(gmeta["run"]),
+        "step": None if gmeta.get("step") is None else int(gmeta["step"]),
+        "arch": (getattr(gen, "meta", None) or {}).get("arch"),
+        "trunc": float(trunc),
+    }
+
+
+class _FakeWriter:
+    """Writes each image eval measures into the --save-fakes directory, as it is generated.
+
+    Float (science) data: `seedNNNN.fits`, float32 `(B, H, W)` cubes in the data's physical units
+    (`science.cube_values`: the stretch undone; `science.write_fits`: the one flip to FITS order; the header
+    is `science.generated_cube_cards`, as `generate --format fits` and the web write it); float data without a
+    science spec (a per-image stretch, nothing to undo) keep the model's values mapped to [0, 1], BUNIT
+    'display'. Picture datasets: `seedNNNN.png`, the very pictures measured.
+    """
+
+    def __init__(
+        self,
+        spec: ScienceSpec | None,
+        *,
+        floats: bool,
+        cards: dict[str, Any],
+        cond_spec: Any = None,
+        num_classes: int = 0,
+        label_names: Sequence[str] | None = None,
+    ) -> None:
+        self.spec, self.floats, self.facts, self.cond_spec = spec, floats, cards, cond_spec
+        self.num_classes, self.label_names = num_classes, label_names
+        self.out: Path | None = None
+
+    def _drawn_with(self, seed: int, cond: np.ndarray | None) -> dict[str, Any]:
+        """The seed, class and conditions image `seed` was drawn with (keywords of `generated_cube_cards`)."""
+        from astrogan.utils.seeds import labels_for_seeds
+
+        out: dict[str, Any] = {**self.facts, "seed": int(seed)}
+        if cond is not None and self.cond_spec is not None:
+            out["cond"] = {
+                name: (float(value), unit)
+                for name, unit, value in zip(self.cond_spec.names, self.cond_spec.units, cond, strict=True)
+            }
+        labels = labels_for_seeds([seed], self.num_classes) if self.cond_spec is None else None
+        if labels:
+            out["label"] = int(labels[0])
+            if self.label_names and labels[0] < len(self.label_names):
+                out["label_name"] = str(self.label_names[labels[0]])
+        return out
+
+    def write(self, seeds: list[int], batch: np.ndarray, cond: np.ndarray | None) -> None:
+        """One `_batch` result: model output `(n, C, H, W)` in [-1, 1] (float data) or uint8 pictures."""
+        from astrogan.science import cube_values, generated_cube_cards, write_fits
+
+        assert self.out is not None
+        if not self.floats:
+            from astrogan.sampling.post import save_png
+
+            for j, seed in enumerate(seeds):
+                drawn = self._drawn_with(seed, None)
+                text = {k: str(v) for k, v in drawn.items() if v is not None and k != "cond"}
+                save_png(batch[j], self.out / f"seed{seed:04d}.png", text=text)
+            return
+        values = cube_values(batch, self.spec)
+        for j, seed in enumerate(seeds):
+            drawn = self._drawn_with(seed, None if cond is None else cond[j])
+            cards = generated_cube_cards(self.spec, channels=int(batch.shape[1]), **drawn)
+            write_fits(self.out / f"seed{seed:04d}.fits", values[j], cards)
 
 
 def _duration(seconds: float) -> str:

@@ -1,6 +1,6 @@
-"""Metrics of generated sky images: FID/KID, power spectra, galaxy morphology, precision/recall and
-density/coverage, memorization, and (for conditional generators) asked-vs-measured conditions; each
-figure beside its real-data floor.
+"""Metrics of generated sky images: FID/KID, power spectra, galaxy morphology (per band for science data),
+colours, precision/recall and density/coverage, memorization, and (for conditional generators)
+asked-vs-measured conditions; each figure beside its real-data floor.
 
 `METRICS` is the registry: a name, what it reports, and where its `Metric` class lives (imported only
 when the metric runs, so `import astrogan.metrics` stays light). Adding a metric is one class in its
@@ -65,6 +65,11 @@ METRICS: dict[str, MetricSpec] = {
             "conditioning",
             "closed loop: physical conditions asked of a conditional generator vs measured on its images",
             "astrogan.metrics.conditioning:ConditioningMetric",
+        ),
+        MetricSpec(
+            "colours",
+            "galaxy colours of science data (aperture fluxes, stretch undone): per-colour W1, red fraction",
+            "astrogan.metrics.colours:ColoursMetric",
         ),
         MetricSpec(
             "composition",

@@ -7,6 +7,7 @@ Adding a metric is one class (in its family's module) plus one line in `astrogan
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -21,6 +22,7 @@ from astrogan.utils.atomic import atomic_path
 
 if TYPE_CHECKING:
     from astrogan.conditions import CondSpec
+    from astrogan.science import ScienceSpec
 
 _CACHE_VERSION = 2  # 2: bounded Sérsic fits and per-property NaN (morphology arrays changed)
 
@@ -121,6 +123,12 @@ class Context:
     label_names: list[str] | None = None
     category_names: dict[int, str] | None = None
     num_clusters: int | None = None
+    # Science data: the data's bands and dataset-wide stretch (the colours metric undoes it; per-band
+    # figures are named by its bands), the generator's when it differs, and the plane `--band` names
+    # (spectrum and morphology then measure that band only).
+    science: ScienceSpec | None = None
+    fake_science: ScienceSpec | None = None
+    band: int | None = None
     notes: list[str] = field(default_factory=list)
     _shared: dict[str, Any] = field(default_factory=dict)
 
@@ -134,6 +142,39 @@ class Context:
         r = len(self.real) if num_real is None else num_real
         f = len(self.fake) if num_fake is None else num_fake
         return f"{r} real / {f} generated"
+
+    def band_name(self, b: int) -> str:
+        """The name of plane `b`: the science spec's band name, else `b0`, `b1`, ..."""
+        return self.science.bands[b] if self.science is not None else f"b{b}"
+
+    def bands_measured(self) -> list[int]:
+        """Planes that get figures of their own: the named `band`; else every band of multi-band science or
+        float data (uint8 RGB pictures are judged as pictures, so none)."""
+        if self.band is not None:
+            return [self.band]
+        c = int(self.real.shape[-1])
+        if c > 1 and (self.science is not None or self.real.dtype != np.uint8):
+            return list(range(c))
+        return []
+
+    def plane(self, b: int) -> Context:
+        """This context reduced to band `b` `(N,H,W,1)`: the single-band metric on it is the per-band figure.
+
+        Contiguous copies (a strided view could sum in another order), a cache of its own and nothing shared.
+        """
+        key = None if self.cache.key is None else f"{self.cache.key}-band{b}"
+        return dataclasses.replace(
+            self,
+            real=np.ascontiguousarray(self.real[..., b : b + 1]),
+            fake=np.ascontiguousarray(self.fake[..., b : b + 1]),
+            cache=StatsCache(self.cache.dir, key),
+            grid=None,
+            science=None,
+            fake_science=None,
+            band=None,
+            notes=[],
+            _shared={},
+        )
 
     def peek(self, key: str) -> Any:
         """What `shared(key, ...)` computed already, or None (nothing is computed)."""

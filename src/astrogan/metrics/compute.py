@@ -25,6 +25,7 @@ from astrogan.utils.log import console
 
 if TYPE_CHECKING:
     from astrogan.conditions import CondSpec
+    from astrogan.science import ScienceSpec
 
 __all__ = ["MetricsOutput", "StatsCache", "compute_metrics", "evaluate", "run_metrics"]
 
@@ -131,6 +132,9 @@ def run_metrics(
     label_names: Sequence[str] | None = None,
     category_names: dict[int, str] | None = None,
     num_clusters: int | None = None,
+    science: ScienceSpec | None = None,
+    fake_science: ScienceSpec | None = None,
+    band: str | int | None = None,
 ) -> MetricsOutput:
     """Compute the named metrics of `fake` against `real` (both `(N,H,W,C)`), with details for a report.
 
@@ -141,7 +145,12 @@ def run_metrics(
 
     For the `composition` metric: real_labels `(N_real,)` the real images' classes and label_names their
     names (class mix compared by a classifier; without labels, clusters are), category_names names a
-    person gave its categories (number -> name), num_clusters its k (None: automatic)."""
+    person gave its categories (number -> name), num_clusters its k (None: automatic).
+
+    Multi-band data: science is the data's `ScienceSpec` (band names, the stretch the `colours` metric
+    undoes; fake_science the generator's when it differs); spectrum and morphology then also report each
+    band alone, or only `band` (a band name, or a plane index) when one is named."""
+    from astrogan.metrics.bands import resolve_band
     from astrogan.metrics.protocols import PROTOCOLS
 
     unknown = [n for n in names if n not in METRICS]
@@ -160,6 +169,13 @@ def run_metrics(
     real_labels = _check_labels(real_labels, len(real))
     if num_clusters is not None and num_clusters < 2:
         raise UserError(f"the number of clusters must be at least 2, got {num_clusters}")
+    for what, spec in (("the data's", science), ("the generator's", fake_science)):
+        if spec is not None and spec.num_bands != real.shape[-1]:
+            raise UserError(
+                f"{what} science spec names {spec.num_bands} band(s) ({', '.join(spec.bands)}) but the images "
+                f"have {real.shape[-1]}"
+            )
+    band_index = resolve_band(band, science, int(real.shape[-1]))
     if cache_dir is not None and cache_key is None:
         cache_key = array_key(real)
     ctx = Context(
@@ -179,6 +195,9 @@ def run_metrics(
         label_names=None if label_names is None else [str(n) for n in label_names],
         category_names=None if category_names is None else dict(category_names),
         num_clusters=num_clusters,
+        science=science,
+        fake_science=fake_science,
+        band=band_index,
     )
     out = MetricsOutput(context=ctx)
     # Inception metrics first: the memorization check reuses their features when there are any.
@@ -207,10 +226,11 @@ def compute_metrics(
     cache_key: str | None = None,
     inception_weights: str | None = None,
     rng_seed: int = 0,
+    science: ScienceSpec | None = None,
 ) -> dict[str, float]:
     """Flat dict of scalar figures (e.g. `fid`, `kid_mean`, `spectrum_w1_mean`, `morph_w1_mean`,
     `prdc_precision`, `memorization_fraction`) of generated `fake` against `real`, both `(N,H,W,C)`
-    uint8 (or float32).
+    uint8 (or float32). `science`: the data's science spec (per-band figures named by its bands, colours).
 
     Metrics that cannot run (no Inception weights, too few images) are left out with one line on the
     console.
@@ -223,6 +243,7 @@ def compute_metrics(
         cache_key=cache_key,
         inception_weights=inception_weights,
         rng_seed=rng_seed,
+        science=science,
     )
     return {k: float(v) for k, v in res.scalars.items()}
 
@@ -250,12 +271,15 @@ def evaluate(
     label_names: Sequence[str] | None = None,
     category_names: dict[int, str] | None = None,
     num_clusters: int | None = None,
+    science: ScienceSpec | None = None,
+    fake_science: ScienceSpec | None = None,
+    band: str | int | None = None,
 ) -> dict[str, Any]:
     """Full evaluation: metrics.json, PNG plots and report.html in `out_dir` (built atomically).
 
     cond_spec, real_cond, fake_cond, cond_grid: as in `run_metrics` (for the `conditioning` metric);
-    real_labels, label_names, category_names, num_clusters: as there (for the `composition` metric).
-    Returns the metrics.json content.
+    real_labels, label_names, category_names, num_clusters: as there (for the `composition` metric);
+    science, fake_science, band: as there (per-band figures, colours). Returns the metrics.json content.
     """
     from astrogan.metrics import DEFAULT_METRICS
     from astrogan.metrics.report import write_report
@@ -280,6 +304,9 @@ def evaluate(
         label_names=label_names,
         category_names=category_names,
         num_clusters=num_clusters,
+        science=science,
+        fake_science=fake_science,
+        band=band,
     )
     return write_report(
         out_dir, res, names=names, meta={"protocol": protocol, **(meta or {})}, overwrite=overwrite

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from astrogan.imaging import make_grid
+
+if TYPE_CHECKING:
+    from astrogan.science import ScienceSpec
 
 
 def pyplot():  # noqa: ANN201
@@ -45,11 +49,18 @@ def imshow(ax, img: np.ndarray) -> None:  # noqa: ANN001
     ax.axis("off")
 
 
-def save_grid(path: Path, images: np.ndarray, title: str) -> None:
-    """A titled PNG grid of the first 64 images."""
+def save_grid(path: Path, images: np.ndarray, title: str, *, science: ScienceSpec | None = None) -> None:
+    """A titled PNG grid of the first 64 images; multi-band science data `(N,H,W,B)` in [0, 1] are shown as the
+    spec's colour composite (`science.display_uint8`: Lupton et al. 2004 from the fluxes)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
-    imshow(ax, image_grid(images))
+    first = images[:64]
+    if science is not None and science.num_bands > 1 and first.shape[-1] == science.num_bands:
+        from astrogan.science import display_uint8
+
+        unit = first.astype(np.float32) / 255.0 if first.dtype == np.uint8 else first.astype(np.float32)
+        first = display_uint8(np.moveaxis(unit, -1, 1) * 2.0 - 1.0, science)
+    imshow(ax, image_grid(first))
     ax.set_title(title)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -102,6 +113,58 @@ def save_scatter_panels(
         ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, loc="lower right")
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@dataclass(frozen=True)
+class HistPanel:
+    """One histogram panel: its title and x label, samples `(label, values (N,))` drawn over shared bins
+    (non-finite values left out), and vertical lines `(x, label)`."""
+
+    title: str
+    xlabel: str
+    samples: Sequence[tuple[str, np.ndarray]]
+    lines: Sequence[tuple[float, str]] = ()
+
+
+def save_histogram_panels(
+    path: Path, panels: Sequence[HistPanel], *, cols: int = 4, num_bins: int = 30
+) -> None:
+    """A PNG of density histograms, one panel per `HistPanel`; bins span the 1st-99th percentiles of all samples."""
+    plt = pyplot()
+    n = max(len(panels), 1)
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False)
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        finite = [np.asarray(v, dtype=np.float64) for _, v in panel.samples]
+        finite = [v[np.isfinite(v)] for v in finite]
+        both = np.concatenate(finite) if finite else np.zeros(0)
+        if both.size:
+            lo, hi = np.percentile(both, [1, 99])
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, num_bins + 1)
+            for (label, _), v in zip(panel.samples, finite, strict=True):
+                if not v.size:  # nothing measured on this side: a density of no values is 0/0
+                    ax.plot([], [], label=f"{label} (0)")
+                    continue
+                ax.hist(
+                    np.clip(v, bins[0], bins[-1]),
+                    bins=bins,
+                    density=True,
+                    alpha=0.5,
+                    label=f"{label} ({v.size})",
+                )
+        for x, label in panel.lines:
+            if np.isfinite(x):
+                ax.axvline(x, color="0.2", lw=0.8, ls="--", label=label)
+        ax.set_title(panel.title, fontsize=8)
+        ax.set_xlabel(panel.xlabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()

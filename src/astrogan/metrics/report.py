@@ -38,6 +38,14 @@ def _metrics_json(res: Any, names: Sequence[str], meta: dict) -> dict:
         "image_shape": list(ctx.real.shape[1:]),
         "meta": meta,
     }
+    if ctx.science is not None:  # which plane is which band, and what the per-band figures measured
+        doc["science"] = {
+            "bands": list(ctx.science.bands),
+            "bunit": ctx.science.bunit,
+            "band_measured": None if ctx.band is None else ctx.band_name(ctx.band),
+            "per_band": "spectrum and morphology: each band alone (the single-band metric on its plane) beside "
+            "the combined figure (spectrum: the mean over bands; morphology: measured on the mean of the bands)",
+        }
     weights = ctx.peek("inception_weights")
     if weights:
         doc["inception"] = weights
@@ -124,8 +132,8 @@ def write_report(
     ctx = res.context
     doc = _metrics_json(res, names, meta)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        save_grid(tmp / "real_grid.png", ctx.real, "real")
-        save_grid(tmp / "generated_grid.png", ctx.fake, "generated")
+        save_grid(tmp / "real_grid.png", ctx.real, "real", science=ctx.science)
+        save_grid(tmp / "generated_grid.png", ctx.fake, "generated", science=ctx.fake_science or ctx.science)
         plots: list[tuple[str, str]] = [
             ("real_grid.png", "real images"),
             ("generated_grid.png", "generated images"),

@@ -6,11 +6,13 @@ import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from astrogan.metrics.base import Context, Metric, Row
+from astrogan.metrics.bands import PerBandMetric, band_table
+from astrogan.metrics.base import Context, Row
 
 
 def to_float_images(images: np.ndarray) -> np.ndarray:
@@ -121,11 +123,14 @@ def spectrum_floor(real_spec: np.ndarray, num_fake: int, *, rng_seed: int = 0) -
     )
 
 
-class SpectrumMetric(Metric):
+class SpectrumMetric(PerBandMetric):
+    """Radial power spectra; for multi-band science data also band by band (`PerBandMetric`)."""
+
     name = "spectrum"
     description = "azimuthally averaged power spectra: ratio and per-bin Wasserstein beside the real floor"
+    prefix = "spectrum"
 
-    def compute(self, ctx: Context) -> dict:
+    def compute_one(self, ctx: Context) -> dict[str, Any]:
         def real_spec() -> dict[str, np.ndarray]:
             f, p = radial_spectrum(ctx.real)
             return {"freqs": f, "power": p}
@@ -141,18 +146,25 @@ class SpectrumMetric(Metric):
             out["holzschuh2022"] = holzschuh_spectrum_distance(rs["power"][:, b], fp[:, b], rs["freqs"])
         return out
 
-    def scalars(self, d: dict) -> dict[str, float]:
+    def combined_how(self, names: list[str]) -> str:
+        return f"mean over bins and bands {', '.join(names)}"
+
+    def scalars_one(self, d: dict[str, Any]) -> dict[str, float]:
         out = d["comparison"].summary()
         out["spectrum_floor_w1_mean"] = float(np.nanmean(d["floor"]))
         if "holzschuh2022" in d:
             out["holzschuh2022_spectrum_w1_mean"] = float(d["holzschuh2022"]["mean"])
         return out
 
-    def rows(self, d: dict, ctx: Context) -> list[Row]:
-        s = self.scalars(d)
+    def rows_one(self, d: dict[str, Any], ctx: Context, where: str) -> list[Row]:
+        s = self.scalars_one(d)
+        if where.startswith("band "):
+            label = f"power spectrum W1, {where} (mean over bins)"
+        else:
+            label = f"power spectrum W1 ({where or 'mean over bins'})"
         return [
             Row(
-                "power spectrum W1 (mean over bins)",
+                label,
                 s["spectrum_w1_mean"],
                 s["spectrum_floor_w1_mean"],
                 "distance between real and generated distributions of log10 power per spatial frequency "
@@ -161,21 +173,21 @@ class SpectrumMetric(Metric):
             )
         ]
 
-    def to_json(self, d: dict) -> dict:
+    def to_json_one(self, d: dict[str, Any]) -> dict[str, Any]:
         c = d["comparison"]
         out = {
             "freqs_cycles_per_px": c.freqs.tolist(),
             "ratio": np.nan_to_num(c.ratio, nan=-1.0).tolist(),
             "w1_log10_power": c.w1.tolist(),
             "w1_floor_real_halves": np.nan_to_num(d["floor"], nan=-1.0).tolist(),
+            "w1_mean": float(np.mean(c.w1)),
+            "floor_w1_mean": _num(float(np.nanmean(d["floor"]))),
         }
         if "holzschuh2022" in d:
-            out["holzschuh2022"] = {
-                k: (float(v) if math.isfinite(v) else None) for k, v in d["holzschuh2022"].items()
-            }
+            out["holzschuh2022"] = {k: _num(float(v)) for k, v in d["holzschuh2022"].items()}
         return out
 
-    def figures(self, d: dict, ctx: Context, out_dir: Path) -> list[tuple[str, str]]:
+    def figures(self, d: dict[str, Any], ctx: Context, out_dir: Path) -> list[tuple[str, str]]:
         from matplotlib.ticker import NullFormatter
 
         from astrogan.metrics.plots import pyplot
@@ -183,14 +195,17 @@ class SpectrumMetric(Metric):
         plt = pyplot()
         comp = d["comparison"]
         c = comp.mean_real.shape[0]
+        names = d["band_names"] or [f"band {b}" for b in range(c)]
         fig, axes = plt.subplots(3, 1, figsize=(6, 8), sharex=True, gridspec_kw={"height_ratios": [2, 1, 1]})
         for b in range(c):
-            lab = f" band {b}" if c > 1 else ""
-            axes[0].loglog(comp.freqs, comp.mean_real[b], "-", label=f"real{lab}")
-            axes[0].loglog(comp.freqs, comp.mean_fake[b], "--", label=f"generated{lab}")
-            axes[1].semilogx(comp.freqs, comp.ratio[b], label=lab or None)
-            axes[2].semilogx(comp.freqs, comp.w1[b], label=f"real vs generated{lab}")
-            axes[2].semilogx(comp.freqs, d["floor"][b], ":", label=f"floor (real halves){lab}")
+            lab = f" {names[b]}" if c > 1 or d["only"] is not None else ""
+            axes[0].loglog(comp.freqs, comp.mean_real[b], "-", color=f"C{b % 10}", label=f"real{lab}")
+            axes[0].loglog(comp.freqs, comp.mean_fake[b], "--", color=f"C{b % 10}", label=f"generated{lab}")
+            axes[1].semilogx(comp.freqs, comp.ratio[b], color=f"C{b % 10}", label=lab or None)
+            axes[2].semilogx(comp.freqs, comp.w1[b], color=f"C{b % 10}", label=f"real vs generated{lab}")
+            axes[2].semilogx(
+                comp.freqs, d["floor"][b], ":", color=f"C{b % 10}", label=f"floor (real halves){lab}"
+            )
         axes[0].set_ylabel("mean power")
         axes[0].legend(fontsize=7)
         axes[1].axhline(1.0, color="k", lw=0.5)
@@ -204,16 +219,35 @@ class SpectrumMetric(Metric):
         )
         fig.savefig(out_dir / "spectrum.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        return [("spectrum.png", "1D power spectra, their ratio and the per-bin distance beside its floor")]
+        what = "1D power spectra, their ratio and the per-bin distance beside its floor"
+        if d["only"] is not None:
+            what += f" (band {d['only']})"
+        elif d["bands"]:
+            what += ", one colour per band"
+        return [("spectrum.png", what)]
 
-    def section(self, d: dict) -> str:
-        s = self.scalars(d)
-        return (
-            "<h2>Power spectrum</h2><p>"
-            + html.escape(
-                f"Mean per-bin W1 of log10 power {s['spectrum_w1_mean']:.3g} against a real-vs-real floor of "
-                f"{s['spectrum_floor_w1_mean']:.3g}; mean |log10 ratio| of the mean spectra "
-                f"{s['spectrum_log_ratio_mean_abs']:.3g}."
-            )
-            + "</p>"
+    def section(self, d: dict[str, Any]) -> str:
+        s = self.scalars_one(d)
+        where = f" on band {d['only']} (eval --band)" if d["only"] is not None else ""
+        text = (
+            f"Mean per-bin W1 of log10 power{where} {s['spectrum_w1_mean']:.3g} against a real-vs-real floor of "
+            f"{s['spectrum_floor_w1_mean']:.3g}; mean |log10 ratio| of the mean spectra "
+            f"{s['spectrum_log_ratio_mean_abs']:.3g}."
         )
+        if d["bands"]:
+            text += (
+                f" The combined figure is the {self.combined_how(d['band_names'])}; each band's own figure is "
+                "the same measure on that band alone, beside its own floor."
+            )
+        out = "<h2>Power spectrum</h2><p>" + html.escape(text) + "</p>"
+        if d["bands"]:
+            out += band_table(
+                [(name, self.scalars_one(bd)) for name, bd in d["bands"].items()],
+                ("spectrum_w1_mean", "spectrum_floor_w1_mean", "spectrum_log_ratio_mean_abs"),
+                ("W1 (mean over bins)", "floor", "mean |log10 ratio|"),
+            )
+        return out
+
+
+def _num(v: float) -> float | None:
+    return v if math.isfinite(v) else None
