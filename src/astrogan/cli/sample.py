@@ -7,6 +7,11 @@ from pathlib import Path
 import typer
 
 RUN_HELP = "Run directory (or its checkpoints/ or generator.safetensors)."
+RGB_HELP = (
+    "Multi-band runs: the bands shown as red, green, blue, e.g. i,r,g (default: the run's recorded mapping; "
+    "recorded in each PNG's metadata)."
+)
+BAND_HELP = "Show this band alone, in grey (a band name of a multi-band run, or a channel number 0, 1, 2)."
 
 
 def open_generator(run: Path | None, model: Path | None, device: str):  # noqa: ANN201
@@ -60,30 +65,62 @@ def register(app: typer.Typer) -> None:
             False, "--extrapolate", help="Allow conditions outside the trained range (results may be poor)."
         ),
         out: Path = typer.Option(Path("generated"), "--out", help="Output folder."),
+        format_: str = typer.Option(
+            "png",
+            "--format",
+            help="png: pictures (seedNNNN.png); fits: float32 cubes (seedNNNN.fits) in the data's physical units "
+            "(the stretch undone; plain-picture runs: [0, 1], BUNIT 'display'), band names, units, run, step, "
+            "seed, truncation and conditioning in the header.",
+        ),
+        rgb: str = typer.Option(None, "--rgb", help=RGB_HELP),
+        band: str = typer.Option(None, "--band", help=BAND_HELP),
         grid: bool = typer.Option(False, "--grid", help="Also write all images as one grid.png."),
         batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     ) -> None:
-        """Write one PNG per seed (seedNNNN.png); seed N always gives the same image."""
+        """Write one PNG (or FITS cube) per seed, seedNNNN.png/.fits; seed N always gives the same image."""
         from astrogan.utils.errors import UserError
         from astrogan.utils.seeds import parse_seeds
 
         if not 0 < trunc <= 2:
             raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+        fmt = format_.strip().lower()
+        if fmt not in ("png", "fits"):
+            raise UserError(f"--format must be png or fits, got {format_!r}")
+        if fmt == "fits" and (rgb or band) and not grid:
+            raise UserError(
+                "--rgb/--band choose how pictures are drawn; FITS cubes hold every band: drop them"
+            )
         seed_list = parse_seeds(seeds)
         gen = open_generator(run, model, device)
+        view = _view(gen, rgb, band)
         spec = getattr(gen, "cond_spec", None)
         if (cond or cond_grid) and spec is None:
             raise UserError("this model takes no physical conditions: drop --cond/--cond-grid")
+        if cond_grid and fmt == "fits":
+            raise UserError("--cond-grid writes picture sheets: drop --format fits (or --cond-grid)")
         out.mkdir(parents=True, exist_ok=True)
         if cond_grid:
             _write_cond_grid(
-                gen, spec, seed_list, cond_grid, cond, trunc=trunc, check=not extrapolate, out=out
+                gen, spec, seed_list, cond_grid, cond, trunc=trunc, check=not extrapolate, out=out, view=view
             )
             return
         rows = spec.rows(cond, 1, check=not extrapolate)[0] if spec is not None else None
+        if fmt == "fits":
+            _write_fits(gen, seed_list, trunc=trunc, labels=class_, cond=rows, batch_size=batch_size, out=out)
+            if not grid:
+                return
         _write_seeds(
-            gen, seed_list, trunc=trunc, labels=class_, cond=rows, batch_size=batch_size, out=out, grid=grid
+            gen,
+            seed_list,
+            trunc=trunc,
+            labels=class_,
+            cond=rows,
+            batch_size=batch_size,
+            out=out,
+            grid=grid,
+            view=view,
+            each=fmt == "png",
         )
 
     _register_walks(app)
@@ -102,20 +139,23 @@ def _register_walks(app: typer.Typer) -> None:
             1.0, "--trunc", help="Truncation (1 = none; in w for StyleGAN2, in z otherwise)."
         ),
         out: Path = typer.Option(None, "--out", help="Output PNG (default RUN/interpolation.png)."),
+        rgb: str = typer.Option(None, "--rgb", help=RGB_HELP),
+        band: str = typer.Option(None, "--band", help=BAND_HELP),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     ) -> None:
         """Slerp in z from start images (top row) to end images (bottom row), the APOD project's sheet."""
         from astrogan.sampling.generator import load_generator
         from astrogan.sampling.interpolate import interpolation_sheet
-        from astrogan.sampling.post import save_png
+        from astrogan.sampling.post import DISPLAY_KEY, save_png
         from astrogan.utils.errors import UserError
         from astrogan.utils.log import info
 
         if not (1 <= rows <= 64 and 2 <= steps <= 64):
             raise UserError("--rows must be in 1..64 and --steps in 2..64")
-        gen = load_generator(run, device=device)
+        gen = load_generator(run, device=device).with_view(rgb=rgb, band=band)
         target = out or _run_root(run) / "interpolation.png"
-        save_png(interpolation_sheet(gen, rows=rows, steps=steps, seed=seed, trunc=trunc), target)
+        sheet = interpolation_sheet(gen, rows=rows, steps=steps, seed=seed, trunc=trunc)
+        save_png(sheet, target, text={DISPLAY_KEY: gen.view.describe()})
         info(f"[green]wrote {target}")
 
     @app.command("average")
@@ -124,23 +164,25 @@ def _register_walks(app: typer.Typer) -> None:
         num: int = typer.Option(1000, "--num", help="How many generated images to average."),
         seed: int = typer.Option(0, "--seed", help="First seed."),
         out: Path = typer.Option(None, "--out", help="Output PNG (default RUN/average-NUM.png)."),
+        rgb: str = typer.Option(None, "--rgb", help=RGB_HELP),
+        band: str = typer.Option(None, "--band", help=BAND_HELP),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     ) -> None:
-        """The average of NUM generated images: where the model puts its light on average."""
+        """The average of NUM generated images (of their fluxes, for science runs): where the light goes."""
         from astrogan.sampling.average import average_image
         from astrogan.sampling.generator import load_generator
-        from astrogan.sampling.post import save_png
+        from astrogan.sampling.post import DISPLAY_KEY, save_png
         from astrogan.utils.errors import UserError
         from astrogan.utils.log import info, progress
 
         if not 1 <= num <= 1_000_000:
             raise UserError(f"--num must be in 1..1000000, got {num}")
-        gen = load_generator(run, device=device)
+        gen = load_generator(run, device=device).with_view(rgb=rgb, band=band)
         with progress() as bar:
             task = bar.add_task("averaging", total=num, info="")
             mean = average_image(gen, num=num, seed=seed, on_batch=lambda n: bar.advance(task, n))
         target = out or _run_root(run) / f"average-{num}.png"
-        save_png(mean, target)
+        save_png(mean, target, text={DISPLAY_KEY: gen.view.describe()})
         info(f"[green]wrote {target}")
 
     @app.command("progress-video")
@@ -148,13 +190,15 @@ def _register_walks(app: typer.Typer) -> None:
         run: Path = typer.Option(..., "--run", help="Run directory."),
         out: Path = typer.Option(None, "--out", help="Output GIF (default RUN/progress.gif)."),
         frame_ms: int = typer.Option(250, "--frame-ms", help="Milliseconds per snapshot frame."),
+        rgb: str = typer.Option(None, "--rgb", help=RGB_HELP + " Redraws a science run's snapshots."),
+        band: str = typer.Option(None, "--band", help=BAND_HELP),
     ) -> None:
         """Animate the run's fixed-seed snapshot grids (snapshots/step-*.png) into a GIF."""
         from astrogan.sampling.video import progress_gif
         from astrogan.utils.log import info
 
         target = out or Path(run) / "progress.gif"
-        progress_gif(Path(run), target, frame_ms=frame_ms)
+        progress_gif(Path(run), target, frame_ms=frame_ms, rgb=rgb, band=band)
         info(f"[green]wrote {target}")
 
 
@@ -166,43 +210,95 @@ def _run_root(path: Path) -> Path:
     return p.parent if p.name == "checkpoints" else p
 
 
-def _write_seeds(gen, seeds, *, trunc, labels, cond, batch_size: int, out: Path, grid: bool) -> None:  # noqa: ANN001
-    """One PNG per seed (and grid.png), with a progress bar; `cond` (K,) for every seed or None."""
+def _view(gen, rgb: str | None, band: str | None):  # noqa: ANN001, ANN202
+    """How this generator's pictures are drawn (`post.make_view`): its science spec, --rgb or --band on top."""
+    from astrogan.sampling.post import make_view, science_of
+
+    return make_view(science_of(gen), int(gen.channels), rgb=rgb, band=band)
+
+
+def _pictures(gen, view, seeds, *, trunc, labels=None, cond=None, batch_size: int = 32):  # noqa: ANN001, ANN202
+    """uint8 (N, H, W, 3|1) pictures of `seeds` drawn through `view`, from a PyTorch or an ONNX generator."""
+    if hasattr(gen, "generate_tensor"):
+        extra = {} if cond is None else {"cond": cond, "check_cond": False}  # checked by the caller
+        imgs = gen.generate_tensor(seeds, trunc=trunc, labels=labels, batch_size=batch_size, **extra)
+        return view.pictures(imgs)
+    from astrogan.utils.seeds import labels_for_seeds
+
+    given = labels_for_seeds(seeds, gen.num_classes if gen.has_class_input else 0, labels)
+    floats = gen.generate_float(
+        gen.latents(seeds), labels=given, cond=cond, trunc=trunc, check_cond=False, batch_size=batch_size
+    )
+    return view.pictures(floats)
+
+
+def _write_fits(gen, seeds, *, trunc, labels, cond, batch_size: int, out: Path) -> None:  # noqa: ANN001
+    """One FITS cube per seed (`sampling.fits_out.generate_fits`), with a progress bar."""
+    from astrogan.sampling.fits_out import generate_fits
+    from astrogan.utils.log import info, progress
+
+    with progress() as bar:
+        task = bar.add_task("writing FITS", total=len(seeds), info="")
+        paths = generate_fits(
+            gen,
+            seeds,
+            out,
+            trunc=trunc,
+            labels=labels,
+            cond=cond,
+            check_cond=False,  # checked by the caller
+            batch_size=batch_size,
+            on_batch=lambda n: bar.advance(task, n),
+        )
+    info(f"[green]wrote {len(paths)} FITS cubes to {out}")
+
+
+def _write_seeds(  # noqa: ANN001
+    gen, seeds, *, trunc, labels, cond, batch_size: int, out: Path, grid: bool, view, each: bool = True
+) -> None:
+    """One PNG per seed (when `each`) and grid.png (when `grid`), with a progress bar; `cond` (K,) or None.
+
+    Each PNG records how it was drawn (`view.describe()`) in its metadata.
+    """
     import numpy as np
 
     from astrogan.imaging import make_grid
-    from astrogan.sampling.post import save_png
+    from astrogan.sampling.post import DISPLAY_KEY, save_png
     from astrogan.utils.log import info, progress
 
     images = []
-    extra = {} if cond is None else {"cond": cond, "check_cond": False}  # checked by the caller
+    text = {DISPLAY_KEY: view.describe()}
     with progress() as bar:
         task = bar.add_task("generating", total=len(seeds), info="")
         for i in range(0, len(seeds), batch_size):
             chunk = seeds[i : i + batch_size]
-            imgs = gen.generate(chunk, trunc=trunc, labels=labels, batch_size=batch_size, **extra)
-            for s, img in zip(chunk, imgs, strict=True):
-                save_png(img, out / f"seed{s:04d}.png")
+            imgs = _pictures(gen, view, chunk, trunc=trunc, labels=labels, cond=cond, batch_size=batch_size)
+            if each:
+                for s, img in zip(chunk, imgs, strict=True):
+                    save_png(img, out / f"seed{s:04d}.png", text=text)
             if grid:
                 images.extend(imgs)
             bar.advance(task, len(chunk))
     if grid:
-        save_png(make_grid(np.stack(images)), out / "grid.png")
-    info(f"[green]wrote {len(seeds)} images to {out}")
+        save_png(make_grid(np.stack(images)), out / "grid.png", text=text)
+    if each:
+        info(f"[green]wrote {len(seeds)} images to {out}")
 
 
-def _write_cond_grid(gen, spec, seeds, grid_text: str, base, *, trunc: float, check: bool, out: Path) -> None:  # noqa: ANN001
+def _write_cond_grid(  # noqa: ANN001
+    gen, spec, seeds, grid_text: str, base, *, trunc: float, check: bool, out: Path, view
+) -> None:
     """cond_grid.png (pixel sheet), cond_grid_labelled.png (axes labelled) and cond_grid.json (every cell)."""
     from astrogan.imaging import make_grid
     from astrogan.sampling.grids import save_cond_sheet
-    from astrogan.sampling.post import save_png
+    from astrogan.sampling.post import DISPLAY_KEY, save_png
     from astrogan.utils.atomic import write_json
     from astrogan.utils.log import info
 
     flat_seeds, flat_conds, axes, conds = spec.grid_requests(seeds, grid_text, base=base, check=check)
-    images = gen.generate(flat_seeds, trunc=trunc, cond=flat_conds, check_cond=False, batch_size=32)
+    images = _pictures(gen, view, flat_seeds, trunc=trunc, cond=flat_conds, batch_size=32)
     cols = conds.shape[1]
-    save_png(make_grid(images, ncols=cols), out / "cond_grid.png")
+    save_png(make_grid(images, ncols=cols), out / "cond_grid.png", text={DISPLAY_KEY: view.describe()})
     save_cond_sheet(
         out / "cond_grid_labelled.png",
         images,
@@ -222,6 +318,7 @@ def _write_cond_grid(gen, spec, seeds, grid_text: str, base, *, trunc: float, ch
                 for s, c in zip(flat_seeds, flat_conds, strict=True)
             ],
             "trunc": trunc,
+            "display": view.describe(),
         },
     )
     info(f"[green]wrote a {conds.shape[0]}x{cols} condition sheet to {out / 'cond_grid_labelled.png'}")

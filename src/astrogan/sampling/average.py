@@ -19,13 +19,27 @@ def average_image(
     batch_size: int = 64,
     on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Mean of `num` images from seeds seed..seed+num-1, in float64 then to uint8 (H, W, C)."""
+    """Mean of `num` images from seeds seed..seed+num-1 as a uint8 picture (H, W, C), drawn as `gen` draws.
+
+    Pictures: the mean pixel in float64, rounded. A science run: the mean FLUX per band (what a stack of
+    the images would hold), stretched back and drawn as a composite (or one band) like any generated image.
+    """
+    spec = gen.science
     total = torch.zeros(gen.channels, gen.image_size, gen.image_size, dtype=torch.float64)
     for i in range(0, num, batch_size):
         seeds = list(range(seed + i, seed + min(num, i + batch_size)))
         imgs = gen.generate_tensor(seeds, trunc=trunc, batch_size=batch_size)
-        total += ((imgs.double() + 1) * 127.5).sum(0)
+        if spec is None:
+            total += ((imgs.double() + 1) * 127.5).sum(0)
+        else:
+            total += torch.from_numpy(gen.flux_of(imgs).astype(np.float64)).sum(0)
         if on_batch:
             on_batch(len(seeds))
-    mean = (total / max(num, 1)).clamp(0, 255).round().to(torch.uint8)
-    return mean.permute(1, 2, 0).numpy()
+    mean = total / max(num, 1)
+    if spec is None:
+        pixels = mean.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        band = gen.view.band
+        return pixels if band is None else pixels[..., int(band) : int(band) + 1]
+    # Back through the stretch to model values, so the mean is drawn exactly as a generated image would be.
+    values = spec.stretch.forward(mean.numpy()[None]).astype(np.float64) * 2.0 - 1.0
+    return gen.pictures(values.astype(np.float32))[0]

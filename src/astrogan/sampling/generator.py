@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from torch import nn
 
 from astrogan.conditions import CondSpec
 from astrogan.models.io import load_generator_module
-from astrogan.sampling.post import to_uint8
+from astrogan.sampling.post import PictureView, make_view, to_science_values
+from astrogan.science import ScienceSpec
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
 from astrogan.utils.torchtools import pick_device
@@ -22,12 +24,14 @@ CondRequest = str | Mapping[str, float] | Sequence[float] | np.ndarray | None
 
 
 class Generator:
-    """A generator ready for inference: `generate(seeds)` -> uint8 (N, H, W, C).
+    """A generator ready for inference: `generate(seeds)` -> uint8 pictures (N, H, W, C).
 
     Latents come from `utils.seeds.latents_for_seeds` (one NumPy PCG64 stream per seed), so the
     torch-free web server and this class agree. Truncation happens inside the network: a family with a
     mapping network (StyleGAN2) pulls w towards its tracked average, a plain z-GAN scales z towards 0.
     A model trained on physical conditions (`cond_spec` not None) takes them in physical units, `cond=`.
+    A run on multi-band science data (`science` not None) draws colour composites (`with_view` picks the
+    band -> colour mapping, or one band), and `flux` gives its images in the data's physical units.
     """
 
     def __init__(self, module: nn.Module, meta: dict[str, Any], *, device: torch.device) -> None:
@@ -40,6 +44,26 @@ class Generator:
         self.num_classes = int(getattr(module, "num_classes", 0) or 0)
         spec = getattr(module, "cond_spec", None)
         self.cond_spec: CondSpec | None = spec if isinstance(spec, CondSpec) else None
+        self._science = _science_of(meta, self.channels)
+        self.view = PictureView(spec=self._science, channels=self.channels)
+
+    @property
+    def science(self) -> ScienceSpec | None:
+        """The run's science spec (band names, the stretch to undo, units, display), or None for pictures."""
+        return self._science
+
+    def with_view(self, *, rgb: str | Sequence[str] | None = None, band: str | None = None) -> Generator:
+        """The same generator drawing `rgb` ("i,r,g": bands as R, G, B) or one `band` alone, grey.
+
+        Shares the network; unknown band names are a UserError listing the bands.
+        """
+        other = copy.copy(self)
+        other.view = make_view(self._science, self.channels, rgb=rgb, band=band)
+        return other
+
+    def pictures(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Model output (N, C, H, W) in [-1, 1] -> uint8 (N, H, W, 3|1) as this generator's view draws them."""
+        return self.view.pictures(images)
 
     def latents(self, seeds: Sequence[int]) -> torch.Tensor:
         """float32 (N, z_dim) on the device: one latent per seed."""
@@ -137,11 +161,37 @@ class Generator:
         check_cond: bool = True,
         batch_size: int = 32,
     ) -> np.ndarray:
-        """uint8 (N, H, W, C) pictures for the given seeds (`cond`, `check_cond` as in `generate_tensor`)."""
+        """uint8 (N, H, W, C) pictures for the given seeds (`cond`, `check_cond` as in `generate_tensor`).
+
+        C is the run's own 1 or 3 for pictures (`round((x + 1) * 127.5)`); a multi-band run gives colour
+        composites (C = 3) or, through `with_view(band=...)`, one band (C = 1).
+        """
         imgs = self.generate_tensor(
             seeds, trunc=trunc, labels=labels, cond=cond, check_cond=check_cond, batch_size=batch_size
         )
-        return to_uint8(imgs.numpy())
+        return self.pictures(imgs)
+
+    def flux(
+        self,
+        seeds: Sequence[int],
+        *,
+        trunc: float = 1.0,
+        labels: Sequence[int] | int | None = None,
+        cond: CondRequest = None,
+        check_cond: bool = True,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """float32 (N, B, H, W), image order: fluxes in the data's units (the stretch undone) for a science
+        run; for a run on plain pictures, the model's values mapped to [0, 1] (no physical units)."""
+        imgs = self.generate_tensor(
+            seeds, trunc=trunc, labels=labels, cond=cond, check_cond=check_cond, batch_size=batch_size
+        )
+        return self.flux_of(imgs)
+
+    def flux_of(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Model output (N, B, H, W) in [-1, 1] -> float32 values as `flux` gives them (image order)."""
+        x = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        return to_science_values(x, self._science)
 
     def generate_cond_grid(
         self,
@@ -173,6 +223,23 @@ class Generator:
             flat_seeds, trunc=trunc, cond=flat_conds, check_cond=False, batch_size=batch_size
         )
         return images, axes, conds
+
+
+def _science_of(meta: Mapping[str, Any], channels: int) -> ScienceSpec | None:
+    """The science spec generator.json records (`extra.science`), checked against the network's channels."""
+    entry = (meta.get("extra") or {}).get("science")
+    try:
+        spec = ScienceSpec.from_dict(entry)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(
+            f"the generator's science spec (generator.json extra.science) is malformed: {exc}"
+        ) from None
+    if spec is not None and spec.num_bands != channels:
+        raise UserError(
+            f"the generator draws {channels} channel(s) but its science spec names {spec.num_bands} band(s) "
+            f"({', '.join(spec.bands)}): the checkpoint is inconsistent; retrain or point at another"
+        )
+    return spec
 
 
 def load_generator(path: str | Path, *, device: str = "auto") -> Generator:

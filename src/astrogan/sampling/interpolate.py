@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from astrogan.imaging import make_grid, to_uint8
+from astrogan.imaging import make_grid
 from astrogan.sampling.generator import Generator
 
 
@@ -29,20 +29,21 @@ def interpolation_sheet(
     """A sheet whose columns walk from a start image (top row) to an end image (bottom row).
 
     `rows` columns-pairs are drawn from seeds seed..seed+2*rows-1; each column has `steps` images, the first
-    and last being the endpoints (like the original APOD project's sheet). Returns uint8 (H', W', C).
+    and last being the endpoints (like the original APOD project's sheet). Returns uint8 (H', W', C), drawn
+    as `gen.pictures` draws (a colour composite for a multi-band run).
     """
     starts = list(range(seed, seed + rows))
     ends = list(range(seed + rows, seed + 2 * rows))
     walk = _walk(gen, starts, ends, steps=steps, trunc=trunc, batch_size=batch_size)  # (rows, steps, ...)
-    images = to_uint8(walk.transpose(0, 1).reshape(steps * rows, *walk.shape[2:]).numpy())
+    images = gen.pictures(walk.transpose(0, 1).reshape(steps * rows, *walk.shape[2:]))
     return make_grid(images, ncols=rows)  # row-major: each sheet row is one step
 
 
 def interpolation_frames(
     gen: Generator, seed_from: int, seed_to: int, *, steps: int = 16, trunc: float = 1.0
 ) -> np.ndarray:
-    """The walk between two seeds: uint8 (steps, H, W, C)."""
-    return to_uint8(_walk(gen, [seed_from], [seed_to], steps=steps, trunc=trunc)[0].numpy())
+    """The walk between two seeds: uint8 (steps, H, W, C), drawn as `gen.pictures` draws."""
+    return gen.pictures(_walk(gen, [seed_from], [seed_to], steps=steps, trunc=trunc)[0])
 
 
 def _walk(

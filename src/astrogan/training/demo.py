@@ -24,7 +24,7 @@ from astrogan.imaging import make_grid
 from astrogan.sampling.average import average_image
 from astrogan.sampling.generator import load_generator
 from astrogan.sampling.interpolate import interpolation_sheet
-from astrogan.sampling.post import save_png
+from astrogan.sampling.post import PictureView, save_png, stored_to_model
 from astrogan.sampling.report import Figure, write_page
 from astrogan.sampling.video import progress_gif
 from astrogan.training.loop import train
@@ -109,6 +109,28 @@ def _fidelity(real: np.ndarray, fakes: np.ndarray, out_dir: Path, *, seed: int) 
     )
 
 
+def real_pictures(
+    real: np.ndarray, view: PictureView, *, seed: int, num: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """(grid of `num` random real images, their average) as uint8 pictures, drawn like the generated ones.
+
+    `real` is the dataset's `(N, H, W, C)`; pictures pass through unchanged, science images go through
+    `view` (a colour composite of the run's bands), and their average is the mean FLUX, like `average_image`.
+    """
+    pick = np.sort(np.random.default_rng(seed).choice(len(real), size=min(num, len(real)), replace=False))
+    spec = view.spec
+    if real.dtype == np.uint8 and spec is None and real.shape[-1] in (1, 3):
+        return make_grid(real[pick], ncols=8), real.astype(np.float64).mean(0).round().astype(np.uint8)
+    grid = make_grid(view.pictures(stored_to_model(real[pick])), ncols=8)
+    values = stored_to_model(real)
+    if spec is None:
+        mean = values.astype(np.float64).mean(0, keepdims=True)
+    else:  # the mean flux, stretched back to model values
+        flux = spec.stretch.inverse((values.astype(np.float64) + 1.0) / 2.0).astype(np.float64).mean(0)
+        mean = spec.stretch.forward(flux[None]).astype(np.float64) * 2.0 - 1.0
+    return grid, view.pictures(mean.astype(np.float32))[0]
+
+
 def _arch_settings(cfg: DemoConfig) -> dict[str, Any]:
     """Small-model knobs per architecture: FastGAN and DCGAN at `model_width`, StyleGAN2 from the `small` preset."""
     if cfg.arch in ("fastgan", "dcgan"):
@@ -142,8 +164,6 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     )
     build_dataset([raw / "hubble-xdf", raw / "sersic"], ds_dir, options=opts, overwrite=True)
     real = open_dataset(ds_dir).images(cfg.image_size)
-    pick = np.random.default_rng(cfg.seed).choice(len(real), size=min(64, len(real)), replace=False)
-    save_png(make_grid(real[np.sort(pick)], ncols=8), out / "real-grid.png")
 
     info(f"[bold]3/5[/] training a small {cfg.arch} at {cfg.image_size} px for {cfg.num_train_steps} steps")
     train_cfg = TrainConfig(
@@ -167,12 +187,18 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
 
     info("[bold]4/5[/] sampling: final grid, interpolation sheet, average, progress animation, fidelity")
     gen = load_generator(run_dir, device=cfg.device)
-    fakes = gen.generate(list(range(max(64, cfg.num_fidelity))))
+    # The reals are drawn as the run draws its fakes (a multi-band run: the same colour composite).
+    real_grid, real_average = real_pictures(real, gen.view, seed=cfg.seed)
+    save_png(real_grid, out / "real-grid.png")
+    save_png(real_average, out / "average-real.png")
+    seeds = list(range(max(64, cfg.num_fidelity)))
+    fakes = gen.generate(seeds)
     save_png(make_grid(fakes[:64], ncols=8), out / "final-grid.png")
+    if gen.science is not None:  # measure like with like: the stored [0, 1] values, every band
+        fakes = gen.generate_tensor(seeds).numpy().transpose(0, 2, 3, 1) * 0.5 + 0.5
     fidelity = _fidelity(real, fakes[: cfg.num_fidelity], out / "fidelity", seed=cfg.seed)
     save_png(interpolation_sheet(gen, rows=8, steps=8, seed=100), out / "interpolation.png")
     save_png(average_image(gen, num=cfg.num_average, seed=0), out / f"average-{cfg.num_average}.png")
-    save_png(real.astype(np.float64).mean(0).round().astype(np.uint8), out / "average-real.png")
     progress_gif(run_dir, out / "progress.gif")
     stats = read_stats(run_dir)
     plot_training_curves(stats, out / "training-curves.png", title=f"{cfg.arch} on the demo set")

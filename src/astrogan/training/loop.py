@@ -36,7 +36,9 @@ from astrogan.data.dataset import open_dataset
 from astrogan.imaging import make_grid, model_to_unit, to_uint8
 from astrogan.models import ARCHS, ArchSpec, get_arch
 from astrogan.models.io import check_buildable, generator_pair_intact, save_generator
-from astrogan.sampling.post import save_png
+from astrogan.sampling.post import DISPLAY_KEY, PictureView, fit_display, save_png
+from astrogan.sampling.video import save_snapshot_bands
+from astrogan.science import ScienceSpec
 from astrogan.training import distributed as dist_utils
 from astrogan.training.ema import ema_beta, update_ema
 from astrogan.training.losses import Batch, GANLoss, Phase, make_loss, reg_intervals
@@ -430,6 +432,7 @@ def _evaluate_metrics(
         fake_arr,
         cache_dir=Path(cfg.results_dir) / ".cache",
         cache_key=ds.content_hash,
+        science=ds.science,  # per-band figures named by the data's bands, and its colours
     )
     return {f"metric_{k}": float(v) for k, v in figures.items()}
 
@@ -446,6 +449,35 @@ class _Setup:
     st: TrainingState
     step_fn: _Stepper
     images_per_step: int
+    science: ScienceSpec | None  # the dataset's, with a display mapping fitted when it records none
+
+
+# Pixels (all bands) a run's colour mapping is fitted to: enough for stable percentiles, little memory.
+DISPLAY_FIT_PIXELS = 2**23
+
+
+def _run_science(ds: Any, images: torch.Tensor) -> ScienceSpec | None:
+    """The dataset's science spec, checked against its channels; a multi-band one without a colour mapping
+    gets one fitted to an even spread of its images, so every picture of the run is drawn the same way."""
+    try:
+        spec = ds.science
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(
+            f"dataset {ds.path} has a malformed science entry in manifest.json ({exc}): rebuild it"
+        ) from None
+    if spec is None:
+        return None
+    if spec.num_bands != images.shape[1]:
+        raise UserError(
+            f"dataset {ds.path} names {spec.num_bands} band(s) ({', '.join(spec.bands)}) but stores "
+            f"{images.shape[1]} channel(s): rebuild it"
+        )
+    if spec.display is not None or spec.num_bands < 2:
+        return spec
+    num = min(len(images), 256, max(8, DISPLAY_FIT_PIXELS // images[0].numel()))
+    pick = torch.from_numpy(np.linspace(0, len(images) - 1, num).astype(np.int64))
+    sample = images[pick.to(images.device)].float().cpu().numpy()
+    return fit_display(spec, sample if images.dtype != torch.uint8 else sample / 255.0)
 
 
 def _takes_cond(spec: ArchSpec) -> bool:
@@ -469,6 +501,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -
             f"--cond needs an architecture with a conditioning input ({able}); {cfg.arch} has none"
         )
     ds, images, labels, cond_spec = _load_images(cfg, device)
+    science = _run_science(ds, images)
     model_kwargs = {"image_size": cfg.image_size, "channels": int(images.shape[1]), **cfg.model}
     if cfg.num_classes:
         model_kwargs["num_classes"] = cfg.num_classes
@@ -498,7 +531,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -
     step_fn = _Stepper(
         st, cfg, images, labels, device, per_rank_batch, images_per_step, amp_ctx, _memory_format(cfg, device)
     )
-    return _Setup(spec, mcfg, ds, images, labels, st, step_fn, images_per_step)
+    return _Setup(spec, mcfg, ds, images, labels, st, step_fn, images_per_step, science)
 
 
 class _RunFiles:
@@ -518,16 +551,22 @@ class _RunFiles:
         elif cfg.cond:  # fixed rows of the data's conditions, so the grids compare across steps
             rows = np.random.default_rng(cfg.seed).integers(0, len(setup.labels), len(seeds))
             self.snap_c = setup.labels[torch.from_numpy(rows).to(setup.labels.device)].to(device)
+        channels = int(setup.images.shape[1])
+        self.view = PictureView(spec=setup.science, channels=channels)
+        # Science runs also keep each snapshot's bands, so `progress-video --rgb/--band` can redraw them.
+        self.keep_bands = setup.science is not None or channels not in (1, 3)
         self.writer: StatsWriter | None = None
         if not self.dist.is_main:
             return
         (run_dir / "snapshots").mkdir(parents=True, exist_ok=True)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         extra = {
-            "channels": int(setup.images.shape[1]),
+            "channels": channels,
             "images_per_step": setup.images_per_step,
             "world_size": self.dist.world_size,
             "device": str(device),
+            # The spec the run's pictures and FITS use (the dataset's, plus the colour mapping in use).
+            "science": None if setup.science is None else setup.science.to_dict(),
         }
         _write_run_config(
             run_dir,
@@ -548,8 +587,12 @@ class _RunFiles:
     def snapshot(self, step: int) -> None:
         """The EMA generator's fixed-seed grid: snapshots/step-XXXXXXX.png and TensorBoard."""
         imgs = _generate(self.st.G_ema, self.snap_z, self.snap_c, batch=32)
-        grid = make_grid(to_uint8(imgs), ncols=int(math.ceil(math.sqrt(len(self.snap_z)))))
-        save_png(grid, self.run_dir / "snapshots" / f"step-{step:07d}.png")
+        ncols = int(math.ceil(math.sqrt(len(self.snap_z))))
+        grid = make_grid(self.view.pictures(imgs), ncols=ncols)
+        path = self.run_dir / "snapshots" / f"step-{step:07d}.png"
+        if self.keep_bands:
+            save_snapshot_bands(path.with_suffix(".npz"), to_uint8(imgs), ncols=ncols)
+        save_png(grid, path, text={DISPLAY_KEY: self.view.describe()})
         if self.writer is not None:
             self.writer.add_image("snapshots", grid, step)
 
@@ -568,8 +611,8 @@ class _RunFiles:
         ds = self.setup.ds
         extra = {"step": step, "kimg": self.st.cur_nimg / 1000, "dataset_hash": ds.content_hash}
         extra |= {"label_names": ds.label_names, "run": self.run_dir.name}
-        if ds.manifest.get("science"):  # the inference snapshot carries what turns its output into flux
-            extra["science"] = ds.manifest["science"]
+        if self.setup.science is not None:  # the inference snapshot carries what turns its output into flux
+            extra["science"] = self.setup.science.to_dict()
         save_generator(
             self.st.G_ema, arch=self.cfg.arch, config=self.setup.mcfg, out_dir=self.ckpt_dir, extra=extra
         )
