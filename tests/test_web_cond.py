@@ -206,7 +206,7 @@ def test_openapi_describes_the_models_conditions(cond_path, plain_path, tmp_path
         assert "seed" in params or "seeds" in params or "from" in params  # the declared ones are still there
     plain = _client(plain_path, tmp_path / "plain").get("/openapi.json").json()
     names = {p["name"] for p in plain["paths"]["/api/image.png"]["get"]["parameters"]}
-    assert names == {"seed", "trunc", "class"}
+    assert names == {"seed", "trunc", "class", "format", "rgb", "band"}
     assert "no physical conditions" in plain["paths"]["/api/image.png"]["get"]["description"]
 
 

@@ -54,4 +54,6 @@ def register(app: typer.Typer) -> None:
             f"parity: max |{fmt} - pytorch| = {parity['max_abs_diff']:.3g} over {parity['num_seeds']} "
             f"seeds at batch sizes {parity['batch_sizes']} (tolerance {parity['tolerance']:g})"
         )
+        if result.meta.get("science"):  # a science model: say what its output is, in bands and units
+            typer.echo(f"output: {result.meta['model_card']['output']}")
         typer.echo(f"wrote {result.model_path} and {result.out_dir / 'model.json'}")

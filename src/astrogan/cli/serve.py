@@ -12,7 +12,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve(
-        model: Path = typer.Option(..., "--model", help="Exported model.onnx (from `astrogan export`)."),
+        model: Path = typer.Option(
+            ...,
+            "--model",
+            help="Exported model.onnx (from `astrogan export`). A science model is shown as colour composites "
+            "(rgb=i,r,g or band=r per request) and /api/image.png gives its FITS cube with format=fits.",
+        ),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
         port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port to listen on."),
         pool: Path | None = typer.Option(

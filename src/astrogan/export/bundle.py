@@ -24,6 +24,7 @@ from astrogan.export.parity import PARITY_BATCH_SIZES, PARITY_NUM_SEEDS, PARITY_
 from astrogan.export.prepare import ExportWrapper, prepare_generator
 from astrogan.export.torchscript import export_torchscript, torchscript_runner
 from astrogan.imaging import TO_UINT8_RULE
+from astrogan.science import ScienceSpec
 from astrogan.utils.atomic import atomic_dir, write_json
 from astrogan.utils.errors import UserError
 
@@ -93,8 +94,14 @@ def _metrics_from_stats(run_dir: Path | None) -> dict[str, float]:
     return found
 
 
-def model_card(meta: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
-    """The model card block of model.json: arch, training progress, data sources with credits, metrics."""
+def model_card(
+    meta: dict[str, Any],
+    run_dir: Path | None,
+    *,
+    channels: int | None = None,
+    science: ScienceSpec | None = None,
+) -> dict[str, Any]:
+    """The model card block of model.json: arch, what it outputs, training progress, data with credits, metrics."""
     config = _read_json(run_dir / "config.json") if run_dir else {}
     dataset = config.get("dataset") or {}
     extra = meta.get("extra") or {}
@@ -111,6 +118,7 @@ def model_card(meta: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
     return {
         "arch": meta.get("arch"),
         "config": meta.get("config"),
+        "output": output_text(channels if channels is not None else meta.get("channels"), science),
         "training": {
             "steps": steps,
             "kimg": kimg,
@@ -134,6 +142,49 @@ def _read_json_line(line: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return rec if isinstance(rec, dict) else {}
+
+
+def output_text(channels: Any, science: ScienceSpec | None) -> str:
+    """One line for the model card: the bands and their units (science models), or the picture's channels."""
+    if science is None:
+        kind = {1: "grey", 3: "RGB"}.get(channels, "")
+        return f"{channels}-channel {kind + ' ' if kind else ''}pictures, values in [-1, 1] -> uint8 ({TO_UINT8_RULE})"
+    unit = science.bunit or "the data's (unrecorded) units"
+    scale = f", {science.pixel_scale_arcsec:g} arcsec/px" if science.pixel_scale_arcsec is not None else ""
+    parts = [
+        f"{science.num_bands} band{'s' if science.num_bands != 1 else ''} ({', '.join(science.bands)}){scale}",
+        f"FITS output is float32 in {unit} (the dataset's {science.stretch.kind} stretch undone)",
+    ]
+    if science.num_bands > 1:
+        r, g, b = science.display_or_default().rgb
+        shown = f"R = {r}, G = {g or f'the mean of {r} and {b}'}, B = {b}"
+        parts.append(f"pictures are Lupton et al. (2004) colour composites, {shown}")
+    return "; ".join(parts)
+
+
+def science_spec(meta: dict[str, Any], run_dir: Path | None, *, channels: int) -> ScienceSpec | None:
+    """The run's science spec (config.json `dataset.science`, else generator.json `extra.science`), checked.
+
+    None for picture runs. A spec that does not parse, or names another number of bands than the generator
+    draws channels, is a UserError: model.json must never describe output the graph does not make.
+    """
+    config = _read_json(run_dir / "config.json") if run_dir else {}
+    dataset = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
+    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    raw = dataset.get("science") or extra.get("science")
+    if not raw:
+        return None
+    try:
+        spec = ScienceSpec.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"the run's science spec (bands, stretch) is malformed: {exc}") from None
+    assert spec is not None
+    if spec.num_bands != channels:
+        raise UserError(
+            f"the run's science spec names {spec.num_bands} band(s) ({', '.join(spec.bands)}) but the generator "
+            f"draws {channels} channel(s)"
+        )
+    return spec
 
 
 def _stretch(run_dir: Path | None) -> Any:
@@ -182,6 +233,7 @@ def export_module(
         labels = [str(i) for i in range(wrapper.num_classes)]
     if not wrapper.conditional:
         labels = None
+    science = science_spec(meta, run_dir, channels=wrapper.channels)
     info = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -212,7 +264,10 @@ def export_module(
         "channels": wrapper.channels,
         "value_range": [-1.0, 1.0],
         "to_uint8": TO_UINT8_RULE,
-        "stretch": _stretch(run_dir),
+        # Science runs: flux = model_to_flux(images, ScienceSpec.from_dict(science)) (astrogan.science);
+        # `stretch` is then that same stretch, so the one field older readers know is the one undone.
+        "stretch": science.stretch.to_dict() if science is not None else _stretch(run_dir),
+        "science": science.to_dict() if science is not None else None,
         "opset": opset if fmt == "onnx" else None,
     }
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -232,7 +287,7 @@ def export_module(
             what=f"the {fmt} export",
         )
         info["parity"] = parity
-        info["model_card"] = model_card(meta, run_dir)
+        info["model_card"] = model_card(meta, run_dir, channels=wrapper.channels, science=science)
         info["source"] = source or {}
         info["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         write_json(tmp / "model.json", info)

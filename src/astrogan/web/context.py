@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,10 +13,11 @@ from fastapi.responses import Response
 from starlette.datastructures import QueryParams
 
 from astrogan.conditions import CondSpec
+from astrogan.science import ScienceSpec
 from astrogan.utils.errors import UserError
 from astrogan.web.caching import IMAGE_CACHE_CONTROL, ImageCache, not_modified
 from astrogan.web.guard import BoundedExecutor, RateLimiter, Refused
-from astrogan.web.onnx_generator import OnnxGenerator
+from astrogan.web.onnx_generator import OnnxGenerator, View
 from astrogan.web.pool import Pool
 from astrogan.web.settings import ServeSettings
 
@@ -62,15 +63,16 @@ class ServeContext:
         make: Callable[[], bytes],
         *,
         heavy: bool,
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
         """An image response, cacheable for a day by its ETag, drawn off the event loop.
 
         304 and cache hits are answered at once; a miss runs `make` on a bounded executor (503 + Retry-After
         when its queue is full), so it never holds a thread the page needs. A `heavy` miss (grid, animation)
         also spends one of the client's rate-limit tokens (429 + Retry-After when none is left) and runs on
-        the heavy executor."""
+        the heavy executor. `headers` go on the 200 and the 304 alike (`Vary`, `Content-Disposition`)."""
         etag = self.images.etag(*key)
-        headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL}
+        headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL, **(headers or {})}
         if not_modified(request, etag):
             return Response(status_code=304, headers=headers)
         data = self.images.lookup(key)
@@ -104,6 +106,24 @@ class ServeContext:
         if cls is None:
             return self.gen.default_labels(seeds)
         return np.full(len(seeds), cls, dtype=np.int64)
+
+    # -- science models: bands, colour mapping -----------------------------------------------------------------
+
+    @property
+    def science(self) -> ScienceSpec | None:
+        """The model's science spec (bands, the stretch to undo, units, colours); None for picture models."""
+        return self.gen.science
+
+    def view(self, rgb: str | None, band: str | None) -> View:
+        """The view a request asks for (`rgb=i,r,g` or `band=r`), checked against the bands and normalised."""
+        return self.gen.check_view(rgb=rgb, band=band)
+
+    def view_key(self, view: View) -> tuple[str | int | None, ...]:
+        """The part of a picture's cache key (and ETag) that names its view: () for the model's own colours."""
+        rgb, band = view
+        if rgb is None and band is None:
+            return ()
+        return ("view", None if rgb is None else ",".join(rgb), band)
 
     # -- physical conditions ---------------------------------------------------------------------------------
 

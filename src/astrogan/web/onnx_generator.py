@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,19 @@ from astrogan.imaging import (
     LATENT_INPUT,
     META_KEY,
     TRUNC_INPUT,
-    to_uint8,
     trunc_rows,
 )
 from astrogan.imaging import slerp as slerp  # re-exported: the web's latent walk
+from astrogan.imaging import to_uint8 as to_uint8  # re-exported: the one pixel mapping, for callers
+from astrogan.science import (
+    BandStretch,
+    ScienceSpec,
+    cube_values,
+    display_uint8,
+    fits_bytes,
+    fits_header_cards,
+    generated_cube_cards,
+)
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
 
@@ -36,6 +46,10 @@ MAX_IMAGE_SIZE = 8192
 MAX_CHANNELS = 64
 MAX_CLASSES = 1_000_000
 MAX_CONDITIONS = 256
+# A band name: what `band=r` and `rgb=i,r,g` name, and a FITS header value (so no commas, spaces or non-ASCII).
+BAND_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,39}")
+# How a science model's output is shown: (R, G, B) band names ("" = the mean of R and B) or one band's index.
+View = tuple[tuple[str, str, str] | None, int | None]
 
 
 def read_model_meta(path: str | Path) -> dict[str, Any]:
@@ -188,6 +202,8 @@ class OnnxGenerator:
                 f"{self.path}: the graph draws {self.image_size}x{width} px pictures, not square ones"
             )
         self.output_name = output.name
+        self.science = self._read_science(meta)
+        self.display_spec = display_spec(self.science, self.channels)
 
     def _read_cond_spec(self, meta: dict[str, Any], cond_input: Any) -> CondSpec | None:
         """The physical conditions the graph's `cond` input takes, from model.json (None without that input)."""
@@ -205,6 +221,143 @@ class OnnxGenerator:
         if width is not None and width != spec.dim:
             raise UserError(f"{self.path} takes {width} conditions but model.json describes {spec.dim}")
         return spec
+
+    def _read_science(self, meta: dict[str, Any]) -> ScienceSpec | None:
+        """model.json's `science` spec (bands, the stretch to undo, units), checked; None for picture models.
+
+        Checked against the graph's channels, and written once into a FITS header here, so that a spec no cube
+        could carry fails at start-up with one line rather than as a 500 on the first FITS request.
+        """
+        raw = meta.get("science")
+        if not raw:
+            return None
+        try:
+            spec = ScienceSpec.from_dict(raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{self.path}: model.json's science spec is malformed: {exc}") from None
+        assert spec is not None
+        if spec.num_bands != self.channels:
+            raise UserError(
+                f"{self.path}: model.json's science spec names {spec.num_bands} band(s) but the graph draws "
+                f"{self.channels} channel(s)"
+            )
+        bad = [b for b in spec.bands if not BAND_NAME_RE.fullmatch(b)]
+        if bad:
+            raise UserError(
+                f"{self.path}: band name {bad[0][:40]!r} in model.json: use letters, digits and _.+- only"
+            )
+        try:
+            fits_bytes(np.zeros((spec.num_bands, 1, 1), np.float32), fits_header_cards(spec))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UserError(
+                f"{self.path}: model.json's science spec cannot go into a FITS header: {exc}"
+            ) from None
+        return spec
+
+    # -- how output is shown -----------------------------------------------------------------------------------
+
+    def check_view(self, *, rgb: str | Sequence[str] | None = None, band: str | int | None = None) -> View:
+        """A requested view, checked against the bands and normalised: `(rgb, band index)`.
+
+        `rgb`: three band names shown as (R, G, B), text `"i,r,g"` or a sequence (G may be "": the mean of R
+        and B); the model's own mapping comes back as None. `band`: a band name or index, shown alone in grey
+        (a picture model's channel index, as `generate --band N`). UserError (one line) for anything else.
+        """
+        if rgb is None and band is None:
+            return None, None
+        if rgb is not None and band is not None:
+            raise UserError("rgb and band: give one (a colour mapping, or one band in grey), not both")
+        spec = self.display_spec
+        names = list(spec.bands) if spec is not None else [str(i) for i in range(self.channels)]
+        if band is not None:
+            text = str(band).strip()
+            if text in names:
+                return None, names.index(text)
+            if text.isdigit() and int(text) < len(names):
+                return None, int(text)
+            what = "a band of this model" if spec is not None else "a channel of this model, by index"
+            raise UserError(f"band: {text[:40]!r} is not {what} ({', '.join(names)})")
+        if spec is None:
+            raise UserError(
+                f"rgb: this model draws {self.channels}-channel pictures, not named bands; leave it out "
+                "(band=N shows one channel)"
+            )
+        if spec.num_bands == 1:
+            raise UserError(f"rgb: this model has one band ({names[0]}): there are no colours to map")
+        parts = [p.strip() for p in (rgb.split(",") if isinstance(rgb, str) else list(rgb or ()))]
+        if len(parts) != 3 or not parts[0] or not parts[2] or any(p and p not in names for p in parts):
+            example = ",".join(spec.display_or_default().rgb)
+            raise UserError(
+                f"rgb: give three of the bands {','.join(names)} as R,G,B (G may be empty: the mean of R and B), "
+                f"e.g. rgb={example}; got {','.join(parts)[:60]!r}"
+            )
+        chosen = (parts[0], parts[1], parts[2])
+        return (None if chosen == spec.display_or_default().rgb else chosen), None
+
+    def pictures(self, images: np.ndarray, *, view: View = (None, None)) -> np.ndarray:
+        """Model output `(N, C, H, W)` in [-1, 1] -> uint8 pictures as shown, `(N, H, W, 3)` or grey `(N, H, W, 1)`.
+
+        Science models: the Lupton composite of the spec's (R, G, B) bands (or `view`'s), or one band in grey
+        (`science.display_uint8`). 1- and 3-channel picture models: `to_uint8` (or one channel in grey). `view`
+        comes from `check_view`.
+        """
+        rgb, band = view
+        spec = self.display_spec
+        if spec is not None and rgb is not None:
+            spec = spec.with_rgb(rgb)
+        return display_uint8(images, spec, band=band)
+
+    def fits(
+        self,
+        seed: int,
+        *,
+        trunc: float = 1.0,
+        label: int | None = None,
+        cond: np.ndarray | None = None,
+        cards: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        """The FITS file for one seed: a float32 cube `(B, H, W)` in the data's units (the stretch undone).
+
+        A picture model (no science spec) gives its values mapped to [0, 1], BUNIT 'display', PHYSICAL = F, as
+        `astrogan generate --format fits` writes them. Rows in FITS order (the one flip, in
+        `science.fits_bytes`); the header has the bands, BUNIT, pixel scale, the run, step and architecture
+        (model.json) and what drew this cube: SEED, TRUNC, CLASS, conditions (CONDn = value, CNAMEn = its name),
+        plus `cards`. `label`: the class (conditional models; None = the default per seed); `cond`: float32
+        `(K,)` physical conditions (None = the training mean).
+        """
+        spec = self.science
+        labels = None
+        if self.has_class_input:
+            labels = self.default_labels([seed]) if label is None else np.asarray([label], dtype=np.int64)
+        rows = None
+        if self.has_cond_input:  # the cube's header names the conditions, the mean ones too
+            rows = self.cond_rows(None if cond is None else np.asarray(cond, dtype=np.float32), 1)
+        images = self.generate_float(self.latents([seed]), labels=labels, cond=rows, trunc=trunc)
+        card_raw, train_raw = self.meta.get("model_card"), None
+        card: dict[str, Any] = card_raw if isinstance(card_raw, dict) else {}
+        train_raw = card.get("training")
+        train: dict[str, Any] = train_raw if isinstance(train_raw, dict) else {}
+        step = train.get("steps")
+        named = None
+        if rows is not None and self.cond_spec is not None:
+            cs = self.cond_spec
+            named = {name: (float(rows[0, i]), cs.units[i]) for i, name in enumerate(cs.names)}
+        cls = None if labels is None else int(labels[0])
+        header = generated_cube_cards(
+            spec,
+            channels=self.channels,
+            seed=seed,
+            trunc=trunc,
+            run=train.get("run"),
+            step=int(step) if isinstance(step, int | float) and not isinstance(step, bool) else None,
+            arch=card.get("arch") or self.meta.get("arch"),
+            label=cls,
+            label_name=None if cls is None or not self.label_names else self.label_names[cls],
+            cond=named,
+        )
+        if cards:
+            header += fits_header_cards(None, **cards)
+        return fits_bytes(cube_values(images, spec)[0], header)
 
     def generate_float(
         self,
@@ -255,10 +408,13 @@ class OnnxGenerator:
         trunc: float | Sequence[float] | np.ndarray = 1.0,
         check_cond: bool = True,
         batch_size: int = 32,
+        view: View = (None, None),
     ) -> np.ndarray:
-        """Latents `(N, z_dim)` -> uint8 images `(N, H, W, C)`, truncated by `trunc` (a number or `(N,)`).
+        """Latents `(N, z_dim)` -> uint8 pictures, truncated by `trunc` (a number or `(N,)`).
 
-        Batch by batch, so the float32 pictures (4x the bytes) never exist for all N at once.
+        `(N, H, W, C)` for picture models; for science models what `pictures` shows (a colour composite
+        `(N, H, W, 3)`, or one band `(N, H, W, 1)` with `view`). Batch by batch, so the float32 output (4x the
+        bytes) never exists for all N at once.
         """
         z = np.asarray(latents)
         n = len(z)
@@ -270,7 +426,7 @@ class OnnxGenerator:
         step = max(1, batch_size)
         out: np.ndarray | None = None
         for i in range(0, n, step):
-            part = to_uint8(
+            part = self.pictures(
                 self.generate_float(
                     z[i : i + step],
                     labels=None if c is None else (c if c.size == 1 else c[i : i + step]),
@@ -278,13 +434,15 @@ class OnnxGenerator:
                     trunc=t[i : i + step],
                     check_cond=check_cond,
                     batch_size=step,
-                )
+                ),
+                view=view,
             )
             if out is None:
                 out = np.empty((n, *part.shape[1:]), dtype=np.uint8)
             out[i : i + len(part)] = part
         if out is None:
-            return to_uint8(self.generate_float(z, labels=labels, cond=cond, trunc=t, check_cond=check_cond))
+            empty = self.generate_float(z, labels=labels, cond=cond, trunc=t, check_cond=check_cond)
+            return self.pictures(empty, view=view)
         return out
 
     def latents(self, seeds: Sequence[int]) -> np.ndarray:
@@ -305,13 +463,16 @@ class OnnxGenerator:
         cond: CondRequest = None,
         check_cond: bool = True,
         batch_size: int = 32,
+        view: View = (None, None),
     ) -> np.ndarray:
-        """Seeds -> uint8 images `(N, H, W, C)`; the same seed gives the same image in any batch.
+        """Seeds -> uint8 pictures `(N, H, W, C)`; the same seed gives the same image in any batch.
 
         `trunc`: truncation (1 = none), applied inside the network like `G(z, c, trunc=trunc)` in PyTorch.
         `labels`: one class per seed, one class for all, or None (`seed % num_classes` when conditional).
         `cond`: physical conditions (see `cond_rows`; None is the training mean), checked against the
         trained range unless `check_cond` is False; the same rule as the PyTorch sampler.
+        Science models give colour composites `(N, H, W, 3)` (see `pictures`; `view` from `check_view`); their
+        fluxes come from `generate_float` + `science.model_to_flux`, or `fits` per seed.
         """
         seeds = list(seeds)
         given = labels.tolist() if isinstance(labels, np.ndarray) else labels
@@ -323,6 +484,7 @@ class OnnxGenerator:
             trunc=trunc,
             check_cond=check_cond,
             batch_size=batch_size,
+            view=view,
         )
 
     def cond_rows(self, cond: CondRequest, n: int, *, check: bool = True) -> np.ndarray:
@@ -348,6 +510,18 @@ class OnnxGenerator:
         return c
 
 
+def display_spec(science: ScienceSpec | None, channels: int) -> ScienceSpec | None:
+    """The spec pictures are drawn with: the science spec; for many channels without one (an export from before
+    model.json had `science`), bands "0".."C-1" taken as they are, as `generate` does; None for 1- and 3-channel
+    pictures."""
+    if science is not None or channels in (1, 3):
+        return science
+    return ScienceSpec(
+        bands=tuple(str(i) for i in range(channels)),
+        stretch=BandStretch(kind="linear", a=1.0, black=(0.0,) * channels, white=(1.0,) * channels),
+    )
+
+
 def write_tiny_model(
     path: str | Path,
     *,
@@ -358,6 +532,7 @@ def write_tiny_model(
     seed: int = 0,
     trunc_input: bool = True,
     cond: CondSpec | None = None,
+    science: ScienceSpec | None = None,
 ) -> Path:
     """Write a tiny analytic ONNX generator (tanh of a linear map of `z * trunc`, plus a class embedding,
     plus a linear map of the normalised conditions) + model.json.
@@ -366,7 +541,8 @@ def write_tiny_model(
     `trunc_input=False` writes an export from before in-network truncation (inputs `z` [+ `c`] only), to
     check that such models still serve, truncated by scaling z. `cond` writes a model on physical
     conditions: input `cond` float32 `(N, K)` in the spec's units (normalised inside the graph, like a real
-    export), and `"cond": cond.to_dict()` in model.json.
+    export), and `"cond": cond.to_dict()` in model.json. `science` (as many bands as `channels`) writes a
+    science model: `"science": science.to_dict()` in model.json, as `astrogan export` writes for a science run.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -444,6 +620,7 @@ def write_tiny_model(
         "num_classes": num_classes,
         "labels": labels,
         **({"cond": cond.to_dict()} if cond is not None else {}),
+        **({"science": science.to_dict()} if science is not None else {}),
         "image_size": image_size,
         "channels": channels,
         "value_range": [-1.0, 1.0],

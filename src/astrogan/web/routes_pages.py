@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from astrogan.conditions import CondSpec
+from astrogan.science import ScienceSpec
 from astrogan.utils.seeds import MAX_SEED
 from astrogan.web.caching import conditional_response, content_etag
 from astrogan.web.context import ServeContext
@@ -222,6 +223,26 @@ def condition_ranges(spec: CondSpec | None) -> list[dict[str, str]]:
     ]
 
 
+def science_summary(spec: ScienceSpec | None) -> dict[str, Any] | None:
+    """What the page says of a science model's output: bands, units, pixel scale, colours in words (None: pictures)."""
+    if spec is None:
+        return None
+    if spec.num_bands > 1:
+        r, g, b = spec.display_or_default().rgb
+        green = g or f"the mean of {r} and {b}"
+        colours = f"red = {r}, green = {green}, blue = {b} (Lupton et al. 2004 colour composite)"
+    else:
+        colours = f"the one band, {spec.bands[0]}, in grey"
+    return {
+        "bands": list(spec.bands),
+        "unit": _display(spec.bunit, max_len=40) if spec.bunit else None,
+        "pixel_scale": f"{spec.pixel_scale_arcsec:g} arcsec/px"
+        if spec.pixel_scale_arcsec is not None
+        else None,
+        "colours": colours,
+    }
+
+
 def picture_conditions(spec: CondSpec | None, seed: int) -> list[tuple[str, str, str]]:
     """The conditions a pool picture was drawn at, `(name, value, unit)`; the value parses back exactly."""
     if spec is None:
@@ -256,6 +277,7 @@ def add_page_routes(app: FastAPI, ctx: ServeContext) -> None:
     template = env.get_template("index.html")
     card = model_card(ctx.gen.meta)
     conditions = condition_ranges(ctx.cond_spec)
+    science = science_summary(ctx.science)
     subject = ctx.subject
     rng = random.Random()
 
@@ -275,6 +297,14 @@ def add_page_routes(app: FastAPI, ctx: ServeContext) -> None:
         drawn_at = picture_conditions(ctx.cond_spec, seed)
         # The API URL that draws this very picture (its conditions included); repr(trunc) parses back exactly.
         query = urlencode([("seed", seed), ("trunc", repr(float(trunc))), *((n, v) for n, v, _ in drawn_at)])
+        # Science models: the same seed as a FITS cube (the pool keeps PNGs; the API redraws the seed exactly)
+        # and each band alone.
+        fits_url = f"/api/image.png?{query}&format=fits" if science else None
+        band_urls = (
+            [(b, f"/api/image.png?{query}&{urlencode([('band', b)])}") for b in science["bands"]]
+            if science
+            else []
+        )
         html = template.render(
             image_b64=base64.b64encode(png).decode("ascii"),
             seed=seed,
@@ -288,6 +318,9 @@ def add_page_routes(app: FastAPI, ctx: ServeContext) -> None:
             conditions=conditions,
             drawn_at=drawn_at,
             subject=subject,
+            science=science,
+            fits_url=fits_url,
+            band_urls=band_urls,
         )
         headers = {"Cache-Control": "no-store", "X-Astrogan-Seed": str(seed), "X-Astrogan-Source": source}
         if drawn_at:

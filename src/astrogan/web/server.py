@@ -105,7 +105,9 @@ def run_server(
     pool = open_pool(settings)
     removed = pool.remove_orphans(grace_s=ORPHAN_GRACE_S)
     info(
-        f"model {settings.model_path.name}: {gen.image_size} px, {gen.channels} channel(s); "
+        f"model {settings.model_path.name}: {gen.image_size} px, "
+        + (f"bands {','.join(gen.science.bands)} (FITS cubes on request); " if gen.science else "")
+        + f"{gen.channels} channel(s); "
         f"pool {settings.resolved_pool_dir} holds {pool.depth()} unseen image(s)"
         + (f"; removed {removed} orphaned file(s)" if removed else "")
     )
