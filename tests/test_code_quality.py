@@ -49,6 +49,7 @@ TYPED = [
     "astrogan.conditions",
     "astrogan.science",
     "astrogan.data.cosmos",
+    "astrogan.data.synth_galaxies",
     "astrogan.data.science_inputs",
     "astrogan.data.pipeline",
     "astrogan.data.build",

@@ -1,4 +1,4 @@
-"""`astrogan synth ...`: synthetic data sets with a known answer (Sérsic galaxies via GalSim)."""
+"""`astrogan synth ...`: synthetic data sets with a known answer (Sérsic and bulge+disc galaxies via GalSim)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,57 @@ def sersic(
         overwrite=overwrite,
         progress=True,
     )
+
+
+@synth_app.command("galaxies")
+def galaxies(
+    num: int = typer.Option(1000, "--num", help="Number of galaxies to render."),
+    bands: str = typer.Option(
+        "g,r,i,z",
+        "--bands",
+        help="Comma-separated bands: LSST u,g,r,i,z,y or HST F435W,F606W,F775W,F814W,F850LP,F275W,F336W,"
+        "F105W,F125W,F160W (GalSim's throughput files).",
+    ),
+    image_size: int = typer.Option(64, "--size", "--image-size", help="Stamp side in pixels."),
+    pixel_scale_arcsec: float = typer.Option(
+        0.2, "--pixel-scale", "--pixel-scale-arcsec", help="Arcsec per pixel (0.2 = LSST)."
+    ),
+    psf: str = typer.Option("moffat", "--psf", help="PSF per band: moffat (beta 3.5) or kolmogorov."),
+    seeing: float = typer.Option(
+        0.7, "--seeing", help="PSF FWHM in LSST r [arcsec]; other bands scale as wavelength^-0.2."
+    ),
+    noise: str = typer.Option(
+        "default",
+        "--noise",
+        help="Gaussian sky noise sigma per pixel [nanomaggy]: 'default' (one LSST visit), 'none' or 0, "
+        "one number for all bands, or per band 'g=0.004,r=0.005' (others default).",
+    ),
+    mag_range: str = typer.Option(
+        "17,21", "--mag-range", help="LO,HI: total AB magnitude in LSST r, drawn uniformly."
+    ),
+    max_offset: float = typer.Option(
+        1.0, "--max-offset", help="Largest centre offset from the stamp centre [px]."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Run seed; galaxy k depends only on (seed, k)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (must be new or empty unless --overwrite)."),
+    workers: int = typer.Option(0, "--workers", help="Worker processes (0 = one per CPU core)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out folder."),
+) -> None:
+    """Render bulge+disc galaxies through real bandpasses (GalSim chromatic): FITS cubes, params.csv, synth.json."""
+    from astrogan.data.synth_galaxies import make_setup, parse_mag_range, synth_galaxies
+
+    setup = make_setup(
+        bands,
+        image_size=image_size,
+        pixel_scale_arcsec=pixel_scale_arcsec,
+        psf=psf,
+        seeing_arcsec=seeing,
+        noise=noise,
+        mag_range=parse_mag_range(mag_range),
+        max_offset_px=max_offset,
+        seed=seed,
+    )
+    synth_galaxies(out, num=num, setup=setup, num_workers=workers or None, overwrite=overwrite, progress=True)
 
 
 def register(app: typer.Typer) -> None:

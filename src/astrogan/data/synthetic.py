@@ -278,11 +278,11 @@ def iter_sersic_chunks(
             yield _render_chunk(job)
         return
     # spawn: safe with threads (torch, Rich) in the parent, and the same on every OS.
-    with mp.get_context("spawn").Pool(num_workers, initializer=_worker_init) as pool:
+    with mp.get_context("spawn").Pool(num_workers, initializer=worker_init) as pool:
         yield from pool.imap(_render_chunk, jobs)
 
 
-def _worker_init() -> None:
+def worker_init() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -316,7 +316,7 @@ def render_sersic(
         pixel_scale_arcsec=pixel_scale_arcsec,
         num_workers=num_workers,
     )
-    with _maybe_progress(progress, num) as advance:
+    with MaybeProgress(progress, num) as advance:
         for start, chunk, params in chunks:
             images[start : start + len(chunk)] = chunk
             rows.extend(params)
@@ -356,7 +356,7 @@ def _params_table(
     return table
 
 
-class _maybe_progress:
+class MaybeProgress:
     """A context manager yielding ``advance(k)``: a Rich bar when asked, a no-op otherwise."""
 
     def __init__(self, enabled: bool, total: int, description: str = "rendering Sérsic stamps") -> None:
@@ -444,7 +444,7 @@ def synth_sersic(
             pixel_scale_arcsec=pixel_scale_arcsec,
             num_workers=num_workers,
         )
-        with _maybe_progress(progress, num) as advance:
+        with MaybeProgress(progress, num) as advance:
             for start, images, params in chunks:
                 if fmt == "png" and stretch is None:
                     soft = noise_spec.effective_sigma or 1.0
