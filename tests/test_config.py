@@ -205,3 +205,11 @@ def test_the_cpu_preset_writes_small_checkpoints() -> None:
         )
     # G, D, G_ema and two Adam moments each, float32: a few MB (the default FastGAN writes ~550 MB).
     assert 4 * num * 4 < 10 * 2**20  # at most 4 copies of every parameter
+
+
+def test_options_take_comma_lists_of_key_values_but_keep_json_lists():
+    from astrogan.config import parse_options
+
+    assert parse_options(["ngf=8,ndf=16"], flag="--model") == {"ngf": 8, "ndf": 16}
+    assert parse_options(["sizes=[1,2], q=0.5", "n=3"], flag="--model") == {"sizes": [1, 2], "q": 0.5, "n": 3}
+    assert parse_options(["ngf=8,16"], flag="--model") == {"ngf": "8,16"}  # no key after the comma: one value

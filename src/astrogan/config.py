@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -153,9 +154,11 @@ def _parse_value(text: str) -> Any:
 
 
 def parse_options(items: Iterable[str], *, flag: str) -> dict[str, Any]:
-    """`["ngf=32", "dropout=0.1"]` -> {"ngf": 32, "dropout": 0.1}; values read as JSON where they parse."""
+    """`["ngf=32", "dropout=0.1"]` (or `["ngf=32,dropout=0.1"]`) -> {"ngf": 32, "dropout": 0.1}; values read as
+    JSON where they parse. A comma starts a new option only when `key=` follows it, so `[1,2]` stays a list."""
     out: dict[str, Any] = {}
-    for item in items:
+    split = [part for item in items for part in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_.]*\s*=)", item)]
+    for item in split:
         if "=" not in item:
             raise UserError(f"{flag} {item!r} must look like key=value (e.g. {flag} ngf=32)")
         key, value = item.split("=", 1)
