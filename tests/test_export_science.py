@@ -32,7 +32,7 @@ def science_spec(bands=BANDS) -> ScienceSpec:
         ),
         bunit="nanomaggy",
         pixel_scale_arcsec=0.262,
-        display=DisplaySpec(rgb=("i", "r", "g"), minimum=(0.0, 0.0, 0.0), stretch=6.0, q=8.0),
+        display=DisplaySpec(rgb=("i", "r", "g"), stretch=6.0, q=8.0),
         extra={"survey": "stub"},
     )
 

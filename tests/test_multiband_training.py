@@ -214,7 +214,7 @@ def test_a_recorded_colour_mapping_is_kept_and_a_band_mismatch_refused(tmp_path)
     ds = tmp_path / "ds"
     spec = write_science_dataset(ds, blob_flux(8, SIZE, num_bands=4, seed=6), bands=("g", "r", "i", "z"))
     manifest = json.loads((ds / "manifest.json").read_text())
-    chosen = DisplaySpec(rgb=("z", "i", "g"), minimum=(0.4, 0.4, 0.4), stretch=5.0, q=4.0)
+    chosen = DisplaySpec(rgb=("z", "i", "g"), minimum={"z": 0.4, "i": 0.4, "g": 0.4}, stretch=5.0, q=4.0)
     manifest["science"]["display"] = chosen.to_dict()
     (ds / "manifest.json").write_text(json.dumps(manifest))
     run = train(_cfg(ds, tmp_path, "dcgan"), show_progress=False)

@@ -94,7 +94,7 @@ def test_default_rgb_orders_by_wavelength():
 def test_lupton_composite_of_known_inputs_matches_astropy():
     bands = ("g", "r", "i")
     st = BandStretch(kind="linear", a=1.0, black=(0.0,) * 3, white=(10.0,) * 3)
-    disp = DisplaySpec(rgb=("i", "r", "g"), minimum=(0.0, 0.0, 0.0), stretch=2.0, q=8.0)
+    disp = DisplaySpec(rgb=("i", "r", "g"), stretch=2.0, q=8.0)
     spec = ScienceSpec(bands=bands, stretch=st, display=disp)
     flux = np.zeros((1, 3, 4, 4), np.float32)
     flux[0, 2, 0, 0] = 5.0  # only i (shown red) at the top-left pixel
@@ -150,3 +150,34 @@ def test_model_to_flux_undoes_the_stretch():
     back = science.model_to_flux(images, spec)
     span = (np.asarray(st.white) - np.asarray(st.black))[None, :, None, None]
     assert (np.abs(back - flux) / span).max() < 1e-5
+
+
+def test_display_fit_balances_bands_and_darkens_the_sky():
+    rng = np.random.default_rng(3)
+    n, size = 16, 24
+    yy, xx = np.mgrid[:size, :size]
+    blob = np.exp(-((yy - 12) ** 2 + (xx - 12) ** 2) / 8.0)
+    # g faint, i bright (a red population), a sky level per band and noise of 0.01
+    flux = np.stack([f * blob + sky for f, sky in ((1.0, 0.1), (2.0, 0.2), (4.0, 0.3))])[None].repeat(n, 0)
+    flux = flux + rng.normal(0, 0.01, flux.shape)
+    disp = DisplaySpec.fit(flux, ("g", "r", "i"))
+    assert disp.rgb == ("i", "r", "g")
+    assert disp.minimum["g"] == pytest.approx(0.1, abs=0.01) and disp.minimum["i"] == pytest.approx(
+        0.3, abs=0.01
+    )
+    assert (
+        disp.scale["r"] == 1.0
+        and disp.scale["g"] == pytest.approx(2.0, rel=0.1)
+        and disp.scale["i"] == pytest.approx(0.5, rel=0.1)
+    )
+    spec = ScienceSpec(
+        bands=("g", "r", "i"),
+        stretch=BandStretch.fit(flux, black_percentile=0, white_percentile=100),
+        display=disp,
+    )
+    rgb = science.display_uint8(spec.stretch.forward(flux) * 2 - 1, spec).astype(int)
+    centre, corner = rgb[:, 12, 12], rgb[:, 0:3, 0:3].reshape(n, -1, 3)
+    assert np.abs(centre[:, 0] - centre[:, 2]).max() < 40  # the typical galaxy of the sample comes out grey
+    assert centre.min() > 150 and np.median(corner) < 60  # bright galaxy, dark sky
+    # picking other bands keeps each band's own sky and balance
+    assert spec.with_rgb(("r", "", "g")).display_or_default().minimum["g"] == disp.minimum["g"]

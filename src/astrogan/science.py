@@ -213,21 +213,24 @@ def default_rgb(bands: Sequence[str]) -> tuple[str, str, str]:
 class DisplaySpec:
     """How science images become colour pictures: bands shown as (R, G, B) through `make_lupton_rgb`.
 
-    `minimum` (flux shown black, per shown band), `stretch` (the linear range of the asinh) and `Q` (its
-    softening) are Lupton et al. (2004)'s parameters in the data's flux units. `rgb` entries name bands; ""
-    means the mean of R and B (two-band data).
+    Per band (keyed by name, so `--rgb` can pick any band): `minimum` (the flux shown black: the sky) and
+    `scale` (a multiplier that balances the bands, so the sample's typical galaxy is neither red nor blue and
+    colour differences stand out). Then Lupton et al. (2004)'s `stretch` (the linear range of the asinh, in
+    scaled flux) and `Q` (its softening). `rgb` entries name bands; "" means the mean of R and B (two bands).
     """
 
     rgb: tuple[str, str, str]
-    minimum: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    minimum: Mapping[str, float] = field(default_factory=dict)  # band -> flux shown black (default 0)
     stretch: float = 1.0
     q: float = 8.0
+    scale: Mapping[str, float] = field(default_factory=dict)  # band -> multiplier (default 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": "lupton (astropy.visualization.make_lupton_rgb)",
             "rgb": list(self.rgb),
-            "minimum": list(self.minimum),
+            "minimum": {k: float(v) for k, v in self.minimum.items()},
+            "scale": {k: float(v) for k, v in self.scale.items()},
             "stretch": self.stretch,
             "Q": self.q,
         }
@@ -235,28 +238,85 @@ class DisplaySpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DisplaySpec:
         rgb = tuple(str(v) for v in d["rgb"])
-        mins = tuple(float(v) for v in d.get("minimum", (0.0, 0.0, 0.0)))
-        if len(rgb) != 3 or len(mins) != 3:
-            raise ValueError("a display mapping needs three bands (R, G, B) and three minima")
-        return cls(rgb=rgb, minimum=mins, stretch=float(d.get("stretch", 1.0)), q=float(d.get("Q", 8.0)))
+        if len(rgb) != 3:
+            raise ValueError("a display mapping needs three bands (R, G, B)")
+        mins, scale = d.get("minimum") or {}, d.get("scale") or {}
+        if isinstance(mins, (list, tuple)):  # one value per shown channel (R, G, B)
+            mins = {b: float(v) for b, v in zip(rgb, mins, strict=True) if b}
+        return cls(
+            rgb=rgb,  # type: ignore[arg-type]
+            minimum={str(k): float(v) for k, v in mins.items()},
+            stretch=float(d.get("stretch", 1.0)),
+            q=float(d.get("Q", 8.0)),
+            scale={str(k): float(v) for k, v in scale.items()},
+        )
+
+    def with_rgb(self, rgb: Sequence[str]) -> DisplaySpec:
+        return DisplaySpec(
+            rgb=tuple(rgb), minimum=self.minimum, stretch=self.stretch, q=self.q, scale=self.scale
+        )  # type: ignore[arg-type]
+
+    def planes(self, flux: np.ndarray, bands: Sequence[str]) -> list[np.ndarray]:
+        """The (R, G, B) planes of flux `(..., B, Y, X)`: sky-subtracted and balanced, ready for Lupton."""
+        names = list(bands)
+        shown = [
+            (flux[..., names.index(n), :, :] - self.minimum.get(n, 0.0)) * self.scale.get(n, 1.0)
+            if n
+            else None
+            for n in self.rgb
+        ]
+        _check_rgb(self.rgb, names)
+        r, g, b = shown
+        assert r is not None and b is not None
+        return [r, g if g is not None else (r + b) / 2.0, b]
 
     @classmethod
     def fit(
-        cls, flux: ArrayLike, bands: Sequence[str], *, rgb: Sequence[str] | None = None, q: float = 8.0
+        cls, flux: ArrayLike, bands: Sequence[str], *, rgb: Sequence[str] | None = None, border_px: int = 2
     ) -> DisplaySpec:
-        """Minimum = the 5th percentile per shown band; stretch so the 99.9th percentile of the mean maps to 1.
+        """Fit the mapping to a sample `flux` `(N, B, Y, X)`; `rgb` overrides `default_rgb(bands)`.
 
-        `flux` is `(N, B, Y, X)`; `rgb` overrides `default_rgb(bands)`.
+        Minimum: each band's median over the stamps' `border_px` edge (the sky). Scale: 1 / each band's total
+        flux above the sky, normalised to the middle shown band (the sample's summed galaxy comes out grey).
+        Stretch: three times the sky noise of the shown mean (robust: 1.4826 MAD of the edge), and Q chosen so the
+        99.9th percentile of the mean reaches white (I = stretch sinh(Q) / Q); noise-free data get Q = 8.
         """
         x = np.asarray(flux, dtype=np.float64)
+        if x.ndim != 4 or x.shape[1] != len(bands):
+            raise ValueError(f"fit wants flux (N, {len(bands)}, Y, X), got shape {x.shape}")
         chosen = tuple(rgb) if rgb is not None else default_rgb(bands)
-        planes = _rgb_planes(x, list(bands), chosen)
-        mins = tuple(float(np.nanpercentile(p, 5)) for p in planes)
-        mean = sum(p - m for p, m in zip(planes, mins, strict=True)) / 3.0
+        _check_rgb(chosen, bands)
+        edge = np.ones(x.shape[-2:], dtype=bool)
+        k = max(1, min(border_px, min(x.shape[-2:]) // 4))
+        edge[k:-k, k:-k] = False
+        mins, totals = {}, {}
+        for i, band in enumerate(bands):
+            plane = x[:, i]
+            mins[band] = float(np.nanmedian(plane[:, edge]))
+            totals[band] = float(np.nansum(np.clip(plane - mins[band], 0.0, None)))
+        ref = chosen[1] or chosen[0]
+        scale = {b: (totals[ref] / t if t > 0 and totals[ref] > 0 else 1.0) for b, t in totals.items()}
+        probe = cls(rgb=chosen, minimum=mins, scale=scale)  # type: ignore[arg-type]
+        mean = sum(probe.planes(x, bands)) / 3.0
         top = float(np.nanpercentile(mean, 99.9))
-        # make_lupton_rgb maps I to asinh(Q I / stretch) / Q, which reaches 1 at I = stretch sinh(Q) / Q.
-        stretch = max(top * q / float(np.sinh(q)), 1e-12)
-        return cls(rgb=chosen, minimum=mins, stretch=stretch, q=float(q))  # type: ignore[arg-type]
+        sky = mean[:, edge]
+        sigma = 1.4826 * float(np.nanmedian(np.abs(sky - np.nanmedian(sky))))
+        q, stretch = 8.0, max(top * 8.0 / float(np.sinh(8.0)), 1e-12)
+        if sigma > 0 and top > 3 * sigma:
+            stretch = 3.0 * sigma
+            q = _lupton_q(top / stretch)
+        return cls(rgb=chosen, minimum=mins, stretch=stretch, q=q, scale=scale)  # type: ignore[arg-type]
+
+
+def _lupton_q(ratio: float) -> float:
+    """Q with sinh(Q) / Q = `ratio` (so intensity `ratio * stretch` maps to white), bisected in [0.01, 20]."""
+    lo, hi = 1e-2, 20.0
+    if ratio >= np.sinh(hi) / hi:
+        return hi
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if np.sinh(mid) / mid < ratio else (lo, mid)
+    return float((lo + hi) / 2)
 
 
 def _check_rgb(rgb: Sequence[str], bands: Sequence[str]) -> None:
@@ -265,18 +325,6 @@ def _check_rgb(rgb: Sequence[str], bands: Sequence[str]) -> None:
         raise ValueError(
             f"the colour mapping must name three of the bands {','.join(bands)} as R,G,B (--rgb), got {','.join(rgb)}"
         )
-
-
-def _rgb_planes(flux: np.ndarray, bands: list[str], rgb: Sequence[str]) -> list[np.ndarray]:
-    """The (R, G, B) planes of `flux` `(..., B, Y, X)` named by `rgb` ("" = mean of R and B)."""
-    unknown = [b for b in rgb if b and b not in bands]
-    if unknown:
-        raise ValueError(
-            f"unknown band(s) {', '.join(unknown)} for the colour mapping: the data has {', '.join(bands)}"
-        )
-    r, g, b = (flux[..., bands.index(n), :, :] if n else None for n in rgb)
-    assert r is not None and b is not None, "R and B must name bands"
-    return [r, g if g is not None else (r + b) / 2.0, b]
 
 
 @dataclass(frozen=True)
@@ -308,13 +356,12 @@ class ScienceSpec:
     def with_rgb(self, rgb: Sequence[str]) -> ScienceSpec:
         """The same spec shown through other bands (a user's `--rgb i,r,g`); other display values kept."""
         _check_rgb(tuple(rgb), self.bands)
-        d = self.display_or_default()
         return ScienceSpec(
             bands=self.bands,
             stretch=self.stretch,
             bunit=self.bunit,
             pixel_scale_arcsec=self.pixel_scale_arcsec,
-            display=DisplaySpec(rgb=tuple(rgb), minimum=d.minimum, stretch=d.stretch, q=d.q),  # type: ignore[arg-type]
+            display=self.display_or_default().with_rgb(rgb),
             extra=dict(self.extra),
         )
 
@@ -385,12 +432,13 @@ def display_uint8(
     from astropy.visualization import make_lupton_rgb
 
     disp = spec.display_or_default()
-    planes = _rgb_planes(model_to_flux(x, spec).astype(np.float64), list(spec.bands), disp.rgb)
+    planes = disp.planes(model_to_flux(x, spec).astype(np.float64), spec.bands)
     out = np.empty((x.shape[0], x.shape[2], x.shape[3], 3), dtype=np.uint8)
     for i in range(x.shape[0]):
-        r, g, b = (p[i] - m for p, m in zip(planes, disp.minimum, strict=True))
         with np.errstate(invalid="ignore", divide="ignore"):  # astropy divides 0 by 0 on black pixels
-            out[i] = make_lupton_rgb(r, g, b, minimum=0.0, stretch=disp.stretch, Q=disp.q)
+            out[i] = make_lupton_rgb(
+                planes[0][i], planes[1][i], planes[2][i], minimum=0.0, stretch=disp.stretch, Q=disp.q
+            )
     return out
 
 
