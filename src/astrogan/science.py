@@ -244,7 +244,7 @@ class DisplaySpec:
         if isinstance(mins, (list, tuple)):  # one value per shown channel (R, G, B)
             mins = {b: float(v) for b, v in zip(rgb, mins, strict=True) if b}
         return cls(
-            rgb=rgb,  # type: ignore[arg-type]
+            rgb=(rgb[0], rgb[1], rgb[2]),
             minimum={str(k): float(v) for k, v in mins.items()},
             stretch=float(d.get("stretch", 1.0)),
             q=float(d.get("Q", 8.0)),
@@ -252,9 +252,14 @@ class DisplaySpec:
         )
 
     def with_rgb(self, rgb: Sequence[str]) -> DisplaySpec:
+        """The same sky levels, balance and stretch, showing other bands as (R, G, B)."""
         return DisplaySpec(
-            rgb=tuple(rgb), minimum=self.minimum, stretch=self.stretch, q=self.q, scale=self.scale
-        )  # type: ignore[arg-type]
+            rgb=(rgb[0], rgb[1], rgb[2]),
+            minimum=self.minimum,
+            stretch=self.stretch,
+            q=self.q,
+            scale=self.scale,
+        )
 
     def planes(self, flux: np.ndarray, bands: Sequence[str]) -> list[np.ndarray]:
         """The (R, G, B) planes of flux `(..., B, Y, X)`: sky-subtracted and balanced, ready for Lupton."""
@@ -297,7 +302,8 @@ class DisplaySpec:
         ref = chosen[1] or chosen[0]
         scale = {b: (totals[ref] / t if t > 0 and totals[ref] > 0 else 1.0) for b, t in totals.items()}
         probe = cls(rgb=chosen, minimum=mins, scale=scale)  # type: ignore[arg-type]
-        mean = sum(probe.planes(x, bands)) / 3.0
+        r, g, b = probe.planes(x, bands)
+        mean = (r + g + b) / 3.0
         top = float(np.nanpercentile(mean, 99.9))
         sky = mean[:, edge]
         sigma = 1.4826 * float(np.nanmedian(np.abs(sky - np.nanmedian(sky))))
