@@ -209,3 +209,16 @@ def _write_table(path: Path, columns: list) -> None:
     from astropy.io import fits
 
     fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(columns)]).writeto(path, overwrite=True)
+
+
+def damage_hdu(root: Path, num: int, hdu: int) -> Path:
+    """Replace HDU `hdu` of image file n{num} by a header-only HDU (no pixels): that one stamp is unreadable,
+    the HDUs after it are whole. Returns the file's path."""
+    from astropy.io import fits
+
+    path = root / gal_file(num)
+    with fits.open(path) as hdul:
+        hdus = [h.copy() for h in hdul]
+    hdus[hdu] = fits.PrimaryHDU() if hdu == 0 else fits.ImageHDU()
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return path

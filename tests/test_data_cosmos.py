@@ -294,3 +294,63 @@ def test_a_truncated_image_file_is_named_when_read(tmp_path):
     with pytest.raises(UserError) as e:
         list(sel)
     assert f"cannot read HDU 2 of {path.resolve()} (IDENT 1009)" in one_line_error(e)
+
+
+def test_getitem_reads_each_position_alone_with_few_files_open(cosmos, monkeypatch):
+    import galsim
+
+    from astrogan.data import cosmos as cosmos_module
+
+    monkeypatch.setattr(cosmos_module, "MAX_OPEN_FILES", 1)  # the catalogue has two image files
+    root, written = cosmos
+    sel = open_cosmos(root / CATALOG, exclusion_level="none")
+    in_order = list(sel)
+    calls = []
+    real_get = galsim.RealGalaxyCatalog.getGalImage
+    monkeypatch.setattr(
+        galsim.RealGalaxyCatalog, "getGalImage", lambda self, i: calls.append(int(i)) or real_get(self, i)
+    )
+    for pos in (7, 0, 11, -1, 3, 9, 3):  # back and forth between the two image files
+        s = sel[pos]
+        expect = in_order[pos]
+        assert s.source == expect.source == sel.source_name(pos) and s.params == expect.params
+        np.testing.assert_array_equal(s.flux, expect.flux)
+        np.testing.assert_array_equal(s.flux[0], written[s.params["ident"]].astype(np.float32))
+        assert list(sel._rgc.loaded_files) == [sel._rgc.gal_file_name[pos]]
+    assert calls == [7, 0, 11, 11, 3, 9, 3]  # one read per access: no pass over the stamps before it
+    assert sel[0].flux[0, 0, 0] == MARKER and sel[np.int64(1)].params["ident"] == 1002
+    sel.close()
+    assert sel._rgc.loaded_files == {}
+    for bad in (12, -13):
+        with pytest.raises(IndexError, match="outside the selection of 12"):
+            sel[bad]
+
+
+def test_a_damaged_stamp_raises_for_itself_only(tmp_path):
+    from cosmos_catalog import damage_hdu
+
+    write_cosmos_catalog(tmp_path)
+    path = damage_hdu(tmp_path, 2, 2)  # IDENT 1009's pixels are gone; 1010-1012 after it are whole
+    sel = open_cosmos(tmp_path / CATALOG, exclusion_level="none")
+    pos = ALL.index(1009)
+    with pytest.raises(UserError) as e:
+        sel[pos]
+    msg = one_line_error(e)
+    assert f"cannot read HDU 2 of {path.resolve()} (IDENT 1009)" in msg and "galsim_download_cosmos" in msg
+    after = [sel[p].params["ident"] for p in range(pos + 1, len(sel))]
+    assert after == [1010, 1011, 1012] and sel[pos - 1].params["ident"] == 1008
+
+
+def test_describe_gives_the_credit_and_licence_of_the_pixels(cosmos):
+    d = open_cosmos(cosmos[0] / CATALOG).describe()
+    credit = d["credit"]
+    assert credit.startswith("COSMOS HST/ACS F814W galaxies, GalSim real-galaxy training sample 23.5 (")
+    for paper in (
+        "Koekemoer et al. 2007, ApJS 172, 196",
+        "Scoville et al. 2007, ApJS 172, 1",
+        "Mandelbaum et al. 2012, MNRAS 420, 1518",
+        "Mandelbaum et al. 2014, ApJS 212, 5",
+    ):
+        assert paper in credit
+    assert d["licence"].startswith("public domain: NASA/ESA Hubble Space Telescope archive data")
+    assert "NASA/ESA data policy" in d["licence"] and "Koekemoer et al. 2007" in d["licence"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import types
@@ -412,7 +413,13 @@ def test_cosmos_catalogue_builds_through_the_real_module(tmp_path, monkeypatch):
     assert ds.params()[0]["ident"] == 1001 and ds.meta()["source"][0] == f"{CATALOG}:1001"
     assert ds.header(0)["PIXSCALE"] == pytest.approx(0.03 * 19 / 16)  # 21x19 stamp, 19 px crop -> 16 px
     assert ds.manifest["sources"][0]["cosmos"]["num_selected"] == 9
-    # A damaged image file: its stamp gets a row, and so does each stamp the broken pass could not reach.
+    # The selection's own credit and licence, not the fallback line, in the meta rows and the manifest.
+    source = ds.manifest["sources"][0]
+    assert source["credit"] == source["cosmos"]["credit"] != science_inputs.COSMOS_CREDIT
+    assert "Koekemoer et al. 2007" in source["credit"] and ds.meta()["credit"][0] == source["credit"]
+    assert list(ds.manifest["licences"]) == [source["cosmos"]["licence"]]
+    assert source["licence"].startswith("public domain")
+    # A truncated image file (HDUs 2-5 of file 2 gone): each missing stamp gets its own row, the rest builds.
     from astropy.io import fits
 
     path = tmp_path / gal_file(2)
@@ -422,10 +429,39 @@ def test_cosmos_catalogue_builds_through_the_real_module(tmp_path, monkeypatch):
         )
     with pytest.warns(UserWarning):
         res = build([], tmp_path / "ds2", sci)
-    reasons = [r["reason"] for r in res.report if r["status"] == "skipped"]
-    assert reasons[0].startswith("unreadable stamp (cannot read HDU 2 of") and "IDENT 1009" in reasons[0]
-    assert all(r.startswith("not read (an earlier stamp failed") for r in reasons[1:])
-    assert res.num_images + len(reasons) == 9
+    rows = [r for r in res.report if r["status"] == "skipped"]
+    assert [r["path"] for r in rows] == [f"{CATALOG}:{i}" for i in (1009, 1010, 1011)]
+    for row, (hdu, ident) in zip(rows, ((2, 1009), (3, 1010), (4, 1011)), strict=True):
+        assert row["reason"].startswith(f"unreadable stamp (cannot read HDU {hdu} of {path.resolve()}")
+        assert f"(IDENT {ident})" in row["reason"]
+    assert res.num_images == 6
+
+
+def test_one_damaged_cosmos_stamp_skips_only_itself_and_the_fit_reads_only_its_sample(tmp_path, monkeypatch):
+    pytest.importorskip("galsim")
+    import galsim
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from cosmos_catalog import CATALOG, damage_hdu, write_cosmos_catalog
+
+    write_cosmos_catalog(tmp_path)
+    path = damage_hdu(tmp_path, 2, 2)  # IDENT 1009, catalogue row 8; the HDUs after it are whole
+    reads = []
+    real_get = galsim.RealGalaxyCatalog.getGalImage
+    monkeypatch.setattr(
+        galsim.RealGalaxyCatalog, "getGalImage", lambda self, i: reads.append(int(i)) or real_get(self, i)
+    )
+    sci = ScienceOptions(cosmos=tmp_path / CATALOG, exclusion_level="none", fit_sample=4)
+    with pytest.warns(UserWarning, match="pixscale-mixed"):
+        res = build([], tmp_path / "ds", sci)
+    assert reads[:4] == sample_indices(12, 4) == [0, 4, 7, 11]  # the fit pass: its sample and nothing else
+    assert reads[4:] == list(range(12))  # the build pass: every stamp once
+    skipped = [r for r in res.report if r["status"] == "skipped"]
+    assert len(skipped) == 1 and skipped[0]["path"] == f"{CATALOG}:1009"
+    reason = skipped[0]["reason"]
+    assert reason.startswith(f"unreadable stamp (cannot read HDU 2 of {path.resolve()} (IDENT 1009)")
+    assert res.num_images == 11
+    assert [p["ident"] for p in open_dataset(res.path).params()][8:] == [1010, 1011, 1012]
 
 
 def test_cli_builds_a_science_dataset_shows_it_and_refuses_mistakes(tmp_path, capsys):
@@ -469,3 +505,271 @@ def test_science_spec_round_trips_through_the_manifest(tmp_path):
     manifest = json.loads((res.path / "manifest.json").read_text())
     assert ScienceSpec.from_dict(manifest["science"]) == res.science
     assert manifest["preprocessing"]["params"]["science"]["spec"] == manifest["science"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# --crop pad: a centred --image-size square cut from larger stamps, smaller ones padded, never resampled
+
+
+def stored_fits(ds, index):
+    """Image `index` of a one-size dataset back in FITS order, (B, Y, X), still stretched."""
+    return fits_to_image_order(np.moveaxis(ds.images()[index], -1, 0))
+
+
+def test_pad_keeps_the_native_pixel_scale_of_mixed_size_cosmos_stamps(tmp_path, monkeypatch):
+    pytest.importorskip("galsim")
+    import warnings
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from cosmos_catalog import CATALOG, GALAXIES, MARKER, PIXEL_SCALE, write_cosmos_catalog
+
+    written = write_cosmos_catalog(tmp_path)
+    sci = ScienceOptions(cosmos=tmp_path / CATALOG, exclusion_level="none")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = build([], tmp_path / "ds", sci, crop="pad", image_sizes=(20,), min_size_px=1)
+    assert not [w for w in caught if "mixed" in str(w.message)]
+    ds = open_dataset(res.path)
+    assert res.num_images == 12 and ds.science.pixel_scale_arcsec == PIXEL_SCALE
+    assert ds.manifest["science_inputs"]["flags"] == []
+    assert ds.manifest["science_inputs"]["pixel_scale_arcsec_seen"] == {str(PIXEL_SCALE): 12}
+    assert {h["PIXSCALE"] for h in ds.headers()} == {PIXEL_SCALE}
+    flags = dict(zip(ds.meta()["source"], ds.meta()["flags"], strict=True))
+    for g in GALAXIES:  # padded:<pixels per band outside the stamp>
+        rows, cols = min(g.shape[0], 20), min(g.shape[1], 20)
+        assert flags[f"{CATALOG}:{g.ident}"] == ("" if rows * cols == 400 else f"padded:{400 - rows * cols}")
+    # 1001 is 21 x 19 (Y, X): its top FITS row goes (the cut starts at FITS row (21 - 20) // 2 = 0) and one
+    # column of padding comes first ((19 - 20) // 2 = -1): the marker at FITS (0, 0) moves to FITS (0, 1).
+    got = stored_fits(ds, 0)
+    stamp = written[1001].astype(np.float32)
+    ring = np.concatenate([stamp[0], stamp[-1], stamp[1:-1, 0], stamp[1:-1, -1]]).astype(np.float64)
+    expect = np.full((1, 20, 20), np.float32(np.median(ring)), np.float32)
+    expect[0, :, 1:] = stamp[:20, :]
+    assert stamp[0, 0] == MARKER and np.unravel_index(np.argmax(got[0]), (20, 20)) == (0, 1)
+    np.testing.assert_array_equal(got, ds.science.stretch.forward(expect))
+
+
+def test_pad_passes_a_stamp_of_the_size_through_bit_identical(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    cubes = [np.stack([flux(40 + k), flux(50 + k)]) for k in range(3)]
+    for k, cube in enumerate(cubes):
+        write_fits(raw / f"c{k}.fits", cube, wcs_header())
+    sci = ScienceOptions(cubes=True)
+    pad = open_dataset(build([raw], tmp_path / "pad", sci, crop="pad").path)
+    center = open_dataset(build([raw], tmp_path / "center", sci, crop="center").path)
+    assert np.array_equal(pad.images(), center.images()) and pad.headers() == center.headers()
+    assert set(pad.meta()["flags"]) == {""} and pad.header(0)["CRPIX1"] == 8.5
+    for k, cube in enumerate(cubes):  # the stamp's own float32 flux, only stretched
+        np.testing.assert_array_equal(stored_fits(pad, k), pad.science.stretch.forward(cube))
+
+
+def test_pad_cuts_at_the_centre_and_moves_crpix_by_the_offset(tmp_path):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    ramp = (np.arange(21)[:, None] * 100 + np.arange(20)[None, :]).astype(np.float32)[None]  # FITS (y, x)
+    header = wcs_header(crpix=(8.5, 12.5), cd=True)
+    write_fits(raw / "big.fits", ramp, header)
+    small = flux(60, (10, 12))[None]
+    write_fits(raw / "small.fits", small, header)
+    sci = ScienceOptions(cubes=True, stretch="linear", stretch_black=(-1.0,), stretch_white=(3000.0,))
+    res = build([raw], tmp_path / "ds", sci, crop="pad")
+    ds = open_dataset(res.path)
+    names = list(ds.meta()["source"])
+    big, little = names.index("big.fits"), names.index("small.fits")
+    # 21 x 20 -> 16: the cut starts at FITS row (21 - 16) // 2 = 2 and column (20 - 16) // 2 = 2.
+    np.testing.assert_array_equal(stored_fits(ds, big), ds.science.stretch.forward(ramp[:, 2:18, 2:18]))
+    assert stored_fits(ds, big)[0, 0, 0] == ds.science.stretch.forward(ramp[:, 2:3, 2:3])[0, 0, 0]
+    meta = ds.meta()
+    assert (meta["crop_top"][big], meta["crop_left"][big], meta["crop_size"][big]) == (
+        3,
+        2,
+        16,
+    )  # image order
+    # 10 x 12 -> 16: offsets (10 - 16) // 2 = -3 rows and (12 - 16) // 2 = -2 columns: padded, CRPIX grows.
+    for index, (dy, dx) in ((big, (2, 2)), (little, (-3, -2))):
+        card = ds.header(index)
+        assert (card["CRPIX1"], card["CRPIX2"]) == (8.5 - dx, 12.5 - dy)
+        assert card["PIXSCALE"] == pytest.approx(0.2)
+        src, out = WCS(header), WCS(fits.Header(card))
+        assert card["CDELT1"] == src.wcs.get_cdelt()[0] and card["PC1_2"] == pytest.approx(
+            src.wcs.get_pc()[0, 1]
+        )
+        for x, y in ((0, 0), (15, 0), (3, 11)):  # stored FITS pixel (x, y) is the stamp's (x + dx, y + dy)
+            assert src.pixel_to_world(x + dx, y + dy).separation(out.pixel_to_world(x, y)).arcsec < 1e-9
+    assert meta["flags"][little] == f"padded:{256 - 120}" and meta["flags"][big] == ""
+
+
+def test_pad_fill_is_the_border_median_and_its_noise_reproduces(tmp_path, monkeypatch):
+
+
+    rng = np.random.default_rng(5)
+    stamp = rng.normal(50.0, 5.0, (8, 8)).astype(np.float32)
+    stamp[[0, -1], :] = rng.normal(5.0, 2.0, (2, 8))  # the border ring: sky around the galaxy
+    stamp[1:-1, [0, -1]] = rng.normal(5.0, 2.0, (6, 2))
+    ring = np.concatenate([stamp[0], stamp[-1], stamp[1:-1, 0], stamp[1:-1, -1]]).astype(np.float64)
+    med = np.median(ring)
+    sigma = np.median(np.abs(ring - med)) * 1.4826
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_fits(raw / "s_g.fits", stamp)
+    sci = ScienceOptions(bands=("g",), stretch="linear", stretch_black=(-50.0,), stretch_white=(100.0,))
+    pad = np.ones((32, 32), bool)
+    pad[12:20, 12:20] = False  # (8 - 32) // 2 = -12 on both axes: the stamp sits at rows/columns 12-19
+
+    def flux_back(path):
+        ds = open_dataset(path)
+        assert list(ds.meta()["flags"]) == [f"padded:{32 * 32 - 64}"]
+        return ds.science.stretch.inverse(stored_fits(ds, 0))[0]
+
+    plain = flux_back(build([raw], tmp_path / "plain", sci, crop="pad", image_sizes=(32,)).path)
+    assert np.allclose(plain[pad], med, rtol=0, atol=1e-5) and np.ptp(plain[pad]) == 0
+    np.testing.assert_allclose(plain[~pad].reshape(8, 8), stamp, rtol=0, atol=1e-4)
+    # --pad-noise: noise of the border's MAD sigma on the padding, seeded by (build seed, stamp name).
+    noisy_sci = dataclasses.replace(sci, pad_noise=True)
+    noisy = [
+        flux_back(
+            build([raw], tmp_path / f"noisy{k}", noisy_sci, crop="pad", image_sizes=(32,), seed=seed).path
+        )
+        for k, seed in enumerate((0, 0, 1))
+    ]
+    assert np.array_equal(noisy[0], noisy[1]) and not np.array_equal(noisy[0][pad], noisy[2][pad])
+    np.testing.assert_array_equal(noisy[0][~pad], plain[~pad])  # the stamp itself is untouched
+    for values in (noisy[0][pad], noisy[2][pad]):  # 960 draws: std within 10 %, mean within 4 sigma/sqrt(n)
+        assert abs(values.std() / sigma - 1) < 0.1 and abs(values.mean() - med) < 4 * sigma / np.sqrt(
+            values.size
+        )
+
+
+def test_pad_fits_the_stretch_on_the_stamps_own_pixels(tmp_path):
+    raw = band_files(tmp_path / "raw", [f"s{k}" for k in range(4)], bands=("g", "r"), size=10)
+    sci = ScienceOptions(bands=("g", "r"))
+    pad = build([raw], tmp_path / "pad", sci, crop="pad")  # 10 px stamps padded to 16
+    with pytest.warns(UserWarning, match="upscaled"):
+        center = build([raw], tmp_path / "center", sci, crop="center")  # the same 10 px, resized to 16
+    assert pad.science.stretch == center.science.stretch  # the padding is not fitted
+
+
+def test_cli_pad_noise_reaches_the_build(tmp_path):
+    raw = band_files(tmp_path / "raw", ["a"], bands=("g",), size=8)
+    out = tmp_path / "ds"
+    args = ["dataset", "build", str(raw), "-o", str(out), "--bands", "g", "--image-size", "16"]
+    assert main([*args, "--crop", "pad", "--pad-noise"]) == 0
+    img = open_dataset(out).images()[0, :, :, 0]
+    assert np.ptp(img[:4, :]) > 0  # padded rows carry noise, not one value
+
+
+def test_cli_crop_pad_defaults_and_mistakes(tmp_path, capsys):
+    from PIL import Image
+
+    raw = band_files(tmp_path / "raw", ["a", "b"], bands=("g", "r"), size=16)
+    args = ["dataset", "build", str(raw), "--bands", "g,r", "--image-size", "20", "--crop", "pad"]
+    assert main([*args, "-o", str(tmp_path / "ds")]) == 0  # 16 px stamps: --min-size defaults to 1 here
+    ds = open_dataset(tmp_path / "ds")
+    assert ds.num_images == 2 and set(ds.meta()["flags"]) == {"padded:144"}
+    assert ds.manifest["preprocessing"]["params"]["crop"] == "pad"
+    capsys.readouterr()
+    code = main(["dataset", "build", str(raw), "-o", str(tmp_path / "x"), "--bands", "g,r", "--pad-noise"])
+    assert code == 2 and "--pad-noise fills the padding of --crop pad" in capsys.readouterr().err
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(pics / "p.png")
+    code = main(["dataset", "build", str(pics), "-o", str(tmp_path / "y"), "--crop", "pad"])
+    err = capsys.readouterr().err
+    assert (
+        code == 2
+        and err.startswith("error: --crop pad keeps a science stamp's pixel scale")
+        and "Traceback" not in err
+    )
+    code = main(["dataset", "build", str(pics), "-o", str(tmp_path / "z"), "--pad-noise"])
+    assert code == 2 and "--pad-noise belongs to science builds" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------
+# Speed: one WCS read per image (none without a celestial CTYPE), float filters outside the content hash
+
+
+def test_headers_without_celestial_axes_never_build_a_wcs(monkeypatch):
+    from astropy.io import fits
+
+    built = []  # (celestial_cards turns any exception of a WCS read into "no WCS": record, do not raise)
+    monkeypatch.setattr(science_inputs, "_wcslib_cards", lambda h: built.append(h) or {})
+    monkeypatch.setattr(science_inputs, "_astropy_cards", lambda h: built.append(h) or {})
+    h = fits.Header()
+    h["BUNIT"], h["BANDS"] = "nanomaggy", "g,r"
+    h["CTYPE1"], h["CTYPE2"], h["CDELT1"], h["CDELT2"] = "LINEAR", "LINEAR", 1.0, 1.0
+    assert science_inputs.celestial_cards(h) == {} and science_inputs.celestial_cards({"PIXSCALE": 0.2}) == {}
+    assert science_inputs.kept_cards(h, ("g", "r")) == {"BUNIT": "nanomaggy", "BANDS": "g,r"}
+    assert built == []
+
+
+@pytest.mark.parametrize(
+    "cards",
+    [
+        {"CDELT1": -5e-5, "CDELT2": 5e-5},
+        {"CD1_1": -4e-5, "CD1_2": 2e-5, "CD2_1": 2e-5, "CD2_2": 4e-5, "RADESYS": "FK5", "EQUINOX": 2000.0},
+        {"CDELT1": -1e-4, "CDELT2": 1e-4, "CROTA2": 30.0, "CUNIT1": "DEG", "CUNIT2": "DEG"},
+        {"CDELT1": -0.2, "CDELT2": 0.2, "CUNIT1": "arcsec", "CUNIT2": "arcsec", "NAXIS": 3, "NAXIS3": 4},
+        {"CTYPE1": "GLON-CAR", "CTYPE2": "GLAT-CAR", "CDELT1": -0.01, "CDELT2": 0.01, "EPOCH": 1950.0},
+        {"CTYPE1": "WAVE", "CTYPE2": "RA---SIN", "CTYPE3": "DEC--SIN", "CDELT1": 1e-9, "CDELT2": -1e-3,
+         "CDELT3": 1e-3, "CRPIX3": 4.0, "CRVAL3": -30.0, "CUNIT1": "m"},
+        {"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "CDELT1": -1e-4, "CDELT2": 1e-4, "A_ORDER": 2,
+         "B_ORDER": 2, "A_2_0": 1e-6, "B_0_2": 1e-6},
+        {"CTYPE1": "RA---ZPN", "CTYPE2": "DEC--ZPN", "CDELT1": -1e-4, "CDELT2": 1e-4, "PV2_1": 1.0, "PV2_3": 0.2},
+    ],
+)  # fmt: skip
+def test_one_wcslib_read_gives_astropys_celestial_cards(cards):
+    import warnings
+
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    h = fits.Header(wcs_header(crpix=(8.5, 12.5)))
+    for key in ("BUNIT", "CDELT1", "CDELT2"):  # each case brings its own scale
+        del h[key]
+    h.update(cards)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = WCS(h).celestial  # astropy's own road: the WCS class, then its celestial axes
+    science_inputs._WCS_CACHE.clear()
+    got = science_inputs.celestial_cards(h)
+    assert got == science_inputs._wcs_cards(ref.wcs) and got["WCSAXES"] == 2
+    assert science_inputs.celestial_cards(dict(h)) == got  # a card dict reads the same
+    scale = float(np.mean(proj_plane_pixel_scales(ref))) * 3600
+    assert science_inputs.pixel_scale_arcsec(h) == pytest.approx(scale, rel=1e-12)
+
+
+def test_a_cube_build_reads_each_wcs_once(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for k in range(3):
+        write_fits(raw / f"c{k}.fits", np.stack([flux(k), flux(k + 9)]), wcs_header(crpix=(8.5 + k, 8.5)))
+    reads = []
+    real = science_inputs._wcslib_cards
+    monkeypatch.setattr(science_inputs, "_wcslib_cards", lambda h: reads.append(1) or real(h))
+    science_inputs._WCS_CACHE.clear()
+    res = build([raw], tmp_path / "ds", ScienceOptions(cubes=True), image_sizes=(8,))  # cut and resized
+    assert res.num_images == 3 and len(reads) == 3  # read with the stamp; found again to cut it
+    assert open_dataset(res.path).header(2)["CRPIX1"] == pytest.approx((10.5 - 0.5) / 2 + 0.5)
+
+
+def test_float_images_use_shuffle_deflate_and_the_hash_ignores_filters(tmp_path, monkeypatch):
+    from astrogan.data import writer
+
+    raw = band_files(tmp_path / "raw", ["a", "b", "c"], bands=("g", "r"))
+    sci = ScienceOptions(bands=("g", "r"))
+    a = build([raw], tmp_path / "a", sci)
+    monkeypatch.setattr(writer, "FLOAT_FILTERS", {})
+    b = build([raw], tmp_path / "b", sci)
+    assert a.content_hash == b.content_hash
+    with h5py.File(a.path / "images.h5") as fa, h5py.File(b.path / "images.h5") as fb:
+        assert (fa["images"].compression, fa["images"].compression_opts, fa["images"].shuffle) == (
+            "gzip",
+            1,
+            True,
+        )
+        assert fb["images"].compression is None and np.array_equal(fa["images"][()], fb["images"][()])

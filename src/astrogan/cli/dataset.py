@@ -46,7 +46,19 @@ def build(
     ),
     image_size: str = typer.Option("128", "--image-size", help="Side in pixels; several as 128,256,512."),
     crop: str = typer.Option(
-        "center", "--crop", help="Square crop before resizing: center, top-left, random."
+        "center",
+        "--crop",
+        help="Square crop before resizing: center, top-left, random; or pad (science builds): cut a centred "
+        "--image-size square out of larger stamps and pad smaller ones, never resampled, so every image keeps "
+        "the stamps' own pixel scale (COSMOS: 0.03 arcsec/px) and its WCS (CRPIX shifted). The padding is each "
+        "band's median of the stamp's border pixels (plus noise with --pad-noise); padded images are flagged "
+        "padded:<pixels per band>.",
+    ),
+    pad_noise: bool = typer.Option(
+        False,
+        "--pad-noise",
+        help="With --crop pad: add Gaussian noise to the padding, sigma = the stamp border's robust std "
+        "(MAD x 1.4826), seeded by (--seed, stamp name) so a build reproduces.",
     ),
     crops_per_image: int = typer.Option(
         1, "--crops-per-image", help="Random crops per picture (--crop random)."
@@ -59,7 +71,12 @@ def build(
         "--channels",
         help="1 (luminance) or 3 (grey replicated). Default: 3, or the band count for FITS.",
     ),
-    min_size: int = typer.Option(32, "--min-size", help="Skip pictures whose short side is under this (px)."),
+    min_size: int = typer.Option(
+        None,
+        "--min-size",
+        help="Skip pictures whose short side is under this (px). Default 32; 1 with --crop pad (stamps are padded, "
+        "never upscaled).",
+    ),
     dedup: bool = typer.Option(
         False, "--dedup", help="Drop exact (pixel sha256) and near (phash) duplicates."
     ),
@@ -221,7 +238,12 @@ def build(
         black_percentile=black_percentile,
         white_percentile=white_percentile,
         rgb=rgb,
+        pad_noise=pad_noise,
     )
+    if pad_noise and crop != "pad":
+        raise UserError("--pad-noise fills the padding of --crop pad: add --crop pad (science builds)")
+    if min_size is None:
+        min_size = 1 if crop == "pad" else 32
     fits_stretch = {
         "stretch_a": stretch_a,
         "black_percentile": black_percentile,
@@ -280,8 +302,9 @@ def _science_options(**kw: Any) -> ScienceOptions | None:
                 ("--max-mag", "max_mag"),
                 ("--min-mag", "min_mag"),
                 ("--max-num", "max_num"),
+                ("--pad-noise", "pad_noise"),
             )
-            if kw[key] is not None
+            if kw[key] not in (None, False)
         ]
         if given:
             raise UserError(f"{given[0]} belongs to science builds: add --bands, --science, --h5 or --cosmos")
@@ -308,6 +331,7 @@ def _science_options(**kw: Any) -> ScienceOptions | None:
         stretch_black=parse_floats(kw["stretch_black"], what="--stretch-black"),
         stretch_white=parse_floats(kw["stretch_white"], what="--stretch-white"),
         rgb=parse_names(kw["rgb"], what="--rgb"),
+        pad_noise=bool(kw["pad_noise"]),
         **percentiles,
     )
 

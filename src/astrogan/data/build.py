@@ -439,6 +439,10 @@ def build_dataset(
         return _build_science(
             inputs, out_path, opts, science, overwrite=overwrite, show_progress=show_progress
         )
+    if opts.crop == "pad":
+        raise UserError(
+            "--crop pad keeps a science stamp's pixel scale: use it with --science, --bands, --h5 or --cosmos"
+        )
     if galaxy10_path is not None and inputs:
         raise UserError("--galaxy10 builds a labelled dataset on its own: leave out the other inputs")
     if galaxy10_path is None and not inputs:
@@ -611,6 +615,8 @@ def _build_science(
 
     t0 = time.perf_counter()
     sci.check(num_inputs=len(inputs))
+    if sci.pad_noise and opts.crop != "pad":
+        raise UserError("--pad-noise fills the padding of --crop pad: add --crop pad")
     notes, note = _notes()
     for line in clean_stale(out_path):
         note(line)
@@ -630,7 +636,9 @@ def _build_science(
         )
         bar.update(task, description="dataset build", total=len(source), completed=0)
         with atomic_dir(out_path, overwrite=overwrite, notify=note) as tmp:
-            builder = ScienceBuilder(opts, out_dir=tmp, bands=fit.bands, stretch=fit.stretch)
+            builder = ScienceBuilder(
+                opts, out_dir=tmp, bands=fit.bands, stretch=fit.stretch, pad_noise=sci.pad_noise
+            )
             digests = _write_stamps(builder, source, prov, report, sources, bar=bar, task=task)
             spec, entry = _science_spec(fit, builder, sci, source)
             params = _hashed_params(opts, dtype="float32", channels=builder.channels)
@@ -805,9 +813,7 @@ def _science_steps(opts: BuildOptions, sci: ScienceOptions, spec: ScienceSpec) -
         f"skip stamps whose short side is under {opts.min_size_px} px",
         "fill non-finite pixels with the band's black (flagged nonfinite-filled)",
         "flip to image order (astrogan.science.fits_to_image_order; row 0 on top)",
-        f"one {opts.crop} square crop"
-        + (f" ({opts.crops_per_image} per stamp, seeded by (seed, name))" if opts.crop == "random" else "")
-        + ", cut before resizing",
+        _science_crop_step(opts, sci),
         f"resize the FLUX to {', '.join(str(s) for s in opts.image_sizes)} px with Pillow {opts.filter} (32-bit "
         "float, not clipped; values are interpolated, not flux-conserving); a crop of the size is kept as is",
         f"one dataset-wide {st.kind} stretch per band (astropy ManualInterval(black, white) then "
@@ -816,6 +822,32 @@ def _science_steps(opts: BuildOptions, sci: ScienceOptions, spec: ScienceSpec) -
         "store float32 (N, S, S, bands), stretched values in [0, 1]; meta.header keeps BUNIT, PIXSCALE of the "
         "stored pixels, BANDS and the celestial WCS cut to the crop and scaled to the largest size",
     ]
+
+
+def _science_crop_step(opts: BuildOptions, sci: ScienceOptions) -> str:
+    """The manifest's sentence for a science build's crop (pad: cut or pad, never resampled)."""
+    if opts.crop != "pad":
+        return (
+            f"one {opts.crop} square crop"
+            + (
+                f" ({opts.crops_per_image} per stamp, seeded by (seed, name))"
+                if opts.crop == "random"
+                else ""
+            )
+            + ", cut before resizing"
+        )
+    size = opts.image_sizes[0]
+    noise = (
+        " + Gaussian noise of sigma = 1.4826 MAD of the border, seeded by (seed, stamp name)"
+        if sci.pad_noise
+        else ""
+    )
+    return (
+        f"cut a centred {size} px square out of larger stamps and pad smaller ones (the square starts at FITS row "
+        f"(H-{size})//2 and column (W-{size})//2), never resampled, so the stored pixels keep the stamps' pixel "
+        f"scale; padding = each band's median of the stamp's border pixels{noise}; padded images are flagged "
+        "padded:<n>; meta crop_top/crop_left can be negative; the celestial WCS moves by a CRPIX shift"
+    )
 
 
 def _review_plan(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -12,11 +13,26 @@ import numpy as np
 from astrogan.data.science_inputs import ScienceStamp
 from astrogan.utils.errors import UserError
 
-__all__ = ["EXCLUSION_LEVELS", "SAMPLES", "CosmosSelection", "open_cosmos"]
+__all__ = ["COSMOS_LICENCE", "EXCLUSION_LEVELS", "SAMPLES", "CosmosSelection", "open_cosmos"]
 
 EXCLUSION_LEVELS = ("none", "bad_stamp", "bad_fits", "marginal")  # galsim.COSMOSCatalog's exclusion_level
 SAMPLES = ("23.5", "25.2")  # the two F814W-limited samples galsim_download_cosmos fetches
 DEFAULT_BAND = "F814W"
+# Files a random-access reader keeps open (GalSim's RealGalaxyCatalog keeps every file it opens, with the HDUs read
+# so far): a pass over a catalogue that lists its rows file by file opens each image file once.
+MAX_OPEN_FILES = 2
+# Credit and licence of the pixels. GalSim 2.8.5 (download_cosmos.py, the RealGalaxyCatalog/COSMOSCatalog docs)
+# states no licence for the download: it cites Mandelbaum et al. (2012, MNRAS 420, 1518) for the sample. The
+# images are HST/ACS F814W COSMOS data (Koekemoer et al. 2007, ApJS 172, 196; Scoville et al. 2007, ApJS 172,
+# 1), public Hubble archive data; the 25.2 sample is GREAT3's (Mandelbaum et al. 2014, ApJS 212, 5).
+COSMOS_PAPERS = (
+    "Koekemoer et al. 2007, ApJS 172, 196; Scoville et al. 2007, ApJS 172, 1 (COSMOS HST/ACS imaging); "
+    "Mandelbaum et al. 2012, MNRAS 420, 1518; Mandelbaum et al. 2014, ApJS 212, 5 (GalSim real-galaxy sample)"
+)
+COSMOS_LICENCE = (
+    "public domain: NASA/ESA Hubble Space Telescope archive data (NASA/ESA data policy; the GalSim download "
+    "carries no licence of its own); cite " + COSMOS_PAPERS
+)
 # GalSim's COSMOSCatalog docs: "The processed COSMOS ACS/HST science images have units of counts/second".
 COSMOS_BUNIT = "count/s"
 
@@ -143,12 +159,16 @@ def _resolve(
 
 
 class CosmosSelection:
-    """The selected galaxies of a COSMOS catalogue: `len()`, iteration yielding `ScienceStamp`s, `describe()`.
+    """The selected galaxies of a COSMOS catalogue: `len()`, `sel[pos]` and iteration yielding `ScienceStamp`s,
+    `describe()`, `close()`.
 
-    Iteration reads one stamp at a time with `galsim.RealGalaxyCatalog.getGalImage` with preload off
-    (preloading reads every image and PSF file up front: gigabytes for the real samples, and slower for one
-    pass) and closes each image file after its last selected stamp, so memory holds one multi-HDU file at a
-    time when the catalogue lists its rows file by file. Stamps come in catalogue order.
+    Stamps are read one at a time with `galsim.RealGalaxyCatalog.getGalImage` with preload off (preloading
+    reads every image and PSF file up front: gigabytes for the real samples, and slower for one pass).
+    Iteration closes each image file after its last selected stamp, so memory holds one multi-HDU file at a
+    time when the catalogue lists its rows file by file; it stops at the first unreadable stamp (UserError).
+    `sel[pos]` reads the stamp at position `pos` of the selection alone, keeping the last MAX_OPEN_FILES image
+    files open (`close()` lets them go): a damaged stamp raises for itself only, and a sample reads only its
+    own stamps. Stamps come in catalogue order.
     """
 
     def __init__(
@@ -178,6 +198,33 @@ class CosmosSelection:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def __getitem__(self, pos: int) -> ScienceStamp:
+        """The stamp at position `pos` of the selection (negative counts from the end). IndexError outside it;
+        UserError (naming the file, HDU and IDENT) when its HDU cannot be read."""
+        pos = operator.index(pos)
+        if not -len(self) <= pos < len(self):
+            raise IndexError(f"position {pos} is outside the selection of {len(self)} galaxies")
+        i = int(self.indices[pos])
+        self._keep_open(self._rgc.gal_file_name[i])
+        return self._stamp(i)
+
+    def _keep_open(self, name: str) -> None:
+        """Make `name` the most recent open image file; close the oldest ones beyond MAX_OPEN_FILES."""
+        opened = self._rgc.loaded_files  # GalSim's dict of open files, in the order they were opened
+        if name in opened:
+            opened[name] = opened.pop(name)  # most recent last
+            return
+        while len(opened) >= MAX_OPEN_FILES:  # getGalImage is about to open `name`
+            opened.pop(next(iter(opened))).close()
+
+    def source_name(self, pos: int) -> str:
+        """The name `sel[pos]` gets (`catalogue:IDENT`), without reading its pixels (a damaged stamp's row)."""
+        return f"{self.catalog.name}:{self._cols['IDENT'][int(self.indices[pos])].item()}"
+
+    def close(self) -> None:
+        """Close the image files `sel[pos]` left open (a later read opens them again)."""
+        self._rgc.close()
+
     def __iter__(self) -> Iterator[ScienceStamp]:
         rgc = self._rgc
         files = [rgc.gal_file_name[i] for i in self.indices]
@@ -198,9 +245,10 @@ class CosmosSelection:
         gal_name = str(c["GAL_FILENAME"][i]).strip()
         try:
             image = self._rgc.getGalImage(i)
-        except (IndexError, OSError, ValueError) as exc:
+        except Exception as exc:  # a damaged HDU: astropy and GalSim raise many kinds, all mean "unreadable"
             raise UserError(
-                f"cannot read HDU {int(c['GAL_HDU'][i])} of {self._rgc.gal_file_name[i]} (IDENT {ident}): {exc}; "
+                f"cannot read HDU {int(c['GAL_HDU'][i])} of {self._rgc.gal_file_name[i]} (IDENT {ident}): "
+                f"{' '.join(str(exc).split()) or type(exc).__name__}; "
                 f"the file looks damaged: {_hint(self._selection['sample'], _download_root(self.image_dir))}"
             ) from None
         # getGalImage gives the HDU's pixels as stored, [y, x] with row 0 = FITS's bottom row: no flip here.
@@ -239,7 +287,8 @@ class CosmosSelection:
         )
 
     def describe(self) -> dict[str, Any]:
-        """What the dataset manifest records: the files (with sha256), the sample, the counts, the selection."""
+        """What the dataset manifest records: the files (with sha256), the sample, the counts, the selection,
+        the credit (instrument, band, papers) and licence of the pixels."""
         import galsim
 
         from astrogan.imaging import sha256_file
@@ -268,6 +317,10 @@ class CosmosSelection:
                 k: v for k, v in self._selection.items() if not k.startswith("num_") and k != "sample"
             },
             "galsim_version": galsim.__version__,
+            "credit": f"COSMOS HST/ACS {', '.join(bands)} galaxies, GalSim real-galaxy training sample"
+            + (f" {self._selection['sample']}" if self._selection["sample"] else "")
+            + f" ({COSMOS_PAPERS})",
+            "licence": COSMOS_LICENCE,
         }
 
 

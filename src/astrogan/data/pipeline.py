@@ -29,6 +29,7 @@ from astrogan.data.science_inputs import Loaded, ScienceStamp
 from astrogan.data.writer import H5Writer
 from astrogan.imaging import uint8_to_unit
 from astrogan.science import BandStretch, fits_to_image_order
+from astrogan.utils.errors import UserError
 
 if TYPE_CHECKING:
     from astrogan.data.build import BuildOptions
@@ -101,6 +102,11 @@ class PictureBuilder:
         labels: BuildLabels | None = None,
         review: ReviewPlan | None = None,
     ) -> None:
+        if opts.crop == "pad":
+            raise UserError(
+                "--crop pad keeps science stamps at their own pixel scale (--bands, --science, --h5, --cosmos); "
+                "pictures take --crop center, top-left or random"
+            )
         self.opts, self.out_dir, self.dtype, self.labelled = opts, out_dir, dtype, labelled
         self.labels = labels
         self.review = review
@@ -393,7 +399,11 @@ def build_galaxy10(
 
 
 # ----------------------------------------------------------------------------------------------------
-# Science stamps: flux cropped and resized BEFORE one dataset-wide stretch, cards kept per image
+# Science stamps: flux cropped and resized (or, --crop pad, cut and padded) BEFORE one dataset-wide stretch,
+# cards kept per image
+
+# The third seed word of the pad noise, (seed, name key, PAD_STREAM): a stream apart from the random crops'.
+PAD_STREAM = 0x9AD
 
 
 def crop_header(
@@ -402,28 +412,29 @@ def crop_header(
     """The cards of one stored crop: the celestial WCS cut to the crop and scaled to `size_px`, PIXSCALE
     (arcsec) of the stored pixels; other cards as given.
 
-    `box` is (top, left, side) in image order of a `height x width` stamp. The cut is `WCS.slice` of the FITS
-    rows and columns the crop covers (FITS row 0 is the bottom of the picture). The resize convention: FITS
-    pixel i covers [i - 0.5, i + 0.5] (1-based) and Pillow resamples the crop's edges [0.5, side + 0.5] onto
-    [0.5, size_px + 0.5], so with f = size_px / side: CRPIX' = (CRPIX - 0.5) f + 0.5 and CDELT' = CDELT / f
-    (the cards are in astropy's PC + CDELT form, so this scales the CD matrix too).
+    `box` is (top, left, side) in image order of a `height x width` stamp; top/left may be negative (a
+    `--crop pad` box reaching past the stamp). The cut shifts CRPIX by the crop's origin in FITS pixels
+    (what `WCS.slice` does with step 1; FITS row 0 is the bottom of the picture): CRPIX1 - left, CRPIX2 - y0
+    with y0 = height - top - side. The resize convention: FITS pixel i covers [i - 0.5, i + 0.5] (1-based)
+    and Pillow resamples the crop's edges [0.5, side + 0.5] onto [0.5, size_px + 0.5], so with
+    f = size_px / side: CRPIX' = (CRPIX - 0.5) f + 0.5 and CDELT' = CDELT / f (the cards are in astropy's
+    PC + CDELT form, so this scales the CD matrix too). A pad box has f = 1: only CRPIX moves.
     """
     top, left, side = box
     factor = size_px / side
     out = {k: v for k, v in header.items() if not science_inputs.WCS_KEY.fullmatch(k)}
+    cards = science_inputs.celestial_cards(header)
     scale = science_inputs.pixel_scale_arcsec(header)
     if scale is not None:  # 12 digits: the WCS cards astropy writes carry 14, so the last ones are noise
         out["PIXSCALE"] = float(f"{scale / factor:.12g}")
-    wcs, cards = science_inputs.celestial_wcs(header)
-    if wcs is None:
+    if not cards:
         return out
     out.update(cards)
     if (top, left, side, factor) == (0, 0, height, 1.0) and width == height:
-        return out  # the whole stamp at its own size: nothing to correct (a slice would cost a WCS build)
+        return out  # the whole stamp at its own size: nothing to correct
     y0 = height - top - side  # the crop's lowest row in FITS order
-    crpix = wcs.slice((slice(y0, y0 + side), slice(left, left + side))).wcs.crpix
-    for i in (1, 2):
-        out[f"CRPIX{i}"] = float((crpix[i - 1] - 0.5) * factor + 0.5)
+    for i, start in ((1, left), (2, y0)):
+        out[f"CRPIX{i}"] = float((cards[f"CRPIX{i}"] - start - 0.5) * factor + 0.5)
         out[f"CDELT{i}"] = float(cards.get(f"CDELT{i}", 1.0)) / factor
     return out
 
@@ -439,12 +450,23 @@ def _round_sig(value: float) -> float:
 
 class ScienceBuilder:
     """State of a science build: options, bands, the dataset-wide stretch, the float32 writer (one channel per
-    band), and tallies of the units and pixel scales the images carry."""
+    band), and tallies of the units and pixel scales the images carry.
+
+    `pad_noise` (with `--crop pad`): padded pixels get Gaussian noise of the stamp border's robust std on top
+    of the border's median, seeded by (build seed, stamp name), so the same build gives the same pixels.
+    """
 
     def __init__(
-        self, opts: BuildOptions, *, out_dir: Path, bands: Sequence[str], stretch: BandStretch
+        self,
+        opts: BuildOptions,
+        *,
+        out_dir: Path,
+        bands: Sequence[str],
+        stretch: BandStretch,
+        pad_noise: bool = False,
     ) -> None:
         self.opts, self.bands, self.stretch = opts, tuple(bands), stretch
+        self.pad_noise = pad_noise
         self.channels = len(self.bands)
         self.writer = H5Writer(
             out_dir / IMAGES_FILE,
@@ -476,8 +498,28 @@ class ScienceBuilder:
         black = np.asarray(self.stretch.black, dtype=np.float32)[:, None, None]
         return np.where(bad, black, flux).astype(np.float32)
 
+    def pad_fill(self, stamp: ScienceStamp, size_px: int) -> np.ndarray:
+        """float32 `(B, S, S)`: what `--crop pad` puts around a small stamp, per band the median of the
+        stamp's border pixels (`preprocess.border_sky`; the band's black if none is finite), plus with
+        `pad_noise` Gaussian noise of the border's robust std (MAD x 1.4826) from
+        `default_rng([seed, name key, PAD_STREAM])`: the same stamp in the same build gets the same noise."""
+        med, std = preprocess.border_sky(np.asarray(stamp.flux))
+        black = np.asarray(self.stretch.black, dtype=np.float64)
+        med = np.where(np.isfinite(med), med, black)
+        fill = np.broadcast_to(med[:, None, None], (len(med), size_px, size_px)).astype(np.float32)
+        if self.pad_noise:
+            rng = np.random.default_rng([self.opts.seed, _name_key(stamp.source), PAD_STREAM])
+            noise = rng.standard_normal((len(med), size_px, size_px), dtype=np.float32)
+            fill = fill + noise * np.nan_to_num(std, nan=0.0).astype(np.float32)[:, None, None]
+        return fill
+
     def add(self, stamp: ScienceStamp, *, provenance: tuple[Any, ...] = NO_PROVENANCE) -> dict[str, Any]:
-        """Crop, resize (flux), stretch and write one stamp; returns its report fields. Raises SkipFile."""
+        """Crop, resize (flux), stretch and write one stamp; returns its report fields. Raises SkipFile.
+
+        With `--crop pad` the primary size is a cut or a padding of the stamp (`preprocess.pad_cut`), not a
+        resample: the stored pixels keep the stamp's pixel scale; padded images are flagged `padded:<n>`
+        (n pixels per band are padding). Other sizes are resized from it.
+        """
         opts, sizes = self.opts, self.opts.image_sizes
         why = science_inputs.stamp_problem(stamp, self.bands)
         if why is not None:
@@ -489,9 +531,21 @@ class ScienceBuilder:
         img = fits_to_image_order(self._filled(np.asarray(stamp.flux, dtype=np.float32), flags))
         params = json.dumps(stamp.params, sort_keys=True, default=science_inputs.json_value)
         boxes = self.boxes(stamp)
+        pad = opts.crop == "pad"
         first = self.writer.num_images
+        seen = set(flags)
         for index, (top, left, side) in enumerate(boxes):
-            crop = img[:, top : top + side, left : left + side]
+            crop_flags = list(flags)
+            if pad:
+                padded = preprocess.num_padded((top, left, side), height, width)
+                fill = self.pad_fill(stamp, side) if padded else None
+                crop = preprocess.pad_cut(img, (top, left, side), fill)
+                if padded:
+                    crop_flags.append(f"padded:{padded}")
+            else:
+                crop = img[:, top : top + side, left : left + side]
+                if side < sizes[0]:
+                    crop_flags.append("upscaled")
             crops = {
                 s: np.moveaxis(self.stretch.forward(resize_flux(crop, s, filter=opts.filter)), 0, -1)
                 for s in sizes
@@ -502,11 +556,11 @@ class ScienceBuilder:
             self.bunits[header.get("BUNIT")] += 1
             scale = header.get("PIXSCALE")
             self.scales[None if scale is None else _round_sig(scale)] += 1
-            crop_flags = flags + (["upscaled"] if side < sizes[0] else [])
             text = json.dumps(header, sort_keys=True, default=science_inputs.json_value)
             meta = (stamp.source, top, left, side, index, height, width, ",".join(crop_flags))
             self.writer.append(crops, label=None, meta=(*meta, np.nan, np.nan, *provenance, text, params))
-        all_flags = sorted(set(flags) | ({"upscaled"} if min(b[2] for b in boxes) < sizes[0] else set()))
+            seen.update(crop_flags)
+        all_flags = sorted(seen)
         for f in all_flags:
             self.flag_counts[f.split(":")[0]] += 1
         return {
@@ -525,7 +579,8 @@ class ScienceBuilder:
 
 
 def science_boxes(opts: BuildOptions, stamp: ScienceStamp) -> list[tuple[int, int, int]]:
-    """Square crops `(top, left, side)` of a stamp in image order, as `crop_boxes` cuts pictures."""
+    """Square crops `(top, left, side)` of a stamp in image order, as `crop_boxes` cuts pictures (`--crop pad`:
+    one box of the largest size, which may reach past the stamp)."""
     height, width = stamp.flux.shape[-2:]
     return preprocess.crop_boxes(
         int(height),
@@ -534,6 +589,7 @@ def science_boxes(opts: BuildOptions, stamp: ScienceStamp) -> list[tuple[int, in
         num_crops=opts.crops_per_image,
         rng=np.random.default_rng([opts.seed, _name_key(stamp.source)]),
         min_scale=opts.random_crop_min_scale,
+        size_px=opts.image_sizes[0],
     )
 
 

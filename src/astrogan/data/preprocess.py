@@ -15,7 +15,9 @@ from astrogan.imaging import unit_to_uint8
 from astrogan.utils.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
-CROP_MODES = ("center", "top-left", "random")
+# pad: science builds only: a centred --size square cut from larger stamps, smaller ones padded, never resampled.
+CROP_MODES = ("center", "top-left", "random", "pad")
+MAD_TO_STD = 1.4826  # sigma of a Gaussian / its median absolute deviation
 FILTERS = {
     "lanczos": Image.Resampling.LANCZOS,
     "bicubic": Image.Resampling.BICUBIC,
@@ -224,14 +226,20 @@ def crop_boxes(
     num_crops: int = 1,
     rng: np.random.Generator | None = None,
     min_scale: float = 0.5,
+    size_px: int | None = None,
 ) -> list[tuple[int, int, int]]:
     """Square crop boxes `(top, left, side)` inside an `height x width` picture, cut BEFORE any resize.
 
     center/top-left: one box with side = the short edge. random: `num_crops` boxes, each with a side drawn
     uniformly in [min_scale, 1] x short edge and a uniform position (needs `rng`, so seeds reproduce them).
+    pad: one `size_px` box centred as `pad_box` places it (offsets may be negative: that side is padded).
     """
     if mode not in CROP_MODES:
         raise UserError(f"unknown crop {mode!r}: use one of {', '.join(CROP_MODES)}")
+    if mode == "pad":
+        if size_px is None:
+            raise ValueError("pad boxes need size_px")
+        return [pad_box(height, width, size_px)]
     short = min(height, width)
     if mode == "center":
         return [((height - short) // 2, (width - short) // 2, short)]
@@ -247,6 +255,60 @@ def crop_boxes(
         left = int(rng.integers(0, width - side + 1))
         boxes.append((top, left, side))
     return boxes
+
+
+def pad_box(height: int, width: int, size_px: int) -> tuple[int, int, int]:
+    """The `--crop pad` box `(top, left, size_px)` of a `height x width` stamp, in image order.
+
+    Centred in FITS order: the box starts at FITS row (height - size_px) // 2 and column (width - size_px) // 2
+    (floor; negative: padded), so when a side is one pixel too long its LAST FITS row/column goes and FITS
+    pixel (0, 0), where the WCS counts from, stays put. In image order (row 0 on top) that is
+    top = height - size_px - (height - size_px) // 2.
+    """
+    y0 = (height - size_px) // 2
+    return height - size_px - y0, (width - size_px) // 2, size_px
+
+
+def pad_cut(cube: np.ndarray, box: tuple[int, int, int], fill: np.ndarray | None) -> np.ndarray:
+    """float32 `(B, S, S)`: the pixels of `cube` `(B, H, W)` (image order) inside `box` `(top, left, S)`, and
+    `fill` `(B, S, S)` where the box leaves the cube (None when it does not). Values are copied, never
+    resampled; a box that is the whole cube gives an exact copy."""
+    top, left, side = box
+    _, height, width = cube.shape
+    y0, y1 = max(top, 0), min(top + side, height)
+    x0, x1 = max(left, 0), min(left + side, width)
+    if (y0, y1, x0, x1) == (top, top + side, left, left + side):
+        return np.array(cube[:, y0:y1, x0:x1], dtype=np.float32)
+    if fill is None:
+        raise ValueError(f"box {box} leaves the {height}x{width} stamp: pad_cut needs a fill")
+    out = np.array(fill, dtype=np.float32)
+    if y1 > y0 and x1 > x0:
+        out[:, y0 - top : y1 - top, x0 - left : x1 - left] = cube[:, y0:y1, x0:x1]
+    return out
+
+
+def num_padded(box: tuple[int, int, int], height: int, width: int) -> int:
+    """Pixels per band of a pad box that lie outside the `height x width` stamp (0: a plain cut)."""
+    top, left, side = box
+    rows = max(0, min(top + side, height) - max(top, 0))
+    cols = max(0, min(left + side, width) - max(left, 0))
+    return side * side - rows * cols
+
+
+def border_sky(cube: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(median `(B,)`, robust std `(B,)` = MAD x 1.4826) of each band's outermost pixels (the 1-px ring of
+    `cube` `(B, H, W)`), finite pixels only; NaN for a band whose ring has none."""
+    ring = np.concatenate(
+        [cube[:, 0, :], cube[:, -1, :], cube[:, 1:-1, 0], cube[:, 1:-1, -1]], axis=1
+    ).astype(np.float64)
+    med = np.full(cube.shape[0], np.nan)
+    std = np.full(cube.shape[0], np.nan)
+    for b, values in enumerate(ring):
+        values = values[np.isfinite(values)]
+        if values.size:
+            med[b] = np.median(values)
+            std[b] = np.median(np.abs(values - med[b])) * MAD_TO_STD
+    return med, std
 
 
 def resize_square(pixels: np.ndarray, size_px: int, *, filter: str = "lanczos") -> np.ndarray:

@@ -13,6 +13,22 @@ import numpy as np
 from astrogan.data import artifact
 
 _FLUSH_EVERY = 64  # images buffered per size before they go to the file (one resize per flush)
+# HDF5 filters of float32 images (stretched science flux, FITS pictures): byte shuffle + deflate level 1. Measured
+# on 1000 images each (write, random read per image, size kept; 2-core CPU): bench/fits_build.py's 64 px 4-band
+# cubes: gzip-4 3.0 ms, 0.36 ms, 88 %; shuffle+gzip-1 1.5 ms, 0.20 ms, 80 %; lzf 0.57 ms, 0.03 ms, 100 %; none
+# 0.04 ms, 0.02 ms, 100 %. COSMOS-like 64 px stamps (sky noise, one band): gzip-4 0.55 ms, 90 %; shuffle+gzip-1
+# 0.26 ms, 83 %; lzf 0.21 ms, 100 %. Padded stamps (flat sky around a 21 px galaxy): every deflate keeps 11 %,
+# none 100 %. Noise fills the low mantissa bytes, which nothing compresses: shuffle lets deflate see the high
+# bytes apart. Shuffle and deflate come with every HDF5 library (lzf is h5py's own). uint8 pictures keep the
+# artifact's gzip-4. The content hash is of the pixel bytes, not of the file: filters never change it.
+FLOAT_FILTERS: dict[str, Any] = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+
+
+def image_filters(dtype: Any) -> dict[str, Any]:
+    """The h5py `create_dataset` filter arguments for images of `dtype` (see FLOAT_FILTERS)."""
+    if np.dtype(dtype).kind == "f":
+        return dict(FLOAT_FILTERS)
+    return {"compression": artifact.IMAGE_COMPRESSION, "compression_opts": artifact.IMAGE_COMPRESSION_LEVEL}
 
 
 class H5Writer:
@@ -47,8 +63,7 @@ class H5Writer:
                 maxshape=(None, s, s, channels),
                 chunks=(1, s, s, channels),
                 dtype=self.dtype,
-                compression=artifact.IMAGE_COMPRESSION,
-                compression_opts=artifact.IMAGE_COMPRESSION_LEVEL,
+                **image_filters(self.dtype),
             )
             for s in sizes
         }
@@ -77,7 +92,7 @@ class H5Writer:
         for s in self.sizes:
             arr = np.ascontiguousarray(crops[s], dtype=self.dtype)
             assert arr.shape == (s, s, self.channels), arr.shape
-            self.hashers[s].update(arr.tobytes())
+            self.hashers[s].update(arr.data)  # the C-ordered bytes tobytes() gives, without the copy
             self.buffers[s].append(arr)
         if self.labelled:
             assert label is not None
