@@ -14,15 +14,19 @@ each item's resources nested in ``Assets[0].Resources``, ``Dimensions`` as float
 absolute under ``archives/images/<format>/<id>.<ext>``, ``Subject.Category`` holding AVM taxonomy
 names). Pictures answer ``Range`` requests (206), as the real CDNs do.
 
-Faults are injected per path (``server.faults[path] = ["429", "500", ...]``, one consumed per
-request); every request is logged with its User-Agent (``log``) and, in ``requests``, with its
-``Range`` header and the bytes of body sent. Page faults: ``latin1`` (the page in ISO-8859-1, declared
-by ``<meta>`` only, like legacy APOD pages), ``latin1-mislabelled`` (the same bytes with a header
-claiming UTF-8), ``videothumb`` (a video day that also shows a thumbnail picture), ``noimage``,
-``offsite``. Body faults: ``drop`` (cut mid-body, ``Content-Length`` says more), ``nolength`` (cut
-mid-body, no ``Content-Length``: the close looks like the end), ``junk`` (a picture's valid header
-followed by junk, full length), ``bomb`` (a tiny PNG declaring 60000 x 60000 pixels), ``html``,
-``huge``, ``badbytes``, ``slow``, status codes and redirects.
+Faults are injected per path (``server.faults[path] = ["429", "500", ...]``, one consumed per request);
+every request is logged with its User-Agent (``log``) and, in ``requests``, with its ``Range`` header,
+the bytes of body sent, its arrival time (``t``, ``time.monotonic``) and the client's port (one per
+connection); ``in_flight`` and ``max_in_flight`` count the requests received and not yet answered (the
+concurrency a client reached). ``lockstep=N`` answers requests in rounds (``rounds``). ``latency_s`` is
+slept before every response (the internet's round trip); the server sets TCP_NODELAY and listens with a
+backlog of 128, as real servers do. Page faults: ``latin1`` (the page in ISO-8859-1, declared by
+``<meta>`` only, like legacy APOD pages), ``latin1-mislabelled`` (the same bytes with a header claiming
+UTF-8), ``videothumb`` (a video day that also shows a thumbnail picture), ``noimage``, ``offsite``. Body
+faults: ``drop`` (cut mid-body, ``Content-Length`` says more), ``nolength`` (cut mid-body, no
+``Content-Length``: the close looks like the end), ``junk`` (a picture's valid header followed by junk,
+full length), ``bomb`` (a tiny PNG declaring 60000 x 60000 pixels), ``html``, ``huge``, ``badbytes``,
+``slow``, status codes and redirects.
 """
 
 from __future__ import annotations
@@ -329,29 +333,63 @@ def esa_items(site: str, num: int = 5) -> list[dict]:
 class MirrorServer:
     """ThreadingHTTPServer on 127.0.0.1 serving ``/apod/``, ``/nasa/`` and ``/esa/<site>/``."""
 
-    def __init__(self, metadata_dir: Path | None, *, latency_s: float = 0.0, slow_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        metadata_dir: Path | None,
+        *,
+        latency_s: float = 0.0,
+        slow_s: float = 2.0,
+        lockstep: int | None = None,
+        quiet_s: float = 0.5,
+    ) -> None:
         self.archive = ApodArchive(metadata_dir) if metadata_dir else None
         self.latency_s, self.slow_s = latency_s, slow_s
+        # Lockstep: requests are held and answered in rounds, a round as soon as `lockstep` requests wait
+        # or none has come for `quiet_s`; `rounds` lists each round's size: the round trips a client
+        # waited, counted without a clock.
+        self.lockstep, self.quiet_s = lockstep, quiet_s
+        self.rounds: list[int] = []
+        self._waiting = 0
+        self._round_done = threading.Condition()
         self.faults: dict[str, list[str]] = {}
         self.log: list[tuple[str, str]] = []
-        self.requests: list[dict] = []  # per request: path, range (header or None), sent (body bytes)
+        self.requests: list[dict] = []  # per request: path, range, sent (body bytes), t, port (client's)
         self.nasa = nasa_items()
         self.nasa_page_size = 3
         self.esa = {s: esa_items(s) for s in ("hubble", "webb", "eso")}
         self.esa_page_size = 2
+        self.in_flight = 0  # requests received and not yet answered (waiting out the latency)
+        self.max_in_flight = 0  # the most at once since the last `reset_concurrency`
         self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # TCP_NODELAY, as real web servers set it: the headers and the body go out as two writes,
+            # and with Nagle's algorithm on, the second waits for the client's delayed ACK (~40 ms
+            # on Linux loopback) on every keep-alive response: an artefact of this stub, not latency.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: object) -> None:  # quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
-                server._handle(self)
+            def do_GET(self) -> None:  # noqa: N802 (one handler serves a keep-alive connection's requests)
+                with server._lock:
+                    self.answered = False
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    server._handle(self)
+                finally:
+                    server._answering(self)  # (when no answer was sent)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # socketserver's listen backlog of 5 drops the handshakes of a client that opens more
+            # connections at once (the kernel then resends after a second); real servers listen
+            # with hundreds (nginx: 511).
+            request_queue_size = 128
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -375,6 +413,35 @@ class MirrorServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def reset_concurrency(self) -> None:
+        """Start counting ``max_in_flight`` (and lockstep ``rounds``) afresh."""
+        with self._lock:
+            self.max_in_flight = self.in_flight
+        with self._round_done:
+            self.rounds = []
+
+    def _answering(self, h: BaseHTTPRequestHandler) -> None:
+        """A request stops counting as in flight once its answer starts (before any byte leaves, so a
+        client can never see it answered while it still counts: ``max_in_flight`` never exceeds the
+        requests a client really had open at once)."""
+        with self._lock:
+            if not getattr(h, "answered", False):
+                h.answered = True  # type: ignore[attr-defined]
+                self.in_flight -= 1
+
+    def _wait_for_round(self) -> None:
+        """Lockstep: hold this request until its round is answered (full, or quiet for ``quiet_s``)."""
+        with self._round_done:
+            mine = len(self.rounds)
+            self._waiting += 1
+            self._round_done.notify_all()  # an arrival: the others' quiet time starts again
+            while len(self.rounds) == mine:
+                full = self._waiting >= (self.lockstep or 1)
+                if full or (not self._round_done.wait(self.quiet_s) and len(self.rounds) == mine):
+                    self.rounds.append(self._waiting)
+                    self._waiting = 0
+                    self._round_done.notify_all()
+
     def requests_for(self, prefix: str) -> list[str]:
         """Paths requested so far that start with ``prefix``."""
         with self._lock:
@@ -389,7 +456,13 @@ class MirrorServer:
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(h.path)
         path = parts.path
-        record = {"path": h.path, "range": h.headers.get("Range"), "sent": 0}
+        record = {
+            "path": h.path,
+            "range": h.headers.get("Range"),
+            "sent": 0,
+            "t": time.monotonic(),
+            "port": h.client_address[1],
+        }
         with self._lock:
             self.log.append((h.path, h.headers.get("User-Agent", "")))
             self.requests.append(record)
@@ -398,6 +471,8 @@ class MirrorServer:
         h.stub_record = record  # type: ignore[attr-defined]
         if self.latency_s:
             time.sleep(self.latency_s)
+        if self.lockstep:
+            self._wait_for_round()
         if fault == "slow":
             time.sleep(self.slow_s)
         elif fault and fault.startswith("429"):
@@ -446,6 +521,7 @@ class MirrorServer:
     ) -> None:
         """Send a response; ``declared_length`` (with a dropped connection after the body): the
         ``Content-Length`` to claim, or -1 for none at all (the close then looks like the body's end)."""
+        self._answering(h)
         try:
             h.send_response(code)
             h.send_header("Content-Type", ctype)

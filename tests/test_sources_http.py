@@ -206,3 +206,61 @@ def test_downloads_follow_the_umask(tmp_path, umask):
         finally:
             os.umask(old)
     assert stat.S_IMODE(got.path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_an_error_answer_keeps_its_connection(tmp_path):
+    """A 404 page or a 5xx (read out, being short) leaves the keep-alive connection in the pool: the
+    requests after it need no new handshake (nor DNS look-up)."""
+    from astrogan.data.sources.http import NotFound
+
+    with MirrorServer(None) as srv:
+        srv.faults["/esa/hubble/archives/images/large/heic0001.jpg"] = ["503"]
+        cfg = HttpConfig(
+            concurrency=1,
+            rate_per_s=None,
+            timeout_s=2.0,
+            backoff_s=0.01,
+            allowed_hosts=frozenset({"127.0.0.1"}),
+        )
+
+        async def go():
+            async with PoliteClient(cfg) as client:
+                with pytest.raises(NotFound):
+                    await client.get_body(f"{srv.root}/no/such/page.html")
+                url = f"{srv.root}/esa/hubble/archives/images/large/heic0001.jpg"
+                return await client.download(url, tmp_path / "x.jpg"), client.num_retries
+
+        got, retries = asyncio.run(go())
+    assert got.path.is_file() and retries == 1
+    assert len(srv.requests) == 3 and len({r["port"] for r in srv.requests}) == 1, srv.requests
+
+
+def test_a_download_past_the_memory_share_spills_to_its_temp_file(tmp_path, monkeypatch):
+    """A body bigger than SPILL_BYTES goes on to its hidden temp file: the same file and sha256 as a small
+    one kept in memory; a check that fails leaves no file behind either way."""
+    import hashlib
+
+    from astrogan.data.sources import http
+
+    with MirrorServer(None) as srv:
+        cfg = HttpConfig(
+            rate_per_s=None, timeout_s=2.0, max_retries=0, allowed_hosts=frozenset({"127.0.0.1"})
+        )
+        url = f"{srv.root}/esa/hubble/archives/images/large/heic0001.jpg"
+
+        def refuse(path, ctype):
+            raise FetchError("corrupt", "refused by the test")
+
+        async def go(dest, check=None):
+            async with PoliteClient(cfg) as client:
+                return await client.download(url, dest, check=check)
+
+        whole = asyncio.run(go(tmp_path / "memory.jpg"))
+        monkeypatch.setattr(http, "SPILL_BYTES", 100)
+        spilled = asyncio.run(go(tmp_path / "spilled.jpg"))
+        with pytest.raises(FetchError, match="corrupt"):
+            asyncio.run(go(tmp_path / "refused.jpg", refuse))
+    data = spilled.path.read_bytes()
+    assert data == whole.path.read_bytes() and len(data) == spilled.num_bytes > 100
+    assert spilled.sha256 == whole.sha256 == hashlib.sha256(data).hexdigest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["memory.jpg", "spilled.jpg"]

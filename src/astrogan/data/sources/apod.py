@@ -29,6 +29,7 @@ Licence: APOD pictures with a copyright line belong to their authors (stored in 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import warnings
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ from urllib.parse import urljoin
 from astrogan.data.sources import HttpConfig
 from astrogan.data.sources.base import FetchSummary, Source, fetch_image, record
 from astrogan.data.sources.catalog import Catalog, pack_page, unpack_page
-from astrogan.data.sources.http import FetchError, PoliteClient, decode_html
+from astrogan.data.sources.http import Body, FetchError, PoliteClient, decode_html
 from astrogan.utils.errors import UserError
 
 SOURCE = "apod"
@@ -243,6 +244,20 @@ class ApodSource(Source):
         """The ISO date."""
         return item.isoformat()
 
+    def read_page(
+        self, page_url: str, html: str | None, body: Body | None
+    ) -> tuple[ApodPage, list[str], bytes | None]:
+        """A day page, stored (``html``) or just fetched (``body``, decoded by its declared charset):
+        the parsed page, the keywords it matches and, for a fetched one, the page packed for the catalog.
+        Runs in a worker thread."""
+        packed = None
+        if html is None:
+            assert body is not None
+            html = decode_html(body.content, body.charset)
+            packed = pack_page(html)
+        page = parse_apod_page(html, page_url)
+        return page, self.matches(text=page.text, html=html), packed
+
     async def fetch_item(self, client: PoliteClient, catalog: Catalog, item: date) -> str:
         """The day page (from the catalog when a run stored it), then its picture when the filter keeps the day."""
         page_url = page_url_for(item, self.base_url)
@@ -253,15 +268,17 @@ class ApodSource(Source):
             "page_url": page_url,
         }
         before = catalog.get(SOURCE, item.isoformat())
-        html = unpack_page(before.get("page_html")) if before else None
+        stored = before.get("page_html") if before else None
+        html = unpack_page(stored)
+        body = None
         if html is None:
             try:
                 body = await client.get_body(page_url, accept=_PAGE_TYPES)
             except FetchError as exc:
                 return record(catalog, row, exc.status)
-            html = decode_html(body.content, body.charset)
         try:
-            page = parse_apod_page(html, page_url)
+            # Off the event loop (lexbor parses without the GIL): the other transfers go on meanwhile.
+            page, matched, packed = await asyncio.to_thread(self.read_page, page_url, html, body)
         except Exception as exc:  # a page we cannot read is a data problem, never fatal for the run
             reason = parse_failure_reason(exc)
             warnings.warn(f"APOD {item.isoformat()} ({page_url}): page not parsed, {reason}", stacklevel=1)
@@ -270,7 +287,6 @@ class ApodSource(Source):
             # counts it as plain failed:parse.
             record(catalog, row, f"failed:parse:{reason}")
             return "failed:parse"
-        matched = self.matches(text=page.text, html=html)
         row.update(
             title=page.title,
             credit=page.credit,
@@ -280,7 +296,7 @@ class ApodSource(Source):
             keywords=matched,
             image_url=page.image_url,
             page_text=page.text,
-            page_html=pack_page(html),
+            page_html=packed or stored,
         )
         if self.filtering and not matched:
             return record(catalog, row, "skipped-keyword")

@@ -19,6 +19,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,20 +387,23 @@ async def fetch_image(
     def check(path: Path, ctype: str) -> tuple[int, int]:
         return check_picture(path, ctype, max_pixels=max_pixels, max_side_px=max_side_px)
 
+    def remove_other_types(path: Path) -> None:  # an earlier run's file of another type
+        for ext in KNOWN_EXTENSIONS - {path.suffix}:
+            (folder / f"{stem}{ext}").unlink(missing_ok=True)
+
     try:
         dl = await client.download(
             url,
             folder / f"{stem}.bin",
             dest_for_type=lambda ctype: folder / f"{stem}{extension_for(ctype)}",
             check=check,
+            saved=remove_other_types,
         )
     except FetchError as exc:
         await asyncio.to_thread(remove_debris, folder, stem, max_pixels=max_pixels)
         row.update(local_path=None, sha256=None, bytes=None, width=None, height=None, status=exc.status)
     else:
         width, height = dl.checked
-        for ext in KNOWN_EXTENSIONS - {dl.path.suffix}:  # an earlier run's file of another type
-            (folder / f"{stem}{ext}").unlink(missing_ok=True)
         row.update(
             local_path=dl.path.relative_to(catalog.root).as_posix(),
             sha256=dl.sha256,
@@ -411,6 +415,21 @@ async def fetch_image(
     row["fetched_at"] = now_utc()
     catalog.upsert(row)
     return row
+
+
+def items_in_progress(http: HttpConfig) -> int:
+    """How many items a run works on at once: twice the request slots (``http.concurrency``).
+
+    The client bounds the requests in flight to ``concurrency`` (what the server sees); the extra
+    items are ready with their next request while the others parse, hash, check or write, so every
+    slot is busy and a run reaches ``concurrency`` round trips at a time, not fewer.
+    """
+    return 2 * http.concurrency
+
+
+def worker_threads(http: HttpConfig) -> int:
+    """Threads for the work taken off the event loop: one per item in progress, at most 32."""
+    return min(32, items_in_progress(http) + 4)
 
 
 async def run_pool(
@@ -491,8 +510,9 @@ class Source(ABC):
     and how one item becomes a catalog row (``fetch_item``, returning the status). This class runs the
     rest the same way for all: catalog, resume (items already done, by ``is_done``, are skipped with
     no request; a source may decide more locally, as APOD does from its stored pages), temp files of a
-    killed run removed, ``http.concurrency`` workers (an unexpected error in one item is that item's
-    ``failed:internal-<Type>`` row and a warning, never the end of the run), progress bar, summary.
+    killed run removed, ``2 * http.concurrency`` items at a time over ``http.concurrency`` request slots
+    (`items_in_progress`; an unexpected error in one item is that item's ``failed:internal-<Type>``
+    row and a warning, never the end of the run), progress bar, summary.
     Build one through ``SOURCES[name].build`` (``astrogan.data.sources``), which fills in the defaults.
     """
 
@@ -540,9 +560,21 @@ class Source(ABC):
     async def _fetch(self, out: Path, progress: bool) -> FetchSummary:
         summary = FetchSummary(self.source)
         t0 = time.perf_counter()
-        clean_partials(out / self.source)
-        with Catalog(out) as catalog, Progress(self.label, self.total, enabled=progress) as bar:
-            async with PoliteClient(self.http) as client:
+        # The worker threads behind asyncio.to_thread (hash + fsync + picture check, APOD's page parse,
+        # DNS): one per request slot, so a slow disk's fsyncs never queue behind each other.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=worker_threads(self.http), thread_name_prefix="astrogan-fetch")
+        )
+        # The client's TLS setup (loading the CA bundle: tens of ms, without the GIL) runs in a thread
+        # while the catalog opens (a new one switches to WAL and creates its table: tens of ms more).
+        making_client = asyncio.ensure_future(asyncio.to_thread(PoliteClient, self.http))
+        try:
+            clean_partials(out / self.source)
+            catalog = Catalog(out)
+        finally:
+            client = await making_client
+        with catalog, Progress(self.label, self.total, enabled=progress) as bar:
+            async with client:
 
                 async def one(item: Any) -> str | None:
                     item_id = self.item_id(item)
@@ -560,7 +592,7 @@ class Source(ABC):
                     return status
 
                 items = await self.items(client, summary)
-                await run_pool(items, one, num_workers=self.http.concurrency, on_done=bar.advance)
+                await run_pool(items, one, num_workers=items_in_progress(self.http), on_done=bar.advance)
                 summary.num_requests, summary.num_retries = client.num_requests, client.num_retries
         summary.elapsed_s = time.perf_counter() - t0
         return summary

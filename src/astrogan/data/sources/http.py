@@ -4,16 +4,19 @@ Behaviour, in one place (its knobs are one ``HttpConfig``, defined in ``astrogan
 CLI can read their defaults without importing httpx):
 
 - identifies itself (``User-Agent: astrogan/<version> (+https://github.com/astrogan)``);
-- connect/read timeouts; at most ``concurrency`` requests in flight; a token-bucket rate limit
-  (``--rate 2/s``; ``off`` disables it) charged once per attempt, retries included;
+- connect/read timeouts; at most ``concurrency`` requests in flight (a request holds its slot from
+  sending to the end of its body, not while its download is checked); a token-bucket rate limit
+  (``--rate 2/s``; ``off`` disables it) charged once per attempt, retries included; keep-alive
+  connections, kept through a short error answer or redirect (its body is read out);
 - retries with exponential backoff on timeouts, dropped connections, 429 (waiting at least the
   ``Retry-After`` it names, seconds or HTTP date, capped at ``max_backoff_s``) and 5xx; never on
   other 4xx (404 is :class:`NotFound`, the rest ``FetchError('http-<code>')``);
 - redirects are followed by hand, and only to hosts in ``allowed_hosts``;
 - downloads check the content type and the size (a ``Content-Length`` over ``max_bytes`` is
-  refused before the body is read; a body growing past it is cut), stream to a hidden temp file in
-  the target folder, hash it (sha256), fsync, run the caller's ``check`` on the temp file (off the
-  event loop: the fetchers decode the whole picture there), then rename: a partial file, or one that
+  refused before the body is read; a body growing past it is cut), are received in memory (past
+  `SPILL_BYTES`, into a hidden temp file in the target folder), then written to that temp file,
+  fsynced, hashed (sha256), given to the caller's ``check`` (the fetchers decode the whole picture
+  there) and renamed, all of it in a worker thread, off the event loop: a partial file, or one that
   failed its check, never has the final name. A check that finds the body cut short (a server that
   closed the connection early without a ``Content-Length``) is retried like a dropped connection;
 - ``peek`` reads only the start of a body (a ``Range`` request, and the stream closed as soon as the
@@ -30,9 +33,11 @@ import asyncio
 import codecs
 import email.utils
 import hashlib
+import importlib.util
 import os
 import random
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -44,10 +49,27 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from astrogan.data.sources import HttpConfig
+from astrogan.imaging import sha256_file
 from astrogan.utils.atomic import current_umask
 
 USER_AGENT_URL = "https://github.com/astrogan"
 PART_MARK = ".part-"  # temp downloads are ".<name>.part-XXXX"; cleaned up by fetchers on start
+
+
+def _remember_that_sniffio_is_absent() -> None:
+    """Make the optional ``import sniffio`` that httpcore runs for every lock, event and semaphore it
+    sets up (several per request) fail at once when sniffio is not installed.
+
+    anyio >= 4.11 no longer pulls sniffio in, and Python does not cache a failed import: each attempt
+    walks ``sys.path`` again, 1-1.5 ms of event-loop CPU per request on a 2-core machine (more with a
+    longer path), as much as all the rest of httpx's work (encode/httpcore#1103). ``sys.modules[name]
+    = None`` is Python's own "known absent" marker.
+    """
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+_remember_that_sniffio_is_absent()
 
 
 def user_agent() -> str:
@@ -235,6 +257,54 @@ class Download:
     checked: Any = None
 
 
+# A download's first bytes are kept in memory (at most this much for each of the 2 x concurrency items in
+# progress, 64 MiB at --concurrency 16); past it, the body goes on to its temp file.
+SPILL_BYTES = 2 * 1024 * 1024
+
+
+class _Received:
+    """A download's body as it arrives: in memory, then (past `SPILL_BYTES`) in its temp file.
+
+    Every file operation (creating the temp file, writing what memory held, fsync, hashing, the
+    caller's check, the rename) runs in a worker thread: creating a file is a journal write, milliseconds
+    on a busy disk, which the event loop must not wait for.
+    """
+
+    def __init__(self, dest: Path, content_type: str, url: str) -> None:
+        self.dest, self.content_type, self.url = dest, content_type, url
+        self.head = bytearray()
+        self.num_bytes = 0
+        self.path: Path | None = None
+        self.file: Any = None
+
+    def spill(self) -> None:
+        """Create the hidden temp file beside ``dest`` and move what memory holds into it (a thread)."""
+        fd, name = tempfile.mkstemp(prefix=f".{self.dest.name}{PART_MARK}", dir=self.dest.parent)
+        self.path, self.file = Path(name), os.fdopen(fd, "wb")
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide RAW/ from colleagues
+        self.file.write(self.head)
+        self.head = bytearray()
+
+    def save(self) -> str:
+        """Write, fsync and close the temp file; returns the sha256 of the body (a thread)."""
+        digest = None
+        if self.file is None:  # all of it in memory: hashed there, then written
+            digest = hashlib.sha256(self.head).hexdigest()
+            self.spill()
+        with self.file as fh:
+            fh.flush()
+            os.fsync(fh.fileno())
+        assert self.path is not None
+        return digest if digest is not None else sha256_file(self.path)
+
+    def discard(self) -> None:
+        """Remove the temp file (a failed or abandoned download)."""
+        if self.file is not None:
+            self.file.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 @dataclass
 class Body:
     """A small document read whole: its bytes, media type and the charset its header names (or None)."""
@@ -290,13 +360,13 @@ class PoliteClient:
             req = self._client.build_request("GET", url, headers=headers)
             resp = await self._client.send(req, stream=stream)
             if resp.is_redirect and "location" in resp.headers:
-                await resp.aclose()
+                await _discard(resp)
                 url = urljoin(url, resp.headers["location"])
                 continue
             code = resp.status_code
             if code < 400:
                 return resp
-            await resp.aclose()
+            await _discard(resp)
             if code == 429:
                 raise _Retryable("http-429", _retry_after_s(resp.headers.get("retry-after")))
             if code >= 500:
@@ -306,14 +376,21 @@ class PoliteClient:
             raise FetchError(f"http-{code}", url)
         raise FetchError("too-many-redirects", url)
 
-    async def _with_retries(self, url: str, fn: Any) -> Any:
+    async def _with_retries(self, url: str, fn: Any, finish: Any = None) -> Any:
+        """``fn(url)`` under a request slot, then ``finish(what fn returned)`` outside it, retried as one.
+
+        ``finish`` is the work after the response is read (a download's hash, fsync and check): it
+        frees the slot for the next request meanwhile, and a `FetchError` it raises with ``retry``
+        set asks for the request again like a dropped connection.
+        """
         cfg = self.config
         last = "unknown"
         for attempt in range(cfg.max_retries + 1):
             wait: float | None = None
             try:
                 async with self._sem:
-                    return await fn(url)
+                    got = await fn(url)
+                return got if finish is None else await finish(got)
             except _Retryable as exc:
                 last, wait = exc.reason, exc.wait_s
             except FetchError as exc:
@@ -412,49 +489,79 @@ class PoliteClient:
         accept: Iterable[str] = ("image/",),
         dest_for_type: Any = None,
         check: Callable[[Path, str], Any] | None = None,
+        saved: Callable[[Path], Any] | None = None,
     ) -> Download:
         """Stream ``url`` to ``dest`` (temp file, sha256, fsync, ``check``, rename).
 
         ``dest_for_type(content_type) -> Path`` may choose the final name from the media type
         (the extension is never taken from the remote path). ``check(temp_path, content_type)`` runs
-        in a worker thread before the rename; what it returns is ``Download.checked``, a `FetchError`
-        it raises fails the download (retried when its ``retry`` is set) and the temp file is removed.
+        before the rename; what it returns is ``Download.checked``, a `FetchError` it raises fails the
+        download (retried when its ``retry`` is set) and the temp file is removed. ``saved(final_path)``
+        runs after the rename, in the same thread (tidying up what an earlier run left).
+
+        The event loop only moves bytes, under a request slot that is freed once the body is read; the
+        temp file, fsync, sha256 and ``check`` run in a worker thread (hashlib, Pillow, fsync and file
+        creation release the GIL), so a slow disk or a big picture never stalls the other transfers.
         """
         accept = tuple(accept)
         dest.parent.mkdir(parents=True, exist_ok=True)
 
-        async def once(u: str) -> Download:
+        async def once(u: str) -> _Received:
             resp = await self._send(u, stream=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}{PART_MARK}", dir=dest.parent)
-            os.fchmod(
-                fd, 0o666 & ~current_umask()
-            )  # mkstemp's 0600 would hide the raw folder from colleagues
-            tmp = Path(tmp_name)
             try:
-                ctype = _check_type(resp, accept)
+                got = _Received(dest, _check_type(resp, accept), str(resp.url))
                 _check_length(resp, self.config.max_bytes)
-                digest = hashlib.sha256()
-                size = 0
-                with os.fdopen(fd, "wb") as fh:
+                try:
                     async for chunk in resp.aiter_bytes():
-                        size += len(chunk)
-                        if size > self.config.max_bytes:
+                        got.num_bytes += len(chunk)
+                        if got.num_bytes > self.config.max_bytes:
                             raise FetchError("too-large", u)
-                        digest.update(chunk)
-                        fh.write(chunk)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                await resp.aclose()  # the body is read: free the connection before a slow check
-                checked = await asyncio.to_thread(check, tmp, ctype) if check is not None else None
-                final = dest_for_type(ctype) if dest_for_type else dest
-                os.replace(tmp, final)
-                return Download(final, digest.hexdigest(), size, ctype, str(resp.url), checked)
+                        if got.file is not None:
+                            got.file.write(chunk)
+                        else:
+                            got.head += chunk
+                            if len(got.head) > SPILL_BYTES:
+                                await asyncio.to_thread(got.spill)
+                except BaseException:
+                    got.discard()
+                    raise
+                return got
             finally:
-                await resp.aclose()
-                if tmp.exists():
-                    tmp.unlink()
+                await resp.aclose()  # the body is read: the connection goes back to the pool
 
-        return await self._with_retries(url, once)
+        def settle(got: _Received) -> Download:  # in a worker thread
+            try:
+                digest = got.save()
+                assert got.path is not None
+                checked = check(got.path, got.content_type) if check is not None else None
+                final = dest_for_type(got.content_type) if dest_for_type else dest
+                os.replace(got.path, final)
+            finally:
+                got.discard()  # a check that failed (after the rename: nothing left to remove)
+            if saved is not None:
+                saved(final)
+            return Download(final, digest, got.num_bytes, got.content_type, got.url, checked)
+
+        async def finish(got: _Received) -> Download:
+            return await asyncio.to_thread(settle, got)
+
+        return await self._with_retries(url, once, finish)
+
+
+_DRAIN_BYTES = 64 * 1024  # an error page or a redirect this small is read out to keep its connection
+
+
+async def _discard(resp: httpx.Response) -> None:
+    """Close a response we do not want; a short body (a 404 page) is read first, so that the connection
+    goes back to the pool instead of being closed (a new one costs a handshake, and a DNS look-up)."""
+    length = resp.headers.get("content-length", "")
+    try:
+        if length.isdigit() and int(length) <= _DRAIN_BYTES:
+            await resp.aread()
+    except httpx.HTTPError:
+        pass  # the connection is closed below: nothing lost
+    finally:
+        await resp.aclose()
 
 
 def _check_type(resp: httpx.Response, accept: tuple[str, ...]) -> str:
