@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from astrogan.conditions import CondSpec
-    from astrogan.data.build import BuildResult
+    from astrogan.data.build import BuildOptions, BuildResult
     from astrogan.data.review import ReviewResult
     from astrogan.data.science_inputs import ScienceOptions
     from astrogan.science import ScienceSpec
@@ -30,266 +30,309 @@ dataset_app = typer.Typer(
 )
 
 
+# `dataset build`'s flags, grouped by concern (the signature below keeps their --help order).
+
+# Pictures: the inputs, the target, and what is done to every picture.
+_INPUTS = typer.Argument(
+    None,
+    help="Folders (searched recursively; symlinks to files and folders followed, loops reported) and "
+    "files: JPEG/PNG/TIFF/FITS. Every path found is built or reported in report.json.",
+)
+_OUT = typer.Option(
+    ...,
+    "--out",
+    "-o",
+    help="Dataset directory to write (must not exist unless --overwrite). Leftovers of killed builds of "
+    "it (.NAME.*.partial) are removed first.",
+)
+_IMAGE_SIZE = typer.Option("128", "--image-size", help="Side in pixels; several as 128,256,512.")
+_CROP = typer.Option(
+    "center",
+    "--crop",
+    help="Square crop before resizing: center, top-left, random; or pad (science builds): cut a centred "
+    "--image-size square out of larger stamps and pad smaller ones, never resampled, so every image keeps "
+    "the stamps' own pixel scale (COSMOS: 0.03 arcsec/px) and its WCS (CRPIX shifted). The padding is each "
+    "band's median of the stamp's border pixels (plus noise with --pad-noise); padded images are flagged "
+    "padded:<pixels per band>.",
+)
+_CROPS_PER_IMAGE = typer.Option(1, "--crops-per-image", help="Random crops per picture (--crop random).")
+_RANDOM_CROP_MIN_SCALE = typer.Option(
+    0.5, "--random-crop-min-scale", help="Smallest random crop side as a fraction of the short side."
+)
+_CHANNELS = typer.Option(
+    None,
+    "--channels",
+    help="1 (luminance) or 3 (grey replicated). Default: 3, or the band count for FITS.",
+)
+_MIN_SIZE = typer.Option(
+    None,
+    "--min-size",
+    help="Skip pictures whose short side is under this (px). Default 32; 1 with --crop pad (stamps are padded, "
+    "never upscaled).",
+)
+_DEDUP = typer.Option(False, "--dedup", help="Drop exact (pixel sha256) and near (phash) duplicates.")
+_DEDUP_BITS = typer.Option(
+    8, "--dedup-bits", help="Near duplicates: largest phash Hamming distance in bits (of 64)."
+)
+_DEDUP_RMS = typer.Option(
+    3.0, "--dedup-rms", help="Near duplicates: largest RMS difference of 32x32 grey thumbnails (0-255)."
+)
+_FILTER = typer.Option("lanczos", "--filter", help="Resize filter: lanczos, bicubic, area.")
+_SEED = typer.Option(0, "--seed", help="Seed for random crops (same seed, same dataset).")
+_GALAXY10 = typer.Option(
+    None,
+    "--galaxy10",
+    help="Galaxy10 DECaLS file (Galaxy10_DECals.h5); keeps its labels and class names.",
+)
+_DTYPE = typer.Option(
+    "auto", "--dtype", help="auto (float32 for FITS-only builds, else uint8), uint8 or float32."
+)
+_OVERWRITE = typer.Option(
+    False,
+    "--overwrite",
+    help="Replace --out if it is a dataset (checked before building; replaced only after success).",
+)
+
+# FITS stretch: per image for FITS pictures; one per band for the whole dataset in science builds.
+_STRETCH = typer.Option(
+    "asinh",
+    "--stretch",
+    help="FITS stretch to [0, 1]: asinh, log, sqrt, linear (astropy.visualization; per image for FITS "
+    "pictures, one per band for the whole dataset in science builds).",
+)
+_STRETCH_A = typer.Option(
+    None, "--stretch-a", help="The stretch's parameter: asinh softening (default 0.1), log scale (1000)."
+)
+_BLACK_PERCENTILE = typer.Option(
+    None, "--black-percentile", help="Percentile of the finite pixels shown black (default 0.5)."
+)
+_WHITE_PERCENTILE = typer.Option(
+    None,
+    "--white-percentile",
+    help="Percentile shown white (default 99.9 in science builds, 99.5 for FITS pictures).",
+)
+_STRETCH_BLACK = typer.Option(
+    None, "--stretch-black", help="Science build: flux shown black per band, e.g. 0,0,0,0 (else fitted)."
+)
+_STRETCH_WHITE = typer.Option(
+    None,
+    "--stretch-white",
+    help="Science build: flux shown white per band, e.g. 10,20,30,40 (else fitted).",
+)
+
+# Science inputs: multi-band FITS cubes, per-band files or an HDF5 array; their padding and display.
+_BANDS = typer.Option(
+    None,
+    "--bands",
+    help="Science build: band names in order, e.g. g,r,i,z. Files named by --band-pattern "
+    "(galaxy_0003_g.fits ...) make one image per stem; other FITS files are cubes with these planes.",
+)
+_BAND_PATTERN = typer.Option(
+    "{stem}_{band}",
+    "--band-pattern",
+    help="Science build: how per-band files are named, without the FITS suffix ({stem}, {band}).",
+)
+_SCIENCE = typer.Option(
+    False,
+    "--science",
+    help="Science build of FITS cubes, bands named by their headers (BANDS='g,r,i,z', BAND1.., FILTER1.., "
+    "else b0, b1, ...): float32 flux, one stretch per band for the whole dataset.",
+)
+_HDU = typer.Option(None, "--hdu", help="Science build: the FITS HDU to read (0 = primary).")
+_H5 = typer.Option(
+    None,
+    "--h5",
+    help="Science build from an HDF5 array (N, B, H, W), (N, H, W, B) or (N, H, W), read in slices; taken "
+    "in FITS order (row 0 = bottom) unless --h5-origin top.",
+)
+_H5_KEY = typer.Option("images", "--h5-key", help="The array's name in the --h5 file.")
+_H5_LAYOUT = typer.Option(
+    "auto",
+    "--h5-layout",
+    help="auto (the axis as long as --bands, else the smaller of axes 1 and 3 if <= 16), nchw or nhwc.",
+)
+_H5_PARAMS = typer.Option(
+    None, "--h5-params", help="Other arrays of length N kept per image (meta params), e.g. mag,redshift."
+)
+_H5_ORIGIN = typer.Option(
+    "bottom", "--h5-origin", help="Row 0 of the --h5 images: bottom (FITS order) or top (image order)."
+)
+_PAD_NOISE = typer.Option(
+    False,
+    "--pad-noise",
+    help="With --crop pad: add Gaussian noise to the padding, sigma = the stamp border's robust std "
+    "(MAD x 1.4826), seeded by (--seed, stamp name) so a build reproduces.",
+)
+_RGB = typer.Option(None, "--rgb", help="Science build: bands shown as R,G,B in colour pictures, e.g. i,r,g.")
+
+# COSMOS: GalSim's real-galaxy catalogue and its stamps.
+_COSMOS = typer.Option(
+    None, "--cosmos", help="Science build from a COSMOS catalogue (GalSim's real-galaxy catalogue FITS)."
+)
+_COSMOS_DIR = typer.Option(None, "--cosmos-dir", help="Folder of the COSMOS stamp files.")
+_MAX_MAG = typer.Option(None, "--max-mag", help="COSMOS: keep galaxies at most this magnitude.")
+_MIN_MAG = typer.Option(None, "--min-mag", help="COSMOS: keep galaxies at least this magnitude.")
+_EXCLUSION_LEVEL = typer.Option(
+    "marginal",
+    "--exclusion-level",
+    help="COSMOS: none, bad_stamp, bad_fits or marginal (GalSim's levels).",
+)
+_MAX_NUM = typer.Option(None, "--max-num", help="COSMOS: at most this many galaxies.")
+
+# Review: the verdicts of `astrogan dataset review` applied before the build.
+_REVIEW = typer.Option(
+    None,
+    "--review",
+    help="review.csv (or its folder) from `astrogan dataset review`: skip files flagged with one of "
+    "--exclude-flags (matched by sha256, then by path under the input folder). Recorded in the manifest.",
+)
+_EXCLUDE_FLAGS = typer.Option(
+    None,
+    "--exclude-flags",
+    help=f"With --review: flags whose files are skipped, comma separated, or 'none'. Default: "
+    f"{_DEFAULT_EXCLUDE_HELP}. Flags: {_FLAGS_HELP}.",
+)
+_APPLY_CROPS = typer.Option(
+    False,
+    "--apply-crops",
+    help="With --review: cut each kept file to its suggested crop (small object, blank margin) before "
+    "the build's own square crop.",
+)
+
+# Labels: physical conditions stored per picture.
+_LABELS = typer.Option(
+    None,
+    "--labels",
+    help="CSV of physical labels (conditions), one row per picture, keyed by a file/filename/name/path "
+    "column (base name, with or without extension). Pictures without a row are skipped and reported. "
+    "Folders from `astrogan synth sersic` need none: their params.csv is used.",
+)
+_LABEL_COLUMNS = typer.Option(
+    None,
+    "--label-columns",
+    help="Columns of the labels CSV to store, comma separated (e.g. sersic_n,half_light_radius_px,q). "
+    "Default: every numeric column that varies (not index or seed). Columns ending in _px are "
+    "rescaled to the stored image's pixels.",
+)
+
+
 @dataset_app.command("build")
 def build(
-    inputs: list[Path] = typer.Argument(
-        None,
-        help="Folders (searched recursively; symlinks to files and folders followed, loops reported) and "
-        "files: JPEG/PNG/TIFF/FITS. Every path found is built or reported in report.json.",
-    ),
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        "-o",
-        help="Dataset directory to write (must not exist unless --overwrite). Leftovers of killed builds of "
-        "it (.NAME.*.partial) are removed first.",
-    ),
-    image_size: str = typer.Option("128", "--image-size", help="Side in pixels; several as 128,256,512."),
-    crop: str = typer.Option(
-        "center",
-        "--crop",
-        help="Square crop before resizing: center, top-left, random; or pad (science builds): cut a centred "
-        "--image-size square out of larger stamps and pad smaller ones, never resampled, so every image keeps "
-        "the stamps' own pixel scale (COSMOS: 0.03 arcsec/px) and its WCS (CRPIX shifted). The padding is each "
-        "band's median of the stamp's border pixels (plus noise with --pad-noise); padded images are flagged "
-        "padded:<pixels per band>.",
-    ),
-    pad_noise: bool = typer.Option(
-        False,
-        "--pad-noise",
-        help="With --crop pad: add Gaussian noise to the padding, sigma = the stamp border's robust std "
-        "(MAD x 1.4826), seeded by (--seed, stamp name) so a build reproduces.",
-    ),
-    crops_per_image: int = typer.Option(
-        1, "--crops-per-image", help="Random crops per picture (--crop random)."
-    ),
-    random_crop_min_scale: float = typer.Option(
-        0.5, "--random-crop-min-scale", help="Smallest random crop side as a fraction of the short side."
-    ),
-    channels: int = typer.Option(
-        None,
-        "--channels",
-        help="1 (luminance) or 3 (grey replicated). Default: 3, or the band count for FITS.",
-    ),
-    min_size: int = typer.Option(
-        None,
-        "--min-size",
-        help="Skip pictures whose short side is under this (px). Default 32; 1 with --crop pad (stamps are padded, "
-        "never upscaled).",
-    ),
-    dedup: bool = typer.Option(
-        False, "--dedup", help="Drop exact (pixel sha256) and near (phash) duplicates."
-    ),
-    dedup_bits: int = typer.Option(
-        8, "--dedup-bits", help="Near duplicates: largest phash Hamming distance in bits (of 64)."
-    ),
-    dedup_rms: float = typer.Option(
-        3.0, "--dedup-rms", help="Near duplicates: largest RMS difference of 32x32 grey thumbnails (0-255)."
-    ),
-    filter: str = typer.Option("lanczos", "--filter", help="Resize filter: lanczos, bicubic, area."),
-    seed: int = typer.Option(0, "--seed", help="Seed for random crops (same seed, same dataset)."),
-    galaxy10: Path = typer.Option(
-        None,
-        "--galaxy10",
-        help="Galaxy10 DECaLS file (Galaxy10_DECals.h5); keeps its labels and class names.",
-    ),
-    stretch: str = typer.Option(
-        "asinh",
-        "--stretch",
-        help="FITS stretch to [0, 1]: asinh, log, sqrt, linear (astropy.visualization; per image for FITS "
-        "pictures, one per band for the whole dataset in science builds).",
-    ),
-    stretch_a: float = typer.Option(
-        None, "--stretch-a", help="The stretch's parameter: asinh softening (default 0.1), log scale (1000)."
-    ),
-    black_percentile: float = typer.Option(
-        None, "--black-percentile", help="Percentile of the finite pixels shown black (default 0.5)."
-    ),
-    white_percentile: float = typer.Option(
-        None,
-        "--white-percentile",
-        help="Percentile shown white (default 99.9 in science builds, 99.5 for FITS pictures).",
-    ),
-    dtype: str = typer.Option(
-        "auto", "--dtype", help="auto (float32 for FITS-only builds, else uint8), uint8 or float32."
-    ),
-    overwrite: bool = typer.Option(
-        False,
-        "--overwrite",
-        help="Replace --out if it is a dataset (checked before building; replaced only after success).",
-    ),
-    labels: Path = typer.Option(
-        None,
-        "--labels",
-        help="CSV of physical labels (conditions), one row per picture, keyed by a file/filename/name/path "
-        "column (base name, with or without extension). Pictures without a row are skipped and reported. "
-        "Folders from `astrogan synth sersic` need none: their params.csv is used.",
-    ),
-    label_columns: str = typer.Option(
-        None,
-        "--label-columns",
-        help="Columns of the labels CSV to store, comma separated (e.g. sersic_n,half_light_radius_px,q). "
-        "Default: every numeric column that varies (not index or seed). Columns ending in _px are "
-        "rescaled to the stored image's pixels.",
-    ),
-    review: Path = typer.Option(
-        None,
-        "--review",
-        help="review.csv (or its folder) from `astrogan dataset review`: skip files flagged with one of "
-        "--exclude-flags (matched by sha256, then by path under the input folder). Recorded in the manifest.",
-    ),
-    exclude_flags: str = typer.Option(
-        None,
-        "--exclude-flags",
-        help=f"With --review: flags whose files are skipped, comma separated, or 'none'. Default: "
-        f"{_DEFAULT_EXCLUDE_HELP}. Flags: {_FLAGS_HELP}.",
-    ),
-    apply_crops: bool = typer.Option(
-        False,
-        "--apply-crops",
-        help="With --review: cut each kept file to its suggested crop (small object, blank margin) before "
-        "the build's own square crop.",
-    ),
-    bands: str = typer.Option(
-        None,
-        "--bands",
-        help="Science build: band names in order, e.g. g,r,i,z. Files named by --band-pattern "
-        "(galaxy_0003_g.fits ...) make one image per stem; other FITS files are cubes with these planes.",
-    ),
-    band_pattern: str = typer.Option(
-        "{stem}_{band}",
-        "--band-pattern",
-        help="Science build: how per-band files are named, without the FITS suffix ({stem}, {band}).",
-    ),
-    science: bool = typer.Option(
-        False,
-        "--science",
-        help="Science build of FITS cubes, bands named by their headers (BANDS='g,r,i,z', BAND1.., FILTER1.., "
-        "else b0, b1, ...): float32 flux, one stretch per band for the whole dataset.",
-    ),
-    hdu: int = typer.Option(None, "--hdu", help="Science build: the FITS HDU to read (0 = primary)."),
-    h5: Path = typer.Option(
-        None,
-        "--h5",
-        help="Science build from an HDF5 array (N, B, H, W), (N, H, W, B) or (N, H, W), read in slices; taken "
-        "in FITS order (row 0 = bottom) unless --h5-origin top.",
-    ),
-    h5_key: str = typer.Option("images", "--h5-key", help="The array's name in the --h5 file."),
-    h5_layout: str = typer.Option(
-        "auto",
-        "--h5-layout",
-        help="auto (the axis as long as --bands, else the smaller of axes 1 and 3 if <= 16), nchw or nhwc.",
-    ),
-    h5_params: str = typer.Option(
-        None, "--h5-params", help="Other arrays of length N kept per image (meta params), e.g. mag,redshift."
-    ),
-    h5_origin: str = typer.Option(
-        "bottom", "--h5-origin", help="Row 0 of the --h5 images: bottom (FITS order) or top (image order)."
-    ),
-    cosmos: Path = typer.Option(
-        None, "--cosmos", help="Science build from a COSMOS catalogue (GalSim's real-galaxy catalogue FITS)."
-    ),
-    cosmos_dir: Path = typer.Option(None, "--cosmos-dir", help="Folder of the COSMOS stamp files."),
-    max_mag: float = typer.Option(None, "--max-mag", help="COSMOS: keep galaxies at most this magnitude."),
-    min_mag: float = typer.Option(None, "--min-mag", help="COSMOS: keep galaxies at least this magnitude."),
-    exclusion_level: str = typer.Option(
-        "marginal",
-        "--exclusion-level",
-        help="COSMOS: none, bad_stamp, bad_fits or marginal (GalSim's levels).",
-    ),
-    max_num: int = typer.Option(None, "--max-num", help="COSMOS: at most this many galaxies."),
-    stretch_black: str = typer.Option(
-        None, "--stretch-black", help="Science build: flux shown black per band, e.g. 0,0,0,0 (else fitted)."
-    ),
-    stretch_white: str = typer.Option(
-        None,
-        "--stretch-white",
-        help="Science build: flux shown white per band, e.g. 10,20,30,40 (else fitted).",
-    ),
-    rgb: str = typer.Option(
-        None, "--rgb", help="Science build: bands shown as R,G,B in colour pictures, e.g. i,r,g."
-    ),
+    inputs: list[Path] = _INPUTS,
+    out: Path = _OUT,
+    image_size: str = _IMAGE_SIZE,
+    crop: str = _CROP,
+    pad_noise: bool = _PAD_NOISE,
+    crops_per_image: int = _CROPS_PER_IMAGE,
+    random_crop_min_scale: float = _RANDOM_CROP_MIN_SCALE,
+    channels: int = _CHANNELS,
+    min_size: int = _MIN_SIZE,
+    dedup: bool = _DEDUP,
+    dedup_bits: int = _DEDUP_BITS,
+    dedup_rms: float = _DEDUP_RMS,
+    filter: str = _FILTER,
+    seed: int = _SEED,
+    galaxy10: Path = _GALAXY10,
+    stretch: str = _STRETCH,
+    stretch_a: float = _STRETCH_A,
+    black_percentile: float = _BLACK_PERCENTILE,
+    white_percentile: float = _WHITE_PERCENTILE,
+    dtype: str = _DTYPE,
+    overwrite: bool = _OVERWRITE,
+    labels: Path = _LABELS,
+    label_columns: str = _LABEL_COLUMNS,
+    review: Path = _REVIEW,
+    exclude_flags: str = _EXCLUDE_FLAGS,
+    apply_crops: bool = _APPLY_CROPS,
+    bands: str = _BANDS,
+    band_pattern: str = _BAND_PATTERN,
+    science: bool = _SCIENCE,
+    hdu: int = _HDU,
+    h5: Path = _H5,
+    h5_key: str = _H5_KEY,
+    h5_layout: str = _H5_LAYOUT,
+    h5_params: str = _H5_PARAMS,
+    h5_origin: str = _H5_ORIGIN,
+    cosmos: Path = _COSMOS,
+    cosmos_dir: Path = _COSMOS_DIR,
+    max_mag: float = _MAX_MAG,
+    min_mag: float = _MIN_MAG,
+    exclusion_level: str = _EXCLUSION_LEVEL,
+    max_num: int = _MAX_NUM,
+    stretch_black: str = _STRETCH_BLACK,
+    stretch_white: str = _STRETCH_WHITE,
+    rgb: str = _RGB,
 ) -> None:
     """Build a dataset: square crops (never squashed), resized with a named filter, deduplicated, reported."""
-    import warnings
+    flags = dict(locals())  # every flag by its parameter name, for the helpers below
+    sci = _science_options(flags)
+    opts = _build_options(flags, science=sci is not None)
+    _print_build_summary(_build_quietly(flags, opts, sci))
 
-    from astrogan.data.build import BuildOptions, build_dataset, parse_sizes
 
-    sci = _science_options(
-        bands=bands,
-        band_pattern=band_pattern,
-        science=science,
-        hdu=hdu,
-        h5=h5,
-        h5_key=h5_key,
-        h5_layout=h5_layout,
-        h5_params=h5_params,
-        h5_origin=h5_origin,
-        cosmos=cosmos,
-        cosmos_dir=cosmos_dir,
-        max_mag=max_mag,
-        min_mag=min_mag,
-        exclusion_level=exclusion_level,
-        max_num=max_num,
-        stretch=stretch,
-        stretch_a=stretch_a,
-        stretch_black=stretch_black,
-        stretch_white=stretch_white,
-        black_percentile=black_percentile,
-        white_percentile=white_percentile,
-        rgb=rgb,
-        pad_noise=pad_noise,
-    )
-    if pad_noise and crop != "pad":
+def _build_options(flags: dict[str, Any], *, science: bool) -> BuildOptions:
+    """The BuildOptions of `dataset build`'s flags (the FITS stretch flags only for picture builds)."""
+    from astrogan.data.build import BuildOptions, parse_sizes
+
+    crop = flags["crop"]
+    if flags["pad_noise"] and crop != "pad":
         raise UserError("--pad-noise fills the padding of --crop pad: add --crop pad (science builds)")
+    min_size = flags["min_size"]
     if min_size is None:
         min_size = 1 if crop == "pad" else 32
-    fits_stretch = {
-        "stretch_a": stretch_a,
-        "black_percentile": black_percentile,
-        "white_percentile": white_percentile,
-    }
-    opts = BuildOptions(
-        image_sizes=parse_sizes(image_size),
+    fits_stretch = {k: flags[k] for k in ("stretch_a", "black_percentile", "white_percentile")}
+    return BuildOptions(
+        image_sizes=parse_sizes(flags["image_size"]),
         crop=crop,
-        crops_per_image=crops_per_image,
-        random_crop_min_scale=random_crop_min_scale,
-        channels=channels,
+        crops_per_image=flags["crops_per_image"],
+        random_crop_min_scale=flags["random_crop_min_scale"],
+        channels=flags["channels"],
         min_size_px=min_size,
-        dedup=dedup,
-        near_dup_bits=dedup_bits,
-        near_dup_rms=dedup_rms,
-        filter=filter,
-        seed=seed,
-        stretch=stretch,
-        dtype=dtype,
-        **({} if sci is not None else {k: v for k, v in fits_stretch.items() if v is not None}),
+        dedup=flags["dedup"],
+        near_dup_bits=flags["dedup_bits"],
+        near_dup_rms=flags["dedup_rms"],
+        filter=flags["filter"],
+        seed=flags["seed"],
+        stretch=flags["stretch"],
+        dtype=flags["dtype"],
+        **({} if science else {k: v for k, v in fits_stretch.items() if v is not None}),
     )
+
+
+def _build_quietly(flags: dict[str, Any], opts: BuildOptions, sci: ScienceOptions | None) -> BuildResult:
+    """`build_dataset` on the flags' inputs, its warnings silenced (the summary table lists the flags)."""
+    import warnings
+
+    from astrogan.data.build import build_dataset
+
     with warnings.catch_warnings():
-        # The summary table below lists the flags; one line each on top of it would only repeat them.
-        warnings.simplefilter("ignore")
-        result = build_dataset(
-            inputs or [],
-            out,
+        warnings.simplefilter("ignore")  # a line per flag on top of the summary's rows would only repeat them
+        return build_dataset(
+            flags["inputs"] or [],
+            flags["out"],
             options=opts,
-            galaxy10_path=galaxy10,
-            overwrite=overwrite,
-            labels=labels,
-            label_columns=label_columns,
-            review=review,
-            exclude_flags=exclude_flags,
-            apply_crops=apply_crops,
+            galaxy10_path=flags["galaxy10"],
+            overwrite=flags["overwrite"],
+            labels=flags["labels"],
+            label_columns=flags["label_columns"],
+            review=flags["review"],
+            exclude_flags=flags["exclude_flags"],
+            apply_crops=flags["apply_crops"],
             science=sci,
         )
-    _print_build_summary(result)
 
 
-def _science_options(**kw: Any) -> ScienceOptions | None:
-    """The ScienceOptions of `dataset build`'s flags, or None when none asks for a science build (--bands,
-    --science, --h5, --cosmos); UserError for science-only flags without one."""
+def _science_options(flags: dict[str, Any]) -> ScienceOptions | None:
+    """The ScienceOptions of `dataset build`'s flags (by parameter name), or None when none asks for a science
+    build (--bands, --science, --h5, --cosmos); UserError for science-only flags without one."""
     from astrogan.data.science_inputs import ScienceOptions, parse_floats, parse_names
 
-    if not (kw["bands"] is not None or kw["science"] or kw["h5"] is not None or kw["cosmos"] is not None):
+    if not (
+        flags["bands"] is not None
+        or flags["science"]
+        or flags["h5"] is not None
+        or flags["cosmos"] is not None
+    ):
         given = [
             flag
             for flag, key in (
@@ -304,34 +347,34 @@ def _science_options(**kw: Any) -> ScienceOptions | None:
                 ("--max-num", "max_num"),
                 ("--pad-noise", "pad_noise"),
             )
-            if kw[key] not in (None, False)
+            if flags[key] not in (None, False)
         ]
         if given:
             raise UserError(f"{given[0]} belongs to science builds: add --bands, --science, --h5 or --cosmos")
         return None
-    percentiles = {k: kw[k] for k in ("black_percentile", "white_percentile") if kw[k] is not None}
+    percentiles = {k: flags[k] for k in ("black_percentile", "white_percentile") if flags[k] is not None}
     return ScienceOptions(
-        bands=parse_names(kw["bands"]),
-        cubes=bool(kw["science"]),
-        band_pattern=kw["band_pattern"],
-        hdu=kw["hdu"],
-        h5=kw["h5"],
-        h5_key=kw["h5_key"],
-        h5_layout=kw["h5_layout"],
-        h5_params=parse_names(kw["h5_params"], what="--h5-params") or (),
-        h5_origin=kw["h5_origin"],
-        cosmos=kw["cosmos"],
-        cosmos_dir=kw["cosmos_dir"],
-        max_mag=kw["max_mag"],
-        min_mag=kw["min_mag"],
-        exclusion_level=kw["exclusion_level"],
-        max_num=kw["max_num"],
-        stretch=kw["stretch"],
-        stretch_a=kw["stretch_a"],
-        stretch_black=parse_floats(kw["stretch_black"], what="--stretch-black"),
-        stretch_white=parse_floats(kw["stretch_white"], what="--stretch-white"),
-        rgb=parse_names(kw["rgb"], what="--rgb"),
-        pad_noise=bool(kw["pad_noise"]),
+        bands=parse_names(flags["bands"]),
+        cubes=bool(flags["science"]),
+        band_pattern=flags["band_pattern"],
+        hdu=flags["hdu"],
+        h5=flags["h5"],
+        h5_key=flags["h5_key"],
+        h5_layout=flags["h5_layout"],
+        h5_params=parse_names(flags["h5_params"], what="--h5-params") or (),
+        h5_origin=flags["h5_origin"],
+        cosmos=flags["cosmos"],
+        cosmos_dir=flags["cosmos_dir"],
+        max_mag=flags["max_mag"],
+        min_mag=flags["min_mag"],
+        exclusion_level=flags["exclusion_level"],
+        max_num=flags["max_num"],
+        stretch=flags["stretch"],
+        stretch_a=flags["stretch_a"],
+        stretch_black=parse_floats(flags["stretch_black"], what="--stretch-black"),
+        stretch_white=parse_floats(flags["stretch_white"], what="--stretch-white"),
+        rgb=parse_names(flags["rgb"], what="--rgb"),
+        pad_noise=bool(flags["pad_noise"]),
         **percentiles,
     )
 

@@ -25,168 +25,221 @@ def _default_cache_dir() -> Path:
     return base / "metrics"
 
 
+# `eval`'s flags, grouped by concern (the signature below keeps their --help order).
+
+# What is compared: the generator, the dataset, and how the generated set is drawn.
+_RUN = typer.Option(None, "--run", help="Run directory (or its checkpoints/ or generator file).")
+_MODEL = typer.Option(None, "--model", help="An exported model.onnx instead of a run.")
+_DATA = typer.Option(..., "--data", help="Dataset directory (manifest.json + images.h5).")
+_NUM = typer.Option(
+    None,
+    "--num",
+    help="Number of generated images (seeds 0..num-1); default: 5000 with fid, else 1000.",
+)
+_TRUNC = typer.Option(1.0, "--trunc", help="Truncation of the latents (1 = none).")
+_BATCH_SIZE = typer.Option(32, "--batch-size", help="Images per generator forward pass.")
+_DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda (for --run).")
+_SEED = typer.Option(0, "--seed", help="Seed of the random splits (real halves, held-out set).")
+
+# What is measured, and how.
+_METRICS = typer.Option(
+    None,
+    "--metrics",
+    help="Comma-separated metrics: fid, kid, spectrum, morphology, prdc (precision/recall, "
+    "density/coverage), memorization, colours (aperture colours of multi-band science data, stretch "
+    "undone), conditioning (asked vs measured physical parameters, for models trained with --cond), "
+    "composition (is each kind of object as common as in the data: the dataset's classes, or clusters "
+    "of the real images). Default: fid,kid,spectrum,morphology,prdc,memorization, plus colours for "
+    "multi-band science data.",
+)
+_BAND = typer.Option(
+    None,
+    "--band",
+    help="Measure spectrum and morphology on this band only (a band name of a science dataset, e.g. r, "
+    "or a plane index); default: every band alone plus the combined figure.",
+)
+_PROTOCOL = typer.Option(
+    "astrogan",
+    "--protocol",
+    help="astrogan, or holzschuh2022: also compute FID/KID, spectrum and morphology as Holzschuh et "
+    "al. 2022 did (one band through magma; their 15 frequency partitions; their property set).",
+)
+_INCEPTION_WEIGHTS = typer.Option(
+    None,
+    "--inception-weights",
+    help="Local pt_inception-2015-12-05-6726825d.pth for FID/KID (or ASTROGAN_INCEPTION_WEIGHTS).",
+)
+_MORPHOLOGY_ENGINE = typer.Option(
+    "fast", "--morphology-engine", help="fast (NumPy) or statmorph (reference, slow, parallel)."
+)
+_WORKERS = typer.Option(0, "--workers", help="Processes for the statmorph engine (0 = all CPUs).")
+_CACHE_DIR = typer.Option(
+    None,
+    "--cache-dir",
+    help="Where reference statistics are cached (default ~/.cache/astrogan/metrics).",
+)
+
+# Composition: the kinds of object whose shares are compared.
+_CLUSTERS = typer.Option(
+    0,
+    "--clusters",
+    help="composition on a dataset without labels: number of k-means clusters (0 = automatic: 8, "
+    "fewer below 25 real images per cluster).",
+)
+_CLUSTER_NAMES = typer.Option(
+    None,
+    "--cluster-names",
+    help="composition: a text file naming the report's clusters (or classes), one 'NUMBER: NAME' "
+    "line each, e.g. '3: spiral galaxies'.",
+)
+
+# Where the report (and the measured fakes) go.
+_OUT = typer.Option(None, "--out", help="Report directory (default: RUN/eval or ./eval-report).")
+_SAVE_FAKES = typer.Option(
+    None,
+    "--save-fakes",
+    help="Also write the generated images eval measures into this new directory, seedNNNN.fits: "
+    "float32 cubes in the data's physical units (science data; header: bands, BUNIT, run, step, seed, "
+    "trunc, conditions), or seedNNNN.png for picture datasets.",
+)
+_OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing report directory.")
+
+
 def register(app: typer.Typer) -> None:
     """Add the `eval` command to the root app."""
+    app.command("eval")(eval_cmd)
 
-    @app.command("eval")
-    def eval_cmd(
-        run: Path = typer.Option(
-            None, "--run", help="Run directory (or its checkpoints/ or generator file)."
-        ),
-        model: Path = typer.Option(None, "--model", help="An exported model.onnx instead of a run."),
-        data: Path = typer.Option(..., "--data", help="Dataset directory (manifest.json + images.h5)."),
-        num: int = typer.Option(
-            None,
-            "--num",
-            help="Number of generated images (seeds 0..num-1); default: 5000 with fid, else 1000.",
-        ),
-        metrics: str = typer.Option(
-            None,
-            "--metrics",
-            help="Comma-separated metrics: fid, kid, spectrum, morphology, prdc (precision/recall, "
-            "density/coverage), memorization, colours (aperture colours of multi-band science data, stretch "
-            "undone), conditioning (asked vs measured physical parameters, for models trained with --cond), "
-            "composition (is each kind of object as common as in the data: the dataset's classes, or clusters "
-            "of the real images). Default: fid,kid,spectrum,morphology,prdc,memorization, plus colours for "
-            "multi-band science data.",
-        ),
-        band: str = typer.Option(
-            None,
-            "--band",
-            help="Measure spectrum and morphology on this band only (a band name of a science dataset, e.g. r, "
-            "or a plane index); default: every band alone plus the combined figure.",
-        ),
-        save_fakes: Path = typer.Option(
-            None,
-            "--save-fakes",
-            help="Also write the generated images eval measures into this new directory, seedNNNN.fits: "
-            "float32 cubes in the data's physical units (science data; header: bands, BUNIT, run, step, seed, "
-            "trunc, conditions), or seedNNNN.png for picture datasets.",
-        ),
-        protocol: str = typer.Option(
-            "astrogan",
-            "--protocol",
-            help="astrogan, or holzschuh2022: also compute FID/KID, spectrum and morphology as Holzschuh et "
-            "al. 2022 did (one band through magma; their 15 frequency partitions; their property set).",
-        ),
-        inception_weights: Path = typer.Option(
-            None,
-            "--inception-weights",
-            help="Local pt_inception-2015-12-05-6726825d.pth for FID/KID (or ASTROGAN_INCEPTION_WEIGHTS).",
-        ),
-        out: Path = typer.Option(
-            None, "--out", help="Report directory (default: RUN/eval or ./eval-report)."
-        ),
-        morphology_engine: str = typer.Option(
-            "fast", "--morphology-engine", help="fast (NumPy) or statmorph (reference, slow, parallel)."
-        ),
-        workers: int = typer.Option(
-            0, "--workers", help="Processes for the statmorph engine (0 = all CPUs)."
-        ),
-        trunc: float = typer.Option(1.0, "--trunc", help="Truncation of the latents (1 = none)."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Images per generator forward pass."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (for --run)."),
-        cache_dir: Path = typer.Option(
-            None,
-            "--cache-dir",
-            help="Where reference statistics are cached (default ~/.cache/astrogan/metrics).",
-        ),
-        clusters: int = typer.Option(
-            0,
-            "--clusters",
-            help="composition on a dataset without labels: number of k-means clusters (0 = automatic: 8, "
-            "fewer below 25 real images per cluster).",
-        ),
-        cluster_names: Path = typer.Option(
-            None,
-            "--cluster-names",
-            help="composition: a text file naming the report's clusters (or classes), one 'NUMBER: NAME' "
-            "line each, e.g. '3: spiral galaxies'.",
-        ),
-        seed: int = typer.Option(0, "--seed", help="Seed of the random splits (real halves, held-out set)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report directory."),
-    ) -> None:
-        """Write metrics.json, PNG plots and report.html comparing generated images with a dataset."""
-        import numpy as np
 
-        from astrogan.metrics import default_num_generated, parse_metric_names
-        from astrogan.metrics.compute import evaluate
-        from astrogan.utils.log import info
+def eval_cmd(
+    run: Path = _RUN,
+    model: Path = _MODEL,
+    data: Path = _DATA,
+    num: int = _NUM,
+    metrics: str = _METRICS,
+    band: str = _BAND,
+    save_fakes: Path = _SAVE_FAKES,
+    protocol: str = _PROTOCOL,
+    inception_weights: Path = _INCEPTION_WEIGHTS,
+    out: Path = _OUT,
+    morphology_engine: str = _MORPHOLOGY_ENGINE,
+    workers: int = _WORKERS,
+    trunc: float = _TRUNC,
+    batch_size: int = _BATCH_SIZE,
+    device: str = _DEVICE,
+    cache_dir: Path = _CACHE_DIR,
+    clusters: int = _CLUSTERS,
+    cluster_names: Path = _CLUSTER_NAMES,
+    seed: int = _SEED,
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Write metrics.json, PNG plots and report.html comparing generated images with a dataset."""
+    from astrogan.metrics import default_num_generated, parse_metric_names
+    from astrogan.metrics.compute import evaluate
+    from astrogan.utils.log import info
 
-        names = parse_metric_names(metrics)
-        num = num if num is not None else default_num_generated(names)
-        _check_options(protocol=protocol, num=num, morphology_engine=morphology_engine, trunc=trunc)
-        out = _report_dir(run, out, overwrite=overwrite)
-        _check_new_dir(save_fakes, overwrite=overwrite)
-        inception_weights = _inception_file(names, inception_weights)
-        category_names = _category_names(names, cluster_names, clusters)
-        gen, ds, gmeta = _open_pair(run, model, data, device)
-        science, fake_science = _science_pair(gen, ds)
-        if metrics is None and science is not None and science.num_bands > 1:
-            names.append("colours")  # the default set for multi-band science data
-        band_index = _band(band, science, ds.channels)
-        real = ds.images(gen.image_size)
-        spec, real_cond, fake_cond = _conditions(gen, ds, num, seed=seed)
-        writer = (
-            None
-            if save_fakes is None
-            else _FakeWriter(
-                fake_science if real.dtype != np.uint8 else None,
-                floats=real.dtype != np.uint8,
-                cards=_cube_facts(gen, gmeta, trunc=trunc),
-                cond_spec=spec if fake_cond is not None else None,
-                num_classes=_num_classes(gen),
-                label_names=ds.label_names or getattr(gen, "label_names", None),
-            )
+    names = parse_metric_names(metrics)
+    num = num if num is not None else default_num_generated(names)
+    _check_options(protocol=protocol, num=num, morphology_engine=morphology_engine, trunc=trunc)
+    out = _report_dir(run, out, overwrite=overwrite)
+    _check_new_dir(save_fakes, overwrite=overwrite)
+    inception_weights = _inception_file(names, inception_weights)
+    category_names = _category_names(names, cluster_names, clusters)
+    gen, ds, gmeta = _open_pair(run, model, data, device)
+    science, fake_science = _science_pair(gen, ds)
+    if metrics is None and science is not None and science.num_bands > 1:
+        names.append("colours")  # the default set for multi-band science data
+    band_index = _band(band, science, ds.channels)
+    real = ds.images(gen.image_size)
+    spec, real_cond, fake_cond = _conditions(gen, ds, num, seed=seed)
+    writer = (
+        None
+        if save_fakes is None
+        else _fake_writer(
+            gen, ds, gmeta, fake_science, like=real, spec=spec, fake_cond=fake_cond, trunc=trunc
         )
-        with _fakes_dir(save_fakes, overwrite=overwrite) as fakes_dir:
-            if writer is not None:
-                writer.out = fakes_dir
-            fake = _generate(
-                gen, num, trunc=trunc, batch_size=batch_size, like=real, cond=fake_cond, writer=writer
-            )
-        grid = (
-            _grid_set(gen, spec, trunc=trunc, batch_size=batch_size, like=real)
-            if "conditioning" in names
-            else None
+    )
+    with _fakes_dir(save_fakes, overwrite=overwrite) as fakes_dir:
+        if writer is not None:
+            writer.out = fakes_dir
+        fake = _generate(
+            gen, num, trunc=trunc, batch_size=batch_size, like=real, cond=fake_cond, writer=writer
         )
-        meta = _report_meta(model or run, data, ds, gmeta, num=num, trunc=trunc, engine=morphology_engine)
-        if science is not None:
-            meta["bands"] = ",".join(science.bands)
-            meta["bunit"] = science.bunit
-        if band_index is not None:
-            meta["band"] = science.bands[band_index] if science is not None else band_index
-        if save_fakes is not None:
-            meta["saved_fakes"] = str(save_fakes)
-        doc = evaluate(
-            real,
-            fake,
-            out,
-            names=names,
-            cache_dir=cache_dir or _default_cache_dir(),
-            cache_key=ds.content_hash,
-            inception_weights=inception_weights,
-            morphology_engine=morphology_engine,
-            num_workers=workers or None,
-            rng_seed=seed,
-            protocol=protocol,
-            meta=meta,
-            overwrite=overwrite,
-            cond_spec=spec,
-            real_cond=real_cond,
-            fake_cond=fake_cond,
-            cond_grid=grid,
-            real_labels=ds.labels() if "composition" in names else None,
-            label_names=ds.label_names,
-            category_names=category_names,
-            num_clusters=clusters or None,
-            science=science,
-            fake_science=fake_science if fake_science != science else None,
-            band=band_index,
-        )
-        _print_summary(doc, out)
-        if save_fakes is not None:
-            info(f"[green]wrote {num} generated images to {save_fakes}")
+    grid = (
+        _grid_set(gen, spec, trunc=trunc, batch_size=batch_size, like=real)
+        if "conditioning" in names
+        else None
+    )
+    meta = _report_meta(model or run, data, ds, gmeta, num=num, trunc=trunc, engine=morphology_engine)
+    meta.update(_measured_meta(science, band_index, save_fakes))
+    doc = evaluate(
+        real,
+        fake,
+        out,
+        names=names,
+        cache_dir=cache_dir or _default_cache_dir(),
+        cache_key=ds.content_hash,
+        inception_weights=inception_weights,
+        morphology_engine=morphology_engine,
+        num_workers=workers or None,
+        rng_seed=seed,
+        protocol=protocol,
+        meta=meta,
+        overwrite=overwrite,
+        cond_spec=spec,
+        real_cond=real_cond,
+        fake_cond=fake_cond,
+        cond_grid=grid,
+        real_labels=ds.labels() if "composition" in names else None,
+        label_names=ds.label_names,
+        category_names=category_names,
+        num_clusters=clusters or None,
+        science=science,
+        fake_science=fake_science if fake_science != science else None,
+        band=band_index,
+    )
+    _print_summary(doc, out)
+    if save_fakes is not None:
+        info(f"[green]wrote {num} generated images to {save_fakes}")
+
+
+def _fake_writer(
+    gen: Any,
+    ds: Any,
+    gmeta: dict[str, Any],
+    fake_science: ScienceSpec | None,
+    *,
+    like: np.ndarray,
+    spec: Any,
+    fake_cond: np.ndarray | None,
+    trunc: float,
+) -> _FakeWriter:
+    """The --save-fakes writer: physical units for float data, and what each image was drawn with."""
+    import numpy as np
+
+    floats = like.dtype != np.uint8
+    return _FakeWriter(
+        fake_science if floats else None,
+        floats=floats,
+        cards=_cube_facts(gen, gmeta, trunc=trunc),
+        cond_spec=spec if fake_cond is not None else None,
+        num_classes=_num_classes(gen),
+        label_names=ds.label_names or getattr(gen, "label_names", None),
+    )
+
+
+def _measured_meta(
+    science: ScienceSpec | None, band_index: int | None, save_fakes: Path | None
+) -> dict[str, Any]:
+    """The report meta's entries for science data (bands, BUNIT), --band and --save-fakes, when they apply."""
+    meta: dict[str, Any] = {}
+    if science is not None:
+        meta["bands"] = ",".join(science.bands)
+        meta["bunit"] = science.bunit
+    if band_index is not None:
+        meta["band"] = science.bands[band_index] if science is not None else band_index
+    if save_fakes is not None:
+        meta["saved_fakes"] = str(save_fakes)
+    return meta
 
 
 def _check_options(*, protocol: str, num: int, morphology_engine: str, trunc: float) -> None:

@@ -439,6 +439,60 @@ def build_dataset(
         return _build_science(
             inputs, out_path, opts, science, overwrite=overwrite, show_progress=show_progress
         )
+    columns = _check_picture_args(opts, inputs, galaxy10_path, labels, label_columns)
+    plan = _review_plan(review, exclude_flags, apply_crops, galaxy10=galaxy10_path is not None)
+    notes, note = _notes()
+
+    # The target first: leftovers of killed builds go, and every conflict is known before any work.
+    for line in clean_stale(out_path):
+        note(line)
+    _check_target(out_path, [*inputs, *([galaxy10_path] if galaxy10_path is not None else [])], overwrite)
+
+    # Provenance and labels are read here, not in a helper: their warnings point at our caller (stacklevel 3).
+    collected, prov, num_g10 = Collected(), Provenance(), 0
+    if galaxy10_path is not None:
+        num_g10, _ = galaxy10.check_file(galaxy10_path)
+    else:
+        collected = _collect_inputs(inputs)
+        read_catalogs(collected.catalogs, prov)
+        read_synths(collected.synths, prov)
+    files = collected.files
+    cond_labels = resolve_labels(labels, columns, files=[f for _, f in files], prov=prov) if files else None
+    report: list[dict[str, Any]] = []
+
+    with atomic_dir(out_path, overwrite=overwrite, notify=note) as tmp:
+        builder = _picture_builder(
+            opts, tmp, files, labelled=galaxy10_path is not None, labels=cond_labels, review=plan
+        )
+        written = _write_pictures(
+            builder,
+            collected.entries,
+            prov,
+            report,
+            inputs=inputs,
+            galaxy10_path=galaxy10_path,
+            num_g10=num_g10,
+            show_progress=show_progress,
+        )
+    # The finish's warnings, from here for the same reason (stacklevel 3 in the helpers, 2 here).
+    if cond_labels is not None:
+        _warn_unmatched(cond_labels)
+    if plan is not None:
+        plan.warn()
+    for flag, n in sorted(builder.flag_counts.items()):
+        if flag in WARN_FLAGS:
+            warnings.warn(f"{n} input(s) flagged {flag!r} (see report.json)", stacklevel=2)
+    return _picture_result(out_path, builder, report, *written, notes=notes, wall_s=time.perf_counter() - t0)
+
+
+def _check_picture_args(
+    opts: BuildOptions,
+    inputs: Sequence[str | os.PathLike[str]],
+    galaxy10_path: str | os.PathLike[str] | None,
+    labels: str | os.PathLike[str] | None,
+    label_columns: str | Sequence[str] | None,
+) -> list[str] | None:
+    """UserError for picture-build arguments that do not go together; returns the parsed label columns."""
     if opts.crop == "pad":
         raise UserError(
             "--crop pad keeps a science stamp's pixel scale: use it with --science, --bands, --h5 or --cosmos"
@@ -452,97 +506,115 @@ def build_dataset(
         raise UserError(
             "--labels/--label-columns label pictures by file name: leave them out with --galaxy10"
         )
-    plan = _review_plan(review, exclude_flags, apply_crops, galaxy10=galaxy10_path is not None)
-    notes, note = _notes()
+    return columns
 
-    # The target first: leftovers of killed builds go, and every conflict is known before any work.
-    for line in clean_stale(out_path):
-        note(line)
-    _check_target(out_path, [*inputs, *([galaxy10_path] if galaxy10_path is not None else [])], overwrite)
 
-    collected = Collected()
-    prov = Provenance()
-    num_g10 = 0
-    if galaxy10_path is not None:
-        num_g10, _ = galaxy10.check_file(galaxy10_path)
-    else:
-        collected = _collect_inputs(inputs)
-        read_catalogs(collected.catalogs, prov)  # their warnings point at our caller (stacklevel 3)
-        read_synths(collected.synths, prov)
-    files = collected.files
-    cond_labels = resolve_labels(labels, columns, files=[f for _, f in files], prov=prov) if files else None
+def _picture_builder(
+    opts: BuildOptions,
+    out_dir: Path,
+    files: Sequence[tuple[Path, Path]],
+    *,
+    labelled: bool,
+    labels: BuildLabels | None,
+    review: ReviewPlan | None,
+) -> PictureBuilder:
+    """The picture path's setup: float32 for FITS-only inputs under --dtype auto (their band count kept)."""
     all_fits = _all_fits(files)
-    dtype = opts.dtype if opts.dtype != "auto" else ("float32" if all_fits else "uint8")
-    label_names = list(galaxy10.CLASS_NAMES) if galaxy10_path is not None else None
-    report: list[dict[str, Any]] = []
-    sources: list[dict[str, Any]] = []
+    return PictureBuilder(
+        opts,
+        out_dir=out_dir,
+        dtype=opts.dtype if opts.dtype != "auto" else ("float32" if all_fits else "uint8"),
+        labelled=labelled,
+        default_channels=None if all_fits else 3,
+        labels=labels,
+        review=review,
+    )
 
-    with atomic_dir(out_path, overwrite=overwrite, notify=note) as tmp:
-        builder = PictureBuilder(
-            opts,
-            out_dir=tmp,
-            dtype=dtype,
-            labelled=galaxy10_path is not None,
-            default_channels=None if all_fits else 3,
-            labels=cond_labels,
-            review=plan,
-        )
-        digests = _write_images(
-            builder,
-            collected.entries,
-            prov,
-            report,
-            sources,
-            galaxy10_path=galaxy10_path,
-            num_g10=num_g10,
-            label_names=label_names,
-            show_progress=show_progress,
-        )
-        num_images = digests[dataset_name(opts.image_sizes[0], opts.image_sizes[0])]["shape"][0]
-        assert builder.channels is not None and builder.writer is not None
-        params = _hashed_params(opts, dtype=dtype, channels=builder.channels)
-        if plan is not None:  # only then: the hashes of builds without a review stay as they were
-            params["review"] = {"exclude_flags": sorted(plan.exclude), "apply_crops": plan.apply_crops}
-        content_hash = artifact.content_hash(params, digests)
-        cond_entry = _cond_entry(cond_labels, builder.writer.cond_values(), opts.image_sizes[0])
-        manifest = _manifest(
-            opts,
-            params=params,
-            digests=digests,
-            num_images=num_images,
-            dtype=dtype,
-            channels=builder.channels,
-            label_names=label_names,
-            labels=np.asarray(builder.writer.labels, dtype=np.int64) if builder.labelled else None,
-            sources=sources,
-            report=report,
-            inputs=inputs,
-            galaxy10_path=galaxy10_path,
-            content_hash=content_hash,
-            flag_counts=dict(builder.flag_counts),
-            synthetic=prov.synthetic,
-            cond=cond_entry,
-            review=plan.summary() if plan is not None else None,
-        )
-        write_json(tmp / artifact.MANIFEST_FILE, manifest)
-        write_json(tmp / artifact.REPORT_FILE, _report(content_hash, report, cond_labels))
-    if cond_labels is not None:
-        _warn_unmatched(cond_labels)
-    if plan is not None:
-        plan.warn()
-    for flag, n in sorted(builder.flag_counts.items()):
-        if flag in WARN_FLAGS:
-            warnings.warn(f"{n} input(s) flagged {flag!r} (see report.json)", stacklevel=2)
+
+def _write_pictures(
+    builder: PictureBuilder,
+    entries: list[InputFile],
+    prov: Provenance,
+    report: list[dict[str, Any]],
+    *,
+    inputs: Sequence[str | os.PathLike[str]],
+    galaxy10_path: str | os.PathLike[str] | None,
+    num_g10: int,
+    show_progress: bool,
+) -> tuple[int, str, dict[str, Any] | None]:
+    """Every input into `builder.out_dir` (images.h5, manifest.json, report.json); fills `report`.
+
+    Returns (images stored, content hash, the manifest's `cond` entry).
+    """
+    opts, plan, cond_labels = builder.opts, builder.review, builder.labels
+    label_names = list(galaxy10.CLASS_NAMES) if galaxy10_path is not None else None
+    sources: list[dict[str, Any]] = []
+    digests = _write_images(
+        builder,
+        entries,
+        prov,
+        report,
+        sources,
+        galaxy10_path=galaxy10_path,
+        num_g10=num_g10,
+        label_names=label_names,
+        show_progress=show_progress,
+    )
+    num_images = digests[dataset_name(opts.image_sizes[0], opts.image_sizes[0])]["shape"][0]
+    assert builder.channels is not None and builder.writer is not None
+    params = _hashed_params(opts, dtype=builder.dtype, channels=builder.channels)
+    if plan is not None:  # only then: the hashes of builds without a review stay as they were
+        params["review"] = {"exclude_flags": sorted(plan.exclude), "apply_crops": plan.apply_crops}
+    content_hash = artifact.content_hash(params, digests)
+    cond_entry = _cond_entry(cond_labels, builder.writer.cond_values(), opts.image_sizes[0])
+    manifest = _manifest(
+        opts,
+        params=params,
+        digests=digests,
+        num_images=num_images,
+        dtype=builder.dtype,
+        channels=builder.channels,
+        label_names=label_names,
+        labels=np.asarray(builder.writer.labels, dtype=np.int64) if builder.labelled else None,
+        sources=sources,
+        report=report,
+        inputs=inputs,
+        galaxy10_path=galaxy10_path,
+        content_hash=content_hash,
+        flag_counts=dict(builder.flag_counts),
+        synthetic=prov.synthetic,
+        cond=cond_entry,
+        review=plan.summary() if plan is not None else None,
+    )
+    write_json(builder.out_dir / artifact.MANIFEST_FILE, manifest)
+    write_json(builder.out_dir / artifact.REPORT_FILE, _report(content_hash, report, cond_labels))
+    return num_images, content_hash, cond_entry
+
+
+def _picture_result(
+    out_path: Path,
+    builder: PictureBuilder,
+    report: list[dict[str, Any]],
+    num_images: int,
+    content_hash: str,
+    cond_entry: dict[str, Any] | None,
+    *,
+    notes: list[str],
+    wall_s: float,
+) -> BuildResult:
+    """The BuildResult of a finished picture build (`num_images` .. `cond_entry`: what `_write_pictures` returns)."""
+    cond_labels, plan = builder.labels, builder.review
+    assert builder.channels is not None
     return BuildResult(
         path=out_path,
         num_images=num_images,
         content_hash=content_hash,
-        image_sizes=opts.image_sizes,
+        image_sizes=builder.opts.image_sizes,
         channels=builder.channels,
-        dtype=dtype,
+        dtype=builder.dtype,
         report=report,
         flag_counts=dict(builder.flag_counts),
-        wall_s=time.perf_counter() - t0,
+        wall_s=wall_s,
         cond_spec=CondSpec.from_dict(cond_entry) if cond_entry else None,
         num_unmatched_images=cond_labels.num_unmatched_images if cond_labels else 0,
         num_unmatched_rows=len(cond_labels.unmatched_rows()) if cond_labels else 0,
@@ -879,7 +951,8 @@ def _check_target(out_path: Path, inputs: Sequence[str | os.PathLike[str]], over
     if not out_path.is_dir():
         raise UserError(f"{out_path} exists and is not a folder ({hint})")
     try:
-        empty = not any(os.scandir(out_path))
+        with os.scandir(out_path) as entries:  # closed at once: no ResourceWarning
+            empty = not any(entries)
     except OSError as exc:
         raise UserError(f"cannot read {out_path} ({exc.strerror or exc})") from None
     if not empty and not (out_path / artifact.MANIFEST_FILE).is_file():

@@ -525,78 +525,109 @@ def _asymmetry_search(
     quadratic through the last 3x3 scores. Returns (A, xc, yc, drifted) where drifted says the
     centre left `reach_px` of the start.
     """
-    h, w = img.shape
-    half = int(np.ceil(r_ap + 1.0)) + 2  # window half size around the current best centre
-    # Window pixels and their 180-degree images both lie within `half` (+2) px of a centre inside
-    # the stamp, so this margin keeps every gather (including the bilinear neighbours) in bounds.
-    pad = half + int(np.ceil(reach_px)) + 6
-    # float32 halves the memory traffic of the (candidates x pixels) arrays; A needs no more.
-    padded = np.pad(img.astype(np.float32), pad)
-    flat = padded.ravel()
-    flipped = np.ascontiguousarray(padded[::-1, ::-1]).ravel()
-    hp, wp = padded.shape
-    shifted = flipped[wp + 1 :]
-    # Window pixels any candidate aperture can touch, sorted by radius. Candidates lie within 1 px
-    # per axis (sqrt 2 in all) of the window centre, so pixels deeper than r_ap - 2 have weight 1
-    # and pixels beyond r_ap + 2 weight 0 for every candidate (the aperture edge ramp is 1 px wide).
-    oy_i, ox_i, rc = window_offsets(half)
-    num_win = int(np.searchsorted(rc, r_ap + 2.0, side="right"))
-    oy_i, ox_i, rc = oy_i[:num_win], ox_i[:num_win], rc[:num_win]
-    oy, ox = oy_i.astype(np.float32), ox_i.astype(np.float32)
-    rel = oy_i * wp + ox_i
-    num_deep = int(np.searchsorted(rc, r_ap - 2.0, side="left"))
-    cache: dict[tuple[float, float], float] = {}
-    windows: dict[tuple[int, int], tuple] = {}
-    flips: dict[tuple[int, int, int, int], np.ndarray] = {}  # (window x, y, a, b) -> F_{a,b} on its pixels
-    ring_cache: dict[tuple[float, float], np.ndarray] = {}  # shift -> ring weights (interior windows)
+    search = _PlainSearch(img, x0, y0, r_ap, sky_asym, reach_px=reach_px)
+    best = search.refine(*search.walk())
+    ub, vb = best
+    drifted = np.hypot(ub / 2.0 - x0, vb / 2.0 - y0) > reach_px
+    return float(search.cache[best]), ub / 2.0, vb / 2.0, bool(drifted)
 
-    def window(wx: int, wy: int) -> tuple:
+
+# The 3x3 pattern of the search, in steps: (i, j) row by row.
+_SQUARE = [(i, j) for j in (-1, 0, 1) for i in (-1, 0, 1)]
+
+
+class _PlainSearch:
+    """One galaxy's asymmetry search (`_asymmetry_search`): its padded stamp and flips, and every score so far.
+
+    Centres are doubled coordinates (u, v) = (2 x, 2 y), so the half-pixel grid of exact flips is integer.
+    """
+
+    def __init__(
+        self, img: np.ndarray, x0: float, y0: float, r_ap: float, sky_asym: float, *, reach_px: float
+    ) -> None:
+        """The start, the padded stamp, its flip, and the window pixels any candidate aperture can touch."""
+        self.h, self.w = h, w = img.shape
+        # The doubled start; centres stay within `reach_px` (+1 px) of it.
+        self.u0, self.v0 = float(round(2.0 * x0)), float(round(2.0 * y0))
+        self.lim = 2.0 * reach_px + 2.0
+        self.r_ap, self.sky_asym, self.reach_px = r_ap, sky_asym, reach_px
+        self.half = half = int(np.ceil(r_ap + 1.0)) + 2  # window half size around the current best centre
+        # Window pixels and their 180-degree images both lie within `half` (+2) px of a centre inside
+        # the stamp, so this margin keeps every gather (including the bilinear neighbours) in bounds.
+        self.pad = pad = half + int(np.ceil(reach_px)) + 6
+        # float32 halves the memory traffic of the (candidates x pixels) arrays; A needs no more.
+        padded = np.pad(img.astype(np.float32), pad)
+        self.flat = padded.ravel()
+        flipped = np.ascontiguousarray(padded[::-1, ::-1]).ravel()
+        self.hp, self.wp = hp, wp = padded.shape
+        self.shifted = flipped[wp + 1 :]
+        # Window pixels any candidate aperture can touch, sorted by radius. Candidates lie within 1 px
+        # per axis (sqrt 2 in all) of the window centre, so pixels deeper than r_ap - 2 have weight 1
+        # and pixels beyond r_ap + 2 weight 0 for every candidate (the aperture edge ramp is 1 px wide).
+        oy_i, ox_i, rc = window_offsets(half)
+        num_win = int(np.searchsorted(rc, r_ap + 2.0, side="right"))
+        self.oy_i, self.ox_i, rc = oy_i[:num_win], ox_i[:num_win], rc[:num_win]
+        self.oy, self.ox = self.oy_i.astype(np.float32), self.ox_i.astype(np.float32)
+        self.rel = self.oy_i * wp + self.ox_i
+        self.num_deep = int(np.searchsorted(rc, r_ap - 2.0, side="left"))
+        self.cache: dict[tuple[float, float], float] = {}
+        self.windows: dict[tuple[int, int], tuple] = {}
+        # (window x, y, a, b) -> F_{a,b} on its pixels; shift -> ring weights (interior windows).
+        self.flips: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self.ring_cache: dict[tuple[float, float], np.ndarray] = {}
+
+    def window(self, wx: int, wy: int) -> tuple:
         """Window pixels about (wx, wy) inside the stamp: flat indices, offsets, deep count, values."""
         key = (wx, wy)
-        if key not in windows:
-            idx = (pad + wy) * wp + pad + wx + rel
+        if key not in self.windows:
+            h, w, half, rel, num_deep = self.h, self.w, self.half, self.rel, self.num_deep
+            ox, oy = self.ox, self.oy
+            idx = (self.pad + wy) * self.wp + self.pad + wx + rel
             interior = wy - half >= 0 and wy + half < h and wx - half >= 0 and wx + half < w
             if interior:
                 srel, k, oxr, oyr = rel, num_deep, ox[num_deep:], oy[num_deep:]
             else:
-                ys, xs = wy + oy_i, wx + ox_i
+                ys, xs = wy + self.oy_i, wx + self.ox_i
                 sel = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)  # outside the stamp adds nothing
                 idx, srel = idx[sel], rel[sel]
                 k = int(np.count_nonzero(sel[:num_deep]))  # still sorted: the first k pixels are deep
                 oxr, oyr = ox[sel][k:], oy[sel][k:]
-            win = flat[idx]
+            win = self.flat[idx]
             awin = np.abs(win)
             ones = np.ones(k, dtype=np.float32)
-            windows[key] = (srel, k, oxr, oyr, win, awin, ones, float(awin[:k] @ ones), interior)
-        return windows[key]
+            self.windows[key] = (srel, k, oxr, oyr, win, awin, ones, float(awin[:k] @ ones), interior)
+        return self.windows[key]
 
-    def ring_weights(shifts: np.ndarray, oxr: np.ndarray, oyr: np.ndarray, interior: bool) -> np.ndarray:
+    def ring_weights(
+        self, shifts: np.ndarray, oxr: np.ndarray, oyr: np.ndarray, interior: bool
+    ) -> np.ndarray:
         """Aperture weights of the ring pixels for candidates at `shifts` (px, `(n, 2)`) from the window
         centre. Interior windows share their ring pixels, so the weights of a shift are kept and
         reused as the search walks (a few distinct shifts recur: multiples of 1/4 px)."""
         if interior:
             keys = [tuple(r) for r in shifts.tolist()]
-            missing = [i for i, key in enumerate(keys) if key not in ring_cache]
+            missing = [i for i, key in enumerate(keys) if key not in self.ring_cache]
             if missing:
-                for i, row in zip(missing, ring_weights(shifts[missing], oxr, oyr, False), strict=True):
-                    ring_cache[keys[i]] = row
-            return np.stack([ring_cache[key] for key in keys])
+                for i, row in zip(missing, self.ring_weights(shifts[missing], oxr, oyr, False), strict=True):
+                    self.ring_cache[keys[i]] = row
+            return np.stack([self.ring_cache[key] for key in keys])
         dx = oxr[None, :] + shifts[:, :1]
         dy = oyr[None, :] + shifts[:, 1:]
         dx *= dx
         dy *= dy
         dx += dy
         wgt = np.sqrt(dx, out=dx)
-        np.subtract(np.float32(r_ap + 0.5), wgt, out=wgt)
+        np.subtract(np.float32(self.r_ap + 0.5), wgt, out=wgt)
         return np.minimum(np.maximum(wgt, 0.0, out=wgt), 1.0, out=wgt)  # np.clip, without its overhead
 
-    def score(cands: list[tuple[float, float]], cu: float, cv: float) -> None:
-        """A at doubled centres `cands`, on the window pixels about the doubled centre (cu, cv)."""
-        wx, wy = int(round(cu / 2.0)), int(round(cv / 2.0))
-        srel, k, oxr, oyr, win, awin, ones, tot_deep, interior = window(wx, wy)
+    def rotated_minus_window(
+        self, cands: list[tuple[float, float]], wx: int, wy: int, srel: np.ndarray, win: np.ndarray
+    ) -> np.ndarray:
+        """The image rotated about each of `cands` minus the image, on the window pixels about (wx, wy)."""
+        flips, wp = self.flips, self.wp
         # F_{a,b}[y, x] = padded[pad + b - y, pad + a - x] = flipped[hp - 1 - pad - b + y, wp - 1 - pad - a + x]
         # (indices counted from wp + 1, the start of shifted[0]).
-        off0 = (hp - 1 - pad + wy) * wp + (wp - 1 - pad + wx) - (wp + 1)
+        off0 = (self.hp - 1 - self.pad + wy) * wp + (wp - 1 - self.pad + wx) - (wp + 1)
         terms = []  # per candidate: [(weight, (a, b)), ...], the exact flips it mixes
         for u, v in cands:
             a, b = math.floor(u), math.floor(v)
@@ -614,7 +645,7 @@ def _asymmetry_search(
             need = [t[0][1] for t in terms]
         if need:
             base = np.array([off0 - b * wp - a for a, b in need], dtype=np.int64)
-            got = np.take(shifted, base[:, None] + srel[None, :])
+            got = np.take(self.shifted, base[:, None] + srel[None, :])
             for ab, row in zip(need, got, strict=True):
                 flips[(wx, wy, *ab)] = row
         if single:
@@ -632,54 +663,63 @@ def _asymmetry_search(
                     mix_w[i, col[ab]] = wgt_
             rot = mix_w @ np.stack([flips[(wx, wy, *ab)] for ab in refs])
             rot -= win
+        return rot
+
+    def score(self, cands: list[tuple[float, float]], cu: float, cv: float) -> None:
+        """A at doubled centres `cands`, on the window pixels about the doubled centre (cu, cv)."""
+        wx, wy = int(round(cu / 2.0)), int(round(cv / 2.0))
+        srel, k, oxr, oyr, win, awin, ones, tot_deep, interior = self.window(wx, wy)
+        rot = self.rotated_minus_window(cands, wx, wy, srel, win)
         diff = np.abs(rot, out=rot)
         shift = np.array([(wx - u / 2.0, wy - v / 2.0) for u, v in cands], dtype=np.float32)
-        wgt = ring_weights(shift, oxr, oyr, interior)
+        wgt = self.ring_weights(shift, oxr, oyr, interior)
         tot = tot_deep + wgt @ awin[k:]
         num = diff[:, :k] @ ones + np.einsum("ij,ij->i", wgt, diff[:, k:])
-        num = num - (k + wgt.sum(axis=1)) * sky_asym
+        num = num - (k + wgt.sum(axis=1)) * self.sky_asym
         val = num / tot
         for c, x, t_ in zip(cands, val.tolist(), tot.tolist(), strict=True):
-            cache[c] = x if t_ > 0 else np.inf
+            self.cache[c] = x if t_ > 0 else np.inf
 
-    u0, v0 = float(round(2.0 * x0)), float(round(2.0 * y0))
-    lim = 2.0 * reach_px + 2.0
-
-    def ok(c: tuple[float, float]) -> bool:
+    def ok(self, c: tuple[float, float]) -> bool:
+        """Whether doubled centre `c` is on the stamp and within the search's limit."""
         return (
-            0 <= c[0] <= 2 * (w - 1)
-            and 0 <= c[1] <= 2 * (h - 1)
-            and abs(c[0] - u0) <= lim
-            and abs(c[1] - v0) <= lim
+            0 <= c[0] <= 2 * (self.w - 1)
+            and 0 <= c[1] <= 2 * (self.h - 1)
+            and abs(c[0] - self.u0) <= self.lim
+            and abs(c[1] - self.v0) <= self.lim
         )
 
-    best = (u0, v0)
-    square = [(i, j) for j in (-1, 0, 1) for i in (-1, 0, 1)]
-    for step, tries in ((1.0, 2 * int(np.ceil(reach_px)) + 2), (0.5, 2)):
-        for _ in range(tries):
-            cu, cv = best
-            cands = [(cu + step * i, cv + step * j) for i, j in square]
-            cands = [c for c in cands if ok(c)]
-            new = [c for c in cands if c not in cache]
-            if new:
-                score(new, cu, cv)
-            nb = min(cands, key=lambda c: cache[c])
-            if nb == best or cache[nb] >= cache[best]:
-                break
-            best = nb
-    # Finer refinement (statmorph's Nelder-Mead ends anywhere): the minimum of a quadratic through
-    # the last 3x3 values, scored with bilinear rotation, kept if it is lower.
-    cu, cv = best
-    grid = [(cu + step * i, cv + step * j) for i, j in square]
-    if all(c in cache and np.isfinite(cache[c]) for c in grid):
-        d = quadratic_step(np.array([cache[c] for c in grid]).reshape(3, 3), step)
-        if d is not None:
-            du, dv = d
-            c = (cu + du, cv + dv)
-            if (du or dv) and ok(c):
-                score([c], cu, cv)
-                if cache[c] < cache[best]:
-                    best = c
-    ub, vb = best
-    drifted = np.hypot(ub / 2.0 - x0, vb / 2.0 - y0) > reach_px
-    return float(cache[best]), ub / 2.0, vb / 2.0, bool(drifted)
+    def walk(self) -> tuple[tuple[float, float], float]:
+        """The 3x3 pattern search from the start in (doubled) steps of 1 then 0.5: (best centre, last step)."""
+        cache = self.cache
+        best = (self.u0, self.v0)
+        for step, tries in ((1.0, 2 * int(np.ceil(self.reach_px)) + 2), (0.5, 2)):
+            for _ in range(tries):
+                cu, cv = best
+                cands = [(cu + step * i, cv + step * j) for i, j in _SQUARE]
+                cands = [c for c in cands if self.ok(c)]
+                new = [c for c in cands if c not in cache]
+                if new:
+                    self.score(new, cu, cv)
+                nb = min(cands, key=lambda c: cache[c])
+                if nb == best or cache[nb] >= cache[best]:
+                    break
+                best = nb
+        return best, step
+
+    def refine(self, best: tuple[float, float], step: float) -> tuple[float, float]:
+        """Finer refinement (statmorph's Nelder-Mead ends anywhere): the minimum of a quadratic through
+        the last 3x3 values, scored with bilinear rotation, kept if it is lower."""
+        cache = self.cache
+        cu, cv = best
+        grid = [(cu + step * i, cv + step * j) for i, j in _SQUARE]
+        if all(c in cache and np.isfinite(cache[c]) for c in grid):
+            d = quadratic_step(np.array([cache[c] for c in grid]).reshape(3, 3), step)
+            if d is not None:
+                du, dv = d
+                c = (cu + du, cv + dv)
+                if (du or dv) and self.ok(c):
+                    self.score([c], cu, cv)
+                    if cache[c] < cache[best]:
+                        best = c
+        return best
