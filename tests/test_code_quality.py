@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import ROOT
+
+pytestmark = pytest.mark.slow  # each test runs a tool or an interpreter in a child process
 
 
 def test_import_contracts_hold():
@@ -97,7 +99,6 @@ TYPED = [
 ]
 
 
-@pytest.mark.slow
 def test_mypy_is_clean_on_the_typed_packages():
     exe = shutil.which("mypy") or str(Path(sys.executable).with_name("mypy"))
     if not Path(exe).exists():

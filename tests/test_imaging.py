@@ -144,6 +144,7 @@ def test_the_export_io_contract_is_defined_once():
         assert [getattr(module, n) for n in names] == [getattr(imaging, n) for n in names]
 
 
+@pytest.mark.slow  # starts a process
 def test_imaging_imports_no_torch():
     code = "import sys, astrogan.imaging; print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import sys
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -14,13 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from apod_mirror import MirrorServer  # noqa: E402
-from astrogan.cli.main import main  # noqa: E402
-from astrogan.data.build import synth_credit  # noqa: E402
-from astrogan.data.dataset import open_dataset  # noqa: E402
-from astrogan.data.fits_io import fits_to_image_order, unstretch  # noqa: E402
-from astrogan.data.sources.catalog import read_catalog  # noqa: E402
+from astrogan.cli.main import main
+from astrogan.data.build import synth_credit
+from astrogan.data.dataset import open_dataset
+from astrogan.data.fits_io import fits_to_image_order, unstretch
+from astrogan.data.sources.catalog import read_catalog
+from tests.helpers.apod_mirror import MirrorServer
 
 # 2020-05-01..18 on the real archive: NGC days with pictures (ok), days without NGC (skipped-keyword),
 # a video day that mentions NGC (2020-05-18, skipped-video) and a day the archive lacks (not-found).
@@ -187,24 +185,17 @@ def test_synth_png_to_uint8_dataset_unstretches_within_quantisation(tmp_path, re
 
 
 def test_train_smoke_on_the_float32_fits_dataset(fits_build, tmp_path):
-    from astrogan.config import TrainConfig
     from astrogan.training.loop import train
+    from tests.helpers.training import tiny_train_config
 
     root, _ = fits_build
-    cfg = TrainConfig(
-        data=str(root / "ds"),
-        arch="dcgan",
+    cfg = tiny_train_config(
+        root / "ds",
+        tmp_path / "runs",
         image_size=32,
-        batch_size=4,
-        num_train_steps=2,
-        save_every=2,
-        evaluate_every=2,
         log_every=1,
-        results_dir=str(tmp_path / "runs"),
         name="fits-smoke",
-        num_snapshot_seeds=4,
         model={"ngf": 8, "ndf": 8},
-        device="cpu",
     )
     run = train(cfg, show_progress=False)
     manifest = open_dataset(root / "ds").manifest
