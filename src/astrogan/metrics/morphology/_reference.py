@@ -2,7 +2,7 @@
 
 `measure_batch_reference` measures one galaxy at a time with `_Growth` (curves of growth of one
 galaxy) where `measure.measure_batch` runs each step for the whole batch; both must give the
-same numbers (tests/test_metrics_morphology_growth.py). The plain helpers the batched engine replaced
+same numbers (tests/metrics/morphology/test_metrics_morphology_growth.py). The plain helpers the batched engine replaced
 live here too (one galaxy's radius grid, Gaussian smoothing and Gini segmap; one stamp's binning for
 the Sérsic fit; one galaxy's asymmetry search), each the reference its batched twin is tested against.
 The reference pipeline runs the lockstep asymmetry search on its galaxy alone, so that the rest of
