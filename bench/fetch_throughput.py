@@ -30,9 +30,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the test mirror lives in tests/helpers
 
-from apod_mirror import MirrorServer  # noqa: E402
+from tests.helpers.apod_mirror import MirrorServer  # noqa: E402
+
 from astrogan.data.sources import SOURCES, HttpConfig  # noqa: E402
 from astrogan.data.sources.apod import page_url_for, parse_apod_page  # noqa: E402
 from astrogan.data.sources.catalog import read_catalog  # noqa: E402

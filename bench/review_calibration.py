@@ -39,11 +39,12 @@ from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the defect fixtures live in tests/data
+
+from tests.data.test_data_review import DEFECTS, load_rgb  # noqa: E402
 
 from astrogan.data import review_flags as rf  # noqa: E402
 from astrogan.data.review import review_pictures  # noqa: E402
-from test_data_review import DEFECTS, load_rgb  # noqa: E402
 
 # Looked at, one by one (review.html of the clean run): real defects in the clean pictures.
 HAND_LABELS = {
