@@ -7,7 +7,7 @@ Labelled set, made from the real pictures in ../shared/data (nasa-esa-press, hub
   (HAND_LABELS: the two real WFPC2 staircases, a framed picture, a survey cutout with a black band, the
   near-empty stardust.png), `duplicate` when its bytes repeat an earlier file's, and the header flags
   (aspect, small, large: definitions, not guesses);
-- one copy per defect generator of tests/test_data_review.py (staircase, rotated tile, seam by gain / sky
+- one copy per defect generator of tests/data/test_data_review.py (staircase, rotated tile, seam by gain / sky
   offset / noise, bloomed star, clipped core, credit line, scale bar, small object, flattened, empty
   field, strip), labelled with the generator's flag; a flag the copy raises that its original did not
   is a false positive (but for DONT_CARE), a flag both raise is counted once, on the original;
