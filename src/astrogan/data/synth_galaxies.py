@@ -50,7 +50,6 @@ from __future__ import annotations
 import csv
 import functools
 import math
-import multiprocessing as mp
 import os
 import time
 import zlib
@@ -61,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from astrogan.data.synthetic import MaybeProgress, worker_init
+from astrogan.data.synthetic import MaybeProgress, run_chunks
 from astrogan.utils.errors import UserError
 
 __all__ = [
@@ -489,18 +488,7 @@ def iter_galaxy_chunks(
     folder = None if write_to is None else str(write_to)
     step = max(1, int(chunk_size))
     jobs = [(s, min(s + step, num), setup, folder, width) for s in range(0, num, step)]
-    if num_workers is None:
-        num_workers = (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        )
-    num_workers = max(1, min(int(num_workers), len(jobs)))
-    if num_workers == 1:
-        for job in jobs:
-            yield _render_chunk(job)
-        return
-    # spawn: safe with threads (torch, Rich) in the parent, and the same on every OS.
-    with mp.get_context("spawn").Pool(num_workers, initializer=worker_init) as pool:
-        yield from pool.imap(_render_chunk, jobs)
+    yield from run_chunks(_render_chunk, jobs, num_workers=num_workers)
 
 
 def render_galaxies(

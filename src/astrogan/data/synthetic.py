@@ -42,7 +42,7 @@ import math
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,6 +268,12 @@ def iter_sersic_chunks(
         (s, min(s + CHUNK_SIZE, num), int(seed), int(image_size), int(bands), psf_spec, noise_spec)
         for s in range(0, num, CHUNK_SIZE)
     ]
+    yield from run_chunks(_render_chunk, jobs, num_workers=num_workers)
+
+
+def run_chunks(render: Callable[[Any], Any], jobs: list[Any], *, num_workers: int | None) -> Iterator[Any]:
+    """`render(job)` for each job, in order: in this process for one worker, else in a spawn pool of workers
+    (default: the CPUs this process may use). `render` must be a module-level function (it is pickled)."""
     if num_workers is None:
         num_workers = (
             len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -275,11 +281,11 @@ def iter_sersic_chunks(
     num_workers = max(1, min(int(num_workers), len(jobs)))
     if num_workers == 1:
         for job in jobs:
-            yield _render_chunk(job)
+            yield render(job)
         return
     # spawn: safe with threads (torch, Rich) in the parent, and the same on every OS.
     with mp.get_context("spawn").Pool(num_workers, initializer=worker_init) as pool:
-        yield from pool.imap(_render_chunk, jobs)
+        yield from pool.imap(render, jobs)
 
 
 def worker_init() -> None:
