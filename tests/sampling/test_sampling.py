@@ -7,14 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
+from astrogan.imaging import slerp
 from astrogan.models import ARCHS
 from astrogan.sampling.average import average_image
 from astrogan.sampling.generator import load_generator
 from astrogan.sampling.grids import make_grid
-from astrogan.sampling.interpolate import interpolation_frames, interpolation_sheet, slerp
+from astrogan.sampling.interpolate import _walk, interpolation_frames, interpolation_sheet
 from astrogan.sampling.post import to_uint8
 from astrogan.sampling.video import progress_gif
 from astrogan.training.loop import train
+from astrogan.utils.seeds import latents_for_seeds
 from tests.helpers.training import tiny_train_config
 
 
@@ -78,27 +80,19 @@ def test_progress_gif_has_one_frame_per_snapshot(run_dir, tmp_path):
         assert im.n_frames == 3  # steps 0, 2, 4
 
 
-def test_slerp_endpoints_and_norm():
-    a, b = torch.randn(3, 8), torch.randn(3, 8)
-    path = slerp(a, b, torch.linspace(0, 1, 5))
-    assert torch.allclose(path[:, 0], a, atol=1e-5) and torch.allclose(path[:, -1], b, atol=1e-5)
-    same = slerp(a, a, torch.tensor([0.5]))
-    assert torch.allclose(same[:, 0], a, atol=1e-5)
-
-
-def _slerp_np(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The torch-free sampler's slerp (one pair of latents per call) in the (N, T, D) layout of `slerp`."""
-    from astrogan.web.onnx_generator import slerp as slerp_numpy
-
+def interp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """`imaging.slerp` (one pair of latents per call) on the rows of a, b (N, D) at t (T,) -> (N, T, D)."""
     return torch.stack(
-        [
-            torch.from_numpy(slerp_numpy(ai.numpy(), bi.numpy(), t.numpy()))
-            for ai, bi in zip(a, b, strict=True)
-        ]
+        [torch.from_numpy(slerp(ai.numpy(), bi.numpy(), t.numpy())) for ai, bi in zip(a, b, strict=True)]
     )
 
 
-SLERPS = pytest.mark.parametrize("interp", [slerp, _slerp_np], ids=["torch", "numpy"])
+def test_slerp_endpoints_and_norm():
+    a, b = torch.randn(3, 8), torch.randn(3, 8)
+    path = interp(a, b, torch.linspace(0, 1, 5))
+    assert torch.allclose(path[:, 0], a, atol=1e-5) and torch.allclose(path[:, -1], b, atol=1e-5)
+    same = interp(a, a, torch.tensor([0.5]))
+    assert torch.allclose(same[:, 0], a, atol=1e-5)
 
 
 def _gaussian_latents(n: int, dim: int = 512, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,8 +100,7 @@ def _gaussian_latents(n: int, dim: int = 512, seed: int = 0) -> tuple[torch.Tens
     return torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
 
 
-@SLERPS
-def test_slerp_midpoint_of_gaussian_latents_keeps_their_norm(interp):
+def test_slerp_midpoint_of_gaussian_latents_keeps_their_norm():
     a, b = _gaussian_latents(16)  # nearly orthogonal, norms about sqrt(512)
     na, nb = a.norm(dim=1), b.norm(dim=1)
     mid = interp(a, b, torch.tensor([0.5]))[:, 0].norm(dim=1)
@@ -120,8 +113,7 @@ def test_slerp_midpoint_of_gaussian_latents_keeps_their_norm(interp):
     assert (path <= 1.03 * torch.maximum(na, nb)[:, None]).all()
 
 
-@SLERPS
-def test_slerp_matches_the_closed_form(interp):
+def test_slerp_matches_the_closed_form():
     a, noise = _gaussian_latents(4, seed=1)
     # pairs at about 90, 45, 135 and 5 degrees, with unequal norms
     b = torch.stack([noise[0], a[1] + noise[1], 1.5 * (noise[2] - a[2]), 2 * a[3] + 0.18 * noise[3]])
@@ -138,8 +130,7 @@ def test_slerp_matches_the_closed_form(interp):
         assert torch.allclose(out[:, j].double(), expected, rtol=1e-4, atol=1e-4), float(tj)
 
 
-@SLERPS
-def test_slerp_of_parallel_vectors_is_the_straight_line(interp):
+def test_slerp_of_parallel_vectors_is_the_straight_line():
     a = _gaussian_latents(3)[0]
     t = torch.tensor([0.0, 0.3, 0.5, 1.0])
     same = interp(a, a, t)
@@ -148,6 +139,35 @@ def test_slerp_of_parallel_vectors_is_the_straight_line(interp):
     longer = interp(a, 2 * a, t)  # same direction, twice the norm: the segment between them
     assert torch.isfinite(longer).all()
     assert torch.allclose(longer, (1 + t)[None, :, None] * a[:, None], atol=1e-4)
+
+
+class _LatentEcho:
+    """A z-family stand-in whose "images" are the latents it is given: (N, D, 1, 1)."""
+
+    has_mapping = False
+    z_dim = 512
+
+    def latents(self, seeds):
+        return torch.from_numpy(latents_for_seeds(seeds, self.z_dim))
+
+    def labels_for(self, seeds, labels):
+        return None
+
+    def synthesize(self, z, c=None, *, trunc=1.0, batch_size=32):
+        return z[:, :, None, None].clone()
+
+
+def test_walk_in_z_is_the_slerp_of_each_rows_seeds():
+    """The walks' latents, row by row: each row's own endpoints, on the great circle (not the chord)."""
+    gen = _LatentEcho()
+    walk = _walk(gen, [0, 1, 2], [3, 4, 5], steps=5, trunc=1.0)[..., 0, 0]  # (rows, steps, D)
+    assert walk.shape == (3, 5, 512)
+    za, zb = gen.latents([0, 1, 2]), gen.latents([3, 4, 5])
+    assert torch.allclose(walk[:, 0], za, atol=1e-5) and torch.allclose(walk[:, -1], zb, atol=1e-5)
+    assert torch.allclose(walk, interp(za, zb, torch.linspace(0, 1, 5)), atol=1e-6)
+    rms = ((za.norm(dim=1) ** 2 + zb.norm(dim=1) ** 2) / 2).sqrt()  # the midpoint's norm on the sphere
+    assert torch.allclose(walk[:, 2].norm(dim=1), rms, rtol=0.03)
+    assert (((za + zb) / 2).norm(dim=1) / rms).max() < 0.8  # a straight line would cut inside
 
 
 def test_to_uint8_and_grid():

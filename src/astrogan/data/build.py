@@ -700,8 +700,8 @@ def _build_science(
     source = science_inputs.open_stamps(sci, [(e.root, e.path, e.rel, e.row) for e in collected.entries])
     report: list[dict[str, Any]] = []
     sources: list[dict[str, Any]] = []
-    bar_ctx: Any = progress() if show_progress else _NullProgress()
-    with bar_ctx as bar:
+    # None: ASTROGAN_QUIET decides; a disabled Rich Progress takes the same calls and draws nothing
+    with progress(disable=None if show_progress else True) as bar:
         task = bar.add_task("fit stretch", total=None, info="")
         fit = science_inputs.fit_science(
             source, sci, boxes=lambda s: science_boxes(opts, s), bar=bar, task=task
@@ -1013,9 +1013,8 @@ def _write_images(
     """
     from astrogan.utils.log import progress
 
-    bar_ctx: Any = progress() if show_progress else _NullProgress()  # Any: both have the calls used here
     try:
-        with bar_ctx as bar:
+        with progress(disable=None if show_progress else True) as bar:  # None: ASTROGAN_QUIET decides
             task = bar.add_task("dataset build", total=len(entries) + num_g10, info="")
             for e in entries:
                 if e.row is not None:  # found but not to be built: its row says why
@@ -1218,22 +1217,3 @@ def _manifest(
         manifest[artifact.SCIENCE_MANIFEST_KEY] = science["spec"]
         manifest["science_inputs"] = science["inputs"]
     return manifest
-
-
-class _NullProgress:
-    """Stand-in for the Rich progress bar when show_progress is False."""
-
-    def __enter__(self) -> _NullProgress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def add_task(self, *args: Any, **kwargs: Any) -> int:
-        return 0
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def advance(self, *args: Any, **kwargs: Any) -> None:
-        return None

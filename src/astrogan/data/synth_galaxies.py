@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from astrogan.data.synthetic import MaybeProgress, run_chunks
+from astrogan.data.synthetic import run_chunks
 from astrogan.utils.errors import UserError
 
 __all__ = [
@@ -500,14 +500,16 @@ def render_galaxies(
     progress: bool = False,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Render `num` galaxies: float32 `(num, B, H, W)` nanomaggies (FITS order) and their params.csv rows."""
+    from astrogan.utils.log import Bar
+
     images = np.zeros((num, len(setup.bands), setup.image_size, setup.image_size), np.float32)
     rows: list[dict[str, Any]] = []
-    with MaybeProgress(progress, num, "rendering bulge+disc galaxies") as advance:
+    with Bar("rendering bulge+disc galaxies", num, enabled=progress, unit="galaxies") as bar:
         chunks = iter_galaxy_chunks(num, setup, num_workers=num_workers, chunk_size=chunk_size)
         for start, chunk, chunk_rows in chunks:
             images[start : start + len(chunk)] = chunk
             rows.extend(chunk_rows)
-            advance(len(chunk))
+            bar.advance(len(chunk))
     return images, rows
 
 
@@ -581,6 +583,7 @@ def synth_galaxies(
     import galsim
 
     from astrogan.utils.atomic import atomic_dir, write_json
+    from astrogan.utils.log import Bar
 
     if num < 0:
         raise UserError(f"--num must be >= 0, got {num}")
@@ -589,13 +592,13 @@ def synth_galaxies(
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        with MaybeProgress(progress, num, "rendering bulge+disc galaxies") as advance:
+        with Bar("rendering bulge+disc galaxies", num, enabled=progress, unit="galaxies") as bar:
             chunks = iter_galaxy_chunks(
                 num, setup, num_workers=num_workers, write_to=tmp, chunk_size=chunk_size
             )
             for _, _, chunk_rows in chunks:
                 rows.extend(chunk_rows)
-                advance(len(chunk_rows))
+                bar.advance(len(chunk_rows))
         columns = list(rows[0]) if rows else ["file", "index", "seed"]
         with open(tmp / "params.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)

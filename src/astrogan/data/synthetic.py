@@ -310,6 +310,8 @@ def render_sersic(
     half_light_radius_px/_arcsec, q, ellipticity, position_angle_deg, flux, flux_ratio_k (k >= 1 when
     bands > 1), psf_fwhm_px, psf_fwhm_arcsec, noise_sigma, pixel_scale_arcsec.
     """
+    from astrogan.utils.log import Bar
+
     images = np.zeros((num, bands, image_size, image_size), np.float32)
     rows: list[dict[str, float]] = []
     chunks = iter_sersic_chunks(
@@ -322,11 +324,11 @@ def render_sersic(
         pixel_scale_arcsec=pixel_scale_arcsec,
         num_workers=num_workers,
     )
-    with MaybeProgress(progress, num) as advance:
+    with Bar("rendering Sérsic stamps", num, enabled=progress, unit="stamps") as bar:
         for start, chunk, params in chunks:
             images[start : start + len(chunk)] = chunk
             rows.extend(params)
-            advance(len(chunk))
+            bar.advance(len(chunk))
     return images, _params_table(
         rows,
         num=num,
@@ -362,35 +364,6 @@ def _params_table(
     return table
 
 
-class MaybeProgress:
-    """A context manager yielding ``advance(k)``: a Rich bar when asked, a no-op otherwise."""
-
-    def __init__(self, enabled: bool, total: int, description: str = "rendering Sérsic stamps") -> None:
-        self.enabled, self.total, self.description = enabled, total, description
-        self._bar: Any = None
-
-    def __enter__(self):  # noqa: ANN204
-        if not self.enabled:
-            return lambda k: None
-        from astrogan.utils.log import progress
-
-        self._bar = progress()
-        self._bar.__enter__()
-        task = self._bar.add_task(self.description, total=self.total, info="")
-        t0 = time.perf_counter()
-
-        def advance(k: int) -> None:
-            done = self._bar.tasks[task].completed + k
-            rate = done / max(time.perf_counter() - t0, 1e-9)
-            self._bar.update(task, advance=k, info=f"{rate:.0f} stamps/s")
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-
 def asinh_stretch(x: np.ndarray, *, softening: float, vmax: float) -> np.ndarray:
     """float image -> uint8 with ``asinh(x/softening)/asinh(vmax/softening)`` clipped to [0, 1]."""
     u = np.arcsinh(x / softening) / np.arcsinh(vmax / softening)
@@ -418,6 +391,7 @@ def synth_sersic(
     run leaves nothing behind. Returns the folder. ``fmt='png'`` needs 1 or 3 bands.
     """
     from astrogan.utils.atomic import atomic_dir, write_json
+    from astrogan.utils.log import Bar
 
     fmt = fmt.lower()
     if fmt not in ("fits", "png"):
@@ -450,7 +424,7 @@ def synth_sersic(
             pixel_scale_arcsec=pixel_scale_arcsec,
             num_workers=num_workers,
         )
-        with MaybeProgress(progress, num) as advance:
+        with Bar("rendering Sérsic stamps", num, enabled=progress, unit="stamps") as bar:
             for start, images, params in chunks:
                 if fmt == "png" and stretch is None:
                     soft = noise_spec.effective_sigma or 1.0
@@ -465,7 +439,7 @@ def synth_sersic(
                         _write_png(tmp / name, img, **stretch)
                     names.append(name)
                 rows.extend(params)
-                advance(len(images))
+                bar.advance(len(images))
         table = _params_table(
             rows, num=num, bands=bands, psf=psf_spec, noise=noise_spec, pixel_scale_arcsec=pixel_scale_arcsec
         )

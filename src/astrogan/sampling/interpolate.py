@@ -5,22 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from astrogan.imaging import make_grid
+from astrogan.imaging import make_grid, slerp
 from astrogan.sampling.generator import Generator
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between rows of a and b (N, D) at fractions t (T,) -> (N, T, D)."""
-    a_n = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    b_n = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    omega = torch.acos((a_n * b_n).sum(-1).clamp(-1 + 1e-7, 1 - 1e-7)).unsqueeze(-1)  # (N, 1)
-    so = torch.sin(omega)
-    t = t.view(1, -1, 1)
-    omega, so = omega.unsqueeze(1), so.unsqueeze(1)
-    out = (torch.sin((1 - t) * omega) / so) * a.unsqueeze(1) + (torch.sin(t * omega) / so) * b.unsqueeze(1)
-    # Nearly parallel vectors: slerp degenerates to lerp.
-    lerp = a.unsqueeze(1) * (1 - t) + b.unsqueeze(1) * t
-    return torch.where(so.abs() < 1e-6, lerp, out)
 
 
 def interpolation_sheet(
@@ -57,15 +43,17 @@ def _walk(
     """
     za, zb = gen.latents(starts), gen.latents(ends)
     c = gen.labels_for(starts, None)
-    t = torch.linspace(0, 1, steps, device=za.device)
     rows = len(starts)
     c_all = None if c is None else c.repeat_interleave(steps, dim=0)  # row r's label (or conditions) repeated
     if gen.has_mapping:
         wa, wb = gen.to_w(za, c, trunc=trunc), gen.to_w(zb, c, trunc=trunc)  # (rows, num_ws, w_dim)
-        tt = t.view(1, -1, 1, 1)
+        tt = torch.linspace(0, 1, steps, device=za.device).view(1, -1, 1, 1)
         ws = wa.unsqueeze(1) * (1 - tt) + wb.unsqueeze(1) * tt  # (rows, steps, num_ws, w_dim)
         imgs = gen.synthesize_ws(ws.reshape(rows * steps, *ws.shape[2:]), batch_size=batch_size)
     else:
-        z = slerp(za, zb, t).reshape(rows * steps, -1)  # (rows * steps, D)
+        # imaging.slerp walks one pair (D,) -> (steps, D); stack the rows' walks: (rows * steps, D)
+        t = np.linspace(0.0, 1.0, steps)
+        walks = [slerp(a, b, t) for a, b in zip(za.cpu().numpy(), zb.cpu().numpy(), strict=True)]
+        z = torch.from_numpy(np.concatenate(walks)).to(za.device)
         imgs = gen.synthesize(z, c_all, trunc=trunc, batch_size=batch_size)
     return imgs.reshape(rows, steps, *imgs.shape[1:])

@@ -87,18 +87,18 @@ def test_files_hashes_checks_and_parsing_stay_off_the_event_loop(shared_data, tm
 def test_nothing_is_reported_done_before_its_row_is_committed(shared_data, tmp_path, monkeypatch):
     """Whenever the run counts an item done (progress, summary), another connection to the catalog
     (a kill -9 right then) already reads its final row: a killed fetch loses nothing it reported."""
-    from astrogan.data.sources import base
+    from astrogan.utils.log import Bar
 
     checks: list[tuple[int, int]] = []
-    real_advance = base.Progress.advance
+    real_advance = Bar.advance
 
-    def advance(self, status):
-        real_advance(self, status)
+    def advance(self, k=1, status=None):
+        real_advance(self, k, status)
         with sqlite3.connect(f"file:{tmp_path / 'catalog.sqlite'}?mode=ro", uri=True) as conn:
             (final,) = conn.execute("SELECT COUNT(*) FROM items WHERE status != 'pending'").fetchone()
         checks.append((self.done, final))
 
-    monkeypatch.setattr(base.Progress, "advance", advance)
+    monkeypatch.setattr(Bar, "advance", advance)
     with MirrorServer(shared_data / "apod-metadata", latency_s=0.02) as srv:
         summary = _fetch(srv, tmp_path, HttpConfig(concurrency=8, rate_per_s=None, timeout_s=20))
     assert len(checks) == summary.num_attempted == 22

@@ -471,37 +471,6 @@ async def run_pool(
             t.cancel()
 
 
-class Progress:
-    """A Rich progress bar with a per-status tally and a rate, or nothing when ``enabled`` is False."""
-
-    def __init__(self, description: str, total: int | None, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self.description, self.total = description, total
-        self.t0 = time.perf_counter()
-        self.done = 0
-        self._bar: Any = None
-
-    def __enter__(self) -> Progress:
-        if self.enabled:
-            from astrogan.utils.log import progress
-
-            self._bar = progress()
-            self._bar.__enter__()
-            self._task = self._bar.add_task(self.description, total=self.total, info="")
-        return self
-
-    def advance(self, status: str | None) -> None:
-        """Count one finished item."""
-        self.done += 1
-        if self._bar is not None:
-            rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
-            self._bar.update(self._task, advance=1, info=f"{rate:.1f} items/s {status or ''}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-
 class Source(ABC):
     """An archive fetcher: one shared ``HttpConfig`` plus the archive's own options; ``fetch(out)`` runs it.
 
@@ -558,6 +527,8 @@ class Source(ABC):
         return asyncio.run(self._fetch(Path(out), progress))
 
     async def _fetch(self, out: Path, progress: bool) -> FetchSummary:
+        from astrogan.utils.log import Bar  # Rich loads when a fetch runs, not when a source is imported
+
         summary = FetchSummary(self.source)
         t0 = time.perf_counter()
         # The worker threads behind asyncio.to_thread (hash + fsync + picture check, APOD's page parse,
@@ -573,7 +544,7 @@ class Source(ABC):
             catalog = Catalog(out)
         finally:
             client = await making_client
-        with catalog, Progress(self.label, self.total, enabled=progress) as bar:
+        with catalog, Bar(self.label, self.total, enabled=progress) as bar:
             async with client:
 
                 async def one(item: Any) -> str | None:
@@ -592,7 +563,12 @@ class Source(ABC):
                     return status
 
                 items = await self.items(client, summary)
-                await run_pool(items, one, num_workers=items_in_progress(self.http), on_done=bar.advance)
+                await run_pool(
+                    items,
+                    one,
+                    num_workers=items_in_progress(self.http),
+                    on_done=lambda status: bar.advance(status=status),  # status None: done before this run
+                )
                 summary.num_requests, summary.num_retries = client.num_requests, client.num_retries
         summary.elapsed_s = time.perf_counter() - t0
         return summary
