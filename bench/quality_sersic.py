@@ -54,10 +54,10 @@ def main() -> None:
     from astrogan.config import TrainConfig, load_preset
     from astrogan.data.build import BuildOptions, build_dataset
     from astrogan.data.dataset import open_dataset
+    from astrogan.demo.raw import make_sersic_pngs
     from astrogan.metrics.compute import run_metrics
     from astrogan.models import ARCHS
     from astrogan.sampling.generator import load_generator
-    from astrogan.training.demo import make_sersic_pngs
     from astrogan.training.loop import train
     from astrogan.training.state import list_states
 

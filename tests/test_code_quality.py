@@ -48,6 +48,7 @@ def test_import_astrogan_is_light():
 TYPED = [
     "astrogan.utils",
     "astrogan.imaging",
+    "astrogan.demo",
     "astrogan.conditions",
     "astrogan.science",
     "astrogan.data.cosmos",

@@ -21,10 +21,9 @@ from astrogan.imaging import to_uint8
 from astrogan.sampling.average import average_image
 from astrogan.sampling.fits_out import generate_fits
 from astrogan.sampling.generator import Generator, load_generator
-from astrogan.sampling.post import DISPLAY_KEY, PictureView, make_view
+from astrogan.sampling.post import DISPLAY_KEY, make_view
 from astrogan.science import BandStretch, ScienceSpec, display_uint8
 from astrogan.training import loop as loop_mod
-from astrogan.training.demo import real_pictures
 from astrogan.training.loop import train
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import latents_for_seeds
@@ -231,21 +230,6 @@ def test_a_generator_whose_spec_does_not_fit_its_channels_is_refused(round_trip)
     _, spec, tensor = round_trip
     with pytest.raises(UserError, match="draws 4 channel.s. but its science spec names 5"):
         _gen(tensor[:, :4], spec)
-
-
-def test_demo_draws_multiband_reals_as_composites():
-    flux = blob_flux(6, SIZE, num_bands=5, seed=1)
-    spec = ScienceSpec(bands=BANDS, stretch=BandStretch.fit(flux))
-    stored = spec.stretch.forward(flux).transpose(0, 2, 3, 1)  # (N, H, W, B) in [0, 1], as a dataset holds it
-    view = PictureView(spec=spec, channels=5)
-    grid, average = real_pictures(stored, view, seed=0, num=4)
-    assert grid.shape[-1] == 3 and average.shape == (SIZE, SIZE, 3)
-    values = stored.transpose(0, 3, 1, 2) * 2 - 1
-    pick = np.sort(np.random.default_rng(0).choice(6, size=4, replace=False))
-    assert np.array_equal(grid[2 : 2 + SIZE, 2 : 2 + SIZE], display_uint8(values[pick[:1]], spec)[0])
-    pictures = (np.random.default_rng(0).random((5, SIZE, SIZE, 3)) * 255).astype(np.uint8)
-    grid, average = real_pictures(pictures, PictureView(channels=3), seed=0)
-    assert np.array_equal(average, pictures.astype(np.float64).mean(0).round().astype(np.uint8))
 
 
 @pytest.fixture(scope="module")

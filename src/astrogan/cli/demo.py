@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of everything random in the demo."),
     ) -> None:
         """Build a dataset from the Hubble XDF + Sérsic galaxies, train a small GAN, write index.html."""
-        from astrogan.training.demo import DemoConfig, run_demo
+        from astrogan.demo import DemoConfig, run_demo
 
         kwargs: dict = {"out": str(out), "arch": arch, "device": device, "seed": seed}
         if quick:

@@ -1,1 +1,1 @@
-"""Sampling: seeded generation, grids, interpolation sheets, averages, progress videos, HTML pages."""
+"""Sampling: seeded generation, grids, interpolation sheets, averages, progress videos."""

@@ -1,1 +1,1 @@
-"""Training: losses, EMA, resumable state, stats, the arch-agnostic loop, distributed helpers, the demo."""
+"""Training: losses, EMA, resumable state, stats, the arch-agnostic loop, distributed helpers."""

@@ -1,0 +1,43 @@
+"""The demo's raw pictures, made from data that ships with the installed packages.
+
+Raw pictures: random crops of the Hubble eXtreme Deep Field (scikit-image's `hubble_deep_field`) and
+Sérsic galaxies rendered with GalSim, coloured by profile (bulgy n > 2.5 ones yellow, discs blue-white).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from astrogan.data.synthetic import asinh_stretch, render_sersic
+from astrogan.sampling.post import save_png
+
+
+def make_hdf_crops(out_dir: Path, *, num: int, seed: int, min_px: int = 64, max_px: int = 112) -> int:
+    """Cut `num` random square crops (min_px..max_px wide, native resolution) out of the HXDF picture."""
+    from skimage import data as skdata
+
+    field = skdata.hubble_deep_field()  # (872, 1000, 3) uint8, bundled with scikit-image
+    rng = np.random.default_rng(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    h, w = field.shape[:2]
+    for i in range(num):
+        size = int(rng.integers(min_px, max_px + 1))
+        y, x = int(rng.integers(0, h - size)), int(rng.integers(0, w - size))
+        save_png(field[y : y + size, x : x + size], out_dir / f"hxdf-{i:04d}.png")
+    return num
+
+
+def make_sersic_pngs(out_dir: Path, *, num: int, image_size: int, seed: int) -> int:
+    """Render `num` Sérsic galaxies with GalSim, asinh-stretch and colour them, write PNGs."""
+    images, params = render_sersic(num, image_size=image_size, seed=seed, bands=1, num_workers=2)
+    vmax = float(np.percentile(images, 99.9))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # GalSim rows run bottom-up (FITS convention); flip once so the PNG looks like the FITS in DS9.
+    gray = asinh_stretch(images[:, 0, ::-1, :], softening=2.0, vmax=vmax).astype(np.float32) / 255.0
+    for i in range(num):
+        tint = np.array([1.0, 0.86, 0.62] if params["sersic_n"][i] > 2.5 else [0.78, 0.88, 1.0], np.float32)
+        rgb = np.clip(gray[i][:, :, None] * tint * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        save_png(rgb, out_dir / f"sersic-{i:04d}.png")
+    return num
