@@ -209,6 +209,8 @@ def test_colours_near_the_floor_for_the_same_population_far_for_bluer_galaxies(s
     for c in ("g-r", "r-i", "i-z", "g-i"):
         assert s[f"colour_{c}_w1"] < 3 * s[f"colour_{c}_floor"], c
         assert 0 < s[f"colour_{c}_floor"] < 0.05, c
+        # The floor's split-to-split spread: positive, and smaller than the floor itself at these sizes.
+        assert 0 < s[f"colour_{c}_floor_sd"] < s[f"colour_{c}_floor"], c
     assert s["colours_red_fraction_real"] == pytest.approx(0.5, abs=0.01)
     assert abs(s["colours_red_fraction_fake"] - 0.5) < 0.2
     bad = run_metrics(["colours"], real, blue, science=spec).scalars
@@ -271,3 +273,27 @@ def test_the_report_shows_colours_and_bands(sets, tmp_path):
         assert (rep / f).stat().st_size > 1000, f
     html = (rep / "report.html").read_text()
     assert "<h2>Colours</h2>" in html and "colours.png" in html and "measured on the mean of bands" in html
+
+
+def test_matched_floor_is_the_mean_of_its_splits_and_their_spread_is_the_chance_of_one_w1():
+    """For two independent samples of one law, W1 / floor scatters around 1 by about floor_sd / floor."""
+    from scipy.stats import wasserstein_distance
+
+    from astrogan.metrics.distances import matched_floor, matched_floor_splits
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=1000)
+    splits = matched_floor_splits(real, 500, num_splits=8, rng_seed=3, standardise=False)
+    assert splits.shape == (8,) and np.all(splits > 0)
+    assert matched_floor(real, 500, num_splits=8, rng_seed=3, standardise=False) == pytest.approx(
+        splits.mean()
+    )
+    assert matched_floor_splits(real[:3], 500).size == 0 and np.isnan(matched_floor(real[:3], 500))
+    # Same splits, another fake count: rescaled by sqrt((1/N + 1/M) / (1/N + 1/M')) exactly.
+    other = matched_floor_splits(real, 1000, num_splits=8, rng_seed=3, standardise=False)
+    assert np.allclose(splits / other, np.sqrt((1 / 1000 + 1 / 500) / (2 / 1000)))
+    # Many independent fake sets of the same law: their W1 to the reals has mean ~ the floor, sd ~ the spread.
+    w = np.array([wasserstein_distance(real, rng.normal(size=500)) for _ in range(200)])
+    many = matched_floor_splits(real, 500, num_splits=200, rng_seed=3, standardise=False)
+    assert w.mean() == pytest.approx(many.mean(), rel=0.25)
+    assert w.std() == pytest.approx(many.std(), rel=0.5)

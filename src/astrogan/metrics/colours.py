@@ -31,7 +31,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from astrogan.metrics.base import Context, Metric, MetricSkipped, Row
-from astrogan.metrics.distances import matched_floor
+from astrogan.metrics.distances import matched_floor_splits
 from astrogan.science import ScienceSpec
 
 __all__ = ["APERTURE_FRAC", "SKY_FRAC", "ColoursMetric", "aperture_fluxes", "colour_pairs", "colours_of"]
@@ -114,6 +114,7 @@ class ColourDistance:
     name: str
     w1: float
     floor: float
+    floor_sd: float  # spread of the floor's splits: how much one W1 of these sizes varies by chance
     median_real: float
     median_fake: float
     num_real: int
@@ -128,6 +129,11 @@ class ColourDistance:
 
 def _w1(a: np.ndarray, b: np.ndarray) -> float:
     return float(wasserstein_distance(a, b)) if a.size and b.size else math.nan
+
+
+def _rel(sd: float, floor: float) -> float:
+    """sd / floor, NaN where the floor is not positive."""
+    return sd / floor if math.isfinite(floor) and floor > 0 else math.nan
 
 
 def _median(a: np.ndarray) -> float:
@@ -183,13 +189,15 @@ class ColoursMetric(Metric):
         for p, (a, b) in enumerate(pairs):
             r, f = rc[:, p], fc[:, p]
             rr, ff_ = r[np.isfinite(r)], f[np.isfinite(f)]
+            splits = matched_floor_splits(
+                rr, ff_.size, num_splits=NUM_SPLITS, rng_seed=ctx.rng_seed, standardise=False
+            )
             comps.append(
                 ColourDistance(
                     name=f"{spec.bands[a]}-{spec.bands[b]}",
                     w1=_w1(rr, ff_),
-                    floor=matched_floor(
-                        rr, ff_.size, num_splits=NUM_SPLITS, rng_seed=ctx.rng_seed, standardise=False
-                    ),
+                    floor=float(splits.mean()) if splits.size else math.nan,
+                    floor_sd=float(splits.std(ddof=1)) if splits.size > 1 else math.nan,
                     median_real=_median(rr),
                     median_fake=_median(ff_),
                     num_real=int(rr.size),
@@ -229,6 +237,7 @@ class ColoursMetric(Metric):
         for c in d["colours"]:
             out[f"colour_{c.name}_w1"] = c.w1
             out[f"colour_{c.name}_floor"] = c.floor
+            out[f"colour_{c.name}_floor_sd"] = c.floor_sd
             out[f"colour_{c.name}_median_real"] = c.median_real
             out[f"colour_{c.name}_median_fake"] = c.median_fake
         w1 = [c.w1 for c in d["colours"] if math.isfinite(c.w1)]
@@ -251,7 +260,8 @@ class ColoursMetric(Metric):
                 c.floor,
                 f"distance between real and generated distributions of the aperture colour {c.name} "
                 f"(median real {c.median_real:.3g}, generated {c.median_fake:.3g} mag); the floor is two halves "
-                "of the real set",
+                f"of the real set, +/- {c.floor_sd:.2g} from split to split (one colour's W1 varies that much by "
+                f"chance: a ratio within 1 +/- {_rel(c.floor_sd, c.floor):.2g} is as good as the reals)",
                 ctx.counts(c.num_real, c.num_fake) + " (flux > 0 in both bands)",
             )
             for c in d["colours"]
@@ -288,11 +298,13 @@ class ColoursMetric(Metric):
                 "subtracted",
                 "colour": "-2.5 log10(F_a / F_b); a galaxy with flux <= 0 in a band is left out of its colours",
             },
-            "floor": f"W1 between halves of the real set, mean of {NUM_SPLITS} splits, rescaled to the sample sizes",
+            "floor": f"W1 between halves of the real set, mean of {NUM_SPLITS} splits, rescaled to the sample sizes; "
+            "floor_sd: the splits' standard deviation (one W1 of these sizes varies that much by chance)",
             "colours": {
                 c.name: {
                     "w1_mag": num(c.w1),
                     "floor": num(c.floor),
+                    "floor_sd": num(c.floor_sd),
                     "ratio": num(c.ratio),
                     "median_real": num(c.median_real),
                     "median_generated": num(c.median_fake),
@@ -340,7 +352,8 @@ class ColoursMetric(Metric):
             return f"{v:.3g}" if math.isfinite(v) else "n/a"
 
         rows = "".join(
-            f"<tr><td>{html.escape(c.name)}</td><td>{f(c.w1)}</td><td>{f(c.floor)}</td><td>{f(c.ratio)}</td>"
+            f"<tr><td>{html.escape(c.name)}</td><td>{f(c.w1)}</td><td>{f(c.floor)} ± {f(c.floor_sd)}</td>"
+            f"<td>{f(c.ratio)}</td>"
             f"<td>{f(c.median_real)}</td><td>{f(c.median_fake)}</td><td>{c.num_real} ({c.excluded_real} left out)"
             f"</td><td>{c.num_fake} ({c.excluded_fake} left out)</td></tr>"
             for c in d["colours"]
@@ -360,6 +373,7 @@ class ColoursMetric(Metric):
         return (
             "<h2>Colours</h2><p>"
             + html.escape(text)
-            + "</p><table><tr><th>colour</th><th>W1 (mag)</th><th>floor</th><th>ratio</th><th>median real</th>"
+            + "</p><table><tr><th>colour</th><th>W1 (mag)</th><th>floor ± split sd</th><th>ratio</th>"
+            "<th>median real</th>"
             f"<th>median generated</th><th>real used</th><th>generated used</th></tr>{rows}</table>"
         )

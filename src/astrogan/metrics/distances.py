@@ -38,20 +38,17 @@ def standardised_w1(real: np.ndarray, fake: np.ndarray, *, ref: np.ndarray | Non
     return float(wasserstein_distance((a - mu) / sd, (b - mu) / sd))
 
 
-def matched_floor(
+def matched_floor_splits(
     values: np.ndarray, num_fake: int, *, num_splits: int = 8, rng_seed: int = 0, standardise: bool = True
-) -> float:
-    """Real-vs-real floor of `standardised_w1` (of plain W1 when not `standardise`) for a comparison of
-    `values (N,)` with `num_fake` others.
-
-    Mean over `num_splits` random splits into halves, each W1 rescaled by
-    sqrt((1/N + 1/num_fake) / (1/n_a + 1/n_b)); NaN with fewer than 4 finite values or no fakes.
-    """
+) -> np.ndarray:
+    """The real-vs-real W1 of each of `num_splits` random splits of `values (N,)` into halves, each rescaled to a
+    comparison with `num_fake` others by sqrt((1/N + 1/num_fake) / (1/n_a + 1/n_b)): float64 `(num_splits,)`,
+    empty with fewer than 4 finite values or no fakes. Their spread says how much one W1 of that size varies."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     n = v.size
     if n < 4 or num_fake < 1:
-        return float("nan")
+        return np.zeros(0)
     rng = np.random.default_rng(rng_seed)
     half = n // 2
     scale = np.sqrt((1.0 / n + 1.0 / num_fake) / (2.0 / half))
@@ -61,7 +58,20 @@ def matched_floor(
         a, b = v[perm[:half]], v[perm[half : 2 * half]]
         w1 = standardised_w1(a, b, ref=v) if standardise else float(wasserstein_distance(a, b))
         out.append(w1 * scale)
-    return float(np.mean(out))
+    return np.asarray(out, dtype=np.float64)
+
+
+def matched_floor(
+    values: np.ndarray, num_fake: int, *, num_splits: int = 8, rng_seed: int = 0, standardise: bool = True
+) -> float:
+    """Real-vs-real floor of `standardised_w1` (of plain W1 when not `standardise`) for a comparison of
+    `values (N,)` with `num_fake` others: the mean of `matched_floor_splits`; NaN with fewer than 4 finite
+    values or no fakes.
+    """
+    splits = matched_floor_splits(
+        values, num_fake, num_splits=num_splits, rng_seed=rng_seed, standardise=standardise
+    )
+    return float(np.mean(splits)) if splits.size else float("nan")
 
 
 @dataclass(frozen=True)
