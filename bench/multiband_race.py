@@ -330,6 +330,7 @@ def _measure(
             colours[name] = {
                 "w1": _r(w1),
                 "floor": _r(floor),
+                "floor_sd": _r(s.get(f"colour_{name}_floor_sd")),  # one W1's chance spread at these sizes
                 "ratio": _r(_ratio(w1, floor)),
                 "median_real": _r(s.get(f"colour_{name}_median_real")),
                 "median_fake": _r(s.get(f"colour_{name}_median_fake")),
