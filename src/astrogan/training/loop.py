@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import errno
 import math
+import os
 import resource
 import shutil
 import signal
@@ -188,6 +189,39 @@ def _amp_context(cfg: TrainConfig, device: torch.device) -> tuple[Callable[[], A
     bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
     dtype = torch.bfloat16 if bf16 else torch.float16
     return (lambda: torch.autocast(device.type, dtype=dtype)), not bf16
+
+
+def _cxx_compiler() -> str | None:
+    """The C++ compiler inductor would build CPU kernels with (the names its own config searches), or None."""
+    try:
+        from torch._inductor import config as inductor_config
+
+        cxx = inductor_config.cpp.cxx
+        names = [cxx] if isinstance(cxx, str) else list(cxx)
+    except (ImportError, AttributeError):  # inductor's config is internal: fall back to the usual names
+        names = [os.environ.get("CXX"), "c++", "g++", "clang++"]
+    return next((found for name in names if name and (found := shutil.which(name))), None)
+
+
+def _check_compile(cfg: TrainConfig, device: torch.device) -> None:
+    """--compile on a CPU needs a C++ compiler: say so now, not after the data has loaded."""
+    if cfg.compile and device.type == "cpu" and _cxx_compiler() is None:
+        raise UserError(
+            "--compile on a CPU needs a C++ compiler for inductor (g++, or the one $CXX names) and none is "
+            "on PATH: install one (e.g. apt install g++) or drop --compile"
+        )
+
+
+def _compile_nets(st: TrainingState) -> None:
+    """torch.compile (inductor) G and D in place, for the training step only.
+
+    `nn.Module.compile` keeps the modules themselves (no `_orig_mod.` wrapper), so state_dict keys, the
+    optimizers' parameters, the hand-made gradient all-reduce and checkpoints are those of an eager run.
+    `dynamic=False`: a graph per input shape, never one made dynamic by the order shapes came in, so a
+    resumed run runs the same kernels as an uninterrupted one. G_ema, the losses and augmentation stay eager.
+    """
+    for net in (st.G, st.D):
+        net.compile(dynamic=False)
 
 
 def _build_state(
@@ -701,11 +735,14 @@ def train(
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     run_dir, cfg, resume_state = _open_run(cfg, resume, overrides, dist)
+    _check_compile(cfg, device)  # the resumed run's own settings may compile though this call did not say so
 
     setup = _set_up(cfg, device, dist)
     st = setup.st
     if resume_state is not None:
         st.restore(resume_state)
+    if cfg.compile:  # once the resumed weights are in (compiling itself waits for the first step)
+        _compile_nets(st)
     files = _RunFiles(run_dir, cfg, setup, device=device, resumed=bool(resume))
     if resume_state is not None and dist.is_main:
         files.repair_generator()

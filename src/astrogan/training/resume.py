@@ -36,6 +36,7 @@ RESUME_OVERRIDABLE = frozenset(
         "num_metric_images",
         "amp",
         "channels_last",
+        "compile",  # the same maths: eager and compiled differ in rounding and in-graph random draws
         "max_nan_rollbacks",
         "nan_lr_factor",
     }
