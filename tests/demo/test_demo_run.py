@@ -7,7 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from astrogan.demo.run import DemoConfig, _fidelity, _how_it_stopped, real_pictures
+from astrogan.demo.fidelity import fidelity_lines, split_fakes
+from astrogan.demo.run import DemoConfig, _how_it_stopped, real_pictures
 from astrogan.sampling.post import PictureView
 from astrogan.science import BandStretch, ScienceSpec, display_uint8
 from tests.helpers.science_data import blob_flux
@@ -22,29 +23,71 @@ def test_a_demo_cut_short_by_its_time_cap_says_so():
     assert "cut short by the 7.5-minute safety cap" in _how_it_stopped(cfg, 137)
 
 
-@pytest.mark.slow  # runs the morphology metric on 480 images
-def test_fidelity_line_reports_the_morphology_ratio(tmp_path):
-    """The page's fidelity figure is measured: blob galaxies against themselves give a small ratio,
-    blank fakes give none (they cannot be measured) rather than a made-up number."""
-    rng = np.random.default_rng(0)
+def _blobs(rng, n, *, sky=8.0, noise=3.0, radius=(2.5, 5.0)):
+    """`n` uint8 (32, 32, 3) pictures of one centred Gaussian galaxy on a noisy sky."""
     yy, xx = np.mgrid[:32, :32]
+    out = np.empty((n, 32, 32, 3), np.uint8)
+    for i in range(n):
+        cy, cx, r = 16 + rng.normal(0, 1.5), 16 + rng.normal(0, 1.5), rng.uniform(*radius)
+        img = 220 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r)) + rng.normal(
+            sky, noise, (32, 32)
+        )
+        out[i] = np.clip(img, 0, 255).astype(np.uint8)[:, :, None]
+    return out
 
-    def blobs(n):
-        out = np.empty((n, 32, 32, 3), np.uint8)
-        for i in range(n):
-            cy, cx, r = 16 + rng.normal(0, 1.5), 16 + rng.normal(0, 1.5), rng.uniform(2.5, 5)
-            img = 220 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r)) + rng.normal(8, 3, (32, 32))
-            out[i] = np.clip(img, 0, 255).astype(np.uint8)[:, :, None]
-        return out
 
-    line = _fidelity(blobs(160), blobs(80), tmp_path / "a", seed=0)
-    ratio = float(re.search(r"morphology distance (\d+\.\d)x", line).group(1))
-    assert 0 < ratio < 5 and "over 80 fakes" in line
-    blank = _fidelity(blobs(160), np.zeros((80, 32, 32, 3), np.uint8), tmp_path / "b", seed=0)
-    assert (
-        blank.startswith("morphology could not be measured")
-        or float(re.search(r"(\d+\.\d)x", blank).group(1)) > 3 * ratio
+def _fields(rng, n):
+    """`n` busy fields: a bright noisy sky with many small sources (the Hubble crops' stand-in)."""
+    out = np.clip(rng.normal(60, 25, (n, 32, 32, 3)), 0, 255)
+    for i in range(n):
+        for _ in range(8):
+            y, x = rng.integers(2, 30, 2)
+            out[i, y - 1 : y + 2, x - 1 : x + 2] = 250
+    return out.astype(np.uint8)
+
+
+def _ratio(text, name="morphology distance"):
+    return float(re.search(rf"{name} (\d+\.\d)x", text).group(1))
+
+
+def test_fakes_are_split_by_a_classifier_fitted_on_the_reals_parts():
+    rng = np.random.default_rng(0)
+    real = np.concatenate([_fields(rng, 60), _blobs(rng, 60)])
+    in_part = np.arange(120) >= 60
+    fakes = np.concatenate([_blobs(rng, 30), _fields(rng, 10)])
+    split = split_fakes(real, in_part, fakes)
+    assert split.held_out_accuracy > 0.95 and split.real_fraction == 0.5
+    assert split.fake_in_part[:30].all() and not split.fake_in_part[30:].any()
+    # Labels that say nothing (a random half): the classifier cannot do better than chance on held-out reals.
+    noise = split_fakes(real, rng.permutation(in_part), fakes)
+    assert noise.held_out_accuracy < 0.75
+
+
+@pytest.mark.slow  # runs the morphology metric on several hundred images
+def test_fidelity_lines_report_all_images_and_the_part_alone(tmp_path):
+    """Measured figures: fakes like the part's reals give a small part ratio; fakes of the wrong size a large
+    one (the classifier still calls them the part); no fake in the part gives no made-up figure."""
+    rng = np.random.default_rng(0)
+    real = np.concatenate([_fields(rng, 120), _blobs(rng, 160)])
+    in_part = np.arange(len(real)) >= 120
+    good = np.concatenate([_blobs(rng, 80), _fields(rng, 40)])
+    lines = dict(fidelity_lines(real, in_part, good, tmp_path / "a", part="Sérsic", seed=0))
+    assert "over 120 fakes" in lines["fidelity"]
+    part = lines["fidelity (Sérsic part)"]
+    assert "80 of 120 fakes (67%) look like Sérsic galaxies, against 57% of the reals" in part
+    assert 0 < _ratio(part) < 5
+    small = np.concatenate([_blobs(rng, 80, radius=(1.2, 2.0)), _fields(rng, 40)])
+    wrong = dict(fidelity_lines(real, in_part, small, tmp_path / "b", part="Sérsic", seed=0))
+    assert "80 of 120 fakes" in wrong["fidelity (Sérsic part)"]
+    assert _ratio(wrong["fidelity (Sérsic part)"]) > 3 * _ratio(part)
+    none = dict(fidelity_lines(real, in_part, _fields(rng, 60), tmp_path / "c", part="Sérsic", seed=0))
+    assert none["fidelity (Sérsic part)"].endswith("too few to measure")
+    blank = dict(
+        fidelity_lines(
+            real, in_part, np.zeros((60, 32, 32, 3), np.uint8), tmp_path / "d", part="Sérsic", seed=0
+        )
     )
+    assert blank["fidelity"].startswith("morphology could not be measured") or _ratio(blank["fidelity"]) > 3
 
 
 def test_demo_draws_multiband_reals_as_composites():

@@ -13,6 +13,8 @@ import numpy as np
 from astrogan.data.synthetic import asinh_stretch, render_sersic
 from astrogan.sampling.post import save_png
 
+SERSIC_PREFIX = "sersic-"  # file names of the Sérsic pictures: the build records them as each image's source
+
 
 def make_hdf_crops(out_dir: Path, *, num: int, seed: int, min_px: int = 64, max_px: int = 112) -> int:
     """Cut `num` random square crops (min_px..max_px wide, native resolution) out of the HXDF picture."""
@@ -39,5 +41,5 @@ def make_sersic_pngs(out_dir: Path, *, num: int, image_size: int, seed: int) -> 
     for i in range(num):
         tint = np.array([1.0, 0.86, 0.62] if params["sersic_n"][i] > 2.5 else [0.78, 0.88, 1.0], np.float32)
         rgb = np.clip(gray[i][:, :, None] * tint * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        save_png(rgb, out_dir / f"sersic-{i:04d}.png")
+        save_png(rgb, out_dir / f"{SERSIC_PREFIX}{i:04d}.png")
     return num

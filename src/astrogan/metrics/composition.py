@@ -377,10 +377,10 @@ def weight_free_composition_features(
     names = weight_free_feature_names(c, sorted(morphology))
     names += [f"band{b}_frame_{s}" for s in ("mean", "std") for b in range(c)]
     names += [f"band{b}_spectrum_slope" for b in range(c)]
-    return np.hstack([base, _frame_stats(images), spectrum_slopes(images)]), names
+    return np.hstack([base, frame_stats(images), spectrum_slopes(images)]), names
 
 
-def _frame_stats(images: np.ndarray, *, chunk: int = 512) -> np.ndarray:
+def frame_stats(images: np.ndarray, *, chunk: int = 512) -> np.ndarray:
     """Mean and std of the whole frame per band `(N, 2C)` (the sky and diffuse light, not only the centre)."""
     from astrogan.metrics.spectrum import to_float_images
 
