@@ -32,3 +32,17 @@ def tiny_train_config(
     config = {**base, **settings}
     config["model"] = dict(config["model"])
     return TrainConfig(**config)
+
+
+class Kill(Exception):
+    """Raised by `kill_at`'s callback: the run dies there, as a killed process would (no save)."""
+
+
+def kill_at(step_to_die: int):
+    """A training step callback that raises `Kill` at `step_to_die`."""
+
+    def cb(step, ctx):
+        if step == step_to_die:
+            raise Kill()
+
+    return cb

@@ -16,7 +16,7 @@ from astrogan.training import loop as loop_mod
 from astrogan.training.loop import train
 from astrogan.training.state import load_state
 from astrogan.training.stats import read_stats
-from tests.helpers.training import tiny_train_config
+from tests.helpers.training import Kill, kill_at, tiny_train_config
 
 needs_cxx = pytest.mark.skipif(
     loop_mod._cxx_compiler() is None,
@@ -30,18 +30,6 @@ FAST += ["--model", "ngf=8", "--model", "ndf=8", "--device", "cpu"]
 def _cfg(tiny_dataset, tmp_path, name: str, **kw) -> TrainConfig:
     settings = dict(num_train_steps=4, save_every=2, evaluate_every=2, log_every=1, name=name, compile=True)
     return tiny_train_config(tiny_dataset, tmp_path / "runs", "dcgan", **{**settings, **kw})
-
-
-class _Kill(Exception):
-    pass
-
-
-def _kill_at(step_to_die: int):
-    def cb(step, ctx):
-        if step == step_to_die:
-            raise _Kill()
-
-    return cb
 
 
 def _assert_compiled_in_place(step, ctx) -> None:
@@ -80,8 +68,8 @@ def test_compiled_run_trains_resumes_bit_exactly_and_keeps_eager_checkpoints(
 
     # Killed after step 3 (last save at 2), resumed under compile: the uninterrupted run's weights, bit for bit.
     killed = _cfg(tiny_dataset, tmp_path, "killed")
-    with pytest.raises(_Kill):
-        train(killed, callbacks=[_kill_at(3)], show_progress=False)
+    with pytest.raises(Kill):
+        train(killed, callbacks=[kill_at(3)], show_progress=False)
     resumed = train(killed, resume=True, callbacks=[_assert_compiled_in_place], show_progress=False)
     b = load_state(resumed / "checkpoints" / "state-0000004.pt")
     for key, tensors in _nets(a).items():

@@ -15,24 +15,12 @@ from astrogan.training.loop import train
 from astrogan.training.state import list_states, load_state
 from astrogan.training.stats import read_stats
 from tests.helpers.marks import slow_cases
-from tests.helpers.training import tiny_train_config
+from tests.helpers.training import Kill, kill_at, tiny_train_config
 
 
 def _cfg(tiny_dataset, tmp_path, arch, **kw) -> TrainConfig:
     settings = dict(num_train_steps=6, save_every=3, evaluate_every=3, log_every=1, name=arch, aug_prob=0.5)
     return tiny_train_config(tiny_dataset, tmp_path / "runs", arch, **{**settings, **kw})
-
-
-class _Kill(Exception):
-    pass
-
-
-def _kill_at(step_to_die: int):
-    def cb(step, ctx):
-        if step == step_to_die:
-            raise _Kill()
-
-    return cb
 
 
 # Every registered architecture gets this test (add one to ARCHS with its `tiny` knobs and it runs here).
@@ -58,8 +46,8 @@ def test_short_run_writes_run_dir_and_resumes_bit_exactly(tiny_dataset, tmp_path
 
     # Same config, killed after step 4 (last save at 3), then resumed: must equal the uninterrupted run.
     cfg2 = _cfg(tiny_dataset, tmp_path, arch, name=f"{arch}-killed")
-    with pytest.raises(_Kill):
-        train(cfg2, callbacks=[_kill_at(4)], show_progress=False)
+    with pytest.raises(Kill):
+        train(cfg2, callbacks=[kill_at(4)], show_progress=False)
     resumed = train(cfg2, resume=True, show_progress=False)
     a = load_state(full / "checkpoints" / "state-0000006.pt")
     b = load_state(resumed / "checkpoints" / "state-0000006.pt")
@@ -143,8 +131,8 @@ def test_stylegan2_with_ada_resumes_bit_exactly_with_p_and_path_length_mean(tiny
     assert all(r["loss_pl"] > 0 for r in ticks if "loss_pl" in r)
 
     cfg2 = _cfg(tiny_dataset, tmp_path, "stylegan2", name="sg2-killed", **kw)
-    with pytest.raises(_Kill):
-        train(cfg2, callbacks=[_kill_at(5)], show_progress=False)
+    with pytest.raises(Kill):
+        train(cfg2, callbacks=[kill_at(5)], show_progress=False)
     resumed = train(cfg2, resume=True, show_progress=False)
     a = load_state(full / "checkpoints" / "state-0000006.pt")
     b = load_state(resumed / "checkpoints" / "state-0000006.pt")
