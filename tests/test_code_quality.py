@@ -109,3 +109,18 @@ def test_mypy_is_clean_on_the_typed_packages():
         args += ["-p", pkg]  # -p also takes a single module
     proc = subprocess.run(args, cwd=ROOT / "src", capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+MAX_FUNCTION_LINES = 120  # issue #18: a function longer than this is split into named steps
+
+
+def test_no_function_in_src_reaches_the_size_limit():
+    import ast
+
+    sizes = []
+    for path in sorted((ROOT / "src" / "astrogan").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                sizes.append((node.end_lineno - node.lineno + 1, f"{path.relative_to(ROOT)}:{node.name}"))
+    too_long = [f"{where} ({n} lines)" for n, where in sizes if n >= MAX_FUNCTION_LINES]
+    assert not too_long, "split these into named steps: " + ", ".join(too_long)

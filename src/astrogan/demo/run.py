@@ -98,6 +98,30 @@ def _arch_settings(cfg: DemoConfig) -> dict[str, Any]:
     return {}
 
 
+def _sample_and_measure(
+    cfg: DemoConfig, run_dir: Path, ds_dir: Path, real: np.ndarray, out: Path
+) -> list[tuple[str, str]]:
+    """Real and generated grids and averages, the interpolation sheet, and the fidelity facts for the page."""
+    gen = load_generator(run_dir, device=cfg.device)
+    # The reals are drawn as the run draws its fakes (a multi-band run: the same colour composite).
+    real_grid, real_average = real_pictures(real, gen.view, seed=cfg.seed)
+    save_png(real_grid, out / "real-grid.png")
+    save_png(real_average, out / "average-real.png")
+    seeds = list(range(max(64, cfg.num_fidelity)))
+    fakes = gen.generate(seeds)
+    save_png(make_grid(fakes[:64], ncols=8), out / "final-grid.png")
+    if gen.science is not None:  # measure like with like: the stored [0, 1] values, every band
+        fakes = gen.generate_tensor(seeds).numpy().transpose(0, 2, 3, 1) * 0.5 + 0.5
+    # The Sérsic part has a known law (the yardstick of the demo's fidelity): its reals by their file names.
+    in_sersic = np.char.startswith(open_dataset(ds_dir).meta()["source"].astype(str), SERSIC_PREFIX)
+    fidelity = fidelity_lines(
+        real, in_sersic, fakes[: cfg.num_fidelity], out / "fidelity", part="Sérsic", seed=cfg.seed
+    )
+    save_png(interpolation_sheet(gen, rows=8, steps=8, seed=100), out / "interpolation.png")
+    save_png(average_image(gen, num=cfg.num_average, seed=0), out / f"average-{cfg.num_average}.png")
+    return fidelity
+
+
 def run_demo(cfg: DemoConfig | None = None) -> Path:
     """Run the whole road; returns the path of the demo's index.html."""
     cfg = cfg or DemoConfig()
@@ -142,23 +166,7 @@ def run_demo(cfg: DemoConfig | None = None) -> Path:
     run_dir = train(train_cfg)
 
     info("[bold]4/5[/] sampling: final grid, interpolation sheet, average, progress animation, fidelity")
-    gen = load_generator(run_dir, device=cfg.device)
-    # The reals are drawn as the run draws its fakes (a multi-band run: the same colour composite).
-    real_grid, real_average = real_pictures(real, gen.view, seed=cfg.seed)
-    save_png(real_grid, out / "real-grid.png")
-    save_png(real_average, out / "average-real.png")
-    seeds = list(range(max(64, cfg.num_fidelity)))
-    fakes = gen.generate(seeds)
-    save_png(make_grid(fakes[:64], ncols=8), out / "final-grid.png")
-    if gen.science is not None:  # measure like with like: the stored [0, 1] values, every band
-        fakes = gen.generate_tensor(seeds).numpy().transpose(0, 2, 3, 1) * 0.5 + 0.5
-    # The Sérsic part has a known law (the yardstick of the demo's fidelity): its reals by their file names.
-    in_sersic = np.char.startswith(open_dataset(ds_dir).meta()["source"].astype(str), SERSIC_PREFIX)
-    fidelity = fidelity_lines(
-        real, in_sersic, fakes[: cfg.num_fidelity], out / "fidelity", part="Sérsic", seed=cfg.seed
-    )
-    save_png(interpolation_sheet(gen, rows=8, steps=8, seed=100), out / "interpolation.png")
-    save_png(average_image(gen, num=cfg.num_average, seed=0), out / f"average-{cfg.num_average}.png")
+    fidelity = _sample_and_measure(cfg, run_dir, ds_dir, real, out)
     progress_gif(run_dir, out / "progress.gif")
     stats = read_stats(run_dir)
     plot_training_curves(stats, out / "training-curves.png", title=f"{cfg.arch} on the demo set")
