@@ -25,14 +25,11 @@ def open_generator(run: Path | None, model: Path | None, device: str):  # noqa: 
             raise UserError(
                 f"--model wants an exported .onnx file, got {model}; use --run for a run directory"
             )
-        from astrogan.web.onnx_generator import OnnxGenerator
-
-        return OnnxGenerator(model)
-    if not run.exists():
+    elif run is not None and not run.exists():
         raise UserError(f"run {run} does not exist")
-    from astrogan.sampling.generator import load_generator
+    from astrogan import load_generator  # the one opener of every kind (ONNX Runtime for .onnx, else PyTorch)
 
-    return load_generator(run, device=device)
+    return load_generator(model if model is not None else run, device=device)
 
 
 def register(app: typer.Typer) -> None:
