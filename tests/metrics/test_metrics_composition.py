@@ -174,6 +174,83 @@ def test_softmax_classifier_and_held_out_predictions():
     assert cm.sum(1).tolist() == [61, 41, 18] and np.trace(cm) == np.sum(held_out == y)
 
 
+def test_flux_colours_are_colours_whatever_the_brightness():
+    """The flux-ratio colour of an object does not change when it is made brighter (the mean differences of
+    `prdc` do), and a blue object is negative in (R - B) / (R + B)."""
+    kinds = np.ones(2, int)  # blue discs
+    faint = sky(kinds, seed=3).astype(np.float64)
+    bright = np.clip(12 + 2.0 * (faint - 12), 0, 255)  # twice the light above the sky
+    fc_faint = C.flux_colours(faint.astype(np.uint8))
+    fc_bright = C.flux_colours(bright.astype(np.uint8))
+    assert fc_faint.shape == (2, 3) and np.all(fc_faint[:, 2] < -0.3)
+    np.testing.assert_allclose(fc_faint, fc_bright, atol=0.05)
+    feats, names = C.weight_free_composition_features(faint.astype(np.uint8), {})
+    diff = names.index("band0-band1")
+    assert abs(feats[0, diff]) > 0.02  # the mean difference: grows with the light ...
+    feats2, _ = C.weight_free_composition_features(bright.astype(np.uint8), {})
+    assert abs(feats2[0, diff]) > 1.6 * abs(feats[0, diff])  # ... the flux colour does not
+    assert C.flux_colours(faint[..., :1].astype(np.uint8)).shape == (2, 0)  # one band: no colour
+    assert set(C.feature_families(names)) == {"colour", "brightness", "spectrum"}
+
+
+def _sliced_features(n: int, *, seed: int, halve_blue: bool) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Weight-free-like features `(n', 40)`: 23 correlated brightness columns (one strong factor), 11
+    morphology, 3 spectrum and 3 colour columns (one colour factor, independent of the rest), and whether
+    each row is in the bluest quarter; `halve_blue` drops half of those rows."""
+    rng = np.random.default_rng(seed)
+    light, colour = rng.normal(size=n), rng.normal(size=n)
+    cols = [light[:, None] * rng.uniform(0.8, 1.2, 23) + 0.3 * rng.normal(size=(n, 23))]
+    cols += [rng.normal(size=(n, 11)) + 0.5 * light[:, None], rng.normal(size=(n, 3))]
+    cols += [colour[:, None] + 0.2 * rng.normal(size=(n, 3))]
+    x = np.hstack(cols)
+    names = [f"band{b}_{s}" for b in range(3) for s in ("mean", "std", "p10", "p50", "p90")]
+    names += ["band0-band1", "band1-band2"] + [
+        f"band{b}_frame_{s}" for s in ("mean", "std") for b in range(3)
+    ]
+    names += [f"morph{i}" for i in range(11)] + [f"band{b}_spectrum_slope" for b in range(3)]
+    names += ["colour_band0-band1", "colour_band1-band2", "colour_band0-band2"]
+    blue = colour < np.quantile(colour, 0.25)
+    keep = ~(blue & (rng.random(n) < 0.5)) if halve_blue else np.ones(n, bool)
+    return x[keep], names, blue[keep]
+
+
+def _composition_of_features(real, fake, names, seed=0):
+    from astrogan.metrics.base import Context, StatsCache
+
+    images = np.zeros((max(len(real), len(fake)), 8, 8, 3), np.uint8)
+    ctx = Context(
+        real=images[: len(real)], fake=images[: len(fake)], cache=StatsCache(None, None), rng_seed=seed
+    )
+    ctx._shared["composition_features"] = C.weight_free_space(real, fake, names)
+    return C.CompositionMetric().compute(ctx)
+
+
+@pytest.mark.slow  # heavy: k-means and slices on 1000 x 40 features, twice
+def test_a_missing_colour_slice_is_caught_by_the_family_slices():
+    """A generator that halves the bluest quarter: the clusters of all 40 columns follow brightness and
+    miss it; the colour family's quantile slices catch it and name the slice."""
+    real, names, _ = _sliced_features(1000, seed=0, halve_blue=False)
+    fair_fake, _, _ = _sliced_features(1000, seed=1, halve_blue=False)
+    fake, _, blue = _sliced_features(1000, seed=2, halve_blue=True)
+    assert 0.1 < blue.mean() < 0.2
+    d = _composition_of_features(real, fake, names)
+    assert [s.family for s in d.slices] == ["colour", "brightness", "morphology", "spectrum"]
+    assert d.slices[1].columns[15:17] == ["band0-band1", "band1-band2"]  # mean differences: brightness
+    assert d.test.p > 0.05  # the clusters of all columns do not see it
+    colour = d.slices[0]
+    assert colour.p_adj < 1e-3 and d.p_overall == pytest.approx(colour.p_adj)
+    assert all(s.p_adj > 0.05 for s in d.slices[1:])
+    under = [c for c in colour.categories if c.verdict == "under"]
+    assert len(under) == 1 and under[0].name.startswith("colour slice 1/4 (colour_band")
+    assert " low, " in under[0].name  # the bluest slice: the colour columns low
+    assert any(st.startswith("The generator under-produces colour slice 1/4") for st in d.statements)
+    # The same generator without the cut: nothing flagged, and the overall p is Holm over five tests.
+    fair = _composition_of_features(real, fair_fake, names)
+    assert fair.p_overall > 0.05 and not fair.slices_flagged and not fair.under and not fair.over
+    assert fair.p_overall == pytest.approx(min(C.holm([fair.test.p] + [s.test.p for s in fair.slices])))
+    assert "No category is under- or over-produced" in fair.statements[0]
+
+
 def test_cluster_names_file(tmp_path):
     f = tmp_path / "names.txt"
     f.write_text("# my names\n0: spiral galaxies\n\n3 = star field  # crowded\n", encoding="utf-8")
@@ -273,23 +350,22 @@ def test_a_fair_generator_is_flagged_at_the_nominal_rate(population):
     stay near 5% (the clusters are fitted to the real side, the generated side is out of sample)."""
     from astrogan.metrics.base import Context, StatsCache
     from astrogan.metrics.morphology import COMPARED_PROPERTIES, measure_morphology
-    from astrogan.metrics.prdc import standardise_pair
 
     kinds, images = population
     morph = measure_morphology(images)
     cols = {
         k: np.where(morph.good(), morph.values[k], np.nan) for k in COMPARED_PROPERTIES if k != "orientation"
     }
-    features, _ = C.weight_free_composition_features(images, cols)
+    features, names = C.weight_free_composition_features(images, cols)
     flagged, any_verdict = [], []
     for s in range(60):
         perm = np.random.default_rng(100 + s).permutation(len(images))
         a, b = perm[:400], perm[400:]
         ctx = Context(real=images[a], fake=images[b], cache=StatsCache(None, None), rng_seed=s)
-        ctx._shared["composition_features"] = ("weight-free", *standardise_pair(features[a], features[b]))
+        ctx._shared["composition_features"] = C.weight_free_space(features[a], features[b], names)
         d = C.CompositionMetric().compute(ctx)
-        flagged.append(d.test.p < 0.05)
-        any_verdict.append(bool(d.under or d.over))
+        flagged.append(d.p_overall < 0.05)
+        any_verdict.append(bool(d.under or d.over or d.slices_flagged))
     assert np.mean(flagged) <= 0.15 and np.mean(any_verdict) <= 0.15, (np.mean(flagged), np.mean(any_verdict))
 
 
@@ -308,7 +384,9 @@ def test_inception_features_are_used_when_the_weights_are_given(population, monk
     # Without weights (and none in the environment) the weight-free vector is used, z-scored on the reals
     # (the missing morphology of failed measurements imputed).
     monkeypatch.delenv("ASTROGAN_INCEPTION_WEIGHTS", raising=False)
-    space, r, f = C.feature_space(run_metrics([], images[:400], images[400:]).context)
+    space, r, f, families = C.feature_space(run_metrics([], images[:400], images[400:]).context)
+    assert sorted(families) == ["brightness", "colour", "morphology", "spectrum"]
+    assert families["colour"][0] == ["colour_band0-band1", "colour_band1-band2", "colour_band0-band2"]
     assert (
         space == "weight-free"
         and r.shape == (400, f.shape[1])

@@ -151,6 +151,7 @@ def eval_cmd(
     band_index = _band(band, science, ds.channels)
     real = ds.images(gen.image_size)
     spec, real_cond, fake_cond = _conditions(gen, ds, num, seed=seed)
+    fake_classes, classes_meta = _fake_classes(gen, ds, num, seed=seed)
     writer = (
         None
         if save_fakes is None
@@ -162,7 +163,14 @@ def eval_cmd(
         if writer is not None:
             writer.out = fakes_dir
         fake = _generate(
-            gen, num, trunc=trunc, batch_size=batch_size, like=real, cond=fake_cond, writer=writer
+            gen,
+            num,
+            trunc=trunc,
+            batch_size=batch_size,
+            like=real,
+            cond=fake_cond,
+            writer=writer,
+            labels=fake_classes,
         )
     grid = (
         _grid_set(gen, spec, trunc=trunc, batch_size=batch_size, like=real)
@@ -171,6 +179,8 @@ def eval_cmd(
     )
     meta = _report_meta(model or run, data, ds, gmeta, num=num, trunc=trunc, engine=morphology_engine)
     meta.update(_measured_meta(science, band_index, save_fakes))
+    if classes_meta:
+        meta["generated_classes"] = classes_meta
     doc = evaluate(
         real,
         fake,
@@ -362,6 +372,48 @@ def _conditions(gen: Any, ds: Any, num: int, *, seed: int) -> tuple[Any, Any, An
     return data_spec, real_cond, fake_cond
 
 
+CLASS_STREAM = 0x636C6173  # the class draws' own NumPy stream ("clas"), apart from the latents' seed streams
+
+
+def _fake_classes(gen: Any, ds: Any, num: int, *, seed: int) -> tuple[Any, dict[str, Any]]:
+    """(class per generated image `(num,)` or None, how they were drawn, for metrics.json) for a
+    class-conditional generator; (None, {}) for others.
+
+    Seed s gets the real labels' empirical quantile at its own uniform draw (stream [CLASS_STREAM, --seed, s]):
+    the generated set has the data's class mix, so that composition compares the generator with the data
+    and not our sampling with it, and seed s keeps its class whatever --num. Without usable labels eval
+    falls back to `seed % num_classes`, the rule `generate`, the web server and exported models share
+    (a seed's picture is the same everywhere)."""
+    import numpy as np
+
+    from astrogan.utils.log import warn
+
+    k = _num_classes(gen)
+    if k == 0:
+        return None, {}
+    uniform = {"rule": "seed % num_classes (uniform)", "num_classes": k}
+    labels = ds.labels()
+    if labels is None or not len(labels):
+        return None, {**uniform, "why": "the dataset has no class labels"}
+    if labels.min() < 0 or labels.max() >= k:
+        warn(
+            f"the dataset's class labels run {labels.min()}..{labels.max()} but the generator takes {k} classes: "
+            "generated images get class seed % num_classes"
+        )
+        return None, {**uniform, "why": f"the dataset's labels do not fit the generator's {k} classes"}
+    ordered = np.sort(labels)
+    u = np.array([np.random.default_rng([CLASS_STREAM, seed, s]).random() for s in range(num)])
+    classes = ordered[np.minimum((u * len(ordered)).astype(np.int64), len(ordered) - 1)]
+    return classes, {
+        "rule": "drawn from the real labels' frequencies: class of seed s = the real labels' empirical "
+        f"quantile at a uniform draw of the stream [{CLASS_STREAM}, seed, s]",
+        "seed": seed,
+        "num_classes": k,
+        "real_fractions": (np.bincount(labels, minlength=k) / len(labels)).tolist(),
+        "generated_counts": np.bincount(classes, minlength=k).tolist(),
+    }
+
+
 GRID_SEED = 1_000_000  # the grid set's seeds start here, apart from the drawn set's 0..num-1
 GRID_IMAGES = 256  # at least this many grid images: every combination, repeated over seeds
 
@@ -393,19 +445,28 @@ def _grid_set(gen: Any, spec: Any, *, trunc: float, batch_size: int, like: np.nd
 
 
 def _batch(
-    gen: Any, seeds: list[int], *, trunc: float, cond: np.ndarray | None, batch_size: int, floats: bool
+    gen: Any,
+    seeds: list[int],
+    *,
+    trunc: float,
+    cond: np.ndarray | None,
+    batch_size: int,
+    floats: bool,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """One batch of generated images: uint8 pictures `(n, H, W, C)`, or for float (science) data the model's
-    own float output `(n, C, H, W)` in [-1, 1] (never through uint8: 256 levels would quantise the fluxes)."""
+    own float output `(n, C, H, W)` in [-1, 1] (never through uint8: 256 levels would quantise the fluxes).
+    `labels` `(n,)`: the class of each image (class-conditional models; None: `seed % num_classes`)."""
     extra: dict[str, Any] = {} if cond is None else {"cond": cond, "check_cond": False}
+    if labels is not None:
+        extra["labels"] = [int(v) for v in labels]
     if not floats:
         return gen.generate(seeds, trunc=trunc, batch_size=batch_size, **extra)
     if hasattr(gen, "generate_tensor"):  # the PyTorch generator
         return gen.generate_tensor(seeds, trunc=trunc, batch_size=batch_size, **extra).numpy()
     # An exported model (ONNX Runtime): the same latents and class labels as its `generate` feeds it.
-    return gen.generate_float(
-        gen.latents(seeds), labels=gen.default_labels(seeds), trunc=trunc, batch_size=batch_size, **extra
-    )
+    extra.setdefault("labels", gen.default_labels(seeds))
+    return gen.generate_float(gen.latents(seeds), trunc=trunc, batch_size=batch_size, **extra)
 
 
 def _as_data(batch: np.ndarray) -> np.ndarray:
@@ -429,11 +490,13 @@ def _generate(
     like: np.ndarray,
     cond: np.ndarray | None = None,
     writer: _FakeWriter | None = None,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Images of seeds 0..num-1, `(num, H, W, C)`: uint8, or float32 in [0, 1] when `like` (the real set) is.
 
-    `cond` (num, K): the physical conditions of each image (models trained with --cond). `writer` also writes
-    every image to disk (--save-fakes) as it is made.
+    `cond` (num, K): the physical conditions of each image (models trained with --cond); `labels` (num,): the
+    class of each image (see `_fake_classes`). `writer` also writes every image to disk (--save-fakes) as it
+    is made.
     """
     import numpy as np
 
@@ -446,8 +509,11 @@ def _generate(
         for s in range(0, num, batch_size):
             seeds = list(range(s, min(num, s + batch_size)))
             rows = None if cond is None else cond[s : s + len(seeds)]
+            classes = None if labels is None else labels[s : s + len(seeds)]
             t0 = time.perf_counter()
-            batch = _batch(gen, seeds, trunc=trunc, cond=rows, batch_size=batch_size, floats=floats)
+            batch = _batch(
+                gen, seeds, trunc=trunc, cond=rows, batch_size=batch_size, floats=floats, labels=classes
+            )
             chunks.append(_as_data(batch))
             if s == 0 and num > len(seeds):  # the expected time, before the bulk of the work
                 rate = len(seeds) / max(time.perf_counter() - t0, 1e-6)
@@ -455,7 +521,7 @@ def _generate(
                     f"generating {num} images: about {_duration(num / rate)} at {rate:.0f} img/s (--num to change)"
                 )
             if writer is not None:
-                writer.write(seeds, batch, rows)
+                writer.write(seeds, batch, rows, classes)
             bar.advance(task, len(seeds))
     return np.concatenate(chunks)
 
@@ -554,8 +620,9 @@ class _FakeWriter:
         self.num_classes, self.label_names = num_classes, label_names
         self.out: Path | None = None
 
-    def _drawn_with(self, seed: int, cond: np.ndarray | None) -> dict[str, Any]:
-        """The seed, class and conditions image `seed` was drawn with (keywords of `generated_cube_cards`)."""
+    def _drawn_with(self, seed: int, cond: np.ndarray | None, label: int | None = None) -> dict[str, Any]:
+        """The seed, class and conditions image `seed` was drawn with (keywords of `generated_cube_cards`);
+        `label`: its class when eval chose it (else `seed % num_classes`)."""
         from astrogan.utils.seeds import labels_for_seeds
 
         out: dict[str, Any] = {**self.facts, "seed": int(seed)}
@@ -564,15 +631,19 @@ class _FakeWriter:
                 name: (float(value), unit)
                 for name, unit, value in zip(self.cond_spec.names, self.cond_spec.units, cond, strict=True)
             }
-        labels = labels_for_seeds([seed], self.num_classes) if self.cond_spec is None else None
+        given = None if label is None else [int(label)]
+        labels = labels_for_seeds([seed], self.num_classes, given) if self.cond_spec is None else None
         if labels:
             out["label"] = int(labels[0])
             if self.label_names and labels[0] < len(self.label_names):
                 out["label_name"] = str(self.label_names[labels[0]])
         return out
 
-    def write(self, seeds: list[int], batch: np.ndarray, cond: np.ndarray | None) -> None:
-        """One `_batch` result: model output `(n, C, H, W)` in [-1, 1] (float data) or uint8 pictures."""
+    def write(
+        self, seeds: list[int], batch: np.ndarray, cond: np.ndarray | None, labels: np.ndarray | None = None
+    ) -> None:
+        """One `_batch` result: model output `(n, C, H, W)` in [-1, 1] (float data) or uint8 pictures;
+        `labels` `(n,)`: the classes eval drew them at (None: `seed % num_classes`)."""
         from astrogan.science import cube_values, generated_cube_cards, write_fits
 
         assert self.out is not None
@@ -580,13 +651,15 @@ class _FakeWriter:
             from astrogan.sampling.post import save_png
 
             for j, seed in enumerate(seeds):
-                drawn = self._drawn_with(seed, None)
+                drawn = self._drawn_with(seed, None, None if labels is None else labels[j])
                 text = {k: str(v) for k, v in drawn.items() if v is not None and k != "cond"}
                 save_png(batch[j], self.out / f"seed{seed:04d}.png", text=text)
             return
         values = cube_values(batch, self.spec)
         for j, seed in enumerate(seeds):
-            drawn = self._drawn_with(seed, None if cond is None else cond[j])
+            drawn = self._drawn_with(
+                seed, None if cond is None else cond[j], None if labels is None else labels[j]
+            )
             cards = generated_cube_cards(self.spec, channels=int(batch.shape[1]), **drawn)
             write_fits(self.out / f"seed{seed:04d}.fits", values[j], cards)
 

@@ -28,7 +28,12 @@ MAX_PCA_DIMS = 64  # Inception features are projected to this many principal com
 NUM_MC = 4000  # Monte Carlo tables for the chi-square p-value when the asymptotic one is unreliable
 NUM_FLOOR_SPLITS = 8
 NUM_EXAMPLES = 16  # thumbnails per side and category
-_FEATURES_VERSION = 1
+# Families of the weight-free vector, each also cut alone into quantile slices: k-means on all ~39 z-scored
+# columns follows the many correlated brightness/size columns (colour was 2 of 37), so a generator that
+# misses a colour slice left those clusters' shares unchanged (calibration: bench/composition_calibration.py).
+FAMILIES = ("colour", "brightness", "morphology", "spectrum")
+FAMILY_BINS = 4
+_FEATURES_VERSION = 2  # 2: flux-ratio colours
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -377,7 +382,45 @@ def weight_free_composition_features(
     names = weight_free_feature_names(c, sorted(morphology))
     names += [f"band{b}_frame_{s}" for s in ("mean", "std") for b in range(c)]
     names += [f"band{b}_spectrum_slope" for b in range(c)]
-    return np.hstack([base, frame_stats(images), spectrum_slopes(images)]), names
+    names += [f"colour_band{a}-band{b}" for a, b in zip(*_colour_pairs(c), strict=True)]
+    return np.hstack([base, frame_stats(images), spectrum_slopes(images), flux_colours(images)]), names
+
+
+def flux_colours(images: np.ndarray, *, chunk: int = 512) -> np.ndarray:
+    """Per band pair (`_colour_pairs`), (f_a - f_b) / (f_a + f_b) of the object's light `(N, P)`: f the summed
+    values above the sky (each band's border median) in the central half box.
+
+    Why: the colour statistics of `prdc` (differences of mean values) grow with brightness, so a bright
+    red galaxy and a faint blue one can share them; a flux ratio is a colour whatever the brightness."""
+    from astrogan.metrics.spectrum import to_float_images
+
+    out = []
+    for s in range(0, len(images), chunk):
+        x = to_float_images(images[s : s + chunk])
+        n, h, w, c = x.shape
+        e = max(1, min(h, w) // 16)  # border strips: the sky, away from a centred object
+        border = np.concatenate(
+            [
+                x[:, :e].reshape(n, -1, c),
+                x[:, -e:].reshape(n, -1, c),
+                x[:, :, :e].reshape(n, -1, c),
+                x[:, :, -e:].reshape(n, -1, c),
+            ],
+            axis=1,
+        )
+        centre = x[:, h // 4 : h - h // 4, w // 4 : w - w // 4] - np.median(border, axis=1)[:, None, None]
+        f = np.clip(centre, 0, None).sum(axis=(1, 2))  # (n, C)
+        a, b = _colour_pairs(c)
+        total = np.maximum(f[:, a] + f[:, b], 1e-3 * centre.shape[1] * centre.shape[2])
+        out.append((f[:, a] - f[:, b]) / total)
+    return np.concatenate(out) if out else np.zeros((0, len(_colour_pairs(images.shape[-1])[0])))
+
+
+def _colour_pairs(c: int) -> tuple[list[int], list[int]]:
+    """Band pairs of `flux_colours` for C bands: adjacent ones, and first-last from 3 bands on (the longest
+    baseline, the single most telling colour: (B - R) of an RGB picture)."""
+    pairs = [(b, b + 1) for b in range(c - 1)] + ([(0, c - 1)] if c >= 3 else [])
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def frame_stats(images: np.ndarray, *, chunk: int = 512) -> np.ndarray:
@@ -418,32 +461,64 @@ def _morphology_columns(ctx: Context) -> tuple[dict[str, np.ndarray], dict[str, 
     return cols(real_m), cols(fake_m)
 
 
-def feature_space(ctx: Context) -> tuple[str, np.ndarray, np.ndarray]:
-    """("inception" | "weight-free", real `(N, D)`, generated `(M, D)`) in a space where Euclidean
-    distance means something: Inception pool features on the real set's principal components when the
-    weights are given, else the weight-free vector z-scored on the real set (real side cached)."""
+def feature_families(names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Column indices `(D_f,)` of each family of the weight-free vector, by column name: colour (flux-ratio
+    colours), brightness (the central statistics per band, their differences, the whole frame's mean and
+    std), spectrum (power-spectrum slopes) and morphology (the rest); empty families are left out."""
+    fam: dict[str, list[int]] = {f: [] for f in FAMILIES}
+    for i, name in enumerate(names):
+        if name.startswith("colour_"):
+            fam["colour"].append(i)
+        elif name.endswith("_spectrum_slope"):
+            fam["spectrum"].append(i)
+        elif re.fullmatch(r"band\d+(_\w+|-band\d+)", name):  # mean differences grow with brightness
+            fam["brightness"].append(i)
+        else:
+            fam["morphology"].append(i)
+    return {f: np.asarray(v, np.int64) for f, v in fam.items() if v}
 
-    def build() -> tuple[str, np.ndarray, np.ndarray]:
+
+def weight_free_space(
+    real: np.ndarray, fake: np.ndarray, names: Sequence[str]
+) -> tuple[str, np.ndarray, np.ndarray, dict[str, tuple[list[str], np.ndarray]]]:
+    """("weight-free", real `(N, D')`, generated `(M, D')`, {family: (column names, indices)}): the raw
+    weight-free vectors `(N, D)`, `(M, D)` imputed and z-scored on the real set, columns with no real
+    value dropped (and from the names)."""
+    from astrogan.metrics.prdc import standardise_pair
+
+    keep = np.asarray(~np.isnan(np.where(np.isfinite(real), real, np.nan)).all(axis=0), dtype=bool)
+    kept = [n for n, k in zip(names, keep.tolist(), strict=True) if k]
+    r, f = standardise_pair(real, fake)
+    fams = {fam: ([kept[i] for i in idx], idx) for fam, idx in feature_families(kept).items()}
+    return "weight-free", r, f, fams
+
+
+def feature_space(
+    ctx: Context,
+) -> tuple[str, np.ndarray, np.ndarray, dict[str, tuple[list[str], np.ndarray]]]:
+    """("inception" | "weight-free", real `(N, D)`, generated `(M, D)`, families) in a space where Euclidean
+    distance means something: Inception pool features on the real set's principal components when the
+    weights are given (no families), else the weight-free vector z-scored on the real set (real side
+    cached) and its families {name: (column names, column indices)}."""
+
+    def build() -> tuple[str, np.ndarray, np.ndarray, dict[str, tuple[list[str], np.ndarray]]]:
         if ctx.inception_weights is not None or os.environ.get("ASTROGAN_INCEPTION_WEIGHTS"):
             from astrogan.metrics.fid import shared_inception
 
             try:
                 r, f = shared_inception(ctx)
                 pr, pf = _pca_pair(r, f)
-                return "inception", pr, pf
+                return "inception", pr, pf, {}
             except MetricSkipped:
                 pass
-        from astrogan.metrics.prdc import standardise_pair
-
         rm, fm = _morphology_columns(ctx)
         real = ctx.cache.get(
             "composition",
             {**ctx.base, "engine": ctx.morphology_engine, "features": _FEATURES_VERSION},
             lambda: {"features": weight_free_composition_features(ctx.real, rm)[0]},
         )["features"]
-        fake = weight_free_composition_features(ctx.fake, fm)[0]
-        r, f = standardise_pair(real, fake)
-        return "weight-free", r, f
+        fake, names = weight_free_composition_features(ctx.fake, fm)
+        return weight_free_space(real, fake, names)
 
     return ctx.shared("composition_features", build)
 
@@ -534,6 +609,10 @@ class CompositionResult:
     fake_assign: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     unused_names: list[int] = field(default_factory=list)
     examples: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    slices: list[Slice] = field(default_factory=list)
+    p_overall: float = (
+        math.nan
+    )  # Holm over the main and the slice clusterings' chi-square tests (min adjusted)
 
     @property
     def under(self) -> list[Category]:
@@ -543,6 +622,26 @@ class CompositionResult:
     def over(self) -> list[Category]:
         return [c for c in self.categories if c.verdict == "over"]
 
+    @property
+    def slices_flagged(self) -> list[Category]:
+        """Under- or over-produced categories of the slice clusterings."""
+        return [c for s in self.slices for c in s.categories if c.verdict]
+
+
+@dataclass
+class Slice:
+    """One feature family (colour, morphology, ...) clustered alone: its categories (with verdicts), the
+    chi-square test of its (real, generated) x category table, that p Holm-adjusted over every clustering of
+    the result, and each image's category `(N,)`, `(M,)`."""
+
+    family: str
+    columns: list[str]
+    categories: list[Category]
+    test: HomogeneityTest
+    p_adj: float
+    real_assign: np.ndarray
+    fake_assign: np.ndarray
+
 
 def _p_text(p: float) -> str:
     if not math.isfinite(p):
@@ -550,9 +649,14 @@ def _p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
 
-def _statements(cats: Sequence[Category], test: HomogeneityTest, mode: str) -> list[str]:
-    """One sentence per under- or over-produced category (most significant first), or one that says none is."""
+def _statements(
+    cats: Sequence[Category], test: HomogeneityTest, mode: str, p_overall: float | None = None
+) -> list[str]:
+    """One sentence per under- or over-produced category (most significant first; slice categories
+    included), or one that says none is. `p_overall`: the p of the whole comparison (default `test.p`)."""
     how = ", both as classified" if mode == "labels" else ""
+    p_all = test.p if p_overall is None else p_overall
+    what = "chi-square" if p_overall is None else "chi-square, Holm over the clusterings"
     out = []
     for c in sorted((c for c in cats if c.verdict), key=lambda c: c.p_adj):
         verb = "under-produces" if c.verdict == "under" else "over-produces"
@@ -562,17 +666,24 @@ def _statements(cats: Sequence[Category], test: HomogeneityTest, mode: str) -> l
             f"{100 * c.real_fraction:.1f}% of real images{how} ({ratio}, Holm-adjusted {_p_text(c.p_adj)})."
         )
     if not out:
-        if test.p < ALPHA:
+        if p_all < ALPHA:
             out.append(
-                f"The mix differs overall (chi-square {_p_text(test.p)}), but no single category differs at "
+                f"The mix differs overall ({what} {_p_text(p_all)}), but no single category differs at "
                 f"the {ALPHA:.0%} level after Holm's correction."
             )
         else:
             out.append(
                 f"No category is under- or over-produced at the {ALPHA:.0%} level (Holm): the generated "
-                f"images are composed like the real ones (chi-square {_p_text(test.p)})."
+                f"images are composed like the real ones ({what} {_p_text(p_all)})."
             )
     return out
+
+
+def _slices_text(d: CompositionResult) -> str:
+    """'; slices: colour p = 0.003, ...' (Holm-adjusted), or '' without slices."""
+    if not d.slices:
+        return ""
+    return "; slices (Holm): " + ", ".join(f"{s.family} {_p_text(s.p_adj)}" for s in d.slices)
 
 
 def _examples(assign: np.ndarray, k: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -643,6 +754,87 @@ def _by_clusters(ctx: Context, r: np.ndarray, f: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _main_axis(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides `(N, D)`, `(M, D)` projected on the real set's first principal component `(N,)`, `(M,)`,
+    signed to rise with the first column (so that the same data always gives the same order)."""
+    mean = real.mean(axis=0)
+    _, _, vt = np.linalg.svd(real - mean, full_matrices=False)
+    axis = vt[0] * (1.0 if vt[0, 0] >= 0 else -1.0)
+    return (real - mean) @ axis, (fake - mean) @ axis
+
+
+def _describe(family: str, j: int, k: int, members: np.ndarray, columns: Sequence[str]) -> str:
+    """'colour slice 1/4 (colour_band1-band2 high, +1.3 sd)': the family, the bin and the column whose real
+    members' mean `members` `(n, D_f)` (z-scored) is furthest from the whole set's."""
+    if not len(members):
+        return f"{family} slice {j + 1}/{k}"
+    mean = members.mean(axis=0)
+    i = int(np.abs(mean).argmax())
+    return f"{family} slice {j + 1}/{k} ({columns[i]} {'low' if mean[i] < 0 else 'high'}, {mean[i]:+.1f} sd)"
+
+
+def _slice_clusterings(
+    ctx: Context, r: np.ndarray, f: np.ndarray, families: Mapping[str, tuple[list[str], np.ndarray]]
+) -> list[dict[str, Any]]:
+    """Per feature family: the real images cut into FAMILY_BINS equal quantile bins (fewer for a small set)
+    along the family's first principal component, the generated images put in the same bins. A bin is a
+    slice (the bluest quarter, the smallest quarter) that k-means on all columns cuts across."""
+    k = max(2, min(FAMILY_BINS, len(r) // MIN_PER_CLUSTER))
+    out = []
+    for family, (columns, idx) in families.items():
+        xr, xf = _main_axis(r[:, idx], f[:, idx])
+        edges = np.quantile(xr, np.arange(1, k) / k)
+        ra, fa = np.searchsorted(edges, xr, side="right"), np.searchsorted(edges, xf, side="right")
+        names = [_describe(family, j, k, r[ra == j][:, idx], columns) for j in range(k)]
+        out.append(
+            {"family": family, "columns": list(columns), "names": names, "real_assign": ra, "fake_assign": fa}
+        )
+    return out
+
+
+def _categories(
+    ids: Sequence[int],
+    names: Sequence[str],
+    real_assign: np.ndarray,
+    fake_assign: np.ndarray,
+    *,
+    gate: float,
+    extra: Mapping[str, Any],
+) -> list[Category]:
+    """(categories, chi-square test) of one categorisation. A category gets a verdict when its Fisher p,
+    Holm-adjusted over this categorisation, and `gate` (this categorisation's chi-square p, Holm-adjusted
+    over all of them) are both under ALPHA: under the null a statement is made in at most ALPHA of runs."""
+    k = len(ids)
+    n, m = len(real_assign), len(fake_assign)
+    real_counts = np.bincount(real_assign, minlength=k)
+    fake_counts = np.bincount(fake_assign, minlength=k)
+    p, p_adj = category_tests(real_counts, fake_counts)
+    rf, ff = real_counts / n, fake_counts / m
+    return [
+        Category(
+            id=int(ids[i]),
+            name=names[i],
+            real_count=int(real_counts[i]),
+            fake_count=int(fake_counts[i]),
+            real_fraction=float(rf[i]),
+            fake_fraction=float(ff[i]),
+            p=float(p[i]),
+            p_adj=float(p_adj[i]),
+            verdict=("under" if ff[i] < rf[i] else "over") if p_adj[i] < ALPHA and gate < ALPHA else "",
+            label_fraction=None if "label_fractions" not in extra else float(extra["label_fractions"][i]),
+            corrected_fraction=None if extra.get("corrected") is None else float(extra["corrected"][i]),
+        )
+        for i in range(k)
+    ]
+
+
+def _test(real_assign: np.ndarray, fake_assign: np.ndarray, k: int, rng_seed: int) -> HomogeneityTest:
+    """The chi-square test of homogeneity of one categorisation (`(N,)`, `(M,)` in 0..k-1)."""
+    real_counts = np.bincount(real_assign, minlength=k)
+    fake_counts = np.bincount(fake_assign, minlength=k)
+    return homogeneity_test(real_counts, fake_counts, rng_seed=rng_seed)
+
+
 class CompositionMetric(Metric):
     """Real and generated images are put into categories, and the two category distributions compared:
     a chi-square test of homogeneity on the (real, generated) x category table (a Monte Carlo p-value with
@@ -657,6 +849,11 @@ class CompositionMetric(Metric):
     classifier's confusion by adjusted classify-and-count, Forman 2008), otherwise from k-means clusters of
     the real images, the generated images going to the nearest centre. Features: Inception pool features
     (PCA) when the weights are given, else a weight-free vector (colour, cheap morphology, spectrum slope).
+
+    With the weight-free vector each feature family (colour, brightness, morphology, spectrum) is also cut
+    alone into FAMILY_BINS quantile slices along its main axis and tested alike: clusters of all columns
+    follow the many brightness/size columns and miss a thin slice such as the bluest quarter. The overall
+    p is Holm over these tests; a category's verdict needs its test's adjusted p under ALPHA too.
     """
 
     name = "composition"
@@ -671,7 +868,7 @@ class CompositionMetric(Metric):
                 f"composition skipped: needs at least {MIN_REAL} real and {MIN_FAKE} generated images, "
                 f"got {n} and {m}"
             )
-        space, r, f = feature_space(ctx)
+        space, r, f, families = feature_space(ctx)
         labelled = ctx.real_labels is not None and np.unique(ctx.real_labels).size >= 2
         mode = "labels" if labelled else "clusters"
         d = _by_labels(ctx, r, f) if labelled else _by_clusters(ctx, r, f)
@@ -680,55 +877,67 @@ class CompositionMetric(Metric):
         names = [
             f"{user[i]} ({name})" if i in user else name for i, name in zip(d["ids"], d["names"], strict=True)
         ]
-        real_counts = np.bincount(d["real_assign"], minlength=k)
-        fake_counts = np.bincount(d["fake_assign"], minlength=k)
-        test = homogeneity_test(real_counts, fake_counts, rng_seed=ctx.rng_seed)
-        p, p_adj = category_tests(real_counts, fake_counts)
-        rf, ff = real_counts / n, fake_counts / m
-        cats = [
-            Category(
-                id=int(d["ids"][i]),
-                name=names[i],
-                real_count=int(real_counts[i]),
-                fake_count=int(fake_counts[i]),
-                real_fraction=float(rf[i]),
-                fake_fraction=float(ff[i]),
-                p=float(p[i]),
-                p_adj=float(p_adj[i]),
-                verdict=("under" if ff[i] < rf[i] else "over") if p_adj[i] < ALPHA else "",
-                label_fraction=None if "label_fractions" not in d else float(d["label_fractions"][i]),
-                corrected_fraction=None if d.get("corrected") is None else float(d["corrected"][i]),
+        # Unlabelled: each feature family also clustered alone; one Holm family over all the chi-squares.
+        parts = [] if labelled else _slice_clusterings(ctx, r, f, families)
+        test = _test(d["real_assign"], d["fake_assign"], k, ctx.rng_seed)
+        tests = [_test(s["real_assign"], s["fake_assign"], len(s["names"]), ctx.rng_seed) for s in parts]
+        gates = holm([test.p] + [t.p for t in tests])
+        cats = _categories(d["ids"], names, d["real_assign"], d["fake_assign"], gate=gates[0], extra=d)
+        slices = [
+            Slice(
+                family=s["family"],
+                columns=s["columns"],
+                categories=_categories(
+                    list(range(len(s["names"]))),
+                    s["names"],
+                    s["real_assign"],
+                    s["fake_assign"],
+                    gate=float(g),
+                    extra={},
+                ),
+                test=t,
+                p_adj=float(g),
+                real_assign=s["real_assign"],
+                fake_assign=s["fake_assign"],
             )
-            for i in range(k)
+            for s, t, g in zip(parts, tests, gates[1:], strict=True)
         ]
+        p_overall = float(gates.min())
         floor, floor_p = matched_tv_floor(d["real_assign"], k, m, rng_seed=ctx.rng_seed)
+        every = cats + [c for s in slices for c in s.categories]
         return CompositionResult(
             mode=mode,
             space=space,
             categories=cats,
             test=test,
-            tv=total_variation(real_counts, fake_counts),
+            tv=total_variation(
+                np.bincount(d["real_assign"], minlength=k), np.bincount(d["fake_assign"], minlength=k)
+            ),
             floor=floor,
             floor_p=floor_p,
             num_real=n,
             num_fake=m,
-            statements=_statements(cats, test, mode),
+            statements=_statements(every, test, mode, p_overall if slices else None),
             classifier=d.get("classifier"),
             clustering=d.get("clustering"),
             real_assign=d["real_assign"],
             fake_assign=d["fake_assign"],
             unused_names=sorted(set(user) - set(d["ids"])),
             examples=d["examples"],
+            slices=slices,
+            p_overall=p_overall,
         )
 
     def scalars(self, d: CompositionResult) -> dict[str, float]:
         out = {
             "composition_tv": d.tv,
             "composition_tv_floor": d.floor,
-            "composition_p": d.test.p,
+            "composition_p": d.p_overall if math.isfinite(d.p_overall) else d.test.p,
             "composition_num_under": float(len(d.under)),
             "composition_num_over": float(len(d.over)),
         }
+        if d.slices:
+            out["composition_num_slices_flagged"] = float(len(d.slices_flagged))
         if d.classifier is not None:
             out["composition_classifier_accuracy"] = d.classifier["accuracy"]
         return out
@@ -742,7 +951,7 @@ class CompositionMetric(Metric):
                 d.floor,
                 "share of generated images that would have to change category for their mix to match the real "
                 f"one; chi-square homogeneity {_p_text(d.test.p)} (real halves {_p_text(d.floor_p)}); "
-                f"{len(d.under)} under-, {len(d.over)} over-produced (Holm, {ALPHA:.0%})",
+                f"{len(d.under)} under-, {len(d.over)} over-produced (Holm, {ALPHA:.0%})" + _slices_text(d),
                 ctx.counts(d.num_real, d.num_fake),
             )
         ]
@@ -780,6 +989,33 @@ class CompositionMetric(Metric):
                     "generated_fraction_corrected": c.corrected_fraction,
                 }
                 for c in d.categories
+            ],
+            "p_overall": num(d.p_overall),
+            "p_overall_method": "Holm over the chi-square tests of the clusters and of each feature family's "
+            f"{FAMILY_BINS} quantile slices (min adjusted p); a category's verdict needs its clustering's "
+            "adjusted p and its own Holm-adjusted Fisher p under alpha"
+            if d.slices
+            else "the chi-square test's p",
+            "slices": [
+                {
+                    "family": sl.family,
+                    "columns": sl.columns,
+                    "method": f"{len(sl.categories)} quantile bins of the real set along the family's first "
+                    "principal component (z-scored columns)",
+                    "test": {"statistic": sl.test.statistic, "dof": sl.test.dof, "p": sl.test.p},
+                    "p_adjusted": sl.p_adj,
+                    "categories": [
+                        {
+                            "name": c.name,
+                            "real_count": c.real_count,
+                            "generated_count": c.fake_count,
+                            "p_adjusted": c.p_adj,
+                            "verdict": c.verdict or None,
+                        }
+                        for c in sl.categories
+                    ],
+                }
+                for sl in d.slices
             ],
             "statements": d.statements,
             "classifier": d.classifier,
@@ -871,6 +1107,12 @@ class CompositionMetric(Metric):
         if d.unused_names:
             unused = (
                 f"<p class='skip'>Names given for categories that do not exist: {e(str(d.unused_names))}.</p>"
+            )
+        if d.slices:
+            test += (
+                f" Each feature family is also cut into {FAMILY_BINS} quantile slices along its main axis and "
+                f"tested alike ({_slices_text(d).lstrip('; ')}); overall {_p_text(d.p_overall)}, Holm over "
+                f"{1 + len(d.slices)} tests."
             )
         statements = "".join(f"<li>{e(s)}</li>" for s in d.statements)
         return (
