@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from astrogan import imaging
-from astrogan.conditions import CondSpec
 from astrogan.export import ParityError, check_parity, export_generator, export_module
 from astrogan.export.known_warnings import known_export_warnings_filtered
 from astrogan.export.onnx import export_onnx, onnx_runner
@@ -23,16 +22,7 @@ from astrogan.sampling.generator import load_generator
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import latents_for_seeds
 from astrogan.web.onnx_generator import OnnxGenerator
-
-SPEC = CondSpec(
-    names=("sersic_n", "half_light_radius_px", "q"),
-    units=("", "px", ""),
-    low=(0.5, 1.5, 0.2),
-    high=(6.0, 12.0, 1.0),
-    mean=(2.0, 5.0, 0.6),
-    std=(1.2, 2.5, 0.2),
-)
-COND_ARCHS = ["dcgan", "stylegan2"]
+from tests.helpers.conditions import COND_ARCHS, SPEC
 
 
 def _cond_generator(arch: str, *, channels: int = 3):

@@ -29,3 +29,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Prepend to a child's `python -c` script: a meta-path finder that refuses torch, as where only the serving side
+# (ONNX Runtime) is installed.
+BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch' (blocked by the test)")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+"""

@@ -16,16 +16,7 @@ from astrogan.models.layers import NoiseInjection, check_labels
 from astrogan.sampling.generator import load_generator
 from astrogan.sampling.interpolate import interpolation_frames
 from astrogan.utils.errors import UserError
-
-SPEC = CondSpec(
-    names=("sersic_n", "half_light_radius_px", "q"),
-    units=("", "px", ""),
-    low=(0.5, 1.5, 0.2),
-    high=(6.0, 12.0, 1.0),
-    mean=(2.0, 5.0, 0.6),
-    std=(1.2, 2.5, 0.2),
-)
-COND_ARCHS = ["dcgan", "stylegan2"]
+from tests.helpers.conditions import COND_ARCHS, SPEC
 
 
 def build(arch: str, *, spec: CondSpec = SPEC, seed: int = 0, **kw):

@@ -27,6 +27,7 @@ from astrogan.training import loop as loop_mod
 from astrogan.training.loop import train
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import latents_for_seeds
+from tests.helpers.processes import BLOCK_TORCH
 from tests.helpers.science_data import blob_flux, write_science_dataset
 from tests.helpers.training import tiny_train_config
 
@@ -298,18 +299,6 @@ def test_cli_generate_fits_and_pictures(run5, tmp_path, capsys):
         assert msg in err and "Traceback" not in err
 
 
-# A meta-path finder that refuses torch, as where only the serving side is installed.
-_BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError("No module named 'torch' (blocked by the test)")
-        return None
-sys.meta_path.insert(0, _NoTorch())
-"""
-
-
 @pytest.mark.slow  # starts a process
 def test_generate_fits_from_an_exported_model_needs_no_torch(tmp_path):
     from astrogan.web.onnx_generator import OnnxGenerator, write_tiny_model
@@ -317,7 +306,7 @@ def test_generate_fits_from_an_exported_model_needs_no_torch(tmp_path):
     spec = ScienceSpec(bands=BANDS, stretch=STRETCH, bunit="nJy", pixel_scale_arcsec=0.2)
     model = write_tiny_model(tmp_path / "model.onnx", z_dim=8, image_size=SIZE, channels=5, science=spec)
     out = tmp_path / "gen"
-    script = _BLOCK_TORCH + textwrap.dedent(f"""
+    script = BLOCK_TORCH + textwrap.dedent(f"""
         from astrogan.cli.main import main
         args = ["generate", "--model", {str(model)!r}, "--seeds", "3-4", "--out", {str(out)!r}]
         assert main(args + ["--format", "fits"]) == 0

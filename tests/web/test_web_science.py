@@ -28,6 +28,7 @@ from astrogan.web.app import create_app
 from astrogan.web.onnx_generator import OnnxGenerator, write_tiny_model
 from astrogan.web.settings import ServeSettings
 from astrogan.web.worker import fill_to
+from tests.helpers.processes import BLOCK_TORCH
 from tests.helpers.runs import make_science_run, science_spec
 from tests.helpers.web import app_client, png_array
 
@@ -360,21 +361,10 @@ def test_a_broken_science_spec_stops_the_server_at_start_in_one_line(tmp_path):
         OnnxGenerator(model_with(good, channels=3))
 
 
-_BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError("No module named 'torch' (blocked by the test)")
-        return None
-sys.meta_path.insert(0, _NoTorch())
-"""
-
-
 @pytest.mark.slow
 def test_science_serving_needs_no_torch(tmp_path):
     model = write_tiny_model(tmp_path / "model.onnx", channels=4, image_size=16, science=SPEC)
-    script = _BLOCK_TORCH + textwrap.dedent(f"""
+    script = BLOCK_TORCH + textwrap.dedent(f"""
         import io, sys
         from pathlib import Path
         from fastapi.testclient import TestClient

@@ -9,25 +9,14 @@ import textwrap
 import pytest
 
 from astrogan.web.onnx_generator import write_tiny_model
-
-# A meta-path finder that refuses torch, as in a serving environment where it is not installed.
-_BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError("No module named 'torch' (blocked by the test)")
-        return None
-sys.meta_path.insert(0, _NoTorch())
-"""
-
+from tests.helpers.processes import BLOCK_TORCH
 
 pytestmark = pytest.mark.slow  # spawns processes or a browser
 
 
 def test_generate_and_serve_from_onnx_without_torch(tmp_path):
     model = write_tiny_model(tmp_path / "model.onnx", z_dim=8, image_size=16)
-    script = _BLOCK_TORCH + textwrap.dedent(f"""
+    script = BLOCK_TORCH + textwrap.dedent(f"""
         from pathlib import Path
         from astrogan.cli.main import main
         out = Path({str(tmp_path / "gen")!r})
