@@ -26,6 +26,9 @@ def _claim_all(pool_dir: str, model_id: str, out: mp.Queue, start: mp.Event, rea
     got = []
     while (picture := pool.claim()) is not None:
         got.append(picture.id)
+        # A claim takes well under a millisecond: without a pause, the first claimer the OS wakes could drain all
+        # 300 before the others run (seen once in CI), and the race this test is about would not happen.
+        time.sleep(0.002)
     out.put(got)
 
 
