@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from astrogan.data.sources import SOURCES, HttpConfig, parse_rate
+from astrogan.data.sources.base import items_in_progress
 from astrogan.data.sources.catalog import COLUMNS, read_catalog, sha256_file, unpack_page
 from astrogan.utils.errors import UserError
 from tests.helpers.apod_mirror import MirrorServer, is_picture_day
@@ -521,8 +522,11 @@ def test_kill_9_mid_run_then_resume_matches_uninterrupted(server, tmp_path):
     server.mark = len(server.log)
     _fetch(server, clean, first, last, http=replace(FAST, concurrency=4))
     num_clean = len(server.since_mark("/"))
-    # In flight at a kill: at most 2 requests (--concurrency 2); each may be asked for again.
-    assert num_clean <= num_killed_chain <= num_clean + 2 * 2, (num_killed_chain, num_clean)
+    # Lost at a kill: the items in progress (2 x --concurrency 2 = 4: `items_in_progress`) may each have asked for
+    # their page, and up to 2 of them (the request slots) for their image too; all of it is asked for again.
+    # (The old bound, 2 per kill, predates items_in_progress and failed in CI once: 61 requests vs 55.)
+    per_kill = items_in_progress(replace(FAST, concurrency=2)) + 2
+    assert num_clean <= num_killed_chain <= num_clean + 2 * per_kill, (num_killed_chain, num_clean)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "fetched_at"} for r in rows]  # noqa: E731
     assert strip(read_catalog(killed)) == strip(read_catalog(clean))
     files = lambda root: sorted(p.relative_to(root).as_posix() for p in (root / "apod").iterdir())  # noqa: E731
