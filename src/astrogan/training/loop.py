@@ -40,6 +40,7 @@ from astrogan.models.io import check_buildable, generator_pair_intact, save_gene
 from astrogan.sampling.post import DISPLAY_KEY, PictureView, fit_display, save_png
 from astrogan.sampling.video import save_snapshot_bands
 from astrogan.science import ScienceSpec
+from astrogan.training import cond_aux
 from astrogan.training import distributed as dist_utils
 from astrogan.training.ema import ema_beta, update_ema
 from astrogan.training.losses import Batch, GANLoss, Phase, make_loss, reg_intervals
@@ -536,6 +537,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -
         )
     ds, images, labels, cond_spec = _load_images(cfg, device)
     science = _run_science(ds, images)
+    cond_aux.attach(loss, cond_spec, channels=int(images.shape[1]), image_size=cfg.image_size, device=device)
     model_kwargs = {"image_size": cfg.image_size, "channels": int(images.shape[1]), **cfg.model}
     if cfg.num_classes:
         model_kwargs["num_classes"] = cfg.num_classes

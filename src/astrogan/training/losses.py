@@ -16,6 +16,9 @@ by k/(k+1) for that network). The idea of the split follows stylegan2-ada's loss
   `0.0002 * res^2 / batch` heuristic of Karras et al. 2020 ADA unless given), lazy path-length
   regularisation (every 4 steps, weight 2, batch halved), style mixing (p = 0.9), w_avg tracked in G.
 
+With physical conditions (`--cond`), dcgan and stylegan2 also train an auxiliary condition regressor on the
+reals and add `cond_weight x MSE(R(fake), c)` to G's loss (`training.cond_aux`; `cond_weight=0` turns it off).
+
 All random draws come from torch's global RNG, so a resumed run with restored RNG state is bit-exact.
 Logits are cast to float32 before the loss, so every family works under autocast (bf16/fp16).
 """
@@ -31,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from astrogan.training.cond_aux import CondAux
 from astrogan.utils.errors import UserError
 
 Stats = dict[str, float]
@@ -96,7 +100,43 @@ def _accuracy(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> Stats:
     return {"acc_real": acc_real, "acc_fake": acc_fake, "d_real_sign": sign}
 
 
-class _TwoPhaseLoss:
+class _CondAuxMixin:
+    """The auxiliary condition regressor's hooks (`training.cond_aux`): set by the loop on conditioned runs."""
+
+    cond_weight = 0.0
+    cond_lr = 1e-3
+    cond_aux: CondAux | None = None
+
+    def _set_cond(self, cond_weight: float, cond_lr: float) -> None:
+        if not (math.isfinite(cond_weight) and cond_weight >= 0) or not cond_lr > 0:
+            raise UserError(f"{self.__class__.__name__}: cond_weight must be >= 0 and cond_lr > 0")
+        self.cond_weight, self.cond_lr = float(cond_weight), float(cond_lr)
+
+    def _train_cond(self, batch: Batch) -> Stats:
+        """One regressor step on the phase's (unaugmented) reals; nothing without a regressor."""
+        if self.cond_aux is None or batch.real is None or batch.c_real is None:
+            return {}
+        return self.cond_aux.train_step(batch.real, batch.c_real)
+
+    def _cond_penalty(
+        self, loss: torch.Tensor, fake: torch.Tensor, c: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Stats]:
+        """`loss` plus the regressor's penalty on (unaugmented) fakes asked for `c`."""
+        if self.cond_aux is None or c is None:
+            return loss, {}
+        extra, stats = self.cond_aux.penalty(fake, c)
+        return loss + extra, stats
+
+    def _cond_state(self) -> dict[str, Any]:
+        return {} if self.cond_aux is None else {"cond_aux": self.cond_aux.state_dict()}
+
+    def _load_cond_state(self, state: dict[str, Any]) -> None:
+        # A state from before the regressor existed (or a run without it): R starts fresh.
+        if self.cond_aux is not None and "cond_aux" in state:
+            self.cond_aux.load_state_dict(state["cond_aux"])
+
+
+class _TwoPhaseLoss(_CondAuxMixin):
     """DCGAN/FastGAN shape: one D step on (real, G(z)) and one G step on G(z), no regularisation phases."""
 
     name = "?"
@@ -120,17 +160,20 @@ class _TwoPhaseLoss:
             assert batch.real is not None
             with torch.no_grad():
                 fake = G(batch.z, batch.c_real)
-            return self.d_loss(D, augment(batch.real), augment(fake.float()), batch.c_real)
+            loss, stats = self.d_loss(D, augment(batch.real), augment(fake.float()), batch.c_real)
+            return loss, {**stats, **self._train_cond(batch)}
         if phase.name == "Gmain":
             fake = G(batch.z, batch.c_gen)
-            return self.g_loss(D, augment(fake.float()), batch.c_gen)
+            loss, stats = self.g_loss(D, augment(fake.float()), batch.c_gen)
+            loss, more = self._cond_penalty(loss, fake, batch.c_gen)
+            return loss, {**stats, **more}
         raise ValueError(f"{self.name} loss has no phase {phase.name!r}")
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return self._cond_state()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        del state
+        self._load_cond_state(state)
 
 
 class DCGANLoss(_TwoPhaseLoss):
@@ -139,8 +182,14 @@ class DCGANLoss(_TwoPhaseLoss):
     name = "dcgan"
 
     def __init__(
-        self, *, real_range: tuple[float, float] = (0.9, 1.0), fake_range: tuple[float, float] = (0.0, 0.1)
+        self,
+        *,
+        real_range: tuple[float, float] = (0.9, 1.0),
+        fake_range: tuple[float, float] = (0.0, 0.1),
+        cond_weight: float = 1.0,
+        cond_lr: float = 1e-3,
     ) -> None:
+        self._set_cond(cond_weight, cond_lr)
         for label, (lo, hi) in (("real_range", real_range), ("fake_range", fake_range)):
             if not 0.0 <= lo <= hi <= 1.0:
                 raise UserError(f"dcgan loss {label} must satisfy 0 <= low <= high <= 1, got {(lo, hi)}")
@@ -230,7 +279,7 @@ class FastGANLoss(_TwoPhaseLoss):
         return loss, {"loss_g": loss.item()}
 
 
-class StyleGAN2Loss:
+class StyleGAN2Loss(_CondAuxMixin):
     """Non-saturating logistic loss with lazy R1 and path-length regularisation and style mixing.
 
     Needs a generator with `mapping(z, c, *, update_w_avg) -> ws (N, num_ws, w_dim)` and
@@ -251,7 +300,10 @@ class StyleGAN2Loss:
         style_mixing: float = 0.9,
         image_size: int = 64,
         batch_size: int = 32,
+        cond_weight: float = 1.0,
+        cond_lr: float = 1e-3,
     ) -> None:
+        self._set_cond(cond_weight, cond_lr)
         if r1_gamma is None:  # Karras et al. 2020 (ADA), auto config: gamma = 0.0002 * res^2 / minibatch
             r1_gamma = 0.0002 * image_size**2 / max(batch_size, 1)
         checks = {
@@ -308,7 +360,7 @@ class StyleGAN2Loss:
             loss_real = F.softplus(-logits_real).mean()
             loss = loss_real + loss_fake
             stats = {"loss_d": loss.item(), "loss_d_real": loss_real.item(), "loss_d_fake": loss_fake.item()}
-            return loss, {**stats, **_accuracy(logits_real, logits_fake)}
+            return loss, {**stats, **_accuracy(logits_real, logits_fake), **self._train_cond(batch)}
         if phase.name == "Dreg":
             assert batch.real is not None
             real = batch.real.detach().requires_grad_(True)
@@ -319,7 +371,9 @@ class StyleGAN2Loss:
         if phase.name == "Gmain":
             fake = G.synthesis(self._ws(G, batch.z, batch.c_gen, update=True))
             loss = F.softplus(-D(augment(fake.float()), batch.c_gen).float()).mean()
-            return loss, {"loss_g": loss.item()}
+            stats = {"loss_g": loss.item()}
+            loss, more = self._cond_penalty(loss, fake, batch.c_gen)
+            return loss, {**stats, **more}
         if phase.name == "Greg":
             n = max(1, batch.z.shape[0] // self.pl_batch_shrink)
             c = None if batch.c_gen is None else batch.c_gen[:n]
@@ -336,10 +390,11 @@ class StyleGAN2Loss:
         raise ValueError(f"stylegan2 loss has no phase {phase.name!r}")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pl_mean": self.pl_mean.detach().cpu().clone()}
+        return {"pl_mean": self.pl_mean.detach().cpu().clone(), **self._cond_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.pl_mean = state["pl_mean"].clone().to(self.pl_mean.device)
+        self._load_cond_state(state)
 
 
 LOSSES: dict[str, type] = {"dcgan": DCGANLoss, "fastgan": FastGANLoss, "stylegan2": StyleGAN2Loss}
