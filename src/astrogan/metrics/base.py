@@ -116,6 +116,12 @@ class Context:
     # A second generated set on a regular grid of conditions (images (M,H,W,C), asked (M, K)): the
     # closed loop checked where the data are sparse too, not only where they are dense.
     grid: tuple[np.ndarray, np.ndarray] | None = None
+    # The images' PSF as a spec string (`moffat:fwhm=2.0,beta=3.0`, at this image size): the conditioning
+    # metric then measures the Sérsic columns with a fit convolved with it (None: the morphology engine).
+    psf: str | None = None
+    # With `psf`: the Sérsic profiles' truncation radius in half-light radii (`synth_sersic` cuts at 4;
+    # None: untruncated), passed to that fit as `truncate`.
+    sersic_truncate: float | None = None
     # The real images' class labels (N_real,) int64 and the dataset's names for them: the composition
     # metric compares the class mix when they are given. category_names: names a person gave the
     # composition categories (cluster or class number -> name); num_clusters: its k (None: automatic).
