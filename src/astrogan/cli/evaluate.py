@@ -73,6 +73,23 @@ _MORPHOLOGY_ENGINE = typer.Option(
     "fast", "--morphology-engine", help="fast (NumPy) or statmorph (reference, slow, parallel)."
 )
 _WORKERS = typer.Option(0, "--workers", help="Processes for the statmorph engine (0 = all CPUs).")
+_PSF = typer.Option(
+    None,
+    "--psf",
+    metavar="SPEC",
+    help="conditioning: the images' PSF at the evaluated size, as `synth sersic --psf` takes it "
+    "(moffat:fwhm=2.0,beta=3.0, gaussian:fwhm=1.5; fwhm in pixels): measure with a Sérsic fit convolved "
+    "with it; none: the morphology engine's fit. Default: the dataset's, when every image comes from "
+    "synth_sersic folders with one PSF (its FWHM rescaled to the evaluated size), else none.",
+)
+_SERSIC_TRUNCATE = typer.Option(
+    None,
+    "--sersic-truncate",
+    metavar="R",
+    help="conditioning with a PSF: the Sérsic profiles' truncation radius in half-light radii (> 1), or "
+    "none (untruncated). Default: 4 (synth_sersic's) when every image comes from synth_sersic folders, "
+    "else none.",
+)
 _CACHE_DIR = typer.Option(
     None,
     "--cache-dir",
@@ -127,6 +144,8 @@ def eval_cmd(
     batch_size: int = _BATCH_SIZE,
     device: str = _DEVICE,
     cache_dir: Path = _CACHE_DIR,
+    psf: str = _PSF,
+    sersic_truncate: str = _SERSIC_TRUNCATE,
     clusters: int = _CLUSTERS,
     cluster_names: Path = _CLUSTER_NAMES,
     seed: int = _SEED,
@@ -140,6 +159,7 @@ def eval_cmd(
     names = parse_metric_names(metrics)
     num = num if num is not None else default_num_generated(names)
     _check_options(protocol=protocol, num=num, morphology_engine=morphology_engine, trunc=trunc)
+    psf_given, cut_given = _psf_options(psf, sersic_truncate)
     out = _report_dir(run, out, overwrite=overwrite)
     _check_new_dir(save_fakes, overwrite=overwrite)
     inception_weights = _inception_file(names, inception_weights)
@@ -151,6 +171,9 @@ def eval_cmd(
     band_index = _band(band, science, ds.channels)
     real = ds.images(gen.image_size)
     spec, real_cond, fake_cond = _conditions(gen, ds, num, seed=seed)
+    fit_psf, fit_cut, psf_meta = _conditioning_psf(
+        ds, gen.image_size, psf_given, cut_given, used="conditioning" in names and spec is not None
+    )
     fake_classes, classes_meta = _fake_classes(gen, ds, num, seed=seed)
     writer = (
         None
@@ -179,6 +202,7 @@ def eval_cmd(
     )
     meta = _report_meta(model or run, data, ds, gmeta, num=num, trunc=trunc, engine=morphology_engine)
     meta.update(_measured_meta(science, band_index, save_fakes))
+    meta.update(psf_meta)
     if classes_meta:
         meta["generated_classes"] = classes_meta
     doc = evaluate(
@@ -206,6 +230,8 @@ def eval_cmd(
         science=science,
         fake_science=fake_science if fake_science != science else None,
         band=band_index,
+        psf=fit_psf,
+        sersic_truncate=fit_cut,
     )
     _print_summary(doc, out)
     if save_fakes is not None:
@@ -265,6 +291,81 @@ def _check_options(*, protocol: str, num: int, morphology_engine: str, trunc: fl
         raise UserError(f"--morphology-engine must be fast or statmorph, got {morphology_engine!r}")
     if not 0 < trunc <= 2:
         raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+
+
+# --psf / --sersic-truncate: a value, "none" (off), or _PICK_UP (not given: the dataset's, when it knows).
+_PICK_UP = object()
+
+
+def _psf_options(psf: str | None, truncate: str | None) -> tuple[Any, Any]:
+    """--psf and --sersic-truncate checked now: (spec string, None for none, or _PICK_UP; the same for the
+    radius as a float > 1)."""
+    from astrogan.data.synthetic import parse_psf
+    from astrogan.utils.errors import UserError
+
+    spec: Any = _PICK_UP
+    if psf is not None:
+        spec = None if parse_psf(psf).kind == "none" else psf.strip()
+    cut: Any = _PICK_UP
+    if truncate is not None and truncate.strip().lower() == "none":
+        cut = None
+    elif truncate is not None:
+        try:
+            cut = float(truncate)
+        except ValueError:
+            raise UserError(
+                f"--sersic-truncate must be a number of half-light radii or none, got {truncate!r}"
+            ) from None
+        if not cut > 1.0:
+            raise UserError(f"--sersic-truncate is in half-light radii and must be > 1, got {truncate}")
+    return spec, cut
+
+
+def _conditioning_psf(
+    ds: Any, image_size: int, psf: Any, cut: Any, *, used: bool
+) -> tuple[str | None, float | None, dict[str, Any]]:
+    """(PSF spec, truncation radius, report meta) the conditioning metric measures with: the flags, and
+    where one was not given the dataset's `synth_sersic` PSF at `image_size` and their truncation
+    (`data.synth_psf`; one console line says so); None, None when neither is known. used: conditioning
+    runs (else the flags are ignored with a warning)."""
+    from astrogan.utils.errors import UserError
+    from astrogan.utils.log import console, warn
+
+    if not used:
+        if psf is not _PICK_UP or cut is not _PICK_UP:
+            warn("--psf and --sersic-truncate are for the conditioning metric of a --cond model: ignored")
+        return None, None, {}
+    found, why = None, ""
+    if psf is _PICK_UP or cut is _PICK_UP:
+        from astrogan.data.synth_psf import synth_psf
+
+        found, why = synth_psf(ds, image_size)
+    said = []  # what was picked up from the dataset, for the console line and the report
+    if psf is _PICK_UP:
+        psf = found.psf if found is not None else None
+        if found is not None:
+            said.append(found.how)
+    if cut is _PICK_UP:
+        cut = found.truncate if found is not None and psf is not None else None
+        if cut is not None and not said:
+            said.append(f"profiles truncated at {cut:g} r_e (synth_sersic)")
+    elif cut is not None and psf is None:
+        raise UserError(
+            "--sersic-truncate applies to the Sérsic fit convolved with a PSF: give the images' --psf"
+            + (f" ({why})" if why else "")
+        )
+    meta: dict[str, Any] = {"conditioning_psf": psf, "conditioning_sersic_truncate": cut}
+    if said:
+        meta["conditioning_picked_up"] = "from the dataset's synth_sersic folders: " + "; ".join(said)
+        if os.environ.get("ASTROGAN_QUIET") != "1":  # one unwrapped line: a test or a log can grep it
+            console.print(
+                f"conditioning: {'; '.join(said)}, from the dataset's synth.json (--psf / --sersic-truncate to "
+                "change)",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+    return psf, cut, meta
 
 
 def _category_names(names: list[str], cluster_names: Path | None, clusters: int) -> dict[int, str] | None:

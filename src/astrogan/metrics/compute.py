@@ -112,6 +112,18 @@ def _check_labels(labels: np.ndarray | None, num: int) -> np.ndarray | None:
     return y.astype(np.int64)
 
 
+def _check_psf(psf: str | None, sersic_truncate: float | None) -> None:
+    """A malformed PSF spec or truncation radius refused with one line, before any image is measured."""
+    if psf is not None:
+        from astrogan.data.synthetic import parse_psf
+
+        parse_psf(psf)
+    if sersic_truncate is not None and not sersic_truncate > 1.0:
+        raise UserError(
+            f"the Sérsic truncation is in half-light radii and must be > 1, got {sersic_truncate}"
+        )
+
+
 def run_metrics(
     names: Sequence[str],
     real: np.ndarray,
@@ -135,6 +147,8 @@ def run_metrics(
     science: ScienceSpec | None = None,
     fake_science: ScienceSpec | None = None,
     band: str | int | None = None,
+    psf: str | None = None,
+    sersic_truncate: float | None = None,
 ) -> MetricsOutput:
     """Compute the named metrics of `fake` against `real` (both `(N,H,W,C)`), with details for a report.
 
@@ -149,7 +163,11 @@ def run_metrics(
 
     Multi-band data: science is the data's `ScienceSpec` (band names, the stretch the `colours` metric
     undoes; fake_science the generator's when it differs); spectrum and morphology then also report each
-    band alone, or only `band` (a band name, or a plane index) when one is named."""
+    band alone, or only `band` (a band name, or a plane index) when one is named.
+
+    psf: the images' PSF at this size (a spec string, `moffat:fwhm=2.0,beta=3.0`): `conditioning` then
+    measures with a Sérsic fit convolved with it, the profile truncated at `sersic_truncate` half-light
+    radii (None: untruncated; used only with a PSF)."""
     from astrogan.metrics.bands import resolve_band
     from astrogan.metrics.protocols import PROTOCOLS
 
@@ -176,6 +194,7 @@ def run_metrics(
                 f"have {real.shape[-1]}"
             )
     band_index = resolve_band(band, science, int(real.shape[-1]))
+    _check_psf(psf, sersic_truncate)
     if cache_dir is not None and cache_key is None:
         cache_key = array_key(real)
     ctx = Context(
@@ -198,6 +217,8 @@ def run_metrics(
         science=science,
         fake_science=fake_science,
         band=band_index,
+        psf=psf,
+        sersic_truncate=sersic_truncate if psf is not None else None,
     )
     out = MetricsOutput(context=ctx)
     # Inception metrics first: the memorization check reuses their features when there are any.
@@ -274,12 +295,15 @@ def evaluate(
     science: ScienceSpec | None = None,
     fake_science: ScienceSpec | None = None,
     band: str | int | None = None,
+    psf: str | None = None,
+    sersic_truncate: float | None = None,
 ) -> dict[str, Any]:
     """Full evaluation: metrics.json, PNG plots and report.html in `out_dir` (built atomically).
 
     cond_spec, real_cond, fake_cond, cond_grid: as in `run_metrics` (for the `conditioning` metric);
     real_labels, label_names, category_names, num_clusters: as there (for the `composition` metric);
-    science, fake_science, band: as there (per-band figures, colours). Returns the metrics.json content.
+    science, fake_science, band: as there (per-band figures, colours); psf, sersic_truncate: as there (how
+    `conditioning` measures). Returns the metrics.json content.
     """
     from astrogan.metrics import DEFAULT_METRICS
     from astrogan.metrics.report import write_report
@@ -307,6 +331,8 @@ def evaluate(
         science=science,
         fake_science=fake_science,
         band=band,
+        psf=psf,
+        sersic_truncate=sersic_truncate,
     )
     return write_report(
         out_dir, res, names=names, meta={"protocol": protocol, **(meta or {})}, overwrite=overwrite
