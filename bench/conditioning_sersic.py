@@ -6,10 +6,11 @@ the 0.5th percentile, white at the peak: profiles keep their shape, which an asi
 would bend and the morphology engine would read as other parameters) and the stamps' true parameters as
 conditions (`--labels kept.csv --label-columns ...`), trains conditional architectures (StyleGAN2 from
 the `small` preset, DCGAN at `--width`) for the same wall-clock budget on a fixed number of torch
-threads, then:
+threads (with the auxiliary condition regressor at the loss's default weight unless `--cond-weight`), then:
 
 - asks each generator for `--num-generated` conditions drawn from the data (the joint distribution) and
-  on a regular grid over the trained ranges, measures every image with the fast morphology engine and
+  on a regular grid over the trained ranges, measures every image with a Sérsic fit convolved with the
+  stamps' PSF and truncated as they are (`--psf`, default the synth's; `--psf none`: the engine) and
   reports per parameter the Spearman rank correlation and the median absolute / relative error between
   asked and measured;
 - beside it, the floor: the same figures for real stamps (true parameters against what the engine
@@ -53,6 +54,17 @@ def main() -> None:
     ap.add_argument("--archs", default="stylegan2,dcgan")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", default="", help="keep the data and runs in this directory")
+    ap.add_argument(
+        "--psf",
+        default=None,
+        help="the stamps' PSF for the closed loop's Sérsic fit (default: the synth's own; none: the engine)",
+    )
+    ap.add_argument(
+        "--cond-weight",
+        type=float,
+        default=None,
+        help="the auxiliary condition regressor's weight (training.cond_aux; 0: off; default: the loss's)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -60,12 +72,14 @@ def main() -> None:
     from astrogan.config import TrainConfig, load_preset
     from astrogan.data.build import BuildOptions, build_dataset
     from astrogan.data.dataset import open_dataset
-    from astrogan.data.synthetic import synth_sersic
+    from astrogan.data.synthetic import DEFAULT_PSF, TRUNC_IN_RE, synth_sersic
     from astrogan.metrics.conditioning import closed_loop
     from astrogan.sampling.generator import load_generator
     from astrogan.training.loop import train
     from astrogan.training.state import list_states
 
+    psf = DEFAULT_PSF if args.psf is None else (None if args.psf.lower() == "none" else args.psf)
+    fit = {"psf": psf, "truncate": TRUNC_IN_RE if psf else None}  # the synth truncates at 4 r_e
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2)))
     out: dict = {
         "bench": "conditioning_sersic",
@@ -102,10 +116,14 @@ def main() -> None:
         out["cond_spec"] = spec.to_dict()
         rng = np.random.default_rng(args.seed)
         pick = rng.choice(len(real), size=min(args.num_generated, len(real)), replace=False)
-        out["real_floor"] = closed_loop(cond[pick], real[pick], COLUMNS)
+        out["measured_with"] = fit
+        out["real_floor"] = closed_loop(cond[pick], real[pick], COLUMNS, **fit)
         asked = cond[rng.integers(0, len(cond), args.num_generated)]
         grid = spec.regular_grid(4)
         for arch in [a for a in args.archs.split(",") if a]:
+            settings = _arch_settings(arch, args.width, load_preset)
+            if args.cond_weight is not None:
+                settings["loss"] = {**settings.get("loss", {}), "cond_weight": args.cond_weight}
             cfg = TrainConfig(
                 data=str(data),
                 arch=arch,
@@ -116,12 +134,12 @@ def main() -> None:
                 save_every=min(args.steps, 500),
                 evaluate_every=args.steps,
                 results_dir=str(root / "runs"),
-                name=arch,
+                name=f"{arch}-w{args.cond_weight}" if args.cond_weight is not None else arch,
                 device="cpu",
                 seed=args.seed,
                 num_snapshot_seeds=16,
                 cond=COLUMNS,
-                **_arch_settings(arch, args.width, load_preset),
+                **settings,
             )
             t0 = time.perf_counter()
             run = train(cfg, show_progress=False)
@@ -138,9 +156,9 @@ def main() -> None:
                 "steps": steps_done,
                 "kimg": round(steps_done * args.batch_size / 1000, 1),
                 "run": str(run) if args.keep else None,
-                "drawn_from_data": closed_loop(asked, fake, COLUMNS),
-                "grid": closed_loop(grid_asked, grid_fake, COLUMNS),
-                "extrapolation": _extrapolation(gen, spec),
+                "drawn_from_data": closed_loop(asked, fake, COLUMNS, **fit),
+                "grid": closed_loop(grid_asked, grid_fake, COLUMNS, **fit),
+                "extrapolation": _extrapolation(gen, spec, fit),
             }
             print(json.dumps(out), flush=True, file=sys.stderr)
     print(json.dumps(out, indent=1))
@@ -184,7 +202,7 @@ def _quartiles(x: np.ndarray) -> list[float] | None:
     return [float(v) for v in np.percentile(x, [25, 75])] if len(x) else None
 
 
-def _extrapolation(gen, spec) -> dict:  # noqa: ANN001
+def _extrapolation(gen, spec, fit: dict) -> dict:  # noqa: ANN001
     """Measured n when asking n = 4 (edge of training) and n = 5 (outside), other parameters at the mean."""
     from astrogan.metrics.conditioning import measure_conditions
 
@@ -193,7 +211,7 @@ def _extrapolation(gen, spec) -> dict:  # noqa: ANN001
     for n in (4.0, 5.0):
         asked = spec.values({"sersic_n": n}, check=False)
         imgs = _images(gen, seeds, cond=asked, check_cond=False)
-        measured = measure_conditions(imgs, ["sersic_n"])[:, 0]
+        measured = measure_conditions(imgs, ["sersic_n"], **fit)[:, 0]
         ok = np.isfinite(measured)
         out[f"n={n:g}"] = {
             "median_measured_n": float(np.median(measured[ok])) if ok.any() else None,
