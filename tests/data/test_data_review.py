@@ -385,6 +385,29 @@ def test_noise_seam_saved_as_jpeg_is_flagged(shared_data, tmp_path, name, seed):
     assert "seam" not in flags_of(save(clean, tmp_path / "clean" / f"{Path(name).stem}.png"))
 
 
+@pytest.mark.parametrize(
+    ("name", "kind", "k"),
+    [
+        ("galaxyzoo-examples/sloan_singleband-6_x-3_0.jpg", 0, 233),
+        ("nasa-esa-press/stingray_nebula.jpg", 0, 32),
+        ("galaxyzoo-examples/gama-10_x-3_3.jpg", 1, 170),
+        ("galaxyzoo-examples/sloan_singleband_10_a-1_0.jpg", 1, 236),
+    ],
+)
+def test_gain_and_offset_seams_saved_as_jpeg_are_flagged(shared_data, tmp_path, name, kind, k):
+    # The calibration set's copies (bench/review_calibration.py, seed 0: original k, rng [0, k, len(generator
+    # name)]). Their steps split their votes between two neighbouring rows of the binned seam copy (seam
+    # 0.42-0.44, under SEAM_FRAC); with the two rows' votes merged they score 0.82-0.83.
+    clean = load_rgb(shared_data / name)
+    tiles, _ = seam(
+        clean, np.random.default_rng([0, k, len("seam_offset" if kind else "seam_gain")]), kind=kind
+    )
+    path = tmp_path / f"{Path(name).stem}.jpg"
+    Image.fromarray(tiles).save(path, quality=92)
+    assert "seam" in flags_of(path)
+    assert "seam" not in flags_of(save(clean, tmp_path / "clean" / f"{Path(name).stem}.png"))
+
+
 def test_duplicates_and_sizes_from_the_header(shared_data, tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
