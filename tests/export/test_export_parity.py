@@ -357,3 +357,20 @@ def test_export_refuses_a_generator_that_ignores_trunc(tmp_path):
 
     with pytest.raises(UserError, match="must apply `trunc` itself"):
         export_onnx(prepare_generator(_Untruncated().eval()), tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_dcgan_with_noise_inputs_exports_with_parity(tmp_path, fmt):
+    """The demo's DCGAN (noise inputs on): the fixed eval noise is part of the exported graph."""
+    from astrogan.models.dcgan import DCGANConfig, Generator
+    from astrogan.models.layers import NoiseInjection
+
+    torch.manual_seed(0)
+    G = Generator(DCGANConfig(image_size=16, z_dim=8, ngf=8, ndf=8, noise=True))
+    with torch.no_grad():
+        for m in G.modules():
+            if isinstance(m, NoiseInjection):
+                m.weight.fill_(0.3)
+    result = export_module(G.eval(), tmp_path / "noise", fmt=fmt)
+    parity = json.loads((result.out_dir / "model.json").read_text())["parity"]
+    assert parity["max_abs_diff"] <= 1e-4

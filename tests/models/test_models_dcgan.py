@@ -145,3 +145,56 @@ def test_flops_and_parameter_counts_match_hand_count() -> None:
     assert G.training  # the counter restores the mode
     params = 4 * c4 * 16 + 2 * c4 + c4 * c8 * 16 + 2 * c8 + c8 * 1 * 16 + 1
     assert count_parameters(G) == params
+
+
+def test_noise_inputs_are_off_by_default_and_keep_the_classic_layout() -> None:
+    from astrogan.models.layers import NoiseInjection
+
+    G = Generator(tiny(image_size=32))
+    assert not any(isinstance(m, NoiseInjection) for m in G.modules())
+    # checkpoints from before the option load unchanged: block i is conv, BN, act as it always was
+    keys = set(G.state_dict())
+    assert {"blocks.0.weight", "blocks.1.weight", "blocks.1.running_mean", "blocks.3.weight"} <= keys
+    assert isinstance(G.blocks[0], torch.nn.ConvTranspose2d) and isinstance(G.blocks[1], torch.nn.BatchNorm2d)
+
+
+def test_noise_inputs_after_every_conv_with_one_weight_per_colour_at_the_output() -> None:
+    from astrogan.models.layers import NoiseInjection
+
+    torch.manual_seed(3)
+    cfg = tiny(image_size=32, noise=True)
+    G = Generator(cfg)
+    inj = [m for m in G.modules() if isinstance(m, NoiseInjection)]
+    assert [m.const_noise.shape[-1] for m in inj] == [8, 16, 32]  # one per transposed conv, the output last
+    assert [m.weight.numel() for m in inj] == [1, 1, 3]
+    assert G.noise_mode == "auto"
+    warm_up(G, cfg.z_dim)
+    z = torch.randn(1, cfg.z_dim)
+    with torch.no_grad():
+        inj[-1].weight.copy_(torch.tensor([0.0, 0.5, 0.0]))  # only green gets pixel noise
+        for m in inj[:-1]:
+            m.weight.zero_()
+        G.noise_mode = "random"
+        a, b = G(z), G(z)
+        diff = (a - b).abs().amax(dim=(0, 2, 3))
+        assert diff[1] > 0.05 and diff[0] == 0 and diff[2] == 0
+        G.noise_mode = "auto"  # eval(): fixed buffers, so a seed draws one picture, alone or in a batch
+        zz = torch.randn(6, cfg.z_dim)
+        assert torch.equal(G(zz), G(zz))
+        assert torch.allclose(G(zz[4:5]), G(zz)[4:5], atol=1e-5)
+        with_noise = G(zz)
+        G.noise_mode = "none"
+        assert (G(zz) - with_noise).abs().amax(dim=(0, 2, 3))[1] > 0.05
+
+
+def test_noise_weights_learn() -> None:
+    """The weights start at zero (a plain DCGAN at init) and move under G's loss."""
+    torch.manual_seed(4)
+    cfg = tiny(image_size=16, noise=True)
+    G = Generator(cfg).train()
+    out = G(torch.randn(8, cfg.z_dim))
+    (out.std(dim=(2, 3)).mean()).backward()  # a loss that wants pixel-to-pixel variation
+    from astrogan.models.layers import NoiseInjection
+
+    grads = [m.weight.grad for m in G.modules() if isinstance(m, NoiseInjection)]
+    assert len(grads) == 2 and all(g is not None and g.abs().sum() > 0 for g in grads)  # at 8 and 16 px

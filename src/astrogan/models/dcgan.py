@@ -5,7 +5,9 @@ discriminator with BatchNorm, LeakyReLU(0.2) and dropout. Class-conditional when
 generator concatenates a learned class embedding to z and the discriminator adds a projection term
 (Miyato & Koyama 2018, "cGANs with projection discriminator"), the Galaxy10 conditional-GAN setup.
 Conditioned on continuous physical parameters when `cond` is set: the same two paths with a linear map of
-the normalised conditions in place of the class embedding.
+the normalised conditions in place of the class embedding. With `noise` on, G adds learned per-pixel noise
+after every transposed conv (StyleGAN's noise inputs, Karras et al. 2019), one weight per colour at the output:
+a sky's pixel noise comes for free instead of being painted from z (the demo's setting; off by default).
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ import torch
 from torch import nn
 
 from astrogan.conditions import CondSpec
-from astrogan.models.layers import ArchConfig, CondNormalize, check_labels, init_weights, truncate_z
+from astrogan.models.layers import (
+    ArchConfig,
+    CondNormalize,
+    NoiseInjection,
+    NoiseModeMixin,
+    check_labels,
+    init_weights,
+    truncate_z,
+)
 from astrogan.utils.errors import UserError
 
 
@@ -40,6 +50,7 @@ class DCGANConfig(ArchConfig):
     embed_dim: int = 32
     dropout: float = 0.25
     cond: dict | None = None
+    noise: bool = False  # per-pixel noise inputs in G (fixed buffers in eval(): see layers.NoiseInjection)
 
     def validate(self) -> None:
         super().validate()
@@ -101,7 +112,7 @@ class _Conditioned(nn.Module):
         return self.embed(self.cond_norm(c) if self.cond_norm is not None else c)
 
 
-class Generator(_Conditioned):
+class Generator(NoiseModeMixin, _Conditioned):
     """z (N, z_dim) [+ c: labels (N,) or physical conditions (N, K)] -> images (N, channels, S, S) in [-1, 1].
 
     Conditions are in physical units; they are normalised inside with the spec's mean/std.
@@ -121,13 +132,19 @@ class Generator(_Conditioned):
         self.fc = nn.Linear(in_dim, chs[0] * 16, bias=False)
         self.fc_norm = nn.Sequential(nn.BatchNorm2d(chs[0]), nn.LeakyReLU(0.2))
         blocks: list[nn.Module] = []
-        for c_in, c_out in zip(chs[:-1], chs[1:], strict=True):
+        noise = lambda res, ch=1: [NoiseInjection(res, seed=res, channels=ch)] if cfg.noise else []  # noqa: E731
+        for i, (c_in, c_out) in enumerate(zip(chs[:-1], chs[1:], strict=True)):
             blocks += [
                 nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                *noise(8 << i),
                 nn.BatchNorm2d(c_out),
                 nn.LeakyReLU(0.2),
             ]
-        blocks += [nn.ConvTranspose2d(chs[-1], cfg.channels, 4, 2, 1), nn.Tanh()]
+        blocks += [
+            nn.ConvTranspose2d(chs[-1], cfg.channels, 4, 2, 1),
+            *noise(cfg.image_size, cfg.channels),
+            nn.Tanh(),
+        ]
         self.blocks = nn.Sequential(*blocks)
         init_weights(self)
         if self.cond_norm is not None and isinstance(self.embed, nn.Linear):

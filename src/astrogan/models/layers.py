@@ -157,9 +157,10 @@ class NoiseInjection(nn.Module):
 
     MODES: ClassVar[tuple[str, ...]] = ("auto", "random", "const", "none")
 
-    def __init__(self, resolution: int, *, seed: int) -> None:
+    def __init__(self, resolution: int, *, seed: int, channels: int = 1) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(1))
+        # One weight for all channels by default; `channels` > 1: one per channel (coloured noise, e.g. a sky's).
+        self.weight = nn.Parameter(torch.zeros(channels))
         gen = torch.Generator().manual_seed(seed)
         # Own generator: building a model must not depend on (or shift) the global RNG for this buffer.
         self.register_buffer("const_noise", torch.randn(1, 1, resolution, resolution, generator=gen))
@@ -175,7 +176,7 @@ class NoiseInjection(nn.Module):
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=torch.float32)
         else:
             noise = self.const_noise
-        return x + (self.weight * noise).to(x.dtype)
+        return x + (self.weight.view(1, -1, 1, 1) * noise).to(x.dtype)
 
 
 class NoiseModeMixin:
