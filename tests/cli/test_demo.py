@@ -14,8 +14,14 @@ pytestmark = pytest.mark.slow  # spawns processes or a browser
 
 
 def test_quick_demo_writes_the_whole_page(tmp_path, capsys):
+    import json
+
+    import torch
+
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    threads = torch.get_num_threads()
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu", "--threads", "1"]) == 0
+    assert torch.get_num_threads() == threads  # the caller's thread count is given back
     page = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert page == out / "index.html"
     html = page.read_text()
@@ -43,6 +49,8 @@ def test_quick_demo_writes_the_whole_page(tmp_path, capsys):
         assert im.n_frames >= 2
     runs = list((out / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "checkpoints" / "generator.safetensors").is_file()
+    assert "on 1 thread<" in html or "on 1 thread " in html
+    assert json.loads((runs[0] / "config.json").read_text())["model"]["noise"] is True  # the demo's DCGAN
 
 
 def test_demo_refuses_a_foreign_folder(tmp_path, capsys):

@@ -27,11 +27,14 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         quick: bool = typer.Option(False, "--quick", help="A tiny run (seconds) to check the installation."),
         seed: int = typer.Option(0, "--seed", help="Seed of everything random in the demo."),
+        threads: int = typer.Option(
+            None, "--threads", min=1, help="Torch threads on a CPU (default: one per physical core)."
+        ),
     ) -> None:
         """Build a dataset from the Hubble XDF + Sérsic galaxies, train a small GAN, write index.html."""
         from astrogan.demo import DemoConfig, run_demo
 
-        kwargs: dict = {"out": str(out), "arch": arch, "device": device, "seed": seed}
+        kwargs: dict = {"out": str(out), "arch": arch, "device": device, "seed": seed, "threads": threads}
         if quick:
             kwargs.update(
                 num_hdf_crops=24,
