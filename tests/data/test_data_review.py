@@ -371,6 +371,81 @@ def test_rotated_tile_saved_as_jpeg_is_flagged_blank(shared_data, tmp_path, name
     assert "blank" not in flags_of(save(clean, tmp_path / "clean" / f"{Path(name).stem}.png"))
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_rotated_tile_merged_with_black_noisy_sky_is_flagged_blank(shared_data, tmp_path, suffix):
+    # The calibration set's copy (original 204, rng [0, 204, len("rotated")]): the zero wedges touch dark sky
+    # that is noisy, not zero; flat by the dark rule, the sky merged with all four wedges into regions with
+    # ragged edges and none was a gap (blank_frac 0). Judged by their exact-fill parts, the wedges are cut
+    # out of the sky along their own edges.
+    name = "galaxyzoo-examples/goods_full-1_a-1_0.jpg"
+    clean = load_rgb(shared_data / name)
+    rng = [0, 204, len("rotated")]
+    tile, _ = rotated(clean, np.random.default_rng(rng))
+    wedges, _ = rotated(np.full_like(clean, 255), np.random.default_rng(rng))
+    true_frac = float((wedges.max(axis=-1) == 0).mean())  # 0.37
+    path = tmp_path / f"tile{suffix}"
+    Image.fromarray(tile).save(path, **({"quality": 92} if suffix == ".jpg" else {}))
+    row, _ = review_file(path)
+    assert "blank" in row["flags"], row
+    # The wedges, not the sky with them (PNG: all four wedges, 0.35; JPEG: the two with the cleaner edges).
+    assert (0.4 if suffix == ".jpg" else 0.8) * true_frac <= row["blank_frac"] <= true_frac + 0.02, row
+    assert "blank" not in flags_of(save(clean, tmp_path / "clean.png"))
+
+
+@pytest.mark.parametrize(
+    ("name", "k"),
+    [("galaxyzoo-examples/candels-12_a-1_0.jpg", 134), ("hubble-showcase/potw1346a.png", 114)],
+)
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_offset_seam_on_black_sky_is_a_seam_not_a_gap(shared_data, tmp_path, name, k, suffix):
+    # The calibration set's copies (original k, rng [0, k, len("seam_offset")]): the darker tile's black, noisy
+    # sky had one long straight edge, the seam, and was taken for a blank gap (blank_frac 0.45-0.50) whose
+    # edge rows the seam measure skips (seam 0.21-0.41). Mostly noise, not exact fill, it is no gap now.
+    clean = load_rgb(shared_data / name)
+    tiles, _ = seam(clean, np.random.default_rng([0, k, len("seam_offset")]), kind=1)
+    path = tmp_path / f"tiles{suffix}"
+    Image.fromarray(tiles).save(path, **({"quality": 92} if suffix == ".jpg" else {}))
+    flags = flags_of(path)
+    assert "seam" in flags and "blank" not in flags, flags
+    assert not {"seam", "blank"} & flags_of(save(clean, tmp_path / "clean.png"))
+
+
+@pytest.mark.parametrize(
+    ("name", "k", "suffix"),
+    [
+        ("hubble-showcase/heic1518a.png", 82, ".png"),
+        ("hubble-showcase/heic1518a.png", 82, ".jpg"),
+        ("hubble-showcase/opo9828c.png", 109, ".png"),
+    ],
+)
+def test_offset_seam_on_flat_black_sky_is_no_gap(shared_data, tmp_path, name, k, suffix):
+    # Calibration copies again, on sky that is exactly flat: both tiles' skies are flat (fill), with the seam a
+    # long straight edge between them (blank_frac 0.16 and 0.62 before FLAT_EDGE_PX). A gap's edge meets the
+    # picture, not another flat area.
+    clean = load_rgb(shared_data / name)
+    tiles, _ = seam(clean, np.random.default_rng([0, k, len("seam_offset")]), kind=1)
+    path = tmp_path / f"tiles{suffix}"
+    Image.fromarray(tiles).save(path, **({"quality": 92} if suffix == ".jpg" else {}))
+    flags = flags_of(path)
+    assert "seam" in flags and "blank" not in flags, flags
+
+
+def test_planet_on_flat_sky_saved_as_jpeg_is_not_blank(shared_data, tmp_path):
+    # Saturn on flat dark sky, re-saved as JPEG q92: the flat sky's edge follows the 8x8 blocks around the planet
+    # and its ring, axis-aligned and long (0.74 of the side), but the sky is not exactly 0 (FILL_ZERO_AXIS).
+    path = tmp_path / "saturn.jpg"
+    Image.fromarray(load_rgb(shared_data / "hubble-showcase" / "opo9828c.png")).save(path, quality=92)
+    assert "blank" not in flags_of(path)
+
+
+def test_flat_band_against_noisy_sky_is_no_noise_seam(shared_data):
+    # A survey cutout with a zero-filled band along its right edge (7% of the side: too narrow for a blank
+    # gap): its edge is a roughness step from none to sky noise (seam_noise 1.0 before SEAM_NOISE_FLOOR, 0.06
+    # after). A noise seam joins two noisy tiles; a flat fill's edge is no noise seam.
+    row, _ = review_file(shared_data / "galaxyzoo-examples" / "sloan_singleband-9_a-0_0.jpg")
+    assert "seam" not in row["flags"] and row["seam_noise"] < 0.5 * rf.SEAM_NOISE_FRAC, row
+
+
 @pytest.mark.parametrize(
     ("name", "seed"), [("nasa-esa-press/potw1345a.jpg", 1), ("galaxyzoo-examples/sloan-4_a-2_3.jpg", 1)]
 )
