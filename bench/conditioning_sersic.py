@@ -65,6 +65,11 @@ def main() -> None:
         default=None,
         help="the auxiliary condition regressor's weight (training.cond_aux; 0: off; default: the loss's)",
     )
+    ap.add_argument(
+        "--cond-bn",
+        action="store_true",
+        help="DCGAN with conditional BatchNorm (the condition at every resolution)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -122,6 +127,8 @@ def main() -> None:
         grid = spec.regular_grid(4)
         for arch in [a for a in args.archs.split(",") if a]:
             settings = _arch_settings(arch, args.width, load_preset)
+            if args.cond_bn and arch == "dcgan":
+                settings["model"] = {**settings["model"], "cond_bn": True}
             if args.cond_weight is not None:
                 settings["loss"] = {**settings.get("loss", {}), "cond_weight": args.cond_weight}
             cfg = TrainConfig(
@@ -134,7 +141,8 @@ def main() -> None:
                 save_every=min(args.steps, 500),
                 evaluate_every=args.steps,
                 results_dir=str(root / "runs"),
-                name=f"{arch}-w{args.cond_weight}" if args.cond_weight is not None else arch,
+                name=(f"{arch}-w{args.cond_weight}" if args.cond_weight is not None else arch)
+                + ("-cbn" if args.cond_bn and arch == "dcgan" else ""),
                 device="cpu",
                 seed=args.seed,
                 num_snapshot_seeds=16,

@@ -374,3 +374,18 @@ def test_dcgan_with_noise_inputs_exports_with_parity(tmp_path, fmt):
     result = export_module(G.eval(), tmp_path / "noise", fmt=fmt)
     parity = json.loads((result.out_dir / "model.json").read_text())["parity"]
     assert parity["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_dcgan_with_conditional_batchnorm_exports_with_parity(tmp_path, fmt):
+    from astrogan.models.dcgan import DCGANConfig, Generator
+
+    torch.manual_seed(0)
+    G = Generator(DCGANConfig(image_size=16, z_dim=8, ngf=8, ndf=8, num_classes=3, cond_bn=True))
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if ".gain." in name or ".bias.weight" in name:
+                p.normal_(0, 0.3)
+    result = export_module(G.eval(), tmp_path / "cbn", fmt=fmt)
+    meta = json.loads((result.out_dir / "model.json").read_text())
+    assert meta["inputs"]["class"] == "c" and meta["parity"]["max_abs_diff"] <= 1e-4

@@ -198,3 +198,38 @@ def test_noise_weights_learn() -> None:
 
     grads = [m.weight.grad for m in G.modules() if isinstance(m, NoiseInjection)]
     assert len(grads) == 2 and all(g is not None and g.abs().sum() > 0 for g in grads)  # at 8 and 16 px
+
+
+@pytest.mark.parametrize("kind", ["classes", "physical"])
+def test_conditional_batchnorm_carries_the_condition_to_every_resolution(kind: str) -> None:
+    """With the input path cut (the embedding's columns of the dense layer zeroed), only cond_bn still
+    makes the picture depend on the condition."""
+    from tests.helpers.conditions import SPEC
+
+    cond_kw = {"num_classes": 3} if kind == "classes" else {"cond": SPEC.to_dict()}
+    c = (
+        torch.tensor([0, 2])
+        if kind == "classes"
+        else torch.tensor(SPEC.mean, dtype=torch.float32).repeat(2, 1)
+    )
+    if kind == "physical":
+        c[1] = c[1] * 1.5
+    z = torch.randn(1, 8).repeat(2, 1)
+    for cond_bn in (False, True):
+        torch.manual_seed(5)
+        G = Generator(tiny(cond_bn=cond_bn, **cond_kw))
+        warm_up(G, 8, c.repeat(4, *([1] * (c.dim() - 1))))
+        with torch.no_grad():
+            G.fc.weight[:, 8:] = 0  # columns of the condition embedding, concatenated after z
+            for m in G.modules():  # make the conditional scales and shifts matter
+                if hasattr(m, "gain") and isinstance(m.gain, torch.nn.Linear):
+                    m.gain.weight.normal_(0, 0.5)
+                    m.bias.weight.normal_(0, 0.5)
+            x = G(z, c)
+        assert bool((x[0] - x[1]).abs().max() > 1e-3) is cond_bn
+
+
+def test_conditional_batchnorm_needs_a_conditional_model() -> None:
+    with pytest.raises(UserError, match="cond_bn needs a conditional model") as err:
+        Generator(tiny(cond_bn=True))
+    assert "\n" not in str(err.value)

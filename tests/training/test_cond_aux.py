@@ -12,6 +12,7 @@ from PIL import Image
 from astrogan.conditions import CondSpec
 from astrogan.data.build import BuildOptions, build_dataset
 from astrogan.data.dataset import open_dataset
+from astrogan.models import ARCHS
 from astrogan.sampling.generator import load_generator
 from astrogan.training.cond_aux import CondAux
 from astrogan.training.loop import train
@@ -109,9 +110,11 @@ def blob_ds(tmp_path_factory):
     return root / "ds"
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "stylegan2"])
+@pytest.mark.parametrize("arch", ["dcgan", "dcgan-cond_bn", "stylegan2"])
 def test_conditional_run_trains_the_regressor_and_resumes_bit_exactly(blob_ds, tmp_path, arch: str) -> None:
-    kw = dict(cond=("flux",), num_train_steps=4, save_every=2, evaluate_every=4)
+    kw: dict = dict(cond=("flux",), num_train_steps=4, save_every=2, evaluate_every=4)
+    if arch == "dcgan-cond_bn":  # conditional BatchNorm: the condition in every layer of G
+        arch, kw["model"] = "dcgan", {**ARCHS["dcgan"].tiny, "cond_bn": True}
     full = train(tiny_train_config(blob_ds, tmp_path, arch, name="full", **kw), show_progress=False)
     killed = tiny_train_config(blob_ds, tmp_path, arch, name="killed", **kw)
     with pytest.raises(Kill):
@@ -125,6 +128,8 @@ def test_conditional_run_trains_the_regressor_and_resumes_bit_exactly(blob_ds, t
         assert torch.equal(t, aux_b["net"][name]), f"regressor {name} differs after resume"
     for name, t in a["G"].items():
         assert torch.equal(t, b["G"][name]), f"G.{name} differs after resume"
+    if "model" in kw:
+        assert any(".gain.weight" in name for name in a["G"])
 
 
 def test_cond_weight_zero_trains_no_regressor(blob_ds, tmp_path) -> None:

@@ -8,6 +8,9 @@ Conditioned on continuous physical parameters when `cond` is set: the same two p
 the normalised conditions in place of the class embedding. With `noise` on, G adds learned per-pixel noise
 after every transposed conv (StyleGAN's noise inputs, Karras et al. 2019), one weight per colour at the output:
 a sky's pixel noise comes for free instead of being painted from z (the demo's setting; off by default).
+With `cond_bn` on (conditional models), every BatchNorm of G takes its scale and shift from the condition's
+embedding (conditional BatchNorm, de Vries et al. 2017; the SNGAN/BigGAN generators): the condition reaches
+every resolution instead of only the 4x4 input.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class DCGANConfig(ArchConfig):
     dropout: float = 0.25
     cond: dict | None = None
     noise: bool = False  # per-pixel noise inputs in G (fixed buffers in eval(): see layers.NoiseInjection)
+    cond_bn: bool = False  # conditional BatchNorm in G (needs classes or physical conditions)
 
     def validate(self) -> None:
         super().validate()
@@ -112,6 +116,22 @@ class _Conditioned(nn.Module):
         return self.embed(self.cond_norm(c) if self.cond_norm is not None else c)
 
 
+class CondBatchNorm2d(nn.Module):
+    """BatchNorm without its own affine; scale 1 + gain(e) and shift bias(e) from the condition embedding e.
+
+    x (N, C, H, W), e (N, E) -> (N, C, H, W)."""
+
+    def __init__(self, channels: int, embed_dim: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(embed_dim, channels)
+        self.bias = nn.Linear(embed_dim, channels)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        gain, bias = self.gain(e).to(x.dtype), self.bias(e).to(x.dtype)
+        return self.bn(x) * (1.0 + gain[:, :, None, None]) + bias[:, :, None, None]
+
+
 class Generator(NoiseModeMixin, _Conditioned):
     """z (N, z_dim) [+ c: labels (N,) or physical conditions (N, K)] -> images (N, channels, S, S) in [-1, 1].
 
@@ -129,15 +149,21 @@ class Generator(NoiseModeMixin, _Conditioned):
         chs = cfg.g_channels()
         self._init_conditioning(cfg, cfg.embed_dim)
         in_dim = cfg.z_dim + (cfg.embed_dim if self.embed is not None else 0)
+        if cfg.cond_bn and self.embed is None:  # here, not in validate(): the run sets classes/cond later
+            raise UserError(
+                "dcgan config cond_bn needs a conditional model: train with --num-classes or --cond"
+            )
         self.fc = nn.Linear(in_dim, chs[0] * 16, bias=False)
-        self.fc_norm = nn.Sequential(nn.BatchNorm2d(chs[0]), nn.LeakyReLU(0.2))
+        self.cond_bn = bool(cfg.cond_bn)
+        bn = (lambda ch: CondBatchNorm2d(ch, cfg.embed_dim)) if cfg.cond_bn else nn.BatchNorm2d  # noqa: E731
+        self.fc_norm = nn.Sequential(bn(chs[0]), nn.LeakyReLU(0.2))
         blocks: list[nn.Module] = []
         noise = lambda res, ch=1: [NoiseInjection(res, seed=res, channels=ch)] if cfg.noise else []  # noqa: E731
         for i, (c_in, c_out) in enumerate(zip(chs[:-1], chs[1:], strict=True)):
             blocks += [
                 nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
                 *noise(8 << i),
-                nn.BatchNorm2d(c_out),
+                bn(c_out),
                 nn.LeakyReLU(0.2),
             ]
         blocks += [
@@ -158,10 +184,16 @@ class Generator(NoiseModeMixin, _Conditioned):
         # Range check only outside training: it reads labels back from the device.
         self._check(c, z.shape[0], check_range=not self.training)
         z = truncate_z(z, trunc)  # z only: truncation must not move the conditions
-        if self.embed is not None and c is not None:
-            z = torch.cat([z, self._embed_c(c).to(z.dtype)], dim=1)
+        e = self._embed_c(c).to(z.dtype) if self.embed is not None and c is not None else None
+        if e is not None:
+            z = torch.cat([z, e], dim=1)
         x = self.fc(z).view(z.shape[0], -1, 4, 4)
-        return self.blocks(self.fc_norm(x))
+        if not self.cond_bn:
+            return self.blocks(self.fc_norm(x))
+        assert e is not None  # cond_bn models are conditional: _check refused a missing c
+        for m in [*self.fc_norm, *self.blocks]:
+            x = m(x, e) if isinstance(m, CondBatchNorm2d) else m(x)
+        return x
 
 
 class Discriminator(_Conditioned):

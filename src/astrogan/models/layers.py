@@ -115,7 +115,7 @@ def init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:  # conditional BN has no affine
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
