@@ -392,6 +392,15 @@ def test_rotated_tile_merged_with_black_noisy_sky_is_flagged_blank(shared_data, 
     assert "blank" not in flags_of(save(clean, tmp_path / "clean.png"))
 
 
+def _offset_seam_copy(src, k: int, path):
+    """(clean picture, path of its offset-seam copy as the calibration set makes it: rng [0, k, "seam_offset"]);
+    saved as JPEG q92 when `path` ends in .jpg."""
+    clean = load_rgb(src)
+    tiles, _ = seam(clean, np.random.default_rng([0, k, len("seam_offset")]), kind=1)
+    Image.fromarray(tiles).save(path, **({"quality": 92} if path.suffix == ".jpg" else {}))
+    return clean, path
+
+
 @pytest.mark.parametrize(
     ("name", "k"),
     [("galaxyzoo-examples/candels-12_a-1_0.jpg", 134), ("hubble-showcase/potw1346a.png", 114)],
@@ -401,10 +410,7 @@ def test_offset_seam_on_black_sky_is_a_seam_not_a_gap(shared_data, tmp_path, nam
     # The calibration set's copies (original k, rng [0, k, len("seam_offset")]): the darker tile's black, noisy
     # sky had one long straight edge, the seam, and was taken for a blank gap (blank_frac 0.45-0.50) whose
     # edge rows the seam measure skips (seam 0.21-0.41). Mostly noise, not exact fill, it is no gap now.
-    clean = load_rgb(shared_data / name)
-    tiles, _ = seam(clean, np.random.default_rng([0, k, len("seam_offset")]), kind=1)
-    path = tmp_path / f"tiles{suffix}"
-    Image.fromarray(tiles).save(path, **({"quality": 92} if suffix == ".jpg" else {}))
+    clean, path = _offset_seam_copy(shared_data / name, k, tmp_path / f"tiles{suffix}")
     flags = flags_of(path)
     assert "seam" in flags and "blank" not in flags, flags
     assert not {"seam", "blank"} & flags_of(save(clean, tmp_path / "clean.png"))
@@ -422,10 +428,7 @@ def test_offset_seam_on_flat_black_sky_is_no_gap(shared_data, tmp_path, name, k,
     # Calibration copies again, on sky that is exactly flat: both tiles' skies are flat (fill), with the seam a
     # long straight edge between them (blank_frac 0.16 and 0.62 before FLAT_EDGE_PX). A gap's edge meets the
     # picture, not another flat area.
-    clean = load_rgb(shared_data / name)
-    tiles, _ = seam(clean, np.random.default_rng([0, k, len("seam_offset")]), kind=1)
-    path = tmp_path / f"tiles{suffix}"
-    Image.fromarray(tiles).save(path, **({"quality": 92} if suffix == ".jpg" else {}))
+    _, path = _offset_seam_copy(shared_data / name, k, tmp_path / f"tiles{suffix}")
     flags = flags_of(path)
     assert "seam" in flags and "blank" not in flags, flags
 

@@ -23,16 +23,18 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def usable_cpus() -> set[int]:
+    """The CPU numbers this process may run on (its affinity; all CPUs where affinity is unknown)."""
+    return (
+        set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    )
+
+
 def physical_cores(sys_cpu: Path = Path("/sys/devices/system/cpu")) -> int:
     """Physical cores this process may run on: the CPUs of its affinity, with hyper-threads of one core counted
     once (Linux topology files); the CPU count where those are not readable."""
-    cpus = (
-        sorted(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else list(range(os.cpu_count() or 1))
-    )
     cores = set()
-    for cpu in cpus:
+    for cpu in sorted(usable_cpus()):
         topo = sys_cpu / f"cpu{cpu}" / "topology"
         try:
             cores.add(
@@ -61,9 +63,7 @@ def busy_fraction(interval: float = 0.5, proc_stat: Path = Path("/proc/stat")) -
     this process sleeps; 0 where /proc/stat cannot be read."""
     import time
 
-    cpus = (
-        set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-    )
+    cpus = usable_cpus()
     try:
         b0, t0 = _cpu_times(proc_stat, cpus)
         time.sleep(interval)
