@@ -67,7 +67,7 @@ def fidelity_lines(
             "morphology could not be measured (see fidelity/report.html)"
             if ratio is None
             else f"morphology distance {ratio:.1f}x the real-vs-real floor over {len(fakes)} fakes (1 = as alike "
-            "as two halves of the real set; a long GPU run reaches 1-2); details in fidelity/report.html",
+            "as two halves of the real set); details in fidelity/report.html",
         )
     ]
     split = split_fakes(real, in_part, fakes, seed=seed)
