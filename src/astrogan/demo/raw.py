@@ -2,7 +2,7 @@
 
 Raw pictures: random crops of the Hubble eXtreme Deep Field (scikit-image's `hubble_deep_field`) and
 Sérsic galaxies rendered with GalSim, coloured by profile (bulgy n > 2.5 ones yellow, discs blue-white), on a
-deep picture's sky: a little above black, its noise never clipped (see `make_sersic_pngs`).
+deep picture's sky: a little above black, its noise almost never clipped (see `make_sersic_pngs`).
 """
 
 from __future__ import annotations
@@ -53,12 +53,8 @@ def make_sersic_pngs(out_dir: Path, *, num: int, image_size: int, seed: int) -> 
     sky = SKY_LEVEL_SIGMAS * SERSIC_NOISE_SIGMA
     out_dir.mkdir(parents=True, exist_ok=True)
     # GalSim rows run bottom-up (FITS convention); flip once so the PNG looks like the FITS in DS9.
-    gray = (
-        asinh_stretch(
-            images[:, 0, ::-1, :] + sky, softening=SOFTENING_SIGMAS * SERSIC_NOISE_SIGMA, vmax=vmax
-        ).astype(np.float32)
-        / 255.0
-    )
+    soft = SOFTENING_SIGMAS * SERSIC_NOISE_SIGMA
+    gray = asinh_stretch(images[:, 0, ::-1, :] + sky, softening=soft, vmax=vmax).astype(np.float32) / 255.0
     for i in range(num):
         tint = np.array([1.0, 0.86, 0.62] if params["sersic_n"][i] > 2.5 else [0.78, 0.88, 1.0], np.float32)
         rgb = np.clip(gray[i][:, :, None] * tint * 255.0 + 0.5, 0, 255).astype(np.uint8)

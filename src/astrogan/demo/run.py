@@ -93,9 +93,9 @@ def _arch_settings(cfg: DemoConfig) -> dict[str, Any]:
     """Small-model knobs per architecture: FastGAN and DCGAN at `model_width`, StyleGAN2 from the `small` preset."""
     if cfg.arch in ("fastgan", "dcgan"):
         width = cfg.model_width or {"fastgan": 8, "dcgan": 16}[cfg.arch]
-        # No noise inputs for the DCGAN (models.dcgan `noise`): over seeds 0-3 (on the earlier black-sky Sérsic
-        # pictures) they left the fidelity where it was
-        # (all images 9.5x vs 8.5x the floor, Sérsic part 12.3x vs 11.6x; the seed alone moves it 7.6x-16.7x).
+        # No noise inputs for the DCGAN (models.dcgan `noise`): over seeds 0-3, on the earlier black-sky Sérsic
+        # pictures, they left the fidelity where it was (all images 9.5x vs 8.5x the floor, Sérsic part 12.3x vs
+        # 11.6x; the seed alone moves it 7.6x-16.7x).
         return {"model": {"ngf": width, "ndf": width}}
     if cfg.arch == "stylegan2":
         preset = load_preset("small")
