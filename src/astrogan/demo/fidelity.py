@@ -42,12 +42,12 @@ def centre_features(images: np.ndarray) -> np.ndarray:
 
 
 def part_features(images: np.ndarray) -> np.ndarray:
-    """Weight-free features `(N, 4C + 3)` that tell the demo's parts apart: frame mean/std and spectrum slope per
+    """Weight-free features `(N, 3C + 3)` that tell the demo's parts apart: frame mean/std and spectrum slope per
     band, and where the light sits (`centre_features`).
 
     Sérsic stamps are one centred galaxy on a sky of known noise; Hubble crops are busy fields. Without the centre
-    features 4% of the reals were called the wrong part (held-out), and dark generated fields with a few
-    off-centre blobs were called Sérsic galaxies; with them, 0.1%.
+    features 4.3% of the demo's reals were called the wrong part (held-out; 0.1% with them), and dark generated
+    fields with a few off-centre blobs were called Sérsic galaxies.
     """
     from astrogan.metrics.composition import frame_stats, spectrum_slopes
 
