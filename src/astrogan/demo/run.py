@@ -1,7 +1,7 @@
 """`astrogan demo`: the whole road on data that ships with the installed packages, on a CPU, in minutes.
 
 Raw pictures (`astrogan.demo.raw`) -> dataset build -> a small DCGAN at 64 px (the CPU race's winner: 60 kimg in
-~3 minutes on 2 cores) -> final grid, interpolation sheet, average of 1,000 fakes, progress GIF, training curves,
+~2 minutes on 2 cores) -> final grid, interpolation sheet, average of 1,000 fakes, progress GIF, training curves,
 fidelity figures (all images, and the Sérsic part alone: `astrogan.demo.fidelity`) -> one index.html
 (`astrogan.demo.page`) that shows them beside a grid of real crops, saying how far training got and why.
 """
@@ -44,7 +44,7 @@ class DemoConfig:
     num_sersic: int = 512
     image_size: int = 64
     arch: str = "dcgan"
-    num_train_steps: int = 3750  # 60 kimg at batch 16: ~3 minutes for the DCGAN on 2 quiet cores
+    num_train_steps: int = 3750  # 60 kimg at batch 16: ~2 minutes for the DCGAN on 2 quiet cores
     batch_size: int = 16
     model_width: int | None = None  # ngf = ndf; None: 8 for FastGAN, 16 for DCGAN (the CPU preset's)
     aug_prob: float = 0.3

@@ -1,9 +1,10 @@
 """DCGAN (Radford et al. 2016, "Unsupervised representation learning with deep convolutional GANs").
 
 Dense layer to 4x4 features, strided transposed convs doubling the resolution, tanh output; a strided-conv
-discriminator with BatchNorm, LeakyReLU(0.2) and dropout. Class-conditional when num_classes > 0: the
-generator concatenates a learned class embedding to z and the discriminator adds a projection term
-(Miyato & Koyama 2018, "cGANs with projection discriminator"), the Galaxy10 conditional-GAN setup.
+discriminator with BatchNorm, LeakyReLU(0.2) and dropout (layers.ByteDropout: the same maths, faster on a
+CPU). Class-conditional when num_classes > 0: the generator concatenates a learned class embedding to z and
+the discriminator adds a projection term (Miyato & Koyama 2018, "cGANs with projection discriminator"), the
+Galaxy10 conditional-GAN setup.
 Conditioned on continuous physical parameters when `cond` is set: the same two paths with a linear map of
 the normalised conditions in place of the class embedding. With `noise` on, G adds learned per-pixel noise
 after every transposed conv (StyleGAN's noise inputs, Karras et al. 2019), one weight per colour at the output.
@@ -26,6 +27,7 @@ from torch import nn
 from astrogan.conditions import CondSpec
 from astrogan.models.layers import (
     ArchConfig,
+    ByteDropout,
     CondNormalize,
     NoiseInjection,
     NoiseModeMixin,
@@ -211,14 +213,14 @@ class Discriminator(_Conditioned):
         layers: list[nn.Module] = [
             nn.Conv2d(cfg.channels, chs[0], 4, 2, 1),
             nn.LeakyReLU(0.2),
-            nn.Dropout(cfg.dropout),
+            ByteDropout(cfg.dropout),
         ]
         for c_in, c_out in zip(chs[:-1], chs[1:], strict=True):
             layers += [
                 nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
                 nn.BatchNorm2d(c_out),
                 nn.LeakyReLU(0.2),
-                nn.Dropout(cfg.dropout),
+                ByteDropout(cfg.dropout),
             ]
         self.features = nn.Sequential(*layers)
         feat_dim = chs[-1] * 16
