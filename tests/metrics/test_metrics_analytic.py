@@ -11,8 +11,17 @@ from astrogan.metrics.morphology import gini, m20, measure_morphology, sersic_pr
 from astrogan.metrics.spectrum import compare_spectra, radial_spectrum
 
 
-def render_sersic(n: float, r_eff: float, *, size: int = 48, q: float = 1.0, theta: float = 0.0,
-                  noise: float = 0.0, seed: int = 0, oversample: int = 3) -> np.ndarray:
+def render_sersic(
+    n: float,
+    r_eff: float,
+    *,
+    size: int = 48,
+    q: float = 1.0,
+    theta: float = 0.0,
+    noise: float = 0.0,
+    seed: int = 0,
+    oversample: int = 3,
+) -> np.ndarray:
     """A centred Sérsic stamp, pixel-integrated by oversampling: float64 (size, size)."""
     s = oversample
     sub = (np.arange(size * s) + 0.5) / s - 0.5

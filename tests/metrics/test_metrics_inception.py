@@ -237,10 +237,14 @@ def test_fid_with_the_holzschuh_protocol_uses_magma_images(weights_file):
     fake = rng.integers(0, 256, (4, 16, 16, 1), dtype=np.uint8)
     ours = run_metrics(["fid"], real, fake, inception_weights=str(weights_file))
     paper = run_metrics(["fid"], real, fake, inception_weights=str(weights_file), protocol="holzschuh2022")
-    assert run_metrics(["fid"], real, real, inception_weights=str(weights_file),
-                       protocol="holzschuh2022").scalars["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert run_metrics(
+        ["fid"], real, real, inception_weights=str(weights_file), protocol="holzschuh2022"
+    ).scalars["fid"] == pytest.approx(0.0, abs=1e-3)
     # Grey replicated to RGB versus one band through magma: other features, another FID.
-    assert paper.scalars["fid"] > 0 and abs(paper.scalars["fid"] - ours.scalars["fid"]) > 1e-3 * ours.scalars["fid"]
+    assert (
+        paper.scalars["fid"] > 0
+        and abs(paper.scalars["fid"] - ours.scalars["fid"]) > 1e-3 * ours.scalars["fid"]
+    )
 
 
 def test_eval_refuses_bad_weights_before_generating(tmp_path, monkeypatch):
@@ -250,6 +254,19 @@ def test_eval_refuses_bad_weights_before_generating(tmp_path, monkeypatch):
     bad.write_text("not weights")
     calls = []
     monkeypatch.setattr("astrogan.cli.sample.open_generator", lambda *a: calls.append(a))
-    rc = main(["eval", "--run", str(tmp_path), "--data", str(tmp_path), "--metrics", "fid",
-               "--inception-weights", str(bad), "--out", str(tmp_path / "rep")])
+    rc = main(
+        [
+            "eval",
+            "--run",
+            str(tmp_path),
+            "--data",
+            str(tmp_path),
+            "--metrics",
+            "fid",
+            "--inception-weights",
+            str(bad),
+            "--out",
+            str(tmp_path / "rep"),
+        ]
+    )
     assert rc == 2 and calls == []  # refused before the generator was even opened

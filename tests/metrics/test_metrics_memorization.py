@@ -42,7 +42,9 @@ def test_nearest_k_matches_brute_force():
     d, i = nearest_k(q, ref, 4, chunk=10)
     full = cdist(q, ref)
     want = np.sort(full, axis=1)[:, :4]
-    assert np.allclose(d, want, atol=1e-9) and np.allclose(np.take_along_axis(full, i, axis=1), want, atol=1e-9)
+    assert np.allclose(d, want, atol=1e-9) and np.allclose(
+        np.take_along_axis(full, i, axis=1), want, atol=1e-9
+    )
     # Leave-one-out: a row is never its own neighbour.
     d2, i2 = nearest_k(ref, ref, 3, exclude=np.arange(70), chunk=16)
     assert not (i2 == np.arange(70)[:, None]).any() and (d2[:, 0] > 0).all()

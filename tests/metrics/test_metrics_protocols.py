@@ -322,7 +322,10 @@ def test_protocol_through_run_metrics():
     rng = np.random.default_rng(0)
     yy, xx = np.indices((32, 32))
     real = np.stack(
-        [200 * np.exp(-np.hypot(xx - 16, yy - 16) / rng.uniform(2, 5)) + rng.normal(0, 3, (32, 32)) for _ in range(30)]
+        [
+            200 * np.exp(-np.hypot(xx - 16, yy - 16) / rng.uniform(2, 5)) + rng.normal(0, 3, (32, 32))
+            for _ in range(30)
+        ]
     )
     real = np.clip(real + 10, 0, 255).astype(np.uint8)[..., None]
     fake = np.clip(ndimage.gaussian_filter(real.astype(float), (0, 1.5, 1.5, 0)), 0, 255).astype(np.uint8)

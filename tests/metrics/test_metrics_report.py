@@ -30,9 +30,18 @@ def test_compute_metrics_scalars_and_cache(tmp_path):
     real, fake = galaxies(210, seed=0), galaxies(40, seed=1, scale=2.0)
     names = ["spectrum", "morphology", "memorization", "prdc"]
     m = compute_metrics(names, real, fake, cache_dir=tmp_path, cache_key="abc123")
-    for k in ("spectrum_w1_mean", "spectrum_floor_w1_mean", "morph_w1_mean", "morph_w1_gini", "morph_floor_w1_mean",
-              "morph_ratio_mean", "memorization_fraction", "memorization_fraction_pixels_low", "prdc_precision",
-              "prdc_recall_floor"):
+    for k in (
+        "spectrum_w1_mean",
+        "spectrum_floor_w1_mean",
+        "morph_w1_mean",
+        "morph_w1_gini",
+        "morph_floor_w1_mean",
+        "morph_ratio_mean",
+        "memorization_fraction",
+        "memorization_fraction_pixels_low",
+        "prdc_precision",
+        "prdc_recall_floor",
+    ):
         assert k in m and np.isfinite(m[k]), k
     # Twice as large galaxies: far beyond the real-vs-real floor.
     assert m["morph_ratio_mean"] > 3 and m["spectrum_w1_mean"] > 2 * m["spectrum_floor_w1_mean"]
@@ -52,14 +61,21 @@ def test_memorization_refuses_to_judge_a_small_set():
 
     res = run_metrics(["memorization"], galaxies(40, seed=0), galaxies(10, seed=1))
     assert "memorization_fraction" not in res.scalars
-    assert "40 real images are too few" in res.skipped["memorization"] and "200" in res.skipped["memorization"]
+    assert (
+        "40 real images are too few" in res.skipped["memorization"] and "200" in res.skipped["memorization"]
+    )
 
 
 @pytest.mark.slow
 def test_evaluate_writes_report(tmp_path):
     real, fake = galaxies(200, seed=3), galaxies(24, seed=4)
-    doc = evaluate(real, fake, tmp_path / "rep", names=["spectrum", "morphology", "memorization", "fid", "prdc"],
-                   meta={"generator": "test", "step": 1200, "kimg": 19.2})
+    doc = evaluate(
+        real,
+        fake,
+        tmp_path / "rep",
+        names=["spectrum", "morphology", "memorization", "fid", "prdc"],
+        meta={"generator": "test", "step": 1200, "kimg": 19.2},
+    )
     rep = tmp_path / "rep"
     on_disk = json.loads((rep / "metrics.json").read_text())
     assert on_disk["schema"] == "astrogan.metrics/2" and on_disk["metrics"] == doc["metrics"]
@@ -71,7 +87,13 @@ def test_evaluate_writes_report(tmp_path):
         assert r["ratio"] == pytest.approx(r["value"] / r["floor"]) and "real" in r["images"]
     assert on_disk["morphology"]["properties"]["sersic_n"]["num_real"] <= 200
     assert "fid" in on_disk["skipped"] and "fid" not in on_disk["metrics"]
-    for name in ("real_grid.png", "generated_grid.png", "spectrum.png", "morphology.png", "closest_pairs.png"):
+    for name in (
+        "real_grid.png",
+        "generated_grid.png",
+        "spectrum.png",
+        "morphology.png",
+        "closest_pairs.png",
+    ):
         assert Image.open(rep / name).size[0] > 100
     html = (rep / "report.html").read_text()
     assert "spectrum.png" in html and "floor (real vs real)" in html and "pytorch-fid" in html
@@ -104,9 +126,23 @@ def test_eval_command_on_an_onnx_model(tmp_path):
     model.with_suffix(".json").write_text(json.dumps(card))
     out = tmp_path / "report"
     with pytest.warns(UserWarning, match="not the dataset this generator trained on"):
-        rc = main(["eval", "--model", str(model), "--data", str(tmp_path / "ds"), "--num", "12",
-                   "--metrics", "spectrum,morphology,memorization", "--out", str(out),
-                   "--cache-dir", str(tmp_path / "cache")])
+        rc = main(
+            [
+                "eval",
+                "--model",
+                str(model),
+                "--data",
+                str(tmp_path / "ds"),
+                "--num",
+                "12",
+                "--metrics",
+                "spectrum,morphology,memorization",
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
     assert rc == 0
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["num_generated"] == 12 and doc["num_real"] == 16
@@ -134,16 +170,40 @@ def test_eval_command_on_a_run_directory(tmp_path):
     torch.manual_seed(0)
     spec = get_arch("dcgan")
     cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
-    save_generator(spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints",
-                   extra={"step": 40, "kimg": 0.64, "dataset_hash": "sha256:another-set", "run": "00000-t"})
+    save_generator(
+        spec.build_generator(cfg).eval(),
+        arch="dcgan",
+        config=cfg,
+        out_dir=tmp_path / "run" / "checkpoints",
+        extra={"step": 40, "kimg": 0.64, "dataset_hash": "sha256:another-set", "run": "00000-t"},
+    )
     with pytest.warns(UserWarning, match="not the dataset this generator trained on"):
-        rc = main(["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--num", "10",
-                   "--metrics", "spectrum,memorization", "--device", "cpu", "--cache-dir", str(tmp_path / "c")])
+        rc = main(
+            [
+                "eval",
+                "--run",
+                str(tmp_path / "run"),
+                "--data",
+                str(tmp_path / "ds"),
+                "--num",
+                "10",
+                "--metrics",
+                "spectrum,memorization",
+                "--device",
+                "cpu",
+                "--cache-dir",
+                str(tmp_path / "c"),
+            ]
+        )
     assert rc == 0
     doc = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert doc["num_generated"] == 10 and "spectrum_w1_mean" in doc["metrics"]
     assert "12 real images are too few" in doc["skipped"]["memorization"]
-    assert doc["meta"]["step"] == 40 and doc["meta"]["kimg"] == 0.64 and doc["meta"]["trained_on_this_dataset"] is False
+    assert (
+        doc["meta"]["step"] == 40
+        and doc["meta"]["kimg"] == 0.64
+        and doc["meta"]["trained_on_this_dataset"] is False
+    )
 
 
 def test_eval_draws_as_many_images_as_the_metrics_need_and_says_how_long(tmp_path, monkeypatch, capsys):
@@ -165,10 +225,25 @@ def test_eval_draws_as_many_images_as_the_metrics_need_and_says_how_long(tmp_pat
     torch.manual_seed(0)
     spec = get_arch("dcgan")
     cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
-    save_generator(spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints")
+    save_generator(
+        spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints"
+    )
     monkeypatch.setenv("ASTROGAN_QUIET", "0")
-    rc = main(["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--metrics", "spectrum",
-               "--device", "cpu", "--cache-dir", str(tmp_path / "c")])
+    rc = main(
+        [
+            "eval",
+            "--run",
+            str(tmp_path / "run"),
+            "--data",
+            str(tmp_path / "ds"),
+            "--metrics",
+            "spectrum",
+            "--device",
+            "cpu",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     assert rc == 0
     assert json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())["num_generated"] == 1000
     assert "generating 1000 images: about" in " ".join(capsys.readouterr().err.split())

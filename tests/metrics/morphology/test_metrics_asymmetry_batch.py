@@ -21,7 +21,9 @@ def _problems():
         q, th = rng.uniform(0.4, 1.0), rng.uniform(0, np.pi)
         dx, dy = xx - cx, yy - cy
         r = np.hypot(dx * np.cos(th) + dy * np.sin(th), (dy * np.cos(th) - dx * np.sin(th)) / q)
-        img = 50 * np.exp(-r / rng.uniform(1.5, 6)) + 8 * np.exp(-np.hypot(xx - rng.uniform(0, w), yy - cy) / 2)
+        img = 50 * np.exp(-r / rng.uniform(1.5, 6)) + 8 * np.exp(
+            -np.hypot(xx - rng.uniform(0, w), yy - cy) / 2
+        )
         img += rng.normal(0, 0.5, img.shape)
         r_ap = [1.2, 4.0, 9.0, 15.0, 24.0, 40.0, 70.0][k % 7]
         x0, y0 = cx + rng.uniform(-3, 3), cy + rng.uniform(-3, 3)
@@ -58,13 +60,17 @@ def test_a_galaxy_gets_the_same_numbers_alone_and_in_any_batch():
     np.testing.assert_array_equal(reordered, together)
 
 
-@pytest.mark.parametrize(("centre", "max_asym", "tol"), [((20.5, 19.5), 1e-6, 1e-9), ((20.3, 19.6), 0.02, 0.03)])
+@pytest.mark.parametrize(
+    ("centre", "max_asym", "tol"), [((20.5, 19.5), 1e-6, 1e-9), ((20.3, 19.6), 0.02, 0.03)]
+)
 def test_a_symmetric_galaxy_is_found_at_its_centre(centre, max_asym, tol):
     # On the half-pixel grid the rotation is an exact flip (A = 0); off it, bilinear rotation blurs
     # the cusp a little (A ~ 0.01), and the quadratic step still lands within a few hundredths of a px.
     yy, xx = np.indices((41, 41), dtype=np.float64)
     img = 100 * np.exp(-np.hypot(xx - centre[0], yy - centre[1]) / 3.0)
-    asym, xc, yc, drifted = asymmetry_search_batch([img], *(np.array([v]) for v in (19.0, 21.0, 12.0, 0.0, 3.0)))
+    asym, xc, yc, drifted = asymmetry_search_batch(
+        [img], *(np.array([v]) for v in (19.0, 21.0, 12.0, 0.0, 3.0))
+    )
     assert abs(asym[0]) <= max_asym
     assert (xc[0], yc[0]) == pytest.approx(centre, abs=tol)
     assert not drifted[0]

@@ -96,6 +96,8 @@ def test_binned_frames_equal_binned_stamps():
         want = ref_impl._bin_stamp(frames[i, y0:y1, x0:x1], xc[i], yc[i], 4.0)
         m = sw[i] > 0
         assert m.sum() == want.shape[1] and not m[m.sum() :].any()
-        np.testing.assert_allclose(np.stack([x[i, m], y[i, m], sw[i, m] ** 2, zsw[i, m] / sw[i, m]]), want, rtol=1e-12)
+        np.testing.assert_allclose(
+            np.stack([x[i, m], y[i, m], sw[i, m] ** 2, zsw[i, m] / sw[i, m]]), want, rtol=1e-12
+        )
         # The centre's block is split into single pixels.
         assert (want[2][np.hypot(want[0] - xc[i], want[1] - yc[i]) < 1.5] == 1).all()
