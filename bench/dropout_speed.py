@@ -1,6 +1,6 @@
 """Dropout race: the demo's DCGAN trained with torch's nn.Dropout and with astrogan's ByteDropout, in one run.
 
-    python bench/dropout_speed.py              # 4 alternating runs of 400 steps each (~3 minutes on 2 cores)
+    python bench/dropout_speed.py              # 4 alternating runs of 400 steps each (about a minute on 2 cores)
     python bench/dropout_speed.py --quick      # every code path in seconds
 
 The baseline is the same training loop with `nn.Dropout` put back in the DCGAN discriminator (what astrogan

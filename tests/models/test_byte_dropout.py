@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -75,3 +77,18 @@ def test_dcgan_discriminator_drops_in_training_only() -> None:
     assert torch.equal(D(x), D(x))
     D.train()
     assert not torch.allclose(D(x), D(x))
+
+
+@pytest.mark.slow  # compiles (seconds)
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler"
+)
+def test_compiled_byte_dropout_keeps_its_statistics() -> None:
+    # inductor lowers the int64 draw itself: its full range must not overflow into a constant mask
+    d = torch.compile(ByteDropout(0.25).train())
+    torch.manual_seed(0)
+    x = torch.ones(8, 16, 32, 32)
+    a, b = d(x), d(x)
+    assert (a != 0).float().mean().item() == pytest.approx(0.75, abs=0.01)
+    assert a.mean().item() == pytest.approx(1.0, abs=0.02)
+    assert not torch.equal(a, b)
