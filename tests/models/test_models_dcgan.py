@@ -233,3 +233,31 @@ def test_conditional_batchnorm_needs_a_conditional_model() -> None:
     with pytest.raises(UserError, match="cond_bn needs a conditional model") as err:
         Generator(tiny(cond_bn=True))
     assert "\n" not in str(err.value)
+
+
+def _nyquist_share(G: Generator, z_dim: int) -> float:
+    """Share of the output's power on the Nyquist row and column of its 2D spectrum (a checkerboard's home)."""
+    with torch.no_grad():
+        x = G(torch.randn(16, z_dim))[:, 0]
+    p = torch.fft.fft2(x - x.mean(dim=(1, 2), keepdim=True)).abs() ** 2
+    h = x.shape[-1] // 2
+    return float((p[:, h, :].sum() + p[:, :, h].sum() - p[:, h, h].sum()) / p.sum())
+
+
+def test_bilinear_output_upsampling_leaves_no_checkerboard_on_the_pixels() -> None:
+    # A 4x4 stride-2 transposed conv overlaps unevenly and paints a period-2 pattern from the first step (Odena et
+    # al. 2016); upsampling first and convolving after cannot. Measured at init over seeds 0-7: 13-29% of the power
+    # at Nyquist with "transpose" last, 0.03-0.08% with "bilinear" last.
+    shares = {}
+    for up in ("transpose", "bilinear"):
+        torch.manual_seed(0)
+        G = Generator(tiny(image_size=32, channels=1, output_upsample=up))
+        assert G(torch.randn(2, 8)).shape == (2, 1, 32, 32)
+        shares[up] = _nyquist_share(G, 8)
+    assert shares["transpose"] > 0.05 and shares["bilinear"] < 0.005
+    # only the last doubling changes: the inner ones stay transposed convs
+    kinds = [type(m) for m in Generator(tiny(image_size=32, output_upsample="bilinear")).blocks]
+    assert kinds.count(torch.nn.ConvTranspose2d) == 2 and kinds.count(torch.nn.Upsample) == 1
+    assert kinds[-3:] == [torch.nn.Upsample, torch.nn.Conv2d, torch.nn.Tanh]
+    with pytest.raises(UserError, match="output_upsample"):
+        tiny(output_upsample="nearest").validate()

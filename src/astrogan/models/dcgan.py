@@ -11,6 +11,8 @@ after every transposed conv (StyleGAN's noise inputs, Karras et al. 2019), one w
 Off by default: on the demo's data (a sky with pixel noise ~5 grey levels) training turned every noise weight down
 to ~0.001 even when the output's started at the sky's level, before or after the tanh; the fakes' sky stays
 painted from z, smoother from pixel to pixel than the reals' (1.5-1.8 grey levels against 5).
+With `output_upsample="bilinear"` the last doubling is a bilinear upsample and a 3x3 conv: no checkerboard on the
+output pixels, whose star-shaped cores made the demo's fakes asymmetric (the demo's setting; see demo.run).
 With `cond_bn` on (conditional models), every BatchNorm of G takes its scale and shift from the condition's
 embedding (conditional BatchNorm, de Vries et al. 2017; the SNGAN/BigGAN generators): the condition reaches
 every resolution instead of only the 4x4 input.
@@ -37,6 +39,8 @@ from astrogan.models.layers import (
 )
 from astrogan.utils.errors import UserError
 
+OUTPUT_UPSAMPLES = ("transpose", "bilinear")
+
 
 @dataclasses.dataclass(frozen=True)
 class DCGANConfig(ArchConfig):
@@ -59,6 +63,9 @@ class DCGANConfig(ArchConfig):
     cond: dict | None = None
     noise: bool = False  # per-pixel noise inputs in G (fixed buffers in eval(): see layers.NoiseInjection)
     cond_bn: bool = False  # conditional BatchNorm in G (needs classes or physical conditions)
+    # G's last doubling (to the output pixels): "transpose" (4x4 stride-2 transposed conv, the paper's) or "bilinear"
+    # (bilinear upsample + 3x3 conv: no checkerboard on the pixels; see the module docstring for what it measured).
+    output_upsample: str = "transpose"
 
     def validate(self) -> None:
         super().validate()
@@ -67,6 +74,11 @@ class DCGANConfig(ArchConfig):
                 raise UserError(f"dcgan config {name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dcgan config dropout must be in [0, 1), got {self.dropout}")
+        if self.output_upsample not in OUTPUT_UPSAMPLES:
+            raise UserError(
+                f"dcgan config output_upsample must be one of {', '.join(OUTPUT_UPSAMPLES)}, "
+                f"got {self.output_upsample!r}"
+            )
 
     def g_channels(self) -> list[int]:
         """G feature channels at 4, 8, ..., image_size/2 px."""
@@ -91,6 +103,17 @@ def _conditioning(
     if cfg.num_classes > 0:
         return nn.Embedding(cfg.num_classes, out_dim), None
     return None, None
+
+
+def _to_output(c_in: int, channels: int, how: str) -> list[nn.Module]:
+    """G's last doubling, (N, c_in, S, S) -> (N, channels, 2S, 2S): a transposed conv, or bilinear + 3x3 conv."""
+    # A 4x4 stride-2 transposed conv overlaps unevenly: a checkerboard on the pixels (Odena et al. 2016).
+    if how == "bilinear":
+        return [
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(c_in, channels, 3, 1, 1),
+        ]
+    return [nn.ConvTranspose2d(c_in, channels, 4, 2, 1)]
 
 
 class _Conditioned(nn.Module):
@@ -171,7 +194,7 @@ class Generator(NoiseModeMixin, _Conditioned):
                 nn.LeakyReLU(0.2),
             ]
         blocks += [
-            nn.ConvTranspose2d(chs[-1], cfg.channels, 4, 2, 1),
+            *_to_output(chs[-1], cfg.channels, cfg.output_upsample),
             *noise(cfg.image_size, cfg.channels),
             nn.Tanh(),
         ]
