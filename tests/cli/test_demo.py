@@ -60,3 +60,20 @@ def test_demo_refuses_a_foreign_folder(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 2
     assert "not an astrogan demo folder" in capsys.readouterr().err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_train_seed_changes_the_training_run_and_nothing_else(tmp_path, capsys):
+    import json
+
+    def quick(out: Path, *extra: str) -> tuple[str, int, bytes]:
+        args = ["demo", "--quick", "--out", str(out), "--device", "cpu", "--threads", "1", *extra]
+        assert main(args) == 0
+        (run,) = (out / "runs").iterdir()
+        manifest = json.loads((out / "dataset" / "manifest.json").read_text())
+        seed = json.loads((run / "config.json").read_text())["train"]["seed"]
+        return manifest["content_hash"], seed, (run / "checkpoints" / "generator.safetensors").read_bytes()
+
+    hash_a, seed_a, weights_a = quick(tmp_path / "a", "--seed", "0")
+    hash_b, seed_b, weights_b = quick(tmp_path / "b", "--seed", "0", "--train-seed", "3")
+    assert hash_a == hash_b  # the same pictures, built the same way
+    assert (seed_a, seed_b) == (0, 3) and weights_a != weights_b

@@ -27,6 +27,11 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         quick: bool = typer.Option(False, "--quick", help="A tiny run (seconds) to check the installation."),
         seed: int = typer.Option(0, "--seed", help="Seed of everything random in the demo."),
+        train_seed: int = typer.Option(
+            None,
+            "--train-seed",
+            help="Seed of training alone (default: --seed): the same data and measurements, another training run.",
+        ),
         threads: int = typer.Option(
             None, "--threads", min=1, help="Torch threads on a CPU (default: one per physical core)."
         ),
@@ -35,6 +40,7 @@ def register(app: typer.Typer) -> None:
         from astrogan.demo import DemoConfig, run_demo
 
         kwargs: dict = {"out": str(out), "arch": arch, "device": device, "seed": seed, "threads": threads}
+        kwargs["train_seed"] = train_seed
         if quick:
             kwargs.update(
                 num_hdf_crops=24,

@@ -51,7 +51,10 @@ class DemoConfig:
     num_average: int = 1000
     num_fidelity: int = 512  # fakes measured against the reals (morphology over its real-vs-real floor)
     max_train_minutes: float | None = 7.5  # safety net so a slower machine still finishes within ~10 minutes
-    seed: int = 0
+    seed: int = 0  # of the demo's data, picks and measurements; and of training unless `train_seed` is set
+    train_seed: int | None = (
+        None  # training's own (weights, batches, augmentation): the same data, another run
+    )
     device: str = "auto"
     threads: int | None = None  # torch threads on a CPU; None: one per physical core not busy with other work
 
@@ -195,7 +198,7 @@ def _run_demo(cfg: DemoConfig, threads: int, threads_how: str) -> Path:
         max_minutes=cfg.max_train_minutes,
         results_dir=str(out / "runs"),
         aug_prob=cfg.aug_prob,
-        seed=cfg.seed,
+        seed=cfg.seed if cfg.train_seed is None else cfg.train_seed,
         device=cfg.device,
         **_arch_settings(cfg),
     )
