@@ -113,6 +113,7 @@ def test_parse_options() -> None:
         ({"metrics": "spectrum,nosuch"}, "unknown metric 'nosuch' in --metrics; choose from fid, kid"),
         ({"aug": "rotate"}, "unknown --aug 'rotate'"),
         ({"aug_types": "color,rotate"}, "unknown --aug-types rotate"),
+        ({"mirror": "y"}, "unknown --mirror 'y': choose none, x, dihedral"),
     ],
 )
 def test_validate_names_and_contradictions(kw, message) -> None:
@@ -132,6 +133,7 @@ def test_validate_without_registries_skips_only_the_names() -> None:
         (["--model", "image_size=32"], "use --image-size"),
         (["--aug", "ada", "--aug-types", "color,rotate"], "unknown --aug-types rotate"),
         (["--loss", "pl_weight"], "--loss 'pl_weight' must look like key=value"),
+        (["--mirror", "rotate"], "unknown --mirror 'rotate'"),
     ],
 )
 def test_bad_names_fail_before_the_run_dir_exists(args, message, tiny_dataset, tmp_path, capsys) -> None:

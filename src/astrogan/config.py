@@ -16,6 +16,7 @@ from astrogan.utils.errors import UserError
 T = TypeVar("T")
 
 AUG_TYPES = ("color", "translation", "cutout")
+MIRRORS = ("none", "x", "dihedral")  # views of each real picture (`data.views`)
 
 # Top-level settings an architecture config also has: `--model image_size=32` would silently beat
 # `--image-size`, so such keys are refused with the flag (or the source) to use instead.
@@ -46,6 +47,9 @@ class TrainConfig:
     aug_prob: float = 0.0
     aug_types: tuple[str, ...] = ("color", "translation", "cutout")
     aug: str = "diffaugment"  # or "ada": adaptive p from D's overfitting (starts at aug_prob)
+    # The reals' symmetries as extra training images: "x" mirrors, "dihedral" quarter turns and mirrors (8 views;
+    # for sky pictures, which have no up or left), "none" (`data.views`).
+    mirror: str = "none"
     ada_target: float = 0.6  # ADA's target for r_t = E[sign(D(real))]
     ada_kimg: float = 500.0  # ADA: p can move 0 -> 1 in this many thousand real images
     loss: dict[str, Any] = field(default_factory=dict)  # loss-family options (e.g. r1_gamma, pl_weight)
@@ -107,6 +111,8 @@ class TrainConfig:
             raise UserError(f"--ada-target must be in (0, 1), got {self.ada_target}")
         if self.ada_kimg <= 0:
             raise UserError(f"--ada-kimg must be positive, got {self.ada_kimg}")
+        if self.mirror not in MIRRORS:
+            raise UserError(f"unknown --mirror {self.mirror!r}: choose {', '.join(MIRRORS)}")
         bad = [t for t in self.aug_types if t not in AUG_TYPES]
         if bad:
             raise UserError(f"unknown --aug-types {','.join(bad)}: choose from {','.join(AUG_TYPES)}")

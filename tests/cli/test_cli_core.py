@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -37,11 +38,14 @@ def test_train_generate_and_friends(tiny_dataset, tmp_path, cli):
             "ndf=8",
             "--device",
             "cpu",
+            "--mirror",
+            "x",
         ],
     )
     assert code == 0
     run = Path(out.strip().splitlines()[-1])
     assert (run / "checkpoints" / "generator.safetensors").is_file()
+    assert json.loads((run / "config.json").read_text())["train"]["mirror"] == "x"
     code, _, _ = cli(
         [
             "generate",

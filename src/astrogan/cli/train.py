@@ -81,6 +81,12 @@ def register(app: typer.Typer) -> None:
             "--aug",
             help="diffaugment (fixed --aug-prob) or ada (adaptive p, starts at --aug-prob).",
         ),
+        mirror: str = typer.Option(
+            _default("mirror"),
+            "--mirror",
+            help="The reals' symmetries as extra images: none, x (mirrors) or dihedral (quarter turns and "
+            "mirrors, 8 views: for sky pictures with no up or left).",
+        ),
         ada_target: float = typer.Option(
             _default("ada_target"), "--ada-target", help="ADA: target of r_t = E\\[sign(D(real))]."
         ),

@@ -34,6 +34,7 @@ from astrogan._version import __version__
 from astrogan.config import TrainConfig, from_dict
 from astrogan.data.augment import DiffAugment
 from astrogan.data.dataset import open_dataset
+from astrogan.data.views import num_views, take_views
 from astrogan.imaging import make_grid, model_to_unit, to_uint8
 from astrogan.models import ARCHS, ArchSpec, get_arch
 from astrogan.models.io import check_buildable, generator_pair_intact, save_generator
@@ -65,22 +66,29 @@ class NonFiniteLoss(RuntimeError):
 
 
 class BatchSampler:
-    """Shuffled passes over the dataset, drawn from a private torch.Generator (its state is resumable)."""
+    """Shuffled passes over the dataset, drawn from a private torch.Generator (its state is resumable).
 
-    def __init__(self, num_images: int, *, seed: int, labels: torch.Tensor | None = None) -> None:
+    With `views` > 1 (`--mirror`) a pass visits every (picture, view) pair once: indices run over
+    `num_images * views` (`data.views.take_views` reads them); `views=1` draws exactly the stream it always did.
+    """
+
+    def __init__(
+        self, num_images: int, *, seed: int, labels: torch.Tensor | None = None, views: int = 1
+    ) -> None:
         self.num_images = num_images
+        self.size = num_images * views
         self.gen = torch.Generator().manual_seed(seed)
-        self.perm = torch.randperm(num_images, generator=self.gen)
+        self.perm = torch.randperm(self.size, generator=self.gen)
         self.pos = 0
         self.labels = labels
 
     def next_indices(self, batch: int) -> torch.Tensor:
         out = []
         while batch > 0:
-            if self.pos >= self.num_images:
-                self.perm = torch.randperm(self.num_images, generator=self.gen)
+            if self.pos >= self.size:
+                self.perm = torch.randperm(self.size, generator=self.gen)
                 self.pos = 0
-            take = min(batch, self.num_images - self.pos)
+            take = min(batch, self.size - self.pos)
             out.append(self.perm[self.pos : self.pos + take])
             self.pos += take
             batch -= take
@@ -294,9 +302,10 @@ class _Stepper:
         real = c_real = None
         if phase.needs_real:
             idx = self.st.sampler.next_indices(self.per_rank_batch)
-            real = _to_float(self.images[idx.to(self.images.device)].to(self.device, non_blocking=True))
+            picked, pic = take_views(self.images, idx, num_views(self.cfg.mirror))
+            real = _to_float(picked.to(self.device, non_blocking=True))
             real = real.contiguous(memory_format=self.memory_format)
-            c_real = None if self.labels is None else self.labels[idx.to(self.labels.device)].to(self.device)
+            c_real = None if self.labels is None else self.labels[pic.to(self.labels.device)].to(self.device)
         z = torch.randn(self.per_rank_batch, self.st.G.z_dim, device=self.device)
         c_gen = self.st.sampler.sample_labels(self.per_rank_batch)
         return Batch(z=z, c_gen=None if c_gen is None else c_gen.to(self.device), real=real, c_real=c_real)
@@ -559,7 +568,9 @@ def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -
         mcfg,
         loss=loss,
         augment=_make_augment(cfg, int(images.shape[1])),
-        sampler=BatchSampler(len(images), seed=cfg.seed * 1000 + dist.rank, labels=labels),
+        sampler=BatchSampler(
+            len(images), seed=cfg.seed * 1000 + dist.rank, labels=labels, views=num_views(cfg.mirror)
+        ),
         device=device,
         dist=dist,
         use_scaler=use_scaler,
