@@ -50,7 +50,9 @@ def test_quick_demo_writes_the_whole_page(tmp_path, capsys):
     runs = list((out / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "checkpoints" / "generator.safetensors").is_file()
     assert "on 1 thread<" in html or "on 1 thread " in html
-    model = json.loads((runs[0] / "config.json").read_text())["model"]
+    config = json.loads((runs[0] / "config.json").read_text())
+    model = config["model"]
+    assert config["train"]["mirror"] == "dihedral"  # the reals' eight views (demo.run DemoConfig.mirror)
     assert model["ngf"] == 16  # the CPU preset's DCGAN
     assert model["output_upsample"] == "bilinear"  # no checkerboard on the pixels (demo.run `_arch_settings`)
 

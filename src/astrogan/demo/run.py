@@ -48,6 +48,10 @@ class DemoConfig:
     batch_size: int = 16
     model_width: int | None = None  # ngf = ndf; None: 8 for FastGAN, 16 for DCGAN (the CPU preset's)
     aug_prob: float = 0.3
+    # Every quarter turn and mirror of each real (`data.views`; the sky has no up): over training seeds 0-3 all
+    # images 7.9/6.6/8.0/5.4x -> 5.6/6.5/5.8/6.9x the floor (mean 7.0 -> 6.2), Sérsic part 7.0/6.9/6.0/6.4x ->
+    # 5.7/7.1/5.8/5.8x (mean 6.6 -> 6.1), at no cost in speed.
+    mirror: str = "dihedral"
     num_average: int = 1000
     num_fidelity: int = 512  # fakes measured against the reals (morphology over its real-vs-real floor)
     max_train_minutes: float | None = 7.5  # safety net so a slower machine still finishes within ~10 minutes
@@ -198,6 +202,7 @@ def _run_demo(cfg: DemoConfig, threads: int, threads_how: str) -> Path:
         max_minutes=cfg.max_train_minutes,
         results_dir=str(out / "runs"),
         aug_prob=cfg.aug_prob,
+        mirror=cfg.mirror,
         seed=cfg.seed if cfg.train_seed is None else cfg.train_seed,
         device=cfg.device,
         **_arch_settings(cfg),
