@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import torch
 
-VIEWS = {"none": 1, "x": 2, "dihedral": 8}  # views per picture (the first `n` of `view` below)
+from astrogan.config import MIRRORS
+
+# Views per picture (the first `n` of `view` below), keyed by the names config validates `--mirror` against.
+VIEWS = dict(zip(MIRRORS, (1, 2, 8), strict=True))
 
 
 def num_views(mirror: str) -> int:
