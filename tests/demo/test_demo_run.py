@@ -103,6 +103,13 @@ def test_fidelity_lines_report_all_images_and_the_part_alone(tmp_path):
     wrong = dict(fidelity_lines(real, in_part, small, tmp_path / "b", part="Sérsic", seed=0))
     assert "80 of 120 fakes" in wrong["fidelity (Sérsic part)"]
     assert _ratio(wrong["fidelity (Sérsic part)"]) > 3 * _ratio(part)
+    # The page names the properties furthest from the reals: for galaxies too small, a size leads.
+    furthest = re.search(r"\(furthest: ([^)]*)\)", wrong["fidelity (Sérsic part)"]).group(1).split(", ")
+    assert len(furthest) == 3
+    sizes = ("r50", "rpetro circ", "sersic rhalf", "concentration")
+    assert furthest[0].rsplit(" ", 1)[0] in sizes, furthest
+    ratios = [float(f.rsplit(" ", 1)[1].rstrip("x")) for f in furthest]
+    assert ratios == sorted(ratios, reverse=True) and ratios[0] > _ratio(wrong["fidelity (Sérsic part)"])
     none = dict(fidelity_lines(real, in_part, _fields(rng, 60), tmp_path / "c", part="Sérsic", seed=0))
     assert none["fidelity (Sérsic part)"].endswith("too few to measure")
     blank = dict(

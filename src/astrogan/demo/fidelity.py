@@ -67,8 +67,14 @@ def split_fakes(real: np.ndarray, in_part: np.ndarray, fakes: np.ndarray, *, see
     return PartSplit(clf.predict(xf) == 1, float(y.mean()), acc)
 
 
-def morphology_ratio(real: np.ndarray, fakes: np.ndarray, out_dir: Path, *, seed: int) -> float | None:
-    """Morphology W1 of fakes to reals over the real-vs-real floor (mean of the properties); None if unmeasured.
+NUM_FURTHEST = 3  # properties the page names as furthest from the reals
+
+
+def morphology_ratio(
+    real: np.ndarray, fakes: np.ndarray, out_dir: Path, *, seed: int
+) -> tuple[float | None, list[tuple[str, float]]]:
+    """Morphology W1 of fakes to reals over the real-vs-real floor (mean of the properties; None if unmeasured),
+    and the `NUM_FURTHEST` properties furthest from the reals as (name, ratio), largest first.
 
     Writes metrics.json, plots and report.html to `out_dir`."""
     from astrogan.metrics.compute import evaluate
@@ -76,7 +82,18 @@ def morphology_ratio(real: np.ndarray, fakes: np.ndarray, out_dir: Path, *, seed
     doc = evaluate(real, fakes, out_dir, names=["morphology"], rng_seed=seed, overwrite=True)
     rows = [r for r in doc.get("summary", []) if str(r.get("metric", "")).startswith("morphology")]
     ratio = rows[0].get("ratio") if rows else None
-    return float(ratio) if ratio is not None else None
+    props = (doc.get("morphology") or {}).get("properties", {})
+    per = [(k, float(v["ratio"])) for k, v in props.items() if v.get("ratio") is not None]
+    furthest = sorted(per, key=lambda kv: -kv[1])[:NUM_FURTHEST]
+    return (float(ratio) if ratio is not None else None), furthest
+
+
+def _furthest_text(furthest: list[tuple[str, float]]) -> str:
+    """The page's aside naming the properties furthest from the reals, e.g. " (furthest: asymmetry 31.0x, ...)";
+    empty when none was measured."""
+    if not furthest:
+        return ""
+    return " (furthest: " + ", ".join(f"{name.replace('_', ' ')} {r:.1f}x" for name, r in furthest) + ")"
 
 
 def fidelity_lines(
@@ -85,14 +102,14 @@ def fidelity_lines(
     """The page's fidelity facts: all images, then the part `part` alone (reals in it vs fakes classified into it).
 
     real `(N, H, W, C)` with `in_part` bool `(N,)`, fakes `(M, H, W, C)`; reports go under `out_dir`."""
-    ratio = morphology_ratio(real, fakes, out_dir, seed=seed)
+    ratio, furthest = morphology_ratio(real, fakes, out_dir, seed=seed)
     lines = [
         (
             "fidelity",
             "morphology could not be measured (see fidelity/report.html)"
             if ratio is None
             else f"morphology distance {ratio:.1f}x the real-vs-real floor over {len(fakes)} fakes (1 = as alike "
-            "as two halves of the real set); details in fidelity/report.html",
+            f"as two halves of the real set){_furthest_text(furthest)}; details in fidelity/report.html",
         )
     ]
     split = split_fakes(real, in_part, fakes, seed=seed)
@@ -106,10 +123,14 @@ def fidelity_lines(
         lines.append((f"fidelity ({part} part)", f"{share}: too few to measure"))
         return lines
     key = part.lower().replace("é", "e")
-    part_ratio = morphology_ratio(
+    part_ratio, part_furthest = morphology_ratio(
         real[np.asarray(in_part, bool)], fakes[split.fake_in_part], out_dir / key, seed=seed
     )
-    measured = "could not be measured" if part_ratio is None else f"{part_ratio:.1f}x the real floor"
+    measured = (
+        "could not be measured"
+        if part_ratio is None
+        else f"{part_ratio:.1f}x the real floor{_furthest_text(part_furthest)}"
+    )
     lines.append(
         (
             f"fidelity ({part} part)",
