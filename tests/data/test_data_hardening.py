@@ -442,6 +442,20 @@ def test_a_failed_build_removes_its_partial(raw, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
+def test_ctrl_c_in_the_command_exits_130_and_leaves_nothing(raw, tmp_path, capsys, monkeypatch):
+    """Typer turns Ctrl-C into an exit code that its non-standalone mode returns: it must not become 0."""
+    from astrogan.cli.main import main
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline_mod.PictureBuilder, "add", interrupted)
+    assert main(["dataset", "build", str(raw), "--out", str(tmp_path / "ds"), "--image-size", "16"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
 # ----------------------------------------------------------------------------------------------------
 # Permissions follow the umask
 

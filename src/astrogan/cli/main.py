@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from astrogan.utils.errors import Interrupted, UserError
 
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:  # --help, --version, explicit exits
         return int(exc.exit_code or 0)
     except typer.Abort:
@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return int(exc.exit_code)
         raise
-    return 0
+    # Non-standalone Typer returns the code of an Exit instead of raising it, and turns Ctrl-C into Exit(130).
+    if code == 130:
+        typer.echo("interrupted", err=True)
+    return code if isinstance(code, int) else 0
 
 
 def _one_line(exc: BaseException) -> str:
