@@ -120,6 +120,26 @@ def test_broken_files_never_stop_a_build(tmp_path):
     }
 
 
+def test_gif_and_webp_pictures_are_built_an_animation_by_its_first_frame(tmp_path):
+    """APOD serves about a tenth of its pictures as GIFs, and `fetch` keeps them: a build must not drop them."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    frames = [Image.fromarray(np.full((48, 48, 3), c, dtype=np.uint8)) for c in ((200, 30, 0), (0, 0, 250))]
+    frames[0].save(raw / "apod.gif", save_all=True, append_images=frames[1:], duration=100)
+    Image.fromarray(smooth_image(7, 48, 48)).save(raw / "still.webp", lossless=True)
+    res = build([raw], tmp_path / "ds", image_sizes=(32,), min_size_px=16)
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in res.report}
+    assert {n: r["status"] for n, r in by_name.items()} == {
+        "apod.gif": "converted",
+        "still.webp": "converted",
+    }
+    assert "animated-first-frame" in by_name["apod.gif"]["flags"]
+    imgs = open_dataset(tmp_path / "ds").images()
+    assert np.all(imgs[by_name["apod.gif"]["first_index"]] == (200, 30, 0))
+    expected = np.asarray(Image.fromarray(smooth_image(7, 48, 48)).resize((32, 32), Image.Resampling.LANCZOS))
+    assert np.array_equal(imgs[by_name["still.webp"]["first_index"]], expected)
+
+
 def test_zero_usable_images_is_a_user_error_and_leaves_nothing(tmp_path):
     src = tmp_path / "raw"
     src.mkdir()

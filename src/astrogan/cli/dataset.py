@@ -36,7 +36,8 @@ dataset_app = typer.Typer(
 _INPUTS = typer.Argument(
     None,
     help="Folders (searched recursively; symlinks to files and folders followed, loops reported) and "
-    "files: JPEG/PNG/TIFF/FITS. Every path found is built or reported in report.json.",
+    "files: JPEG/PNG/GIF/WebP/TIFF/FITS (an animation gives its first frame). Every path found is built or "
+    "reported in report.json.",
 )
 _OUT = typer.Option(
     ...,

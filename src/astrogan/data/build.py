@@ -1075,7 +1075,7 @@ def _steps(
     """The preprocessing steps of a build, in order, as sentences for the manifest."""
     steps = [
         "decode (EXIF orientation applied; CMYK/palette/16-bit -> 8-bit RGB or grey; alpha composited on "
-        "black)"
+        "black; the first frame of an animation)"
     ]
     if has_fits:
         steps.append(

@@ -14,7 +14,8 @@ from astrogan.data import fits_io
 from astrogan.imaging import unit_to_uint8
 from astrogan.utils.errors import UserError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+# GIF: APOD serves about a tenth of its pictures as GIFs, and `fetch` keeps them (first frame of an animation).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff")
 # pad: science builds only: a centred --size square cut from larger stamps, smaller ones padded, never resampled.
 CROP_MODES = ("center", "top-left", "random", "pad")
 MAD_TO_STD = 1.4826  # sigma of a Gaussian / its median absolute deviation
@@ -60,25 +61,28 @@ class Decoded:
 
 
 def is_supported(path: str | os.PathLike[str]) -> bool:
-    """True for JPEG/PNG/TIFF and FITS file names."""
+    """True for JPEG/PNG/GIF/WebP/TIFF and FITS file names."""
     name = os.fspath(path).lower()
     return name.endswith(IMAGE_SUFFIXES) or fits_io.is_fits_path(name)
 
 
 def decode_image(path: str | os.PathLike[str]) -> Decoded:
-    """Decode JPEG/PNG/TIFF to uint8 `(H, W, 1|3)` in image order, raising SkipFile with a reason.
+    """Decode JPEG/PNG/GIF/WebP/TIFF to uint8 `(H, W, 1|3)` in image order, raising SkipFile with a reason.
 
     CMYK and other colour spaces -> RGB; 16/32-bit -> 8-bit by range; palette -> RGB(A); alpha is
-    composited on BLACK (the sky background); EXIF orientation is applied. Each conversion adds a flag.
+    composited on BLACK (the sky background); EXIF orientation is applied; an animation (or multi-page
+    file) gives its first frame. Each conversion adds a flag.
     """
     path = os.fspath(path)
     if os.path.getsize(path) == 0:
         raise SkipFile("empty file (0 bytes)")
     try:
         with Image.open(path) as img:
+            flags: list[str] = []
+            if getattr(img, "is_animated", False):  # before load: finding a second frame seeks
+                flags.append("animated-first-frame")
             img.load()
             mode = img.mode
-            flags: list[str] = []
             transposed = ImageOps.exif_transpose(img)
             if transposed is not None and transposed is not img:
                 if transposed.size != img.size or exif_orientation(img) not in (None, 1):
