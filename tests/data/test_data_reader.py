@@ -64,6 +64,17 @@ def test_reader_errors(tmp_path, small_ds):
         open_dataset(small_ds)
 
 
+def test_a_damaged_images_h5_is_one_line_not_a_traceback(small_ds, capsys):
+    """A truncated copy of images.h5 (an interrupted rsync, a full disk): named when opened, exit 2."""
+    h5 = small_ds / "images.h5"
+    h5.write_bytes(h5.read_bytes()[:5000])
+    with pytest.raises(UserError, match=r"has an unreadable images.h5 \(.*truncated.*\): rebuild it"):
+        open_dataset(small_ds)
+    assert main(["dataset", "info", str(small_ds)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0 and "images.h5" in err
+
+
 def test_cli_missing_input_exits_2_with_one_line(tmp_path, capsys):
     code = main(["dataset", "build", str(tmp_path / "missing"), "--out", str(tmp_path / "ds")])
     err = capsys.readouterr().err

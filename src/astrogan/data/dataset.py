@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -50,6 +51,20 @@ class DatasetArtifact:
     def h5_path(self) -> Path:
         return self.path / IMAGES_FILE
 
+    @contextlib.contextmanager
+    def _read_h5(self) -> Iterator[Any]:
+        """images.h5 open for reading; UserError (one line) when it is damaged (a truncated copy, a bad disk)."""
+        import h5py
+
+        try:
+            with h5py.File(self.h5_path, "r") as fh:
+                yield fh
+        except OSError as exc:
+            raise UserError(
+                f"dataset at {self.path} has an unreadable {IMAGES_FILE} ({' '.join(str(exc).split())}): "
+                "rebuild it or copy it again"
+            ) from None
+
     @property
     def image_size(self) -> int:
         """The primary (largest) stored size."""
@@ -82,9 +97,7 @@ class DatasetArtifact:
         warning.
         """
         stored, target = self._resolve_size(image_size)
-        import h5py
-
-        with h5py.File(self.h5_path, "r") as fh:
+        with self._read_h5() as fh:
             arr = np.asarray(fh[self._datasets[stored]])
         if target is None:
             return arr
@@ -97,9 +110,7 @@ class DatasetArtifact:
     def iter_chunks(self, image_size: int | None = None, *, chunk_size: int = 256) -> Iterator[np.ndarray]:
         """Yield the images in order, `chunk_size` at a time, without loading all of them."""
         stored, target = self._resolve_size(image_size)
-        import h5py
-
-        with h5py.File(self.h5_path, "r") as fh:
+        with self._read_h5() as fh:
             ds = fh[self._datasets[stored]]
             for start in range(0, ds.shape[0], chunk_size):
                 arr = np.asarray(ds[start : start + chunk_size])
@@ -107,9 +118,7 @@ class DatasetArtifact:
 
     def labels(self) -> np.ndarray | None:
         """int64 `(N,)` class labels, or None for an unlabelled dataset."""
-        import h5py
-
-        with h5py.File(self.h5_path, "r") as fh:
+        with self._read_h5() as fh:
             if LABELS_DATASET not in fh:
                 return None
             return np.asarray(fh[LABELS_DATASET], dtype=np.int64)
@@ -135,9 +144,7 @@ class DatasetArtifact:
                 "`astrogan dataset build ... --labels params.csv --label-columns a,b,c`"
             )
         spec, idx = full.select(list(columns) if columns else list(full.names))
-        import h5py
-
-        with h5py.File(self.h5_path, "r") as fh:
+        with self._read_h5() as fh:
             values = np.asarray(fh[COND_DATASET], dtype=np.float32)[:, idx]
         size = self.image_size if image_size is None else int(image_size)
         if size != self.image_size:
@@ -146,9 +153,7 @@ class DatasetArtifact:
 
     def meta(self) -> np.ndarray:
         """The per-image structured table (source, crop box, flags, stretch black/white); strings decoded."""
-        import h5py
-
-        with h5py.File(self.h5_path, "r") as fh:
+        with self._read_h5() as fh:
             data = fh[META_DATASET][()]
         for name in data.dtype.names or ():
             if data.dtype[name].kind == "O":
@@ -230,4 +235,7 @@ def open_dataset(path: str | os.PathLike[str]) -> DatasetArtifact:
         raise UserError(f"dataset at {p} has a manifest without {', '.join(missing)}: rebuild it")
     if not (p / IMAGES_FILE).is_file():
         raise UserError(f"dataset at {p} has no images.h5: rebuild it with `astrogan dataset build`")
-    return DatasetArtifact(p, manifest)
+    ds = DatasetArtifact(p, manifest)
+    with ds._read_h5():  # a damaged file is named here, not as a traceback at the first read
+        pass
+    return ds
