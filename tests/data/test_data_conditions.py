@@ -106,6 +106,34 @@ def test_label_columns_choose_and_order_the_stored_columns(tmp_path):
     np.testing.assert_allclose(values, [[_truth(i)[2], _truth(i)[0]] for i in index], rtol=1e-6)
 
 
+def test_same_named_files_in_two_folders_take_the_rows_their_folders_name(tmp_path):
+    """Surveys in subfolders often reuse file names: a table keyed by path under the input must build."""
+    raw = tmp_path / "raw"
+    _pictures(raw / "sdss", num=3)  # gal_00..02, grey 10, 25, 40
+    (raw / "decals").mkdir()
+    for i in range(3):  # the same names, other pictures: grey 55, 70, 85 (indices 3..5)
+        Image.fromarray(np.full((32, 32), 10 + 15 * (i + 3), np.uint8)).save(
+            raw / "decals" / f"gal_{i:02d}.png"
+        )
+    rows = [
+        [f"{s}/gal_{i:02d}.png", *_truth(i + 3 * k)]
+        for k, s in enumerate(("sdss", "./decals"))
+        for i in range(3)
+    ]
+    csv_path = _write_csv(tmp_path / "labels.csv", ["path", "sersic_n", "half_light_radius_px", "q"], rows)
+    ds = open_dataset(_build([raw], tmp_path / "ds", labels=csv_path).path)
+    values, _ = ds.cond()
+    index = _picture_index(ds.images())
+    assert sorted(index) == list(range(6))
+    np.testing.assert_allclose(values, [_truth(i) for i in index], rtol=1e-6)
+    # A file whose folders match neither row is refused in one line, not given one of them.
+    (raw / "other").mkdir()
+    shutil.copy(raw / "sdss" / "gal_00.png", raw / "other" / "gal_00.png")
+    with pytest.raises(UserError, match=r"lines 2 and 5 both name gal_00.png"):
+        _build([raw], tmp_path / "ds2", labels=csv_path)
+    assert not (tmp_path / "ds2").exists()
+
+
 def test_synth_folder_is_picked_up_and_px_columns_follow_the_stored_size(synth_folder, tmp_path):
     truth = _params(synth_folder)
     res = _build([synth_folder], tmp_path / "ds16", image_sizes=(16,))  # no --labels

@@ -205,7 +205,8 @@ _LABELS = typer.Option(
     None,
     "--labels",
     help="CSV of physical labels (conditions), one row per picture, keyed by a file/filename/name/path "
-    "column (base name, with or without extension). Pictures without a row are skipped and reported. "
+    "column (base name, with or without extension; folders in front, e.g. a/img.png, tell same-named files "
+    "apart). Pictures without a row are skipped and reported. "
     "Folders from `astrogan synth sersic` need none: their params.csv is used.",
 )
 _LABEL_COLUMNS = typer.Option(

@@ -2,9 +2,11 @@
 
 A labels CSV has one row per image. Its key column is the first of `file`, `filename`, `file_name`, `name`,
 `path` (case-insensitive) that it has; a row matches an input file whose base name equals the key's base
-name, with or without the extension. A table with none of those but an `index` column (a Sérsic synth
-table) matches `sersic_<index>` stamps instead. Values are read as given, in the source file's pixels;
-the pipeline rescales the length-like ones (unit "px") to each stored image.
+name, with or without the extension. Keys may share a base name when each names folders (`a/img.png`,
+`b/img.png`): a file then takes the row whose folders match most of its own, nearest first. A table
+with none of those but an `index` column (a Sérsic synth table) matches `sersic_<index>` stamps instead.
+Values are read as given, in the source file's pixels; the pipeline rescales the length-like ones (unit "px")
+to each stored image.
 """
 
 from __future__ import annotations
@@ -71,19 +73,42 @@ class LabelTable:
     matched: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self._rows = {k: i for i, k in enumerate(self.keys)}
+        self._rows: dict[str, list[int]] = {}  # base name -> rows (several only when their folders differ)
+        for i, k in enumerate(self.keys):
+            self._rows.setdefault(k.rsplit("/", 1)[-1], []).append(i)
 
     def row_of(self, f: Path) -> int | None:
-        """The row that labels file `f`, or None."""
+        """The row that labels file `f`, or None; UserError when rows' folders cannot tell which is its."""
         if self.folder is not None and f.parent != self.folder:
             return None
         if self.key_column == INDEX_KEY:
             index = synth_index(f.name)
-            return None if index is None else self._rows.get(str(index))
-        for name in _name_forms(f.name):
-            if name in self._rows:
-                return self._rows[name]
-        return None
+            return None if index is None else self._rows.get(str(index), [None])[0]
+        # Candidates: (folders in common with f's, counted from the file up; name form: full name first), row.
+        ranked = [
+            ((_folders_in_common(self.keys[row], f), -form), row)
+            for form, name in enumerate(_name_forms(f.name))
+            for row in self._rows.get(name, [])
+        ]
+        if not ranked:
+            return None
+        ranked.sort(reverse=True)
+        if len(ranked) > 1 and ranked[0][0] == ranked[1][0]:
+            lines = " and ".join(str(n) for n in sorted(self.lines[r] for _, r in ranked[:2]))
+            raise UserError(
+                f"labels file {self.path} lines {lines} both name {f.name} and neither's folders match {f.parent} "
+                "more closely: give the folders under the input folder"
+            )
+        return ranked[0][1]
+
+
+def _folders_in_common(key: str, f: Path) -> int:
+    """How many folders of `key` (a/b/img.png) match those of file `f`, counted up from the file."""
+    folders, parents = key.split("/")[-2::-1], f.parent.parts[::-1]
+    n = 0
+    while n < min(len(folders), len(parents)) and folders[n] == parents[n]:
+        n += 1
+    return n
 
 
 def _name_forms(name: str) -> list[str]:
@@ -130,25 +155,28 @@ def _read_csv(path: Path) -> _Csv:
         _key_of(path, key_column, v, line) for v, (line, _) in zip(cells[key_column], records, strict=True)
     ]
     lines = [line for line, _ in records]
-    seen: dict[str, int] = {}
+    # One base name twice is allowed only when both keys name folders (and differ): a file picks by its folders.
+    seen: dict[str, list[tuple[str, int]]] = {}
     for k, line in zip(keys, lines, strict=True):
-        if k in seen:
-            raise UserError(f"labels file {path} lists {k!r} twice (lines {seen[k]} and {line})")
-        seen[k] = line
+        name = k.rsplit("/", 1)[-1]
+        for other, first in seen.get(name, []):
+            if other == k or "/" not in other or "/" not in k:
+                raise UserError(f"labels file {path} lists {name!r} twice (lines {first} and {line})")
+        seen.setdefault(name, []).append((k, line))
     return _Csv(path, header, key_column, keys, lines, cells)
 
 
 def _key_of(path: Path, key_column: str, value: str, line: int) -> str:
-    """A row's key: the base name of its file (any folders dropped), or its synth index as text."""
+    """A row's key: its file's path with `/` between folders (no empty or `.` parts), or its synth index."""
     if key_column == INDEX_KEY:
         try:
             return str(int(float(value)))
         except ValueError:
             raise UserError(f"labels file {path} line {line}: index {value!r} is not a number") from None
-    name = value.replace("\\", "/").rsplit("/", 1)[-1]
-    if not name:
+    parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or value.replace("\\", "/").endswith("/"):
         raise UserError(f"labels file {path} line {line}: the {key_column} column is empty")
-    return name
+    return "/".join(parts)
 
 
 def _column(table: _Csv, name: str) -> np.ndarray:
