@@ -174,6 +174,22 @@ def test_the_same_folder_twice_is_searched_once(messy_tree, tmp_path):
     ]
 
 
+def test_a_file_name_that_is_not_utf8_has_a_reason_not_a_traceback(tmp_path):
+    """A Latin-1 name from an old archive: its bytes cannot go into meta or review.csv, which hold text."""
+    from astrogan.data.review import review_pictures
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    latin1 = raw / os.fsdecode(b"caf\xe9.png")
+    picture(latin1, 1)
+    picture(raw / "ok.png", 2)
+    res = build([raw], tmp_path / "ds")
+    assert res.num_images == 1 and open_dataset(res.path).meta()["source"].tolist() == ["ok.png"]
+    assert rows_by_path(res)[str(latin1)]["reason"].startswith("file name is not UTF-8 text")
+    review = review_pictures([raw], tmp_path / "review")
+    assert [r["path"] for r in review.rows] == ["ok.png"]
+
+
 def test_an_unreadable_folder_has_a_reason(tmp_path, monkeypatch):
     """Any user, root included: reading `locked` fails as it does for a folder without read permission."""
     raw = tmp_path.resolve() / "raw"

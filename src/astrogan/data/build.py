@@ -182,7 +182,8 @@ class BuildResult:
 #   paths get "already listed (same file as ...)".
 # - Hidden files and folders (name starting with a dot: .git, .DS_Store, partial builds) are ignored, one
 #   row each (a hidden folder is not searched); so are catalog.sqlite and synth.json, which are read for
-#   provenance. Unreadable folders, FIFOs, sockets and devices are skipped with a row (a FIFO is never read).
+#   provenance. Unreadable folders, FIFOs, sockets and devices are skipped with a row (a FIFO is never read),
+#   and so are files whose path is not UTF-8 text (a Latin-1 name from an old archive): names are stored.
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,15 @@ def _why_unreachable(path: Path, exc: OSError) -> str:
     return f"cannot read ({exc.strerror or exc})"
 
 
+def _is_utf8(path: Path) -> bool:
+    """False for a path holding bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Walker:
     """Walks the inputs in a stable order (sorted names, depth first) and accounts for every path."""
 
@@ -256,6 +266,9 @@ class _Walker:
 
     def file(self, root: Path, found: Path, real: Path, rel: str | None) -> None:
         """A regular file at `found` (`real`: symlinks resolved)."""
+        if not _is_utf8(found) or not _is_utf8(real):  # meta, review.csv and labels keep names as UTF-8 text
+            self.skip(root, found, "file name is not UTF-8 text (rename it, e.g. with convmv -t utf8)")
+            return
         link = found if found != real else None
         if found.name in (CATALOG_NAME, SYNTH_NAME):
             if found.name == CATALOG_NAME:
