@@ -64,3 +64,23 @@ def test_reader_refuses_a_newer_schema(built):
     path.write_text(json.dumps(m))
     with pytest.raises(UserError, match="schema version"):
         open_dataset(built.path)
+
+
+def test_the_writer_buffers_a_bounded_number_of_bytes_not_only_of_images(tmp_path, monkeypatch):
+    """64 images are buffered before a write; at large sizes that many would not fit in memory (8192 px RGB:
+    12.9 GB), so the buffer also goes to the file once it holds _FLUSH_BYTES (64 MiB; 1 MiB here)."""
+    from astrogan.data import writer as writer_mod
+
+    monkeypatch.setattr(writer_mod, "_FLUSH_BYTES", 2**20)
+    side = 256  # 192 KiB per image: 6 fill 1 MiB
+    writer = writer_mod.H5Writer(
+        tmp_path / "images.h5", sizes=(side,), channels=3, dtype="uint8", labelled=False
+    )
+    try:
+        image = np.zeros((side, side, 3), dtype=np.uint8)
+        for i in range(20):
+            writer.append({side: image}, label=None, meta=("x.png", 0, 0, side, i, side, side, "", 0.0, 0.0))
+            assert writer.num_buffered_bytes < 2**20
+        assert writer.num_written == 18 and writer.num_images == 20
+    finally:
+        writer.close()

@@ -13,6 +13,8 @@ import numpy as np
 from astrogan.data import artifact
 
 _FLUSH_EVERY = 64  # images buffered per size before they go to the file (one resize per flush)
+# ... or fewer when they are large: 64 images of 8192 px RGB would be 12.9 GB in memory (--image-size allows it).
+_FLUSH_BYTES = 64 * 2**20
 # HDF5 filters of float32 images (stretched science flux, FITS pictures): byte shuffle + deflate level 1. Measured
 # on 1000 images each (write, random read per image, size kept; 2-core CPU): bench/fits_build.py's 64 px 4-band
 # cubes: gzip-4 3.0 ms, 0.36 ms, 88 %; shuffle+gzip-1 1.5 ms, 0.20 ms, 80 %; lzf 0.57 ms, 0.03 ms, 100 %; none
@@ -74,6 +76,7 @@ class H5Writer:
         self.meta: list[tuple[Any, ...]] = []
         self.meta_hasher = hashlib.sha256()
         self.num_written = 0
+        self.num_buffered_bytes = 0
 
     @property
     def num_images(self) -> int:
@@ -94,6 +97,7 @@ class H5Writer:
             assert arr.shape == (s, s, self.channels), arr.shape
             self.hashers[s].update(arr.data)  # the C-ordered bytes tobytes() gives, without the copy
             self.buffers[s].append(arr)
+            self.num_buffered_bytes += arr.nbytes
         if self.labelled:
             assert label is not None
             self.labels.append(int(label))
@@ -105,7 +109,7 @@ class H5Writer:
         self.meta.append(meta)
         if self.science_meta:  # the kept cards and values are part of what a science build stores
             self.meta_hasher.update(repr(meta[-2:]).encode())
-        if len(self.buffers[self.sizes[0]]) >= _FLUSH_EVERY:
+        if len(self.buffers[self.sizes[0]]) >= _FLUSH_EVERY or self.num_buffered_bytes >= _FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -118,6 +122,7 @@ class H5Writer:
             ds[self.num_written :] = np.stack(self.buffers[s])
             self.buffers[s] = []
         self.num_written += n
+        self.num_buffered_bytes = 0
 
     def cond_values(self) -> np.ndarray | None:
         """float32 `(N, K)` conditions appended so far, or None for an unconditioned build."""
