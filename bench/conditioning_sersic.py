@@ -66,6 +66,12 @@ def main() -> None:
         help="the auxiliary condition regressor's weight (training.cond_aux; 0: off; default: the loss's)",
     )
     ap.add_argument(
+        "--mismatch-weight",
+        type=float,
+        default=None,
+        help="weight of D's mismatch term: reals with another image's conditions count as fake (default: the loss's)",
+    )
+    ap.add_argument(
         "--cond-bn",
         action="store_true",
         help="DCGAN with conditional BatchNorm (the condition at every resolution)",
@@ -131,6 +137,8 @@ def main() -> None:
                 settings["model"] = {**settings["model"], "cond_bn": True}
             if args.cond_weight is not None:
                 settings["loss"] = {**settings.get("loss", {}), "cond_weight": args.cond_weight}
+            if args.mismatch_weight is not None:
+                settings["loss"] = {**settings.get("loss", {}), "mismatch_weight": args.mismatch_weight}
             cfg = TrainConfig(
                 data=str(data),
                 arch=arch,
@@ -142,7 +150,8 @@ def main() -> None:
                 evaluate_every=args.steps,
                 results_dir=str(root / "runs"),
                 name=(f"{arch}-w{args.cond_weight}" if args.cond_weight is not None else arch)
-                + ("-cbn" if args.cond_bn and arch == "dcgan" else ""),
+                + ("-cbn" if args.cond_bn and arch == "dcgan" else "")
+                + (f"-mm{args.mismatch_weight:g}" if args.mismatch_weight is not None else ""),
                 device="cpu",
                 seed=args.seed,
                 num_snapshot_seeds=16,

@@ -110,11 +110,13 @@ def blob_ds(tmp_path_factory):
     return root / "ds"
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "dcgan-cond_bn", "stylegan2"])
+@pytest.mark.parametrize("arch", ["dcgan", "dcgan-cond_bn", "stylegan2", "stylegan2-mismatch"])
 def test_conditional_run_trains_the_regressor_and_resumes_bit_exactly(blob_ds, tmp_path, arch: str) -> None:
     kw: dict = dict(cond=("flux",), num_train_steps=4, save_every=2, evaluate_every=4)
     if arch == "dcgan-cond_bn":  # conditional BatchNorm: the condition in every layer of G
         arch, kw["model"] = "dcgan", {**ARCHS["dcgan"].tiny, "cond_bn": True}
+    if arch == "stylegan2-mismatch":  # D's mismatch term on (training.losses)
+        arch, kw["loss"] = "stylegan2", {"mismatch_weight": 1.0}
     full = train(tiny_train_config(blob_ds, tmp_path, arch, name="full", **kw), show_progress=False)
     killed = tiny_train_config(blob_ds, tmp_path, arch, name="killed", **kw)
     with pytest.raises(Kill):

@@ -254,13 +254,20 @@ class Discriminator(_Conditioned):
         if self.embed is not None:
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor | None = None, *, c_other: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (N,); with `c_other` (conditions for the same images), (2, N): rows for c and c_other,
+        from one pass through the trunk (the loss's mismatch term)."""
         h = self.features(x).flatten(1)
         logit = self.out(h).squeeze(1)
         self._check(c, x.shape[0], check_range=False)
-        if self.embed is not None and c is not None:
-            logit = logit + (self._embed_c(c).to(h.dtype) * h).sum(dim=1)
-        return logit
+        if self.embed is None or c is None:
+            return logit
+        if c_other is None:
+            return logit + (self._embed_c(c).to(h.dtype) * h).sum(dim=1)
+        e = self._embed_c(torch.stack([c, c_other])).to(h.dtype)  # (2, N, F)
+        return logit + (e * h).sum(dim=2)
 
 
 def build_generator(cfg: DCGANConfig) -> Generator:

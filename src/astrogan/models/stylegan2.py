@@ -559,7 +559,11 @@ class Discriminator(_Conditioned):
                 cfg.label_dim(), self.cmap_dim, num_layers=cfg.mapping_layers, lr_mult=cfg.mapping_lr_mult
             )
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor | None = None, *, c_other: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (N,); with `c_other` (conditions for the same images), (2, N): rows for c and c_other,
+        from one pass through the trunk (the loss's mismatch term)."""
         S = self.image_size
         if tuple(x.shape[1:]) != (self.channels, S, S):
             raise UserError(
@@ -578,8 +582,11 @@ class Discriminator(_Conditioned):
         out = self.out(self.fc(h.flatten(1)))
         if self.embed is None or self.cmap is None or c is None:
             return out.squeeze(1)
-        cmap = self.cmap(self._embed_c(c, out.dtype))
-        return (out * cmap).sum(dim=1) / math.sqrt(self.cmap_dim)
+        cc = c if c_other is None else torch.stack([c, c_other])  # (N, ...) or (2, N, ...)
+        cmap = self.cmap(self._embed_c(cc.flatten(0, 1) if c_other is not None else cc, out.dtype))
+        if c_other is not None:
+            cmap = cmap.view(2, x.shape[0], -1)
+        return (out * cmap).sum(dim=-1) / math.sqrt(self.cmap_dim)
 
 
 def build_generator(cfg: StyleGAN2Config) -> Generator:

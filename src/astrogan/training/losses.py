@@ -18,6 +18,10 @@ by k/(k+1) for that network). The idea of the split follows stylegan2-ada's loss
 
 With physical conditions (`--cond`), dcgan and stylegan2 also train an auxiliary condition regressor on the
 reals and add `cond_weight x MSE(R(fake), c)` to G's loss (`training.cond_aux`; `cond_weight=0` turns it off).
+With `mismatch_weight` > 0 (conditional runs), D also sees each real image with another image's condition (the
+batch's conditions rolled by one) and is taught to call that pair fake, weighted by it: the matching-aware
+discriminator of Reed et al. 2016 ("Generative adversarial text to image synthesis", GAN-CLS). The pair's two
+logits come from one pass through D's trunk (`D(x, c, c_other=...)`), so the term costs only the projection.
 
 All random draws come from torch's global RNG, so a resumed run with restored RNG state is bit-exact.
 Logits are cast to float32 before the loss, so every family works under autocast (bf16/fp16).
@@ -105,12 +109,25 @@ class _CondAuxMixin:
 
     cond_weight = 0.0
     cond_lr = 1e-3
+    mismatch_weight = 0.0
     cond_aux: CondAux | None = None
 
     def _set_cond(self, cond_weight: float, cond_lr: float) -> None:
         if not (math.isfinite(cond_weight) and cond_weight >= 0) or not cond_lr > 0:
             raise UserError(f"{self.__class__.__name__}: cond_weight must be >= 0 and cond_lr > 0")
         self.cond_weight, self.cond_lr = float(cond_weight), float(cond_lr)
+
+    def _set_mismatch(self, weight: float) -> None:
+        if not (math.isfinite(weight) and weight >= 0):
+            raise UserError(f"{self.__class__.__name__}: mismatch_weight must be >= 0, got {weight}")
+        self.mismatch_weight = float(weight)
+
+    def _mismatched(self, c: torch.Tensor | None) -> torch.Tensor | None:
+        """The reals' conditions (or labels) shifted by one within the batch, for D's mismatch term; None when
+        off. A roll, not a shuffle: no draw from the RNG, so the run's random stream is the same with it on."""
+        if not self.mismatch_weight or c is None or c.shape[0] < 2:
+            return None
+        return c.roll(1, dims=0)
 
     def _train_cond(self, batch: Batch) -> Stats:
         """One regressor step on the phase's (unaugmented) reals; nothing without a regressor."""
@@ -188,8 +205,10 @@ class DCGANLoss(_TwoPhaseLoss):
         fake_range: tuple[float, float] = (0.0, 0.1),
         cond_weight: float = 1.0,
         cond_lr: float = 1e-3,
+        mismatch_weight: float = 0.0,
     ) -> None:
         self._set_cond(cond_weight, cond_lr)
+        self._set_mismatch(mismatch_weight)
         for label, (lo, hi) in (("real_range", real_range), ("fake_range", fake_range)):
             if not 0.0 <= lo <= hi <= 1.0:
                 raise UserError(f"dcgan loss {label} must satisfy 0 <= low <= high <= 1, got {(lo, hi)}")
@@ -205,7 +224,9 @@ class DCGANLoss(_TwoPhaseLoss):
         self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, c: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, Stats]:
         """Shapes: real, fake (N, C, H, W); c (N,) or None. Returns a scalar and stats."""
-        logits_real = D(real, c).float()
+        c_wrong = self._mismatched(c)
+        both = D(real, c, c_other=c_wrong).float() if c_wrong is not None else None
+        logits_real = both[0] if both is not None else D(real, c).float()
         logits_fake = D(fake, c).float()
         t_real = self._targets(logits_real, *self.real_range)
         t_fake = self._targets(logits_fake, *self.fake_range)
@@ -214,6 +235,13 @@ class DCGANLoss(_TwoPhaseLoss):
         loss = loss_real + loss_fake
         stats = {"loss_d": loss.item(), "loss_d_real": loss_real.item(), "loss_d_fake": loss_fake.item()}
         stats.update(_accuracy(logits_real, logits_fake))
+        if both is not None:
+            logits_wrong = both[1]
+            # The fake range's midpoint, not a draw: the random stream stays the same with the term on.
+            t_wrong = torch.full_like(logits_wrong, sum(self.fake_range) / 2)
+            loss_wrong = F.binary_cross_entropy_with_logits(logits_wrong, t_wrong)
+            loss = loss + self.mismatch_weight * loss_wrong
+            stats["loss_d_mismatch"] = loss_wrong.item()
         return loss, stats
 
     def g_loss(
@@ -302,8 +330,10 @@ class StyleGAN2Loss(_CondAuxMixin):
         batch_size: int = 32,
         cond_weight: float = 1.0,
         cond_lr: float = 1e-3,
+        mismatch_weight: float = 0.0,
     ) -> None:
         self._set_cond(cond_weight, cond_lr)
+        self._set_mismatch(mismatch_weight)
         if r1_gamma is None:  # Karras et al. 2020 (ADA), auto config: gamma = 0.0002 * res^2 / minibatch
             r1_gamma = 0.0002 * image_size**2 / max(batch_size, 1)
         checks = {
@@ -355,11 +385,17 @@ class StyleGAN2Loss(_CondAuxMixin):
             with torch.no_grad():
                 fake = G.synthesis(self._ws(G, batch.z, batch.c_gen, update=False))
             logits_fake = D(augment(fake.float()), batch.c_gen).float()
-            logits_real = D(augment(batch.real), batch.c_real).float()
+            c_wrong = self._mismatched(batch.c_real)
+            both = None if c_wrong is None else D(augment(batch.real), batch.c_real, c_other=c_wrong).float()
+            logits_real = both[0] if both is not None else D(augment(batch.real), batch.c_real).float()
             loss_fake = F.softplus(logits_fake).mean()
             loss_real = F.softplus(-logits_real).mean()
             loss = loss_real + loss_fake
             stats = {"loss_d": loss.item(), "loss_d_real": loss_real.item(), "loss_d_fake": loss_fake.item()}
+            if both is not None:
+                loss_wrong = F.softplus(both[1]).mean()
+                loss = loss + self.mismatch_weight * loss_wrong
+                stats["loss_d_mismatch"] = loss_wrong.item()
             return loss, {**stats, **_accuracy(logits_real, logits_fake), **self._train_cond(batch)}
         if phase.name == "Dreg":
             assert batch.real is not None
