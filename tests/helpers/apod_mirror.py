@@ -357,6 +357,9 @@ class MirrorServer:
         self.requests: list[dict] = []  # per request: path, range, sent (body bytes), t, port (client's)
         self.nasa = nasa_items()
         self.nasa_page_size = 3
+        # The documented ``/asset/NASA_ID`` endpoint; off: a mirror that serves only the search hits' own
+        # ``href`` manifests (``.../collection.json``, a JSON array of the asset URLs).
+        self.nasa_asset_endpoint = True
         self.esa = {s: esa_items(s) for s in ("hubble", "webb", "eso")}
         self.esa_page_size = 2
         self.in_flight = 0  # requests received and not yet answered (waiting out the latency)
@@ -578,8 +581,11 @@ class MirrorServer:
         if path == "/nasa/search":
             return self._nasa_search(query)
         m = re.fullmatch(r"/nasa/asset/([A-Za-z0-9_.-]+)", path)
-        if m:
+        if m and self.nasa_asset_endpoint:
             return self._nasa_asset(m.group(1))
+        m = re.fullmatch(r"/nasa/media/([A-Za-z0-9_.-]+)/collection\.json", path)
+        if m:
+            return self._nasa_collection(m.group(1))
         m = re.fullmatch(r"/nasa/media/([A-Za-z0-9_.-]+)/[A-Za-z0-9_.-]+~(\w+)\.jpg", path)
         if m and m.group(2) == "orig":
             return noisy_jpeg(path, NASA_RENDITIONS["orig"]), "image/jpeg", 200
@@ -602,7 +608,14 @@ class MirrorServer:
         page = int(query.get("page", ["1"])[0])
         n = self.nasa_page_size
         hits = self.nasa[(page - 1) * n : page * n]
-        items = [{"href": f"{self.root}/nasa/asset/{d['nasa_id']}", "data": [d], "links": []} for d in hits]
+        items = [
+            {
+                "href": f"{self.root}/nasa/media/{d['nasa_id']}/collection.json",
+                "data": [d],
+                "links": [{"href": self._nasa_urls(d["nasa_id"])[-2], "rel": "preview", "render": "image"}],
+            }
+            for d in hits
+        ]
         links = []
         if page * n < len(self.nasa):
             q = query["q"][0]
@@ -624,17 +637,28 @@ class MirrorServer:
         }
         return json.dumps(doc).encode(), "application/json", 200
 
+    def _nasa_urls(self, nasa_id: str) -> list[str]:
+        """An asset's files as the API lists them: the renditions, largest first, then metadata.json."""
+        base = f"{self.root}/nasa/media/{nasa_id}/{nasa_id}"
+        return [f"{base}~{r}.jpg" for r in NASA_RENDITIONS] + [
+            f"{self.root}/nasa/media/{nasa_id}/metadata.json"
+        ]
+
     def _nasa_asset(self, nasa_id: str) -> tuple[bytes, str, int]:
         if not any(d["nasa_id"] == nasa_id for d in self.nasa):
             return b'{"reason": "not found"}', "application/json", 404
-        base = f"{self.root}/nasa/media/{nasa_id}/{nasa_id}"
-        items = [{"href": f"{base}~{r}.jpg"} for r in NASA_RENDITIONS]
-        items.append({"href": f"{self.root}/nasa/media/{nasa_id}/metadata.json"})
+        items = [{"href": u} for u in self._nasa_urls(nasa_id)]
         return (
             json.dumps({"collection": {"version": "1.0", "items": items}}).encode(),
             "application/json",
             200,
         )
+
+    def _nasa_collection(self, nasa_id: str) -> tuple[bytes, str, int]:
+        """A search hit's ``href`` (images-assets.nasa.gov's ``collection.json``): a bare JSON array of URLs."""
+        if not any(d["nasa_id"] == nasa_id for d in self.nasa):
+            return b"<Error><Code>NoSuchKey</Code></Error>", "application/xml", 404
+        return json.dumps(self._nasa_urls(nasa_id)).encode(), "application/json", 200
 
     def _esa_listing(self, site: str, query: dict) -> tuple[bytes, str, int]:
         page = int(query.get("page", ["1"])[0])

@@ -116,6 +116,25 @@ def test_nasa_retries_faults_and_resumes(server, tmp_path):
     assert server.since_mark("/nasa/asset/") == ["/nasa/asset/PIA10002"]
 
 
+def test_nasa_reads_the_hits_own_manifest_when_the_asset_endpoint_is_missing(server, tmp_path):
+    """A mirror that serves the search hits' ``href`` manifests (``collection.json``, a bare JSON array
+    of URLs, as images-assets.nasa.gov serves it) but not ``/asset/NASA_ID``: fetched all the same."""
+    server.nasa_asset_endpoint = False
+    try:
+        summary = _nasa(server, tmp_path, max_items=2, max_side_px=40)
+    finally:
+        server.nasa_asset_endpoint = True
+    rows = read_catalog(tmp_path)
+    assert [(r["status"], r["image_url"].rsplit("/", 1)[1]) for r in rows] == [
+        ("ok", "PIA10000~medium.jpg"),
+        ("ok", "PIA10001~medium.jpg"),
+    ]
+    assert summary.num_fetched == 2
+    assert server.since_mark("/nasa/media/PIA10000/collection.json") == [
+        "/nasa/media/PIA10000/collection.json"
+    ]
+
+
 def test_nasa_bad_input(server, tmp_path):
     with pytest.raises(UserError, match="--query"):
         _nasa(server, tmp_path, query="  ")

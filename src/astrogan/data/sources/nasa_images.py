@@ -13,6 +13,9 @@ real host, the tests use a stub of these shapes):
 - ``GET <base>/asset/NASA_ID`` -> ``{"collection": {"version", "href", "items": [{"href":
   ".../ID~orig.jpg"}, {"href": "...~large.jpg"}, "~medium", "~small", "~thumb", "metadata.json",
   ...]}}``: rendition URLs only, no sizes (the original may be a 100 MB TIFF).
+- each search hit's own ``href`` (``https://images-assets.nasa.gov/image/NASA_ID/collection.json``) is
+  the same list as a bare JSON array of URLs; it is read when ``/asset/NASA_ID`` is not found (a
+  mirror that serves only what the search hits name).
 
 Renditions rank ``orig`` > ``large`` > ``medium`` > ``small`` > ``thumb``. Without ``max_side_px``
 the original is downloaded. With it, the rendition is chosen before anything is downloaded whole:
@@ -44,7 +47,7 @@ from astrogan.data.sources.base import (
     record,
 )
 from astrogan.data.sources.catalog import Catalog
-from astrogan.data.sources.http import FetchError, PoliteClient
+from astrogan.data.sources.http import FetchError, NotFound, PoliteClient
 from astrogan.utils.errors import UserError
 
 SOURCE = "nasa-images"
@@ -56,9 +59,16 @@ LICENCE = (
 _IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|gif|tiff?)$", re.IGNORECASE)
 
 
-def renditions_by_size(manifest: dict[str, Any]) -> list[str]:
-    """Image URLs of an asset manifest, largest rendition first (unknown renditions last)."""
-    urls = [it.get("href", "") for it in manifest.get("collection", {}).get("items", [])]
+MANIFEST = "collection_href"  # where a hit keeps its search item's ``href`` (its asset manifest)
+
+
+def renditions_by_size(manifest: dict[str, Any] | list[Any]) -> list[str]:
+    """Image URLs of an asset manifest (Collection+JSON, or a bare array of URLs), largest rendition first
+    (unknown renditions last)."""
+    if isinstance(manifest, list):
+        urls = [u for u in manifest if isinstance(u, str)]
+    else:
+        urls = [it.get("href", "") for it in manifest.get("collection", {}).get("items", [])]
     urls = [u for u in urls if _IMAGE_SUFFIX.search(urlsplit(u).path)]
 
     def rank(u: str) -> int:
@@ -97,7 +107,13 @@ class NasaImagesSource(Source):
 
         def read_page(doc: Any, url: str) -> tuple[list[dict[str, Any]], str | None]:
             coll = doc.get("collection", {})
-            hits = [(item.get("data") or [{}])[0] for item in coll.get("items", [])]
+            hits = [
+                {
+                    **(item.get("data") or [{}])[0],
+                    MANIFEST: urljoin(url, item["href"]) if item.get("href") else None,
+                }
+                for item in coll.get("items", [])
+            ]
             images = [d for d in hits if d.get("media_type") == "image" and d.get("nasa_id")]
             nxt = [ln.get("href") for ln in coll.get("links", []) if ln.get("rel") == "next"]
             return images, nxt[0] if nxt else None
@@ -127,6 +143,13 @@ class NasaImagesSource(Source):
         }
         try:
             manifest = await client.get_json(urljoin(self.base_url, f"asset/{quote(nasa_id)}"))
+        except NotFound as exc:
+            if not item.get(MANIFEST):
+                return record(catalog, row, exc.status)
+            try:
+                manifest = await client.get_json(item[MANIFEST])
+            except FetchError as exc2:
+                return record(catalog, row, exc2.status)
         except FetchError as exc:
             return record(catalog, row, exc.status)
         candidates = renditions_by_size(manifest)
