@@ -26,7 +26,7 @@ UTF-8), ``videothumb`` (a video day that also shows a thumbnail picture), ``noim
 faults: ``drop`` (cut mid-body, ``Content-Length`` says more), ``nolength`` (cut mid-body, no
 ``Content-Length``: the close looks like the end), ``junk`` (a picture's valid header followed by junk,
 full length), ``bomb`` (a tiny PNG declaring 60000 x 60000 pixels), ``html``, ``huge``, ``badbytes``,
-``slow``, status codes and redirects.
+``octet`` (the picture whole, as ``application/octet-stream``), ``slow``, status codes and redirects.
 """
 
 from __future__ import annotations
@@ -506,6 +506,8 @@ class MirrorServer:
             return self._send(h, code, body[: len(body) // 2], ctype, declared_length=-1)
         if fault == "junk":
             return self._send(h, code, header_then_junk(body, path), ctype)
+        if fault == "octet":  # a whole picture under the generic binary type (S3, plain file servers)
+            return self._send(h, code, body, "application/octet-stream")
         if fault and fault.startswith("latin1"):
             # A legacy page: ISO-8859-1 bytes, declared by <meta> only (or under a header that lies).
             ctype = "text/html; charset=UTF-8" if fault == "latin1-mislabelled" else "text/html"

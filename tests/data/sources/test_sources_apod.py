@@ -122,6 +122,7 @@ def test_rerun_resumes_and_refetches_only_damaged_files(server, tmp_path):
         ("image", ["junk"], "failed:corrupt", 1),  # a valid header, then junk: opens, does not decode
         ("image", ["bomb"], "failed:too-large", 1),  # 60000 x 60000 px declared in a 74-byte PNG
         ("image", ["html"], "failed:content-type", 1),
+        ("image", ["octet"], "ok", 1),  # generic binary type: the picture itself decides, and names the file
         ("image", ["huge"], "failed:too-large", 1),
         ("image", ["badbytes"], "failed:not-an-image", 1),
         ("image", ["404"], "not-found", 1),

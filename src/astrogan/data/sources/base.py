@@ -102,6 +102,34 @@ class FetchSummary:
 # What Pillow may open a download as: the raster formats the archives serve. (Not every format Pillow
 # knows: EPS, for one, runs Ghostscript on load.)
 PICTURE_FORMATS = ("JPEG", "PNG", "GIF", "TIFF", "WEBP", "BMP")  # JPEG's opener also yields MPO
+_EXT_BY_FORMAT = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "GIF": ".gif",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+}
+# The media types a picture is accepted under: images, FITS, and the generic binary type that plain file
+# servers and object stores give files (S3's default); `check_picture` then decides what the body is (an
+# HTML error page under a binary type is ``not-an-image``), and `picture_extension` names the file.
+PICTURE_TYPES = ("image/", "application/fits", "application/octet-stream", "binary/octet-stream")
+
+
+def picture_extension(path: Path, content_type: str) -> str:
+    """The file extension of a checked picture: from its media type, or its content under a generic type."""
+    ext = extension_for(content_type)
+    if ext != ".bin":
+        return ext
+    if _is_fits(path, content_type):
+        return ".fits"
+    from PIL import Image
+
+    try:
+        with Image.open(path, formats=PICTURE_FORMATS) as im:
+            return _EXT_BY_FORMAT.get(str(im.format), ".bin")
+    except Exception:  # noqa: BLE001 - checked already; an unnamed format keeps .bin
+        return ".bin"
 
 
 def _is_fits(path: Path, content_type: str) -> bool:
@@ -274,7 +302,7 @@ async def probe_size(client: PoliteClient, url: str) -> tuple[int, int] | None:
         return header_size(head)
 
     for num_bytes in PROBE_BYTES:
-        size = await client.peek(url, read, max_bytes=num_bytes)
+        size = await client.peek(url, read, max_bytes=num_bytes, accept=PICTURE_TYPES)
         if size is not None or seen < num_bytes:  # found, or the whole body did not tell
             break
     if size is not None and size[0] * size[1] > client.config.max_pixels:
@@ -383,9 +411,12 @@ async def fetch_image(
     stem = safe_name(row["item_id"])
     row = {**row, "image_url": url}
     max_pixels = client.config.max_pixels
+    ext: dict[str, str] = {}  # the checked picture's extension, for the final name (same thread, just after)
 
     def check(path: Path, ctype: str) -> tuple[int, int]:
-        return check_picture(path, ctype, max_pixels=max_pixels, max_side_px=max_side_px)
+        size = check_picture(path, ctype, max_pixels=max_pixels, max_side_px=max_side_px)
+        ext["found"] = picture_extension(path, ctype)
+        return size
 
     def remove_other_types(path: Path) -> None:  # an earlier run's file of another type
         for ext in KNOWN_EXTENSIONS - {path.suffix}:
@@ -395,7 +426,8 @@ async def fetch_image(
         dl = await client.download(
             url,
             folder / f"{stem}.bin",
-            dest_for_type=lambda ctype: folder / f"{stem}{extension_for(ctype)}",
+            accept=PICTURE_TYPES,
+            dest_for_type=lambda ctype: folder / f"{stem}{ext.get('found') or extension_for(ctype)}",
             check=check,
             saved=remove_other_types,
         )
