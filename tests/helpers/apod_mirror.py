@@ -26,7 +26,8 @@ UTF-8), ``videothumb`` (a video day that also shows a thumbnail picture), ``noim
 faults: ``drop`` (cut mid-body, ``Content-Length`` says more), ``nolength`` (cut mid-body, no
 ``Content-Length``: the close looks like the end), ``junk`` (a picture's valid header followed by junk,
 full length), ``bomb`` (a tiny PNG declaring 60000 x 60000 pixels), ``html``, ``huge``, ``badbytes``,
-``octet`` (the picture whole, as ``application/octet-stream``), ``slow``, status codes and redirects.
+``octet`` (the picture whole, as ``application/octet-stream``), ``json:<text>`` (that text as the JSON
+answer), ``slow``, status codes and redirects.
 """
 
 from __future__ import annotations
@@ -499,6 +500,8 @@ class MirrorServer:
             return self._send(h, 200, b"this is not a jpeg at all", "image/jpeg")
         elif fault == "bomb":
             return self._send(h, 200, bomb_png(), "image/png")
+        elif fault and fault.startswith("json:"):  # a JSON answer of another shape (an error, a proxy's [])
+            return self._send(h, 200, fault.partition(":")[2].encode(), "application/json")
         body, ctype, code = self._route(path, parse_qs(parts.query), fault)
         if fault == "drop":
             return self._send(h, code, body[: len(body) // 2], ctype, declared_length=len(body))

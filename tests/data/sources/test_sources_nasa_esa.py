@@ -135,6 +135,22 @@ def test_nasa_reads_the_hits_own_manifest_when_the_asset_endpoint_is_missing(ser
     ]
 
 
+@pytest.mark.parametrize("body", ["[]", "null", '{"collection": {"items": ["x"]}}', '{"Collections": [3]}'])
+@pytest.mark.parametrize("source", ["nasa", "esa"])
+def test_a_listing_of_another_shape_is_one_failed_row_and_a_warning(server, tmp_path, source, body):
+    """JSON that is not the listing (an array, null, items that are not objects) ends the listing with
+    ``failed:listing-bad-shape`` and a warning naming the page: never a traceback."""
+    path = "/nasa/search" if source == "nasa" else "/esa/hubble/images/d2d/"
+    server.faults[path] = [f"json:{body}"]
+    with pytest.warns(UserWarning, match="listing not in the expected shape"):
+        if source == "nasa":
+            summary = _nasa(server, tmp_path)
+        else:
+            summary = _esa(tmp_path, site="hubble", base_url=f"{server.root}/esa/hubble/")
+    assert summary.statuses == {"failed:listing-bad-shape": 1} and summary.all_failed
+    assert read_catalog(tmp_path) == []
+
+
 def test_nasa_bad_input(server, tmp_path):
     with pytest.raises(UserError, match="--query"):
         _nasa(server, tmp_path, query="  ")

@@ -360,7 +360,9 @@ async def list_pages(
     """Up to ``max_items`` items of a paginated JSON listing from ``url`` on.
 
     ``read_page(doc, url) -> (items, next_url or None)``. A page that fails ends the listing with what
-    the earlier pages gave, counted as ``failed:listing-<reason>`` in ``summary``.
+    the earlier pages gave, counted as ``failed:listing-<reason>`` in ``summary``; JSON that ``read_page``
+    cannot read as a listing (an array, null, items that are not objects: it raises) is
+    ``failed:listing-bad-shape``, with a warning naming the page.
     """
     items: list[Any] = []
     while url and len(items) < max_items:
@@ -369,7 +371,15 @@ async def list_pages(
         except FetchError as exc:
             summary.statuses[f"failed:listing-{exc.reason}"] += 1
             break
-        found, url = read_page(doc, url)
+        try:
+            found, next_url = read_page(doc, url)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            summary.statuses["failed:listing-bad-shape"] += 1
+            warnings.warn(
+                f"{url}: listing not in the expected shape ({type(exc).__name__}: {exc})", stacklevel=1
+            )
+            break
+        url = next_url
         items.extend(found[: max_items - len(items)])
     return items
 

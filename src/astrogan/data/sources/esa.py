@@ -164,9 +164,10 @@ class EsaSource(Source):
         want = self.category.lower() if self.category else None
 
         def read_page(doc: Any, url: str) -> tuple[list[dict[str, Any]], str | None]:
+            listing = doc["Collections"] if "Collections" in doc else doc["Items"]
             found = [
                 it
-                for it in doc.get("Collections") or doc.get("Items") or []
+                for it in listing or []
                 if it.get("ID") and (not want or category_matches(want, categories_of(it)))
             ]
             return found, urljoin(url, doc["Next"]) if doc.get("Next") else None

@@ -106,16 +106,16 @@ class NasaImagesSource(Source):
         """The ``data`` of the image hits, following the ``next`` links."""
 
         def read_page(doc: Any, url: str) -> tuple[list[dict[str, Any]], str | None]:
-            coll = doc.get("collection", {})
+            coll = doc["collection"]
             hits = [
                 {
                     **(item.get("data") or [{}])[0],
                     MANIFEST: urljoin(url, item["href"]) if item.get("href") else None,
                 }
-                for item in coll.get("items", [])
+                for item in coll["items"]
             ]
             images = [d for d in hits if d.get("media_type") == "image" and d.get("nasa_id")]
-            nxt = [ln.get("href") for ln in coll.get("links", []) if ln.get("rel") == "next"]
+            nxt = [ln.get("href") for ln in coll.get("links") or [] if ln.get("rel") == "next"]
             return images, nxt[0] if nxt else None
 
         first = urljoin(self.base_url, f"search?q={quote(self.query)}&media_type=image&page=1")
