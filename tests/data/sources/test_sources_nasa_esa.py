@@ -151,6 +151,17 @@ def test_a_listing_of_another_shape_is_one_failed_row_and_a_warning(server, tmp_
     assert read_catalog(tmp_path) == []
 
 
+def test_a_listing_whose_next_link_comes_back_ends(server, tmp_path):
+    """A ``Next`` link to a page already read (a page linking to itself, a cycle) ends the listing: one
+    request, not an endless loop of them."""
+    path = "/esa/hubble/images/d2d/"
+    page = {"Count": 0, "Next": f"{server.root}{path}?page=1", "Previous": None, "Collections": []}
+    server.faults[path] = [f"json:{json.dumps(page)}"] * 20
+    summary = _esa(tmp_path, site="hubble", base_url=f"{server.root}/esa/hubble/")
+    assert server.since_mark(path) == [f"{path}?page=1"]
+    assert summary.num_attempted == 0 and read_catalog(tmp_path) == []
+
+
 def test_nasa_bad_input(server, tmp_path):
     with pytest.raises(UserError, match="--query"):
         _nasa(server, tmp_path, query="  ")

@@ -362,10 +362,13 @@ async def list_pages(
     ``read_page(doc, url) -> (items, next_url or None)``. A page that fails ends the listing with what
     the earlier pages gave, counted as ``failed:listing-<reason>`` in ``summary``; JSON that ``read_page``
     cannot read as a listing (an array, null, items that are not objects: it raises) is
-    ``failed:listing-bad-shape``, with a warning naming the page.
+    ``failed:listing-bad-shape``, with a warning naming the page. A next link to a page already read
+    (a page naming itself, a cycle) ends the listing.
     """
     items: list[Any] = []
-    while url and len(items) < max_items:
+    seen: set[str] = set()
+    while url and url not in seen and len(items) < max_items:
+        seen.add(url)
         try:
             doc = await client.get_json(url)
         except FetchError as exc:
