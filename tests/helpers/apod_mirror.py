@@ -12,7 +12,8 @@ djangoplicity Data2Dome image feed of ESA/Hubble, ESA/Webb and ESO (``/images/d2
 djangoplicity's ``media/d2d`` views and serializers and ``archives/utils.get_instance_resources``:
 each item's resources nested in ``Assets[0].Resources``, ``Dimensions`` as floats, resource URLs
 absolute under ``archives/images/<format>/<id>.<ext>``, ``Subject.Category`` holding AVM taxonomy
-names). Pictures answer ``Range`` requests (206), as the real CDNs do.
+names), and a crawl of the same sites' HTML pages only (``/esa-crawl/<site>/``, `esa_crawl`). Pictures
+answer ``Range`` requests (206), as the real CDNs do.
 
 Faults are injected per path (``server.faults[path] = ["429", "500", ...]``, one consumed per request);
 every request is logged with its User-Agent (``log``) and, in ``requests``, with its ``Range`` header,
@@ -49,6 +50,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
+
+from tests.helpers import esa_crawl
 
 APOD_PREFIX = "https://apod.nasa.gov/apod/"
 _IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|gif)$", re.IGNORECASE)
@@ -605,6 +608,8 @@ class MirrorServer:
         if m and m.group(2) in sizes:
             body, ctype = tiny_image(path, ".jpg", size=sizes[m.group(2)])
             return body, ctype, 200
+        if path.startswith(("/esa-crawl/", "/esa-cdn/")):  # a crawled mirror: HTML pages, no d2d feed
+            return esa_crawl.route(self, path)
         return b"not found", "text/plain", 404
 
     def _nasa_search(self, query: dict) -> tuple[bytes, str, int]:

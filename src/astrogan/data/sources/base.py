@@ -356,21 +356,24 @@ async def list_pages(
     *,
     max_items: int,
     read_page: Callable[[Any, str], tuple[list[Any], str | None]],
+    get: Callable[[str], Awaitable[Any]] | None = None,
 ) -> list[Any]:
-    """Up to ``max_items`` items of a paginated JSON listing from ``url`` on.
+    """Up to ``max_items`` items of a paginated listing from ``url`` on (JSON; HTML with ``get=client.get_text``).
 
-    ``read_page(doc, url) -> (items, next_url or None)``. A page that fails ends the listing with what
-    the earlier pages gave, counted as ``failed:listing-<reason>`` in ``summary``; JSON that ``read_page``
-    cannot read as a listing (an array, null, items that are not objects: it raises) is
-    ``failed:listing-bad-shape``, with a warning naming the page. A next link to a page already read
+    ``read_page(doc, url) -> (items, next_url or None)``; ``get(url)`` reads a page (default
+    ``client.get_json``). A page that fails ends the listing with what the earlier pages gave, counted
+    as ``failed:listing-<reason>`` in ``summary``; a page that ``read_page`` cannot read as a listing
+    (JSON: an array, null, items that are not objects: it raises) is ``failed:listing-bad-shape``, with
+    a warning naming the page. A next link to a page already read
     (a page naming itself, a cycle) ends the listing.
     """
     items: list[Any] = []
     seen: set[str] = set()
+    get = get or client.get_json
     while url and url not in seen and len(items) < max_items:
         seen.add(url)
         try:
-            doc = await client.get_json(url)
+            doc = await get(url)
         except FetchError as exc:
             summary.statuses[f"failed:listing-{exc.reason}"] += 1
             break

@@ -31,12 +31,20 @@ originals are often 100 MB TIFFs and never downloaded under a limit; ``--max-sid
 largest of any kind. Relative resource URLs are resolved against the site; only the site's host
 and its CDN are allowed.
 
+When the feed is not there (a mirror made by crawling the site: ``failed:listing-not-found``, or a page
+that is not JSON), the site's HTML archive is read instead (`esa_html`): the list pages of the category
+(``images/archive/category/<slug>/``, the slug found in the site's menu when ``--category`` is not one)
+or of all images (``images/``), then each image's detail page when it is fetched; the download is chosen
+as from the feed.
+
 Licence: the images are CC BY 4.0; the ``Credit`` line the licence requires is stored in
 ``credit`` and in the licence note.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from typing import Any
 from urllib.parse import urljoin
 
@@ -50,7 +58,8 @@ from astrogan.data.sources.base import (
     record,
 )
 from astrogan.data.sources.catalog import Catalog
-from astrogan.data.sources.http import PoliteClient
+from astrogan.data.sources.esa_html import HTML_ITEM, category_links, parse_detail_page, parse_list_page
+from astrogan.data.sources.http import FetchError, PoliteClient
 from astrogan.utils.errors import UserError
 
 SITES = {
@@ -88,6 +97,15 @@ def category_matches(want: str, categories: list[str]) -> bool:
     """True when ``want`` (or its singular) occurs in one of ``categories``, case ignored."""
     keys = {want.strip().lower(), _singular(want.strip().lower())} - {""}
     return any(k in c.lower() for k in keys for c in categories)
+
+
+def _same(want: str, *names: str) -> bool:
+    """True when ``want`` names one of ``names`` (case, spaces, punctuation and a plural ignored)."""
+
+    def key(text: str) -> str:
+        return _singular("".join(ch for ch in text.lower() if ch.isalnum()))
+
+    return any(key(want) == key(n) for n in names)
 
 
 def resources_of(item: dict[str, Any]) -> list[dict[str, Any]]:
@@ -173,16 +191,90 @@ class EsaSource(Source):
             return found, urljoin(url, doc["Next"]) if doc.get("Next") else None
 
         first = urljoin(self.base_url, "images/d2d/?page=1")
-        return await list_pages(client, first, summary, max_items=self.max_items, read_page=read_page)
+        found, missing = await self._listing(client, summary, first, read_page, ("not-found", "content-type"))
+        return found if not missing else await self.html_items(client, summary)
+
+    async def _listing(
+        self,
+        client: PoliteClient,
+        summary: FetchSummary,
+        first: str,
+        read_page: Any,
+        missing: tuple[str, ...],
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """`list_pages` from ``first``, and whether its first page failed for one of the ``missing``
+        reasons (then that failure is not counted: the caller tries another way)."""
+        before = summary.statuses.copy()
+        html = read_page is parse_list_page
+        found = await list_pages(
+            client,
+            first,
+            summary,
+            max_items=self.max_items,
+            read_page=read_page,
+            get=client.get_text if html else None,
+        )
+        new = summary.statuses - before
+        reason = next((r for r in missing if new.get(f"failed:listing-{r}")), None)
+        if found or reason is None:
+            return found, False
+        summary.statuses[f"failed:listing-{reason}"] -= 1
+        summary.statuses += Counter()  # drops the zero count
+        return found, True
+
+    async def html_items(self, client: PoliteClient, summary: FetchSummary) -> list[dict[str, Any]]:
+        """List-page items of the site's HTML archive (`esa_html`): the category's pages, or all images."""
+        images = urljoin(self.base_url, "images/")
+        if not self.category:
+            return (await self._listing(client, summary, images, parse_list_page, ()))[0]
+        slug = "".join(ch for ch in self.category.lower() if ch.isalnum())
+        first = urljoin(images, f"archive/category/{slug}/")
+        found, missing = await self._listing(client, summary, first, parse_list_page, ("not-found",))
+        if not missing:
+            return found
+        try:  # not the site's slug: find the category in the site's menu
+            links = category_links(await client.get_text(images), images)
+        except FetchError as exc:
+            summary.statuses[f"failed:listing-{exc.reason}"] += 1
+            return []
+        match = [
+            u
+            for s, name, u in links
+            if category_matches(self.category, [s, name]) or _same(self.category, s, name)
+        ]
+        if not match:
+            summary.statuses["failed:listing-not-found"] += 1
+            names = ", ".join(s for s, _, _ in links) or "none"
+            warnings.warn(f"{images}: no category {self.category!r} (the site has: {names})", stacklevel=1)
+            return []
+        return (await self._listing(client, summary, match[0], parse_list_page, ()))[0]
 
     def item_id(self, item: dict[str, Any]) -> str:
         """The archive ``ID``."""
         return str(item["ID"])
 
     async def fetch_item(self, client: PoliteClient, catalog: Catalog, item: dict[str, Any]) -> str:
-        """The largest resource within ``max_side_px``, with the CC BY credit line."""
+        """The largest resource within ``max_side_px``, with the CC BY credit line (an item of the HTML
+        archive: read from its detail page first)."""
+        if item.get(HTML_ITEM):
+            try:
+                page = await client.get_text(item["ReferenceURL"])
+            except FetchError as exc:
+                return record(catalog, self._row(item), exc.status)
+            item = parse_detail_page(page, item["ReferenceURL"], item)
+        row = self._row(item)
+        candidates = candidate_resources(item, self.max_side_px)
+        if not candidates:
+            return record(catalog, row, "skipped-no-image")
+        urls = [(urljoin(self.base_url, str(res["URL"])), bool(side_of(res))) for res in candidates]
+        if self.max_side_px is None:
+            return (await fetch_image(client, catalog, row, url=urls[0][0]))["status"]
+        return await fetch_largest_fitting(client, catalog, row, urls, max_side_px=self.max_side_px)
+
+    def _row(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The catalog row of a feed item (no status yet)."""
         credit = item.get("Credit")
-        row: dict[str, Any] = {
+        return {
             "source": self.source,
             "item_id": str(item["ID"]),
             "date": str(item.get("PublicationDate") or item.get("Date") or "")[:10] or None,
@@ -194,10 +286,3 @@ class EsaSource(Source):
             "keywords": categories_of(item) + [str(n) for n in (item.get("Subject") or {}).get("Name", [])],
             "explanation": item.get("Description"),
         }
-        candidates = candidate_resources(item, self.max_side_px)
-        if not candidates:
-            return record(catalog, row, "skipped-no-image")
-        urls = [(urljoin(self.base_url, str(res["URL"])), bool(side_of(res))) for res in candidates]
-        if self.max_side_px is None:
-            return (await fetch_image(client, catalog, row, url=urls[0][0]))["status"]
-        return await fetch_largest_fitting(client, catalog, row, urls, max_side_px=self.max_side_px)
