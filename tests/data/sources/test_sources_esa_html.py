@@ -107,3 +107,20 @@ def test_esa_html_when_the_feed_url_answers_an_html_page(server, tmp_path):
     server.faults["/esa-crawl/eso/images/d2d/"] = ["html"]
     summary = _crawl(server, tmp_path, "eso", max_items=1)
     assert summary.num_fetched == 1 and not summary.failed
+
+
+def test_esa_hubble_allows_its_former_domain_and_cdn():
+    """Saved ESA/Hubble pages (toolforge/tool-spacemedia's potw2319a.html) link the large JPEG on
+    cdn.spacetelescope.org: a crawl of them must be able to download it."""
+    from astrogan.data.sources.esa_html import parse_detail_page
+
+    page = (
+        '<h1>Cosmic leviathan</h1><div class="object-info"><table><tr><td class="title">Size:</td>'
+        '<td>2839 x 2389 px</td></tr></table></div><div class="archive_download"><span class="archive_dl_text">'
+        '<a href="https://cdn.spacetelescope.org/archives/images/large/potw2319a.jpg">Large JPEG</a></span></div>'
+    )
+    item = parse_detail_page(page, "https://www.spacetelescope.org/images/potw2319a/", {"ID": "potw2319a"})
+    (res,) = item["Assets"][0]["Resources"]
+    assert res["Dimensions"] == [2839.0, 2389.0]
+    hosts = SOURCES["esa"].build(FAST, site="hubble").http.allowed_hosts
+    assert {"cdn.spacetelescope.org", "www.spacetelescope.org"} <= hosts

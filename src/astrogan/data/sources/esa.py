@@ -63,7 +63,12 @@ from astrogan.data.sources.http import FetchError, PoliteClient
 from astrogan.utils.errors import UserError
 
 SITES = {
-    "hubble": ("esa-hubble", "https://esahubble.org/", frozenset({"esahubble.org", "cdn.esahubble.org"})),
+    # ESA/Hubble's pages of before 2022 (so a crawl of them) name its former domain and CDN.
+    "hubble": (
+        "esa-hubble",
+        "https://esahubble.org/",
+        frozenset({"esahubble.org", "cdn.esahubble.org", "www.spacetelescope.org", "cdn.spacetelescope.org"}),
+    ),
     "webb": ("esa-webb", "https://esawebb.org/", frozenset({"esawebb.org", "cdn.esawebb.org"})),
     "eso": ("eso", "https://www.eso.org/public/", frozenset({"www.eso.org", "cdn.eso.org"})),
 }
