@@ -171,3 +171,29 @@ def test_refill_start_removes_the_orphans_of_a_killed_writer(tmp_path):
     assert not orphans[0].exists() and young.exists()
     assert {p.name for p in images.iterdir()} == named | {young.name}
     assert pool.claim().id == kept[0]
+
+
+def _refill_worker(supervisor: int) -> int:
+    """The pid of the refill worker among `supervisor`'s children (the one that is not multiprocessing's tracker)."""
+    for pid in _children(supervisor):
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"spawn_main" in cmd and b"resource_tracker" not in cmd:
+            return pid
+    raise AssertionError(f"no refill worker among {_children(supervisor)}")
+
+
+def test_a_killed_refill_worker_is_started_again_and_refills_the_pool(tmp_path):
+    server = _serve(tmp_path)
+    try:
+        old = _refill_worker(server.proc.pid)
+        os.kill(old, signal.SIGKILL)
+        with httpx.Client(base_url=server.url) as client:
+            for _ in range(20):  # drain the pool: only a new worker can fill it again
+                assert client.get("/").status_code == 200
+            deadline = time.monotonic() + 60
+            while client.get("/healthz").json()["pool_depth"] < 20:
+                assert time.monotonic() < deadline, "the pool was not refilled"
+                time.sleep(0.2)
+        assert _refill_worker(server.proc.pid) != old
+    finally:
+        server.stop()

@@ -8,6 +8,8 @@ import multiprocessing as mp
 import os
 import shutil
 import tempfile
+import threading
+import time
 from typing import Any
 
 import h11
@@ -85,6 +87,66 @@ def start_worker(settings: ServeSettings) -> mp.process.BaseProcess:
     return proc
 
 
+class RefillSupervisor:
+    """Keeps the refill worker running: a worker that dies (SIGKILL, OOM killer, crash) is started again.
+
+    A thread checks the worker every `poll_s`; a restart waits `backoff_s`, doubled after each death that
+    follows a short life (under `stable_s`), up to `max_backoff_s`. A worker that exits with status 0 was told
+    to stop (SIGTERM, Ctrl-C, its parent gone) and is left stopped. `stop` ends the thread, then the worker.
+    """
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        *,
+        poll_s: float = 1.0,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        stable_s: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.poll_s = poll_s
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.stable_s = stable_s
+        self.proc: mp.process.BaseProcess | None = None
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="refill-supervisor", daemon=True)
+
+    def start(self) -> RefillSupervisor:
+        """Start the first worker, then the thread that watches it."""
+        self.proc = start_worker(self.settings)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        assert self.proc is not None
+        wait_s, born = self.backoff_s, time.monotonic()
+        while not self._stop.wait(self.poll_s):
+            code = self.proc.exitcode
+            if code is None:
+                continue
+            if code == 0:
+                return
+            if time.monotonic() - born >= self.stable_s:
+                wait_s = self.backoff_s
+            info(f"refill worker exited with status {code}; starting another in {wait_s:g} s")
+            if self._stop.wait(wait_s):
+                return
+            self.proc, born = start_worker(self.settings), time.monotonic()
+            self.restarts += 1
+            wait_s = min(self.max_backoff_s, 2 * wait_s)
+
+    def stop(self, timeout_s: float = 10) -> None:
+        """Stop restarting, then stop the worker."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.join(timeout=timeout_s)
+
+
 def run_server(
     settings: ServeSettings,
     *,
@@ -96,7 +158,8 @@ def run_server(
 ) -> None:
     """Serve until interrupted; the worker stops with the server.
 
-    Every child (the refill worker, the server processes) ends when this supervisor does, even by SIGKILL.
+    Every child (the refill worker, the server processes) ends when this supervisor does, even by SIGKILL; a
+    refill worker or server process that dies on its own is started again.
     With several server processes, Prometheus values live in a fresh folder shared by them (multiprocess mode).
     """
     import uvicorn
@@ -120,7 +183,7 @@ def run_server(
     if workers > 1:
         prom_dir = tempfile.mkdtemp(prefix="astrogan-prometheus-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
-    worker = start_worker(settings) if refill else None
+    worker = RefillSupervisor(settings).start() if refill else None
     info(f"serving on http://{host}:{port}/ with {workers} process(es)")
     try:
         uvicorn.run(
@@ -139,7 +202,6 @@ def run_server(
         )
     finally:
         if worker is not None:
-            worker.terminate()
-            worker.join(timeout=10)
+            worker.stop()
         if prom_dir is not None:
             shutil.rmtree(prom_dir, ignore_errors=True)
