@@ -190,6 +190,16 @@ def test_unknown_paths_are_json_404_and_security_headers(model_path, tmp_path):
     assert client.post("/api/image.png?seed=1").status_code == 405
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/", "/api/image.png?seed=1", "/healthz", "/static/style.css"])
+def test_405_says_which_methods_are_allowed(model_path, tmp_path, method, path):
+    client = app_client(model_path, tmp_path)
+    r = client.request(method, path)
+    assert r.status_code == 405 and set(r.json()) == {"error"}
+    assert sorted(m.strip() for m in r.headers["allow"].split(",")) == ["GET", "HEAD"]
+    assert client.head(path).status_code == 200  # what Allow promises works
+
+
 def test_conditional_class_changes_image(cond_model_path, tmp_path):
     client = app_client(cond_model_path, tmp_path)
     a = client.get("/api/image.png", params={"seed": 5, "class": 0})

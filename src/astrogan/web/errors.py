@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -38,8 +40,20 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail))
+        # The exception's headers are part of the answer: a 405 must say what is allowed (RFC 9110 15.5.6).
+        return error_response(exc.status_code, str(exc.detail), headers=_with_head(exc.headers))
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         return error_response(500, "internal error")
+
+
+def _with_head(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """`headers` with HEAD added to an `Allow` that has GET: HeadAsGet answers HEAD wherever GET is."""
+    if not headers:
+        return None
+    out = dict(headers)
+    allow = [m.strip() for m in out.get("Allow", "").split(",") if m.strip()]
+    if "GET" in allow and "HEAD" not in allow:
+        out["Allow"] = ", ".join([*allow, "HEAD"])
+    return out
