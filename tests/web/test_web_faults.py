@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from astrogan.web.onnx_generator import OnnxGenerator, write_tiny_model
 from astrogan.web.pool import Pool
 from astrogan.web.settings import ServeSettings
 from astrogan.web.worker import fill_to, open_pool, run_worker
+from tests.helpers.processes import astrogan_cmd, child_env
 from tests.helpers.serve import Server, start_server
 
 pytestmark = pytest.mark.slow  # starts servers and processes
@@ -197,3 +199,17 @@ def test_a_killed_refill_worker_is_started_again_and_refills_the_pool(tmp_path):
         assert _refill_worker(server.proc.pid) != old
     finally:
         server.stop()
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path):
+    model = write_tiny_model(tmp_path / "model.onnx", image_size=16)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = astrogan_cmd("serve", "--model", model, "--port", port, "--workers", "2")
+        r = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert f"127.0.0.1:{port}" in r.stderr and "already in use" in r.stderr
+    assert not (tmp_path / "pool").exists()  # nothing was started or written

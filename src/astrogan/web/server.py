@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import multiprocessing as mp
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -15,6 +17,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from astrogan.utils.errors import UserError
 from astrogan.utils.log import info
 from astrogan.web.lifecycle import SUPERVISOR_ENV
 from astrogan.web.onnx_generator import OnnxGenerator
@@ -76,6 +79,27 @@ class HeaderTimeoutH11Protocol(H11Protocol):
         idle = self.cycle is None or self.cycle.response_complete
         if idle and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.transport.close()
+
+
+def check_listen(host: str, port: int) -> None:
+    """UserError (one line) unless a server could listen on `host`:`port` now: the name resolves and every
+    address it gives can be bound (with SO_REUSEADDR, as Uvicorn binds). Checked before anything starts."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise UserError(
+            f"--host {host}: cannot resolve it ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
+    for family, kind, proto, _, addr in dict.fromkeys((i[0], i[1], i[2], None, i[4]) for i in infos):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                hint = (
+                    ": another server holds it; pick another --port" if exc.errno == errno.EADDRINUSE else ""
+                )
+                raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
 
 
 def start_worker(settings: ServeSettings) -> mp.process.BaseProcess:
@@ -164,6 +188,7 @@ def run_server(
     """
     import uvicorn
 
+    check_listen(host, port)  # a port in use is one line, before any process starts or "serving on" is said
     gen = OnnxGenerator(settings.model_path)  # fail early, with one line, on a bad model
     pool = open_pool(settings)
     removed = pool.remove_orphans(grace_s=ORPHAN_GRACE_S)
