@@ -211,6 +211,15 @@ def test_conditional_class_changes_image(cond_model_path, tmp_path):
     assert default == b.content
 
 
+@pytest.mark.parametrize("cls", ["3", "-1", "10000", "-" + "9" * 40])
+@pytest.mark.parametrize(
+    "path", ["/api/image.png?seed=1", "/api/grid?seeds=0-3", "/api/interpolate?from=0&to=1"]
+)
+def test_a_class_out_of_range_is_told_the_models_range(cond_model_path, tmp_path, path, cls):
+    r = app_client(cond_model_path, tmp_path).get(f"{path}&class={cls}")
+    assert r.status_code == 422 and r.json()["error"].startswith("class: must lie in 0..2"), r.text
+
+
 def test_interpolation_and_grid(model_path, tmp_path):
     client = app_client(model_path, tmp_path)
     gen = OnnxGenerator(model_path)

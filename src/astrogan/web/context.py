@@ -95,8 +95,9 @@ class ServeContext:
             return None
         if self.gen.num_classes <= 0:
             raise UserError("class: this model is unconditional; leave `class` out")
-        if cls >= self.gen.num_classes:
-            raise UserError(f"class: must lie in 0..{self.gen.num_classes - 1}")
+        if not 0 <= cls < self.gen.num_classes:
+            got = f", got {cls}" if abs(cls) < 10**9 else ""
+            raise UserError(f"class: must lie in 0..{self.gen.num_classes - 1}{got}")
         return cls
 
     def labels(self, seeds: Sequence[int], cls: int | None) -> np.ndarray | None:

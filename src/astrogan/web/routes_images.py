@@ -39,8 +39,12 @@ from astrogan.web.imaging import animation_formats, encode_animation, encode_png
 TRUNC_QUERY = Query(
     1.0, ge=0.0, le=2.0, description="truncation (0..2, 1 = none), applied inside the network like --trunc"
 )
+# Bounded by the model in ServeContext.check_class, so that an out-of-range label is told the model's range.
 CLASS_QUERY = Query(
-    None, alias="class", ge=0, le=9999, description="class label for conditional models (0..num_classes-1)"
+    None,
+    alias="class",
+    json_schema_extra={"minimum": 0},
+    description="class label for conditional models (0..num_classes-1)",
 )
 RGB_QUERY = Query(
     None,
