@@ -135,6 +135,8 @@ def test_grid_and_interpolate_take_the_conditions(cond_path, tmp_path):
             "sersic",
             ["unknown parameter", "did you mean sersic_n", "sersic_n, half_light_radius_px, q"],
         ),
+        ({"SERSIC_N": 2}, "SERSIC_N", ["unknown parameter", "did you mean sersic_n"]),
+        ({"Q": 0.4}, "Q", ["unknown parameter", "did you mean q"]),
     ],
 )
 def test_bad_conditions_get_422_naming_the_parameter(cond_path, tmp_path, path, extra, field, words):

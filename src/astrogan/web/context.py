@@ -144,14 +144,17 @@ class ServeContext:
         """
         spec = self.cond_spec
         names = spec.names if spec is not None else ()
+        by_lower = {
+            n.lower(): n for n in names
+        }  # `SERSIC_N` or `Q` is a near-miss too (names are case-sensitive)
         for key in query:
             if key in declared or key in names or not names:
                 continue
-            close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+            close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.75)
             if close:
                 raise UserError(
-                    f"{key}: unknown parameter; did you mean {close[0]}? (this model's conditions are "
-                    f"{', '.join(names)})"
+                    f"{key}: unknown parameter; did you mean {by_lower[close[0]]}? (this model's conditions "
+                    f"are {', '.join(names)})"
                 )
         if spec is None:
             return None
