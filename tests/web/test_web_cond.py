@@ -160,6 +160,16 @@ def test_a_condition_given_twice_is_refused(cond_path, tmp_path):
     assert r.status_code == 422 and r.json()["error"].startswith("q") and "once" in r.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "query",
+    ["/api/image.png?seed=1&seed=2", "/api/image.png?seed=1&trunc=1&trunc=0.5", "/api/grid?seeds=1&seeds=2"],
+)
+def test_a_route_parameter_given_twice_is_refused(cond_path, plain_path, tmp_path, query):
+    for model in (cond_path, plain_path):
+        r = app_client(model, tmp_path / model.parent.name).get(query)
+        assert r.status_code == 422 and "given 2 times; give it once" in r.json()["error"], r.text
+
+
 def test_printed_range_bounds_are_accepted(cond_path, tmp_path):
     client = app_client(cond_path, tmp_path)
     for q in (0.2, 1.0):

@@ -136,6 +136,7 @@ class ServeContext:
     def conditions(self, query: QueryParams, *, declared: Collection[str]) -> np.ndarray | None:
         """The conditions a request asks for, float32 `(K,)`: its query values, the training mean for the rest.
 
+        A parameter of the route given twice (`seed=1&seed=2`) is a UserError, as a condition given twice is.
         Other query parameters are ignored, as HTTP clients expect (cache busters, tracking tags), except a
         near-miss of a condition's name on a model with conditions (`sersic=2`): that is a UserError naming
         the condition meant, rather than a picture silently drawn at the training mean. Values must be
@@ -148,6 +149,8 @@ class ServeContext:
             n.lower(): n for n in names
         }  # `SERSIC_N` or `Q` is a near-miss too (names are case-sensitive)
         for key in query:
+            if key in declared and len(query.getlist(key)) > 1:  # `seed=1&seed=2`: which one was meant?
+                raise UserError(f"{key}: given {len(query.getlist(key))} times; give it once")
             if key in declared or key in names or not names:
                 continue
             close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.75)
