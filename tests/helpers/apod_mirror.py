@@ -28,7 +28,8 @@ faults: ``drop`` (cut mid-body, ``Content-Length`` says more), ``nolength`` (cut
 ``Content-Length``: the close looks like the end), ``junk`` (a picture's valid header followed by junk,
 full length), ``bomb`` (a tiny PNG declaring 60000 x 60000 pixels), ``html``, ``huge``, ``badbytes``,
 ``octet`` (the picture whole, as ``application/octet-stream``), ``json:<text>`` (that text as the JSON
-answer), ``slow``, status codes and redirects.
+answer), ``trickle`` (the whole length declared, then the body a byte every ``trickle_s``: each read
+is quick, the body never ends), ``slow``, status codes and redirects.
 """
 
 from __future__ import annotations
@@ -348,6 +349,7 @@ class MirrorServer:
     ) -> None:
         self.archive = ApodArchive(metadata_dir) if metadata_dir else None
         self.latency_s, self.slow_s = latency_s, slow_s
+        self.trickle_s = 0.05
         # Lockstep: requests are held and answered in rounds, a round as soon as `lockstep` requests wait
         # or none has come for `quiet_s`; `rounds` lists each round's size: the round trips a client
         # waited, counted without a clock.
@@ -512,6 +514,8 @@ class MirrorServer:
             return self._send(h, code, body[: len(body) // 2], ctype, declared_length=-1)
         if fault == "junk":
             return self._send(h, code, header_then_junk(body, path), ctype)
+        if fault == "trickle":
+            return self._trickle(h, code, body, ctype)
         if fault == "octet":  # a whole picture under the generic binary type (S3, plain file servers)
             return self._send(h, code, body, "application/octet-stream")
         if fault and fault.startswith("latin1"):
@@ -525,6 +529,22 @@ class MirrorServer:
             crange = f"bytes {first}-{last}/{len(body)}"
             return self._send(h, 206, body[first : last + 1], ctype, {"Content-Range": crange})
         self._send(h, code, body, ctype)
+
+    def _trickle(self, h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str) -> None:
+        """Answer ``body`` a byte every ``trickle_s`` seconds, until it is sent or the client leaves."""
+        self._answering(h)
+        try:
+            h.send_response(code)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            for i in range(len(body)):
+                h.wfile.write(body[i : i + 1])
+                h.wfile.flush()
+                time.sleep(self.trickle_s)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        h.close_connection = True
 
     def _send(
         self,

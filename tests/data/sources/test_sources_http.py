@@ -73,6 +73,33 @@ def test_redirect_to_a_foreign_host_is_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("how", ["download", "get_body", "peek"])
+def test_a_body_that_trickles_in_is_a_timeout_not_a_hang(tmp_path, how):
+    """Every read is quicker than the timeout, so only the slow-body guard can end it (~0.5 s)."""
+    with MirrorServer(None) as srv:
+        path = "/esa/hubble/archives/images/large/x.jpg"  # a 40x30 JPEG: ~1 KB, ~50 s at a byte a tick
+        srv.faults[path] = ["trickle"]
+        cfg = HttpConfig(
+            rate_per_s=None, timeout_s=0.5, max_retries=0, allowed_hosts=frozenset({"127.0.0.1"})
+        )
+
+        async def go() -> None:
+            async with PoliteClient(cfg) as client:
+                url = f"{srv.root}{path}"
+                if how == "download":
+                    await client.download(url, tmp_path / "x.jpg")
+                elif how == "get_body":
+                    await client.get_body(url, accept=("image/",))
+                else:
+                    await client.peek(url, lambda head: None)
+
+        t0 = time.monotonic()
+        with pytest.raises(FetchError, match="timeout"):
+            asyncio.run(asyncio.wait_for(go(), 20))
+        assert time.monotonic() - t0 < 5
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("knobs", "flag"),
     [

@@ -4,8 +4,11 @@ Behaviour, in one place (its knobs are one ``HttpConfig``, defined in ``astrogan
 CLI can read their defaults without importing httpx):
 
 - identifies itself (``User-Agent: astrogan/<version> (+https://github.com/astrogan)``);
-- connect/read timeouts; at most ``concurrency`` requests in flight (a request holds its slot from
-  sending to the end of its body, not while its download is checked); a token-bucket rate limit
+- connect/read timeouts, and a slow-body guard (curl's ``--speed-limit``): a body that brings fewer
+  than `MIN_SPEED_BPS` bytes a second over any ``timeout_s`` window is a timeout, so a server that
+  trickles a byte now and then cannot hold a request forever; at most ``concurrency`` requests in
+  flight (a request holds its slot from sending to the end of its body, not while its download is
+  checked); a token-bucket rate limit
   (``--rate 2/s``; ``off`` disables it) charged once per attempt, retries included; keep-alive
   connections, kept through a short error answer or redirect (its body is read out);
 - retries with exponential backoff on timeouts, dropped connections, 429 (waiting at least the
@@ -53,6 +56,7 @@ from astrogan.imaging import sha256_file
 from astrogan.utils.atomic import current_umask
 
 USER_AGENT_URL = "https://github.com/astrogan"
+MIN_SPEED_BPS = 1024  # below this for a whole timeout window a body counts as stalled
 PART_MARK = ".part-"  # temp downloads are ".<name>.part-XXXX"; cleaned up by fetchers on start
 
 
@@ -315,6 +319,28 @@ class Body:
     url: str
 
 
+class _Pace:
+    """The slow-body guard: ``feed(n)`` per chunk raises ``httpx.ReadTimeout`` when the last window of
+    ``window_s`` seconds brought fewer than ``MIN_SPEED_BPS * window_s`` bytes.
+
+    httpx's read timeout is per read, so a byte every ``timeout_s - 1`` seconds would never trip it.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.start = time.monotonic()
+        self.got = 0
+
+    def feed(self, num_bytes: int) -> None:
+        self.got += num_bytes
+        elapsed = time.monotonic() - self.start
+        if elapsed < self.window_s:
+            return
+        if self.got < MIN_SPEED_BPS * elapsed:
+            raise httpx.ReadTimeout(f"body slower than {MIN_SPEED_BPS} B/s for {elapsed:.0f} s")
+        self.start, self.got = time.monotonic(), 0
+
+
 class PoliteClient:
     """Async HTTP client shared by the fetchers; use as ``async with PoliteClient(cfg) as client``."""
 
@@ -420,7 +446,9 @@ class PoliteClient:
                 ctype = _check_type(resp, accept)
                 _check_length(resp, self.config.max_bytes)
                 body = bytearray()
+                pace = _Pace(self.config.timeout_s)
                 async for chunk in resp.aiter_bytes():
+                    pace.feed(len(chunk))
                     body += chunk
                     if len(body) > self.config.max_bytes:
                         raise FetchError("too-large", u)
@@ -468,7 +496,9 @@ class PoliteClient:
             try:
                 _check_type(resp, accept)
                 head = bytearray()
+                pace = _Pace(self.config.timeout_s)
                 async for chunk in resp.aiter_bytes():
+                    pace.feed(len(chunk))
                     head += chunk[: max_bytes - len(head)]
                     found = read(bytes(head))
                     if found is not None:
@@ -512,7 +542,9 @@ class PoliteClient:
                 got = _Received(dest, _check_type(resp, accept), str(resp.url))
                 _check_length(resp, self.config.max_bytes)
                 try:
+                    pace = _Pace(self.config.timeout_s)
                     async for chunk in resp.aiter_bytes():
+                        pace.feed(len(chunk))
                         got.num_bytes += len(chunk)
                         if got.num_bytes > self.config.max_bytes:
                             raise FetchError("too-large", u)
