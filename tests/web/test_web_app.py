@@ -175,6 +175,22 @@ def test_bad_input_gets_422_with_one_line_reason(model_path, tmp_path, path, par
     assert "Traceback" not in r.text
 
 
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"seed": 1, "trunc": "nan"}, "trunc: should be a finite number, got 'nan'"),
+        ({"seed": 1, "trunc": "-inf"}, "trunc: should be a finite number, got '-inf'"),
+        ({"seed": 1, "trunc": "1e999"}, "trunc: should be a finite number, got '1e999'"),
+        ({"seed": 1, "trunc": "5"}, "trunc: Input should be less than or equal to 2, got '5'"),
+        ({"seed": "abc"}, "got 'abc'"),
+    ],
+)
+def test_a_422_says_what_was_given_and_calls_nan_not_a_number(model_path, tmp_path, params, words):
+    """nan and inf parse as floats and then fail a bound: "should be <= 2" alone would mislead."""
+    r = app_client(model_path, tmp_path).get("/api/image.png", params=params)
+    assert r.status_code == 422 and words in r.json()["error"], r.text
+
+
 def test_unknown_paths_are_json_404_and_security_headers(model_path, tmp_path):
     client = app_client(model_path, tmp_path)
     for path in ("/nope", "/static/../model.onnx", "/static/model.json", "/pool/pool.sqlite"):

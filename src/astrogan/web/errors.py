@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
@@ -26,9 +27,13 @@ def add_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "header"))
-        return error_response(
-            422, f"{loc}: {err.get('msg', 'invalid value')}" if loc else str(err.get("msg", "invalid"))
-        )
+        msg = str(err.get("msg", "invalid value"))
+        given = err.get("input")
+        if isinstance(given, str) and len(given) <= 40:
+            # nan/inf pass float parsing and then fail a bound, which alone would read "should be <= 2"
+            msg = "should be a finite number" if _non_finite(given) else msg
+            msg += f", got {given!r}"
+        return error_response(422, f"{loc}: {msg}" if loc else msg)
 
     @app.exception_handler(UserError)
     async def _user_error(_: Request, exc: UserError) -> JSONResponse:
@@ -46,6 +51,14 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         return error_response(500, "internal error")
+
+
+def _non_finite(text: str) -> bool:
+    """Whether ``text`` parses as a float that is nan or infinite ("nan", "-inf", "1e999")."""
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _with_head(headers: Mapping[str, str] | None) -> dict[str, str] | None:
