@@ -213,3 +213,11 @@ def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path):
     assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
     assert f"127.0.0.1:{port}" in r.stderr and "already in use" in r.stderr
     assert not (tmp_path / "pool").exists()  # nothing was started or written
+
+
+def test_an_ipv6_host_is_written_in_brackets():
+    """``http://::1:8000/`` is not a URL a user can paste; ``http://[::1]:8000/`` is."""
+    from astrogan.web.server import host_port
+
+    assert host_port("::1", 8000) == "[::1]:8000" and host_port("[::1]", 8000) == "[::1]:8000"
+    assert host_port("127.0.0.1", 8000) == "127.0.0.1:8000" and host_port("localhost", 80) == "localhost:80"

@@ -81,6 +81,11 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             self.transport.close()
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it: an IPv6 literal in brackets (``[::1]:8000``)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 def check_listen(host: str, port: int) -> None:
     """UserError (one line) unless a server could listen on `host`:`port` now: the name resolves and every
     address it gives can be bound (with SO_REUSEADDR, as Uvicorn binds). Checked before anything starts."""
@@ -99,7 +104,7 @@ def check_listen(host: str, port: int) -> None:
                 hint = (
                     ": another server holds it; pick another --port" if exc.errno == errno.EADDRINUSE else ""
                 )
-                raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+                raise UserError(f"cannot listen on {host_port(host, port)}: {exc.strerror}{hint}") from None
 
 
 def start_worker(settings: ServeSettings) -> mp.process.BaseProcess:
@@ -209,7 +214,7 @@ def run_server(
         prom_dir = tempfile.mkdtemp(prefix="astrogan-prometheus-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
     worker = RefillSupervisor(settings).start() if refill else None
-    info(f"serving on http://{host}:{port}/ with {workers} process(es)")
+    info(f"serving on http://{host_port(host, port)}/ with {workers} process(es)")
     try:
         uvicorn.run(
             "astrogan.web.app:app_from_env",
