@@ -75,6 +75,26 @@ def test_a_damaged_images_h5_is_one_line_not_a_traceback(small_ds, capsys):
     assert err.startswith("error: ") and err.strip().count("\n") == 0 and "images.h5" in err
 
 
+def test_an_images_h5_from_another_build_is_refused_in_one_line(tmp_path, small_ds, capsys):
+    """An images.h5 copied over from another build (5 images, not 3): `info` must not print the manifest's
+    count, and training must not read images the manifest does not describe."""
+    src = tmp_path / "raw5"
+    src.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((40, 40, 3), 40 * i, dtype=np.uint8)).save(src / f"{i}.png")
+    other = build_dataset(
+        [src], tmp_path / "ds5", options=BuildOptions(image_sizes=(32, 16)), show_progress=False
+    )
+    (small_ds / "images.h5").write_bytes((other.path / "images.h5").read_bytes())
+    with pytest.raises(
+        UserError, match=r"images.h5 holds \(5, 32, 32, 3\) where manifest.json says \(3, 32, 32, 3\)"
+    ):
+        open_dataset(small_ds)
+    assert main(["dataset", "info", str(small_ds)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0 and "different builds" in err
+
+
 def test_cli_missing_input_exits_2_with_one_line(tmp_path, capsys):
     code = main(["dataset", "build", str(tmp_path / "missing"), "--out", str(tmp_path / "ds")])
     err = capsys.readouterr().err

@@ -236,6 +236,20 @@ def open_dataset(path: str | os.PathLike[str]) -> DatasetArtifact:
     if not (p / IMAGES_FILE).is_file():
         raise UserError(f"dataset at {p} has no images.h5: rebuild it with `astrogan dataset build`")
     ds = DatasetArtifact(p, manifest)
-    with ds._read_h5():  # a damaged file is named here, not as a traceback at the first read
-        pass
+    with ds._read_h5() as fh:  # a damaged file is named here, not as a traceback at the first read
+        _check_shapes(ds, fh)
     return ds
+
+
+def _check_shapes(ds: DatasetArtifact, fh: Any) -> None:
+    """UserError (one line) unless every stored size holds the manifest's `(N, S, S, C)`: an images.h5
+    copied from another build would otherwise train on, or count, images the manifest does not describe."""
+    for size, name in sorted(ds._datasets.items(), reverse=True):
+        want = (ds.num_images, size, size, ds.channels)
+        got = tuple(fh[name].shape) if name in fh else None
+        if got != want:
+            held = f"holds {got}" if got is not None else f"has no {name!r}"
+            raise UserError(
+                f"dataset at {ds.path}: {IMAGES_FILE} {held} where manifest.json says {want} "
+                "(N, size, size, channels): the two come from different builds; rebuild it or copy both again"
+            )
