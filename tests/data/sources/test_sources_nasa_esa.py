@@ -162,6 +162,21 @@ def test_a_listing_whose_next_link_comes_back_ends(server, tmp_path):
     assert summary.num_attempted == 0 and read_catalog(tmp_path) == []
 
 
+def test_an_item_listed_twice_by_a_shifting_listing_is_fetched_once(server, tmp_path):
+    """A new item published during the crawl pushes page 1's last hit to the top of page 2: the same
+    ``nasa_id`` comes twice. It is fetched, counted and recorded once, in listing order."""
+    listing = server.nasa
+    server.nasa = [*listing[:3], listing[2], *listing[3:]]  # pages of 3: PIA10002 ends page 1, starts page 2
+    try:
+        summary = _nasa(server, tmp_path, max_items=6)
+    finally:
+        server.nasa = listing
+    rows = read_catalog(tmp_path)
+    assert [r["item_id"] for r in rows] == [f"PIA{10000 + k}" for k in range(5)]
+    assert server.since_mark("/nasa/asset/PIA10002") == ["/nasa/asset/PIA10002"]
+    assert summary.num_fetched == 5 and summary.num_attempted == 5
+
+
 def test_nasa_bad_input(server, tmp_path):
     with pytest.raises(UserError, match="--query"):
         _nasa(server, tmp_path, query="  ")

@@ -480,6 +480,17 @@ def worker_threads(http: HttpConfig) -> int:
     return min(32, items_in_progress(http) + 4)
 
 
+def _first_of_each(items: list[Any], key: Callable[[Any], str]) -> list[Any]:
+    """``items`` without repeats of a key, each kept where it first came."""
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if (k := key(item)) not in seen:
+            seen.add(k)
+            unique.append(item)
+    return unique
+
+
 async def run_pool(
     items: Iterable[Any] | AsyncIterator[Any],
     work: Callable[[Any], Awaitable[str | None]],
@@ -610,7 +621,9 @@ class Source(ABC):
                     summary.statuses[status] += 1
                     return status
 
-                items = await self.items(client, summary)
+                # A listing that shifts while it is read (a new item published at its head) shows the
+                # last item of one page again at the top of the next: fetch each item once.
+                items = _first_of_each(await self.items(client, summary), self.item_id)
                 await run_pool(
                     items,
                     one,
