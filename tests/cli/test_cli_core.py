@@ -117,3 +117,20 @@ def test_help_lists_the_road():
     proc = subprocess.run(astrogan_cmd("--help"), capture_output=True, text=True, timeout=120)
     for command in ("dataset", "train", "generate", "interpolate", "average", "progress-video", "demo"):
         assert command in proc.stdout
+
+
+@pytest.mark.slow  # starts a process
+def test_python_dash_m_astrogan_is_the_same_command(tmp_path):
+    """`python -m astrogan` (where the console script is not on PATH): same version, same one-line errors."""
+    import sys
+
+    from astrogan import __version__
+
+    version = subprocess.run([sys.executable, "-m", "astrogan", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == __version__, version.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "astrogan", "train", "--data", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
