@@ -112,7 +112,9 @@ def detail_page(server, site: str, k: int, item: dict, prefix: str) -> bytes | N
     day = int(item["PublicationDate"][8:10])
     body = (
         f'{_menu(prefix)}<div class="col-md-9"><h1>{html.escape(crawl_title(k, site))}</h1>'
-        f"<p>{html.escape(item['Description'])}</p>"
+        # The description as djangoplicity writes it: paragraphs nested in a <p>, links inside.
+        f'<p><p>{html.escape(item["Description"])} A <a href="{prefix}/wordbank/nebula/">nebula</a>, '
+        "seen.</p>\n<p>[<em>Image description:</em> a glowing cloud.]</p></p>"
         f'<strong>Credit:</strong><div class="credit"><p>{credit}</p></div>'
         f'<div class="copyright"><a href="/copyright/">Usage of Images</a></div></div>'
         '<div class="col-md-3 right-column"><div class="object-info"><h3>About the Image</h3><div><table>'

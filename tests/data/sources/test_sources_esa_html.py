@@ -51,6 +51,9 @@ def test_esa_reads_the_html_archive_when_the_d2d_feed_is_not_found(server, tmp_p
     )
     assert r["credit"] == "ESA/Hubble & NASA, author 0" and "author 0" in r["licence"]
     assert r["title"] == crawl_title(0, site) and r["date"] == "2020-02-01"
+    assert r["explanation"] == (
+        f"Description of {ident}. A nebula, seen.\n\n[Image description: a glowing cloud.]"
+    )  # the page's paragraphs, up to the credit
     assert r["page_url"] == f"{server.root}{prefix}/images/{ident}/"
     assert "Milky Way : Nebula : Type : Star Formation" in r["keywords"] and "NGC 100" in r["keywords"]
     assert rows[server.esa[site][4]["ID"]]["status"] == "not-found"

@@ -184,9 +184,30 @@ def downloads(tree: Any, url: str, size: list[int] | None) -> list[dict[str, Any
     return out
 
 
+def _description(tree: Any) -> str | None:
+    """The text under the ``<h1>`` up to the credit: its paragraphs, one blank line apart.
+
+    djangoplicity writes them as ``<p><p>...</p><p>...</p></p>`` beside the ``<h1>``, which an HTML
+    parser reads as sibling paragraphs; the ``<strong>Credit:</strong><div class="credit">`` ends them.
+    """
+    h1 = tree.css_first("h1")
+    parts = []
+    node = h1.next if h1 is not None else None
+    while node is not None:
+        if node.tag == "div" and "credit" in (node.attributes.get("class") or "").split():
+            break
+        if node.tag == "strong" and "Credit" in node.text():
+            break
+        if node.tag == "p" and (text := _squash(node.text())):
+            parts.append(text)
+        node = node.next
+    return "\n\n".join(parts) or None
+
+
 def parse_detail_page(page: str, url: str, listed: dict[str, Any]) -> dict[str, Any]:
-    """A detail page as a d2d feed item (``ID``, ``Title``, ``Credit``, ``PublicationDate``, ``Subject``,
-    ``ReferenceURL``, ``Assets[0].Resources``), the list page's ``listed`` item filling what it lacks."""
+    """A detail page as a d2d feed item (``ID``, ``Title``, ``Description``, ``Credit``, ``PublicationDate``,
+    ``Subject``, ``ReferenceURL``, ``Assets[0].Resources``), the list page's ``listed`` item filling what it
+    lacks."""
     tree = _parser(page)
     rows = _rows(tree)
 
@@ -205,6 +226,7 @@ def parse_detail_page(page: str, url: str, listed: dict[str, Any]) -> dict[str, 
     return {
         "ID": listed["ID"],
         "Title": _squash(h1.text()) if h1 is not None else listed.get("Title"),
+        "Description": _description(tree),
         "Credit": _squash(credit.text(separator=" ")) if credit is not None else None,
         "PublicationDate": _date(text("release date")),
         "Subject": {"Category": types + categories, "Name": names},
