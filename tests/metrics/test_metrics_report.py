@@ -247,3 +247,23 @@ def test_eval_draws_as_many_images_as_the_metrics_need_and_says_how_long(tmp_pat
     assert rc == 0
     assert json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())["num_generated"] == 1000
     assert "generating 1000 images: about" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("side", ["real", "generated"])
+def test_nan_or_inf_pixels_are_refused_not_measured(tmp_path, side):
+    """A diverged generator's NaN (or a FITS NaN left unmasked) made every distance NaN: memorised fraction 0
+    (every comparison with NaN is False) and metrics.json with bare NaN/Infinity tokens, which is not JSON."""
+    from astrogan.metrics.compute import run_metrics
+    from astrogan.utils.errors import UserError
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.random((12, 16, 16, 1), dtype=np.float32), rng.random((8, 16, 16, 1), dtype=np.float32)
+    broken = real if side == "real" else fake
+    broken[1, 3, 4, 0], broken[5, 0, 0, 0] = np.nan, np.inf
+    with pytest.raises(UserError, match=rf"{side} images: 2 of {len(broken)} hold NaN or infinite pixels"):
+        run_metrics(["spectrum"], real, fake)
+    with pytest.raises(UserError, match="NaN or infinite"):
+        evaluate(real, fake, tmp_path / "rep", names=["spectrum"])
+    assert not (tmp_path / "rep").exists()
+    # The training hook leaves every figure out (one console line) instead of stopping the run.
+    assert compute_metrics(["spectrum"], real, fake) == {}

@@ -63,7 +63,21 @@ def _check_images(name: str, x: np.ndarray) -> np.ndarray:
         raise UserError(f"{name} images must be (N,H,W,C), got shape {x.shape}")
     if len(x) < 2:
         raise UserError(f"{name} images: need at least 2, got {len(x)}")
+    bad = _num_nonfinite(x)  # NaN/inf would turn every distance into NaN and every copy flag into "no"
+    if bad:
+        raise UserError(
+            f"{name} images: {bad} of {len(x)} hold NaN or infinite pixels (a diverged generator, or unmasked "
+            "data?); the metrics compare finite values only"
+        )
     return x
+
+
+def _num_nonfinite(x: np.ndarray) -> int:
+    """How many images of `(N, ...)` float images hold a NaN or infinite value (0 for integer images)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fc":
+        return 0
+    return int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
 
 
 def _check_cond(name: str, values: np.ndarray | None, num: int, spec: CondSpec | None) -> np.ndarray | None:
@@ -254,8 +268,16 @@ def compute_metrics(
     uint8 (or float32). `science`: the data's science spec (per-band figures named by its bands, colours).
 
     Metrics that cannot run (no Inception weights, too few images) are left out with one line on the
-    console.
+    console; so are all of them when an image holds NaN or inf (a diverging run goes on to its own checks).
     """
+    bad = {what: _num_nonfinite(x) for what, x in (("real", real), ("generated", fake))}
+    if any(bad.values()):
+        _note(
+            "metrics skipped: "
+            + ", ".join(f"{n} {what} image(s)" for what, n in bad.items() if n)
+            + " hold NaN or infinite pixels"
+        )
+        return {}
     res = run_metrics(
         names,
         real,
