@@ -60,6 +60,25 @@ def test_spectrum_comparison_identical_and_different_sets():
     assert diff.summary()["spectrum_w1_mean"] > 0.5
 
 
+def test_spectrum_of_a_blank_set_and_of_too_few_reals_warns_nothing(tmp_path):
+    """A blank generated set (log10 of a 0 ratio) and 3 real images (no halves to take a floor from) printed
+    numpy's 'divide by zero' and 'Mean of empty slice' RuntimeWarnings, with their source lines, into eval."""
+    import warnings
+
+    from astrogan.metrics.compute import evaluate
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        blank = evaluate(real, np.zeros_like(real[:4]), tmp_path / "blank", names=["spectrum"])["metrics"]
+        few = evaluate(real[:3], real[3:7], tmp_path / "few", names=["spectrum"])
+    assert blank["spectrum_log_ratio_mean_abs"] == 20.0  # power 0 counts at 1e-20, as in the W1
+    assert blank["spectrum_w1_mean"] > 10 * blank["spectrum_floor_w1_mean"]
+    assert few["metrics"]["spectrum_floor_w1_mean"] is None and few["summary"][0]["ratio"] is None
+    assert few["spectrum"]["floor_w1_mean"] is None
+
+
 def test_gini_uniform_is_zero_and_single_pixel_is_one():
     assert gini(np.ones(100)) == pytest.approx(0.0, abs=1e-12)
     one = np.zeros(400)

@@ -81,10 +81,19 @@ class SpectrumComparison:
 
     def summary(self, prefix: str = "spectrum") -> dict[str, float]:
         """Scalar figures: mean W1 over bins and bands, mean |log10 ratio|."""
+        # A blank generated set (ratio 0) counts at 1e-20, as its power does; no real power (NaN) is left out.
         return {
             f"{prefix}_w1_mean": float(np.mean(self.w1)),
-            f"{prefix}_log_ratio_mean_abs": float(np.mean(np.abs(np.log10(self.ratio)))),
+            f"{prefix}_log_ratio_mean_abs": finite_mean(np.abs(_log_power(self.ratio))),
         }
+
+
+def finite_mean(values: np.ndarray) -> float:
+    """Mean of the finite values; NaN (and no RuntimeWarning) when there are none, e.g. the floor of a real
+    set too small to split (fewer than 4 images)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
 
 
 def _log_power(spec: np.ndarray) -> np.ndarray:
@@ -151,7 +160,7 @@ class SpectrumMetric(PerBandMetric):
 
     def scalars_one(self, d: dict[str, Any]) -> dict[str, float]:
         out = d["comparison"].summary()
-        out["spectrum_floor_w1_mean"] = float(np.nanmean(d["floor"]))
+        out["spectrum_floor_w1_mean"] = float(finite_mean(d["floor"]))
         if "holzschuh2022" in d:
             out["holzschuh2022_spectrum_w1_mean"] = float(d["holzschuh2022"]["mean"])
         return out
@@ -181,7 +190,7 @@ class SpectrumMetric(PerBandMetric):
             "w1_log10_power": c.w1.tolist(),
             "w1_floor_real_halves": np.nan_to_num(d["floor"], nan=-1.0).tolist(),
             "w1_mean": float(np.mean(c.w1)),
-            "floor_w1_mean": _num(float(np.nanmean(d["floor"]))),
+            "floor_w1_mean": _num(float(finite_mean(d["floor"]))),
         }
         if "holzschuh2022" in d:
             out["holzschuh2022"] = {k: _num(float(v)) for k, v in d["holzschuh2022"].items()}
@@ -215,7 +224,7 @@ class SpectrumMetric(PerBandMetric):
         axes[2].set_xlabel("spatial frequency (cycles / px)")
         axes[2].xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap on short ranges
         fig.suptitle(
-            f"1D power spectrum (mean per-bin W1 {np.mean(comp.w1):.3g}, floor {np.nanmean(d['floor']):.3g})"
+            f"1D power spectrum (mean per-bin W1 {np.mean(comp.w1):.3g}, floor {finite_mean(d['floor']):.3g})"
         )
         fig.savefig(out_dir / "spectrum.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
