@@ -267,3 +267,36 @@ def test_nan_or_inf_pixels_are_refused_not_measured(tmp_path, side):
     assert not (tmp_path / "rep").exists()
     # The training hook leaves every figure out (one console line) instead of stopping the run.
     assert compute_metrics(["spectrum"], real, fake) == {}
+
+
+def test_eval_refuses_a_one_image_dataset_before_generating(tmp_path, monkeypatch, capsys):
+    """A dataset of one picture was found too small only after --num images had been generated."""
+    import torch
+
+    import astrogan.cli.evaluate as evaluate_cli
+    from astrogan.cli.main import main
+    from astrogan.data.build import BuildOptions, build_dataset
+    from astrogan.models import get_arch
+    from astrogan.models.io import save_generator
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(galaxies(1, size=32)[0]).save(src / "only.png")
+    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
+    torch.manual_seed(0)
+    spec = get_arch("dcgan")
+    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
+    save_generator(
+        spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints"
+    )
+
+    def never(*a, **k):
+        raise AssertionError("generated images for a dataset eval cannot use")
+
+    monkeypatch.setattr(evaluate_cli, "_generate", never)
+    rc = main(
+        ["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--metrics", "spectrum"]
+    )
+    assert rc == 2
+    assert "holds 1 image(s); eval compares sets of at least 2 real images" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "eval").exists()

@@ -170,6 +170,10 @@ def eval_cmd(
         names.append("colours")  # the default set for multi-band science data
     band_index = _band(band, science, ds.channels)
     real = ds.images(gen.image_size)
+    if len(real) < 2:  # said now, not after generating --num images
+        from astrogan.utils.errors import UserError
+
+        raise UserError(f"{data} holds {len(real)} image(s); eval compares sets of at least 2 real images")
     spec, real_cond, fake_cond = _conditions(gen, ds, num, seed=seed)
     fit_psf, fit_cut, psf_meta = _conditioning_psf(
         ds, gen.image_size, psf_given, cut_given, used="conditioning" in names and spec is not None
