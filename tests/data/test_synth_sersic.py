@@ -153,3 +153,21 @@ def test_bad_specs_are_one_line_user_errors(tmp_path, kwargs, match) -> None:
         synth_sersic(tmp_path / "x", num=1, image_size=16, **kwargs)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "x").exists()
+
+
+def test_overwrite_replaces_only_an_earlier_synth_folder(tmp_path) -> None:
+    from astrogan.data.synth_galaxies import make_setup, synth_galaxies
+
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    with pytest.raises(UserError, match="holds no synth.json") as err:
+        synth_sersic(mine, num=1, image_size=16, num_workers=1, overwrite=True)
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="holds no synth.json"):
+        synth_galaxies(mine, num=1, setup=make_setup("g", image_size=16), num_workers=1, overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    # An earlier synth folder is still replaced when asked.
+    out = synth_sersic(tmp_path / "raw", num=2, image_size=16, num_workers=1)
+    synth_sersic(out, num=1, image_size=16, num_workers=1, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["params.csv", "sersic_000000.fits", "synth.json"]

@@ -31,7 +31,9 @@ def sersic(
         "fits", "--format", help="fits (float32, true flux) or png (uint8, asinh stretch)."
     ),
     workers: int = typer.Option(0, "--workers", help="Worker processes (0 = one per CPU core)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out folder."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier synth --out (a folder with synth.json)."
+    ),
 ) -> None:
     """Render Sérsic galaxies (GalSim), write FITS/PNG stamps and params.csv with the true parameters."""
     from astrogan.data.synthetic import synth_sersic
@@ -84,7 +86,9 @@ def galaxies(
     seed: int = typer.Option(0, "--seed", help="Run seed; galaxy k depends only on (seed, k)."),
     out: Path = typer.Option(..., "--out", help="Output folder (must be new or empty unless --overwrite)."),
     workers: int = typer.Option(0, "--workers", help="Worker processes (0 = one per CPU core)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out folder."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier synth --out (a folder with synth.json)."
+    ),
 ) -> None:
     """Render bulge+disc galaxies through real bandpasses (GalSim chromatic): FITS cubes, params.csv, synth.json."""
     from astrogan.data.synth_galaxies import make_setup, parse_mag_range, synth_galaxies

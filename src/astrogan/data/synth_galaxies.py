@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from astrogan.data.synthetic import run_chunks
+from astrogan.data.synthetic import prepare_out, run_chunks
 from astrogan.utils.errors import UserError
 
 __all__ = [
@@ -554,15 +554,6 @@ def fits_cards(row: dict[str, Any], setup: GalaxySetup) -> list[tuple[str, Any, 
     return fits_header_cards(None, **cards)
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()  # an empty folder is as good as none
-    elif out.exists() and not overwrite:
-        raise UserError(f"--out {out} already exists and is not empty; pick a new folder or pass --overwrite")
-
-
 def synth_galaxies(
     out_dir: str | os.PathLike[str],
     *,
@@ -587,8 +578,7 @@ def synth_galaxies(
 
     if num < 0:
         raise UserError(f"--num must be >= 0, got {num}")
-    out = Path(out_dir)
-    _prepare_out(out, overwrite)
+    out = prepare_out(out_dir, overwrite=overwrite)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:

@@ -400,13 +400,7 @@ def synth_sersic(
         raise UserError(f"PNG holds 1 or 3 bands, got --bands {bands}; use --format fits for other counts")
     psf_spec = parse_psf(psf, pixel_scale_arcsec=pixel_scale_arcsec)
     noise_spec = parse_noise(noise)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()  # an empty folder is as good as none
-    elif out.exists() and not overwrite:
-        raise UserError(f"--out {out} already exists and is not empty; pick a new folder or pass --overwrite")
+    out = prepare_out(out_dir, overwrite=overwrite)
 
     width = max(6, len(str(max(num - 1, 0))))
     rows: list[dict[str, float]] = []
@@ -474,6 +468,24 @@ def synth_sersic(
         from astrogan.utils.log import info
 
         info(f"wrote {num} stamps to {out} in {elapsed:.1f} s ({num / max(elapsed, 1e-9):.1f} stamps/s)")
+    return out
+
+
+def prepare_out(out_dir: str | os.PathLike[str], *, overwrite: bool) -> Path:
+    """Check a synth `--out`: new, empty (removed, so the finished folder is renamed in), or with `overwrite`
+    an earlier synth folder (it has synth.json): never a folder of the user's other files."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # an empty folder is as good as none
+    elif out.exists() and not overwrite:
+        raise UserError(f"--out {out} already exists and is not empty; pick a new folder or pass --overwrite")
+    elif out.exists() and not (out / "synth.json").is_file():
+        raise UserError(
+            f"--out {out} holds no synth.json: --overwrite replaces only an earlier synth folder; "
+            "pick a new folder (or remove this one yourself if you mean it)"
+        )
     return out
 
 
