@@ -171,3 +171,15 @@ def test_overwrite_replaces_only_an_earlier_synth_folder(tmp_path) -> None:
     out = synth_sersic(tmp_path / "raw", num=2, image_size=16, num_workers=1)
     synth_sersic(out, num=1, image_size=16, num_workers=1, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["params.csv", "sersic_000000.fits", "synth.json"]
+
+
+def test_out_naming_the_current_folder_is_one_line(tmp_path, monkeypatch) -> None:
+    here = tmp_path / "empty"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for out in (".", str(here), ".."):
+        with pytest.raises(UserError, match="is the current folder") as err:
+            synth_sersic(out, num=1, image_size=16, num_workers=1, overwrite=True)
+        assert "\n" not in str(err.value)
+    assert here.is_dir() and not any(here.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

@@ -477,6 +477,12 @@ def prepare_out(out_dir: str | os.PathLike[str], *, overwrite: bool) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
+    cwd = Path.cwd()
+    if out.is_dir() and (out.resolve() == cwd or out.resolve() in cwd.parents):
+        # The finished folder is renamed into place: the shell would be left in a removed folder.
+        raise UserError(
+            f"--out {out} is the current folder (or holds it): name a new folder, e.g. --out synth"
+        )
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()  # an empty folder is as good as none
     elif out.exists() and not overwrite:
