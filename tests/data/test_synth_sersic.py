@@ -146,6 +146,8 @@ def test_png_output_with_recorded_stretch(tmp_path) -> None:
         ({"noise": "uniform"}, "unknown noise kind"),
         ({"fmt": "jpeg"}, "fits or png"),
         ({"fmt": "png", "bands": 2}, "1 or 3 bands"),
+        ({"pixel_scale_arcsec": float("inf")}, "pixel-scale-arcsec must be a finite number > 0"),
+        ({"pixel_scale_arcsec": 0.0}, "pixel-scale-arcsec must be a finite number > 0"),
     ],
 )
 def test_bad_specs_are_one_line_user_errors(tmp_path, kwargs, match) -> None:

@@ -245,8 +245,8 @@ def _check_args(num: int, image_size: int, bands: int, pixel_scale_arcsec: float
         raise UserError(f"--image-size must be at least 8 px, got {image_size}")
     if bands < 1:
         raise UserError(f"--bands must be >= 1, got {bands}")
-    if not pixel_scale_arcsec > 0:
-        raise UserError(f"pixel scale must be > 0 arcsec, got {pixel_scale_arcsec}")
+    if not (math.isfinite(pixel_scale_arcsec) and pixel_scale_arcsec > 0):
+        raise UserError(f"--pixel-scale-arcsec must be a finite number > 0, got {pixel_scale_arcsec}")
 
 
 def iter_sersic_chunks(
@@ -398,6 +398,7 @@ def synth_sersic(
         raise UserError(f"--format must be fits or png, got {fmt!r}")
     if fmt == "png" and bands not in (1, 3):
         raise UserError(f"PNG holds 1 or 3 bands, got --bands {bands}; use --format fits for other counts")
+    _check_args(num, image_size, bands, pixel_scale_arcsec)
     psf_spec = parse_psf(psf, pixel_scale_arcsec=pixel_scale_arcsec)
     noise_spec = parse_noise(noise)
     out = prepare_out(out_dir, overwrite=overwrite)
