@@ -79,3 +79,20 @@ def test_train_seed_changes_the_training_run_and_nothing_else(tmp_path, capsys):
     hash_b, seed_b, weights_b = quick(tmp_path / "b", "--seed", "0", "--train-seed", "3")
     assert hash_a == hash_b  # the same pictures, built the same way
     assert (seed_a, seed_b) == (0, 3) and weights_a != weights_b
+
+
+def test_a_rerun_in_a_demo_folder_builds_only_its_own_raw_pictures(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "demo"
+    left = out / "raw" / "hubble-xdf"  # what an earlier, larger demo in this folder left behind
+    left.mkdir(parents=True)
+    (out / ".astrogan-demo").touch()
+    for i in range(24, 40):
+        Image.new("RGB", (80, 80), (i, i, i)).save(left / f"hxdf-{i:04d}.png")
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu", "--threads", "1"]) == 0
+    assert (
+        json.loads((out / "dataset" / "manifest.json").read_text())["num_images"] == 48
+    )  # 24 crops + 24 Sérsic
+    assert len(list(left.iterdir())) == 24
+    assert "on 48 real and synthetic galaxy pictures" in (out / "index.html").read_text()

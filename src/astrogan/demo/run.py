@@ -8,6 +8,7 @@ fidelity figures (all images, and the Sérsic part alone: `astrogan.demo.fidelit
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,9 @@ def _run_demo(cfg: DemoConfig, threads: int, threads_how: str) -> Path:
 
     info("[bold]1/5[/] raw pictures: Hubble eXtreme Deep Field crops + GalSim Sérsic galaxies")
     raw = out / "raw"
+    # A re-run in the same folder starts from fresh raw pictures: an earlier, larger run's files would be built
+    # too, and the page would count other pictures than it says.
+    shutil.rmtree(raw, ignore_errors=True)
     make_hdf_crops(raw / "hubble-xdf", num=cfg.num_hdf_crops, seed=cfg.seed)
     make_sersic_pngs(raw / "sersic", num=cfg.num_sersic, image_size=cfg.image_size, seed=cfg.seed)
 
