@@ -128,7 +128,10 @@ def test_report_files_exist_and_the_page_shows_the_numbers_of_metrics_json(tmp_p
         sentence = table["conclusion"]
         assert f"<li id='conclusion-{cond}'>" in page and sentence.replace("'", "&#x27;") in page
         pct = table["compared_vs_reference_pct"]
-        assert f"{abs(pct):.1f}% {'worse' if pct > 0 else 'better'}" in sentence
+        # a difference that rounds to 0.0% reads "level with", not "0.0% better"
+        assert (
+            "level with" if pct == 0 else f"{abs(pct):.1f}% {'worse' if pct > 0 else 'better'}"
+        ) in sentence
         mse0, mse1 = table["rows"][0]["mse_mean"], table["rows"][-1]["mse_mean"]
         assert pct == pytest.approx(100 * (mse1 / mse0 - 1), abs=0.051)
     assert checked == 4 * 3 * 4

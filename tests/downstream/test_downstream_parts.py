@@ -232,3 +232,27 @@ def test_conclusion_sentence_percentages_best_mix_and_paired_interval():
     doc = summarise_condition("none", noisy, (0.0, 1.0))
     assert doc["difference_is_clear"] is False and "no clear difference" in doc["conclusion"]
     assert doc["conclusion"].endswith("the best is real-only (α = 0).")
+
+
+def test_a_time_cap_that_stopped_the_arms_unevenly_is_said_and_a_tie_is_level():
+    """`--max-minutes` gives each network equal seconds, not equal steps: when it binds, the conclusion
+    says the arms trained 60-87 steps, and the table shows each alpha's steps."""
+    from astrogan.downstream.report import _table, summarise_condition
+
+    res = _fake_results({0.0: [2.0], 1.0: [1.5]})
+    for r, steps in zip(res, (60, 87), strict=True):
+        r.update(steps_done=steps, stopped_by="time")
+    doc = summarise_condition("none", res, (0.0, 1.0))
+    assert (
+        "Caution: the --max-minutes cap stopped 2 of 2 networks, which trained 60-87 steps"
+        in doc["conclusion"]
+    )
+    html = _table("none", doc)
+    assert "<th>steps trained</th>" in html and "<td>60</td></tr>" in html and "<td>87</td></tr>" in html
+    even = _fake_results({0.0: [2.0], 1.0: [2.0]})
+    for r in even:
+        r.update(steps_done=50, stopped_by="steps")
+    doc = summarise_condition("none", even, (0.0, 1.0))
+    assert "Caution" not in doc["conclusion"]
+    assert doc["conclusion"].startswith("As trained: generated-only (α = 1) is level with real-only (α = 0)")
+    assert "the best is" not in doc["conclusion"] and doc["conclusion"].endswith("(test MSE 2 vs 2).")

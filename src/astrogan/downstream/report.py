@@ -64,6 +64,7 @@ def summarise_condition(
             mean, std = summarise([float(c["test"][name][score]) for c in cells])
             row[f"{score}_mean"], row[f"{score}_std"] = mean, std
         row["mse_per_repeat"] = [float(c["test"][name]["mse"]) for c in cells]
+        row["steps_done"] = [int(c["steps_done"]) for c in cells if c.get("steps_done") is not None]
         rows.append(row)
     lo, hi = rows[0], rows[-1]
     best = min(rows, key=lambda r: r["mse_mean"])
@@ -103,19 +104,40 @@ def summarise_condition(
             if doc["difference_is_clear"]
             else f"; no clear difference: its 95% interval over {n} repeats includes zero"
         )
+    how = "level with" if pct == 0 else f"{abs(pct):.1f}% {'worse' if pct > 0 else 'better'} than"
     sentence = (
-        f"{doc['label']}: {top_name} is {abs(pct):.1f}% {'worse' if pct > 0 else 'better'} than {ref_name} "
+        f"{doc['label']}: {top_name} is {how} {ref_name} "
         f"(test MSE {fmt_score(hi['mse_mean'])} vs {fmt_score(lo['mse_mean'])}{scatter})"
     )
-    if best["alpha"] in (lo["alpha"], hi["alpha"]):
+    if best["alpha"] in (lo["alpha"], hi["alpha"]) and pct == 0:
+        sentence += "."  # level: neither end is named the best
+    elif best["alpha"] in (lo["alpha"], hi["alpha"]):
         sentence += f"; the best is {_alpha_name(best['alpha'], lo=lo['alpha'], hi=hi['alpha'])}."
     else:
         sentence += (
-            f"; the best mix is α = {best['alpha']:g}, {abs(best_pct):.1f}% "
-            f"{'better' if best_pct < 0 else 'worse'} than {ref_name}."
+            f"; the best mix is α = {best['alpha']:g}, "
+            + (
+                "level with"
+                if best_pct == 0
+                else f"{abs(best_pct):.1f}% {'better' if best_pct < 0 else 'worse'} than"
+            )
+            + f" {ref_name}."
         )
-    doc["conclusion"] = sentence
+    doc["conclusion"] = sentence + _uneven_training(results)
     return doc
+
+
+def _uneven_training(results: Sequence[dict[str, Any]]) -> str:
+    """A caution when the time cap stopped networks at different step counts (the arms did not train alike)."""
+    steps = [int(r["steps_done"]) for r in results if r.get("steps_done") is not None]
+    capped = sum(r.get("stopped_by") == "time" for r in results)
+    if not capped or not steps or min(steps) == max(steps):
+        return ""
+    return (
+        f" Caution: the --max-minutes cap stopped {capped} of {len(results)} networks, which trained "
+        f"{min(steps)}-{max(steps)} steps, so the alphas did not get the same training; for a fair comparison "
+        "give --steps and a time cap that does not bind."
+    )
 
 
 def build_metrics(
@@ -245,12 +267,22 @@ def _table(name: str, cond: dict[str, Any]) -> str:
             f"<span id='mse-std-{k}'>{fmt_score(r['mse_std'])}</span></td>"
             f"<td><span id='psnr-{k}'>{fmt_score(r['psnr_mean'])}</span> ± {fmt_score(r['psnr_std'])}</td>"
             f"<td><span id='ssim-{k}'>{fmt_score(r['ssim_mean'])}</span> ± {fmt_score(r['ssim_std'])}</td>"
-            f"<td>{fmt_score(r['mse_input_mean'])}</td><td>{r['repeats']}</td></tr>"
+            f"<td>{fmt_score(r['mse_input_mean'])}</td><td>{r['repeats']}</td><td>{_steps(r)}</td></tr>"
         )
     return (
         "<table><tr><th>α</th><th>test MSE (mean ± std)</th><th>PSNR dB</th><th>SSIM</th>"
-        "<th>MSE of the degraded input</th><th>repeats</th></tr>" + "".join(body) + "</table>"
+        "<th>MSE of the degraded input</th><th>repeats</th><th>steps trained</th></tr>"
+        + "".join(body)
+        + "</table>"
     )
+
+
+def _steps(row: dict[str, Any]) -> str:
+    """The steps the row's networks trained: one number, or the range over repeats."""
+    steps = row.get("steps_done") or []
+    if not steps:
+        return "?"
+    return str(min(steps)) if min(steps) == max(steps) else f"{min(steps)}-{max(steps)}"
 
 
 def render_html(doc: dict[str, Any], figures: Sequence[tuple[str, str]]) -> str:
