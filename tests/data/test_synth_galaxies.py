@@ -285,6 +285,11 @@ def test_band_names_and_settings_errors() -> None:
         sg.make_setup("g", seeing_arcsec=0.0)
     with pytest.raises(UserError, match="--mag-range"):
         sg.parse_mag_range("21")
+    with pytest.raises(
+        UserError, match=r"--max-offset must be < half the stamp \(32 px for --size 64\), got 100"
+    ):
+        sg.make_setup("g", image_size=64, max_offset_px=100.0)
+    assert sg.make_setup("g", image_size=64, max_offset_px=31.0).max_offset_px == 31.0
 
 
 def test_cli_runs_and_reports_an_unknown_band_in_one_line(

@@ -278,6 +278,11 @@ def make_setup(
         raise UserError(f"--mag-range must be two magnitudes LO,HI with LO <= HI, got {lo},{hi}")
     if not (math.isfinite(max_offset_px) and max_offset_px >= 0):
         raise UserError(f"--max-offset must be >= 0 px, got {max_offset_px}")
+    if max_offset_px >= image_size / 2:  # the centre could fall off the stamp, its params.csv row still there
+        raise UserError(
+            f"--max-offset must be < half the stamp ({image_size / 2:g} px for --size {image_size}), "
+            f"got {max_offset_px:g}"
+        )
     ref_wave = _bandpass(REF_BAND).effective_wavelength
     fwhm = tuple(
         seeing_arcsec * (_bandpass(b).effective_wavelength / ref_wave) ** SEEING_POWER for b in names
