@@ -111,7 +111,9 @@ def test_synth_sersic_writes_stamps_and_params_table(tmp_path) -> None:
         data = fits.getdata(out / row["file"])
         assert data.dtype.kind == "f" and data.shape == (16, 16)
         np.testing.assert_array_equal(data, images[i, 0])
-        assert fits.getheader(out / row["file"])["SERSIC_N"] == pytest.approx(params["sersic_n"][i])
+        header = fits.getheader(out / row["file"])
+        assert header["SERSIC_N"] == pytest.approx(params["sersic_n"][i])
+        assert header["BUNIT"] == "count"  # the unit a science build and astropy read
     # A non-empty folder is never overwritten without asking.
     with pytest.raises(UserError, match="already exists"):
         synth_sersic(out, num=2, image_size=16, num_workers=1)

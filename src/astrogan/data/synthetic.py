@@ -520,6 +520,7 @@ def _write_fits(
     h["RE_AS"] = (p["half_light_radius_px"] * pixel_scale_arcsec, "half-light radius [arcsec]")
     h["Q"] = (p["q"], "axis ratio b/a")
     h["PA_DEG"] = (p["position_angle_deg"], "position angle CCW from +x [deg]")
+    h["BUNIT"] = ("count", "pixel values: counts, as FLUX and NOISESIG")
     h["FLUX"] = (p["flux"], "total flux of band 0 [counts]")
     h["PSF"] = (psf.kind, "PSF profile")
     h["PSF_FWHM"] = (psf.fwhm_px, "PSF FWHM [px]")
