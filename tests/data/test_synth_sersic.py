@@ -144,6 +144,7 @@ def test_png_output_with_recorded_stretch(tmp_path) -> None:
         ({"psf": "moffat:fwhm=abc"}, "must be a number"),
         ({"psf": "airy:fwhm=2"}, "unknown psf kind"),
         ({"psf": "gaussian:beta=2"}, "bad psf parameter"),
+        ({"psf": "moffat:fwhm=1,fwhm_arcsec=2"}, "give the FWHM once, as one of fwhm or fwhm_arcsec"),
         ({"noise": "gaussian:sigma=-1"}, ">= 0"),
         ({"noise": "uniform"}, "unknown noise kind"),
         ({"fmt": "jpeg"}, "fits or png"),

@@ -144,6 +144,9 @@ def parse_psf(spec: str | None, *, pixel_scale_arcsec: float = DEFAULT_PIXEL_SCA
             "gaussian": ("fwhm", "fwhm_px", "fwhm_arcsec"),
         },
     )
+    given = [k for k in ("fwhm", "fwhm_px", "fwhm_arcsec") if k in v]
+    if len(given) > 1:  # which one wins would be a guess
+        raise UserError(f"psf: give the FWHM once, as one of {' or '.join(given)}, in {spec!r}")
     if "fwhm_arcsec" in v:
         fwhm_px = v["fwhm_arcsec"] / pixel_scale_arcsec
     else:
