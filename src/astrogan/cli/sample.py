@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         rgb: str = typer.Option(None, "--rgb", help=RGB_HELP),
         band: str = typer.Option(None, "--band", help=BAND_HELP),
         grid: bool = typer.Option(False, "--grid", help="Also write all images as one grid.png."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+        batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     ) -> None:
         """Write one PNG (or FITS cube) per seed, seedNNNN.png/.fits; seed N always gives the same image."""

@@ -1,0 +1,42 @@
+"""`astrogan generate|interpolate|average|progress-video` on odd flags: one line, exit 2, nothing left on disk."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from astrogan.models import ARCHS
+from tests.helpers.conditions import SPEC
+from tests.helpers.runs import write_run
+
+
+def _run(root, name: str, **cfg_kw):
+    """A tiny DCGAN run dir (16 px, untrained) with `cfg_kw` in its config: classes or conditions."""
+    arch = ARCHS["dcgan"]
+    cfg = arch.config_cls(**{"image_size": 16, **arch.tiny, **cfg_kw})
+    torch.manual_seed(0)
+    G = arch.build_generator(cfg).eval()
+    run = root / name
+    extra = {"step": 6, "kimg": 0.1, "run": name}
+    return write_run(run, G, cfg, arch="dcgan", extra=extra, config={"arch": "dcgan", "image_size": 16})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sample-cli")
+    return {
+        "plain": _run(root, "00000-plain"),
+        "classes": _run(root, "00001-classes", num_classes=3),
+        "cond": _run(root, "00002-cond", cond=SPEC.to_dict()),
+    }
+
+
+@pytest.mark.parametrize("batch_size", ["0", "-3"])
+def test_generate_refuses_a_batch_size_below_one(runs, tmp_path, cli, batch_size):
+    # Before: 0 was a traceback (range() step 0) and -3 wrote nothing yet said "wrote 4 images".
+    out = tmp_path / "out"
+    code, _, err = cli(
+        ["generate", "--run", runs["plain"], "--seeds", "0-3", "--out", out, "--batch-size", batch_size]
+    )
+    assert code == 2 and "--batch-size" in err and "Traceback" not in err
+    assert not out.exists()
