@@ -40,3 +40,31 @@ def test_generate_refuses_a_batch_size_below_one(runs, tmp_path, cli, batch_size
     )
     assert code == 2 and "--batch-size" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("which", "flags", "message"),
+    [
+        ("classes", ["--class", "3"], "0..2"),
+        ("classes", ["--class", "-1"], "0..2"),
+        ("plain", ["--class", "1"], "unconditional"),
+        ("cond", ["--class", "1"], "not classes"),
+        ("cond", ["--cond", "sersic_n=99"], "sersic_n"),
+        ("cond", ["--cond", "sersic_n=2", "--format", "fits"], None),
+        ("cond", ["--cond-grid", "sersic_n=1:99:3"], "sersic_n"),
+        ("cond", ["--cond-grid", "sersic_n=1:4:3", "--class", "0"], "not classes"),
+    ],
+)
+def test_generate_refuses_a_bad_request_before_making_the_output_folder(
+    runs, tmp_path, cli, which, flags, message
+):
+    # Before: the folder was made first, so a wrong --class or --cond left an empty --out behind.
+    out = tmp_path / "new" / "out"
+    if message is None:  # a good request, for contrast: the folder appears
+        code, _, err = cli(["generate", "--run", runs[which], "--seeds", "0-1", "--out", out, *flags])
+        assert code == 0, err
+        assert sorted(p.name for p in out.iterdir()) == ["seed0000.fits", "seed0001.fits"]
+        return
+    code, _, err = cli(["generate", "--run", runs[which], "--seeds", "0-1", "--out", out, *flags])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "new").exists()

@@ -96,13 +96,14 @@ def register(app: typer.Typer) -> None:
             raise UserError("this model takes no physical conditions: drop --cond/--cond-grid")
         if cond_grid and fmt == "fits":
             raise UserError("--cond-grid writes picture sheets: drop --format fits (or --cond-grid)")
-        out.mkdir(parents=True, exist_ok=True)
+        _check_class(gen, class_)  # every request is checked before --out is made: a mistake leaves nothing
         if cond_grid:
             _write_cond_grid(
                 gen, spec, seed_list, cond_grid, cond, trunc=trunc, check=not extrapolate, out=out, view=view
             )
             return
         rows = spec.rows(cond, 1, check=not extrapolate)[0] if spec is not None else None
+        out.mkdir(parents=True, exist_ok=True)
         if fmt == "fits":
             _write_fits(gen, seed_list, trunc=trunc, labels=class_, cond=rows, batch_size=batch_size, out=out)
             if not grid:
@@ -214,6 +215,21 @@ def _view(gen, rgb: str | None, band: str | None):  # noqa: ANN001, ANN202
     return make_view(science_of(gen), int(gen.channels), rgb=rgb, band=band)
 
 
+def _check_class(gen, class_: int | None) -> None:  # noqa: ANN001
+    """UserError unless `--class` fits the model: none for an unconditional or condition model, else 0..N-1."""
+    from astrogan.utils.errors import UserError
+    from astrogan.utils.seeds import labels_for_seeds
+
+    if class_ is None:
+        return
+    spec = getattr(gen, "cond_spec", None)
+    if spec is not None:
+        raise UserError(
+            f"this model is conditioned on {', '.join(spec.names)}, not classes: use --cond instead of --class"
+        )
+    labels_for_seeds([0], int(getattr(gen, "num_classes", 0) or 0), class_)
+
+
 def _pictures(gen, view, seeds, *, trunc, labels=None, cond=None, batch_size: int = 32):  # noqa: ANN001, ANN202
     """uint8 (N, H, W, 3|1) pictures of `seeds` drawn through `view`, from a PyTorch or an ONNX generator."""
     if hasattr(gen, "generate_tensor"):
@@ -293,6 +309,7 @@ def _write_cond_grid(  # noqa: ANN001
     from astrogan.utils.log import info
 
     flat_seeds, flat_conds, axes, conds = spec.grid_requests(seeds, grid_text, base=base, check=check)
+    out.mkdir(parents=True, exist_ok=True)
     images = _pictures(gen, view, flat_seeds, trunc=trunc, cond=flat_conds, batch_size=32)
     cols = conds.shape[1]
     save_png(make_grid(images, ncols=cols), out / "cond_grid.png", text={DISPLAY_KEY: view.describe()})
