@@ -68,3 +68,23 @@ def test_generate_refuses_a_bad_request_before_making_the_output_folder(
     code, _, err = cli(["generate", "--run", runs[which], "--seeds", "0-1", "--out", out, *flags])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["interpolate", "--rows", "2", "--steps", "3", "--seed", "-5"], "--seed must be in 0..4294967292"),
+        (["interpolate", "--rows", "2", "--steps", "3", "--seed", "4294967295"], "--seed must be in"),
+        (["interpolate", "--rows", "2", "--steps", "3", "--trunc", "nan"], "--trunc must be in (0, 2]"),
+        (["interpolate", "--rows", "2", "--steps", "3", "--trunc", "-1"], "--trunc must be in (0, 2]"),
+        (["average", "--num", "3", "--seed", "-1"], "--seed must be in 0..4294967293"),
+        (["average", "--num", "3", "--seed", "4294967294"], "--seed must be in"),
+    ],
+)
+def test_walks_refuse_seeds_and_truncation_that_generate_refuses(runs, tmp_path, cli, args, message):
+    # Before: a negative --seed was a NumPy traceback, seeds past 2**32-1 were drawn, and interpolate took
+    # any --trunc (NaN drew a black sheet with a RuntimeWarning).
+    out = tmp_path / "sheet.png"
+    code, _, err = cli([*args, "--run", runs["plain"], "--out", out])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

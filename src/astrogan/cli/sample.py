@@ -79,8 +79,7 @@ def register(app: typer.Typer) -> None:
         from astrogan.utils.errors import UserError
         from astrogan.utils.seeds import parse_seeds
 
-        if not 0 < trunc <= 2:
-            raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+        _check_trunc(trunc)
         fmt = format_.strip().lower()
         if fmt not in ("png", "fits"):
             raise UserError(f"--format must be png or fits, got {format_!r}")
@@ -150,6 +149,8 @@ def _register_walks(app: typer.Typer) -> None:
 
         if not (1 <= rows <= 64 and 2 <= steps <= 64):
             raise UserError("--rows must be in 1..64 and --steps in 2..64")
+        _check_trunc(trunc)
+        _check_first_seed(seed, 2 * rows)
         gen = load_generator(run, device=device).with_view(rgb=rgb, band=band)
         target = out or _run_root(run) / "interpolation.png"
         sheet = interpolation_sheet(gen, rows=rows, steps=steps, seed=seed, trunc=trunc)
@@ -175,6 +176,7 @@ def _register_walks(app: typer.Typer) -> None:
 
         if not 1 <= num <= 1_000_000:
             raise UserError(f"--num must be in 1..1000000, got {num}")
+        _check_first_seed(seed, num)
         gen = load_generator(run, device=device).with_view(rgb=rgb, band=band)
         with progress() as bar:
             task = bar.add_task("averaging", total=num, info="")
@@ -213,6 +215,26 @@ def _view(gen, rgb: str | None, band: str | None):  # noqa: ANN001, ANN202
     from astrogan.sampling.post import make_view, science_of
 
     return make_view(science_of(gen), int(gen.channels), rgb=rgb, band=band)
+
+
+def _check_trunc(trunc: float) -> None:
+    """UserError unless --trunc is in (0, 2] (NaN too: it would draw every pixel black)."""
+    from astrogan.utils.errors import UserError
+
+    if not 0 < trunc <= 2:
+        raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+
+
+def _check_first_seed(seed: int, count: int) -> None:
+    """UserError unless the seeds seed..seed+count-1 all lie in 0..MAX_SEED, as --seeds must."""
+    from astrogan.utils.errors import UserError
+    from astrogan.utils.seeds import MAX_SEED
+
+    if not 0 <= seed <= MAX_SEED - count + 1:
+        raise UserError(
+            f"--seed must be in 0..{MAX_SEED - count + 1} (this draws seeds --seed..--seed+{count - 1}, "
+            f"and seeds are 0..{MAX_SEED}), got {seed}"
+        )
 
 
 def _check_class(gen, class_: int | None) -> None:  # noqa: ANN001
