@@ -88,3 +88,25 @@ def test_walks_refuse_seeds_and_truncation_that_generate_refuses(runs, tmp_path,
     code, _, err = cli([*args, "--run", runs["plain"], "--out", out])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "name", "message"),
+    [
+        (["interpolate", "--rows", "1", "--steps", "2"], "{dir}", "is a folder"),
+        (["average", "--num", "2"], "{dir}", "is a folder"),
+        (["progress-video"], "{dir}", "is a folder"),
+        (["interpolate", "--rows", "1", "--steps", "2"], "sheet.jpg", "must end in .png"),
+        (["average", "--num", "2"], "mean", "must end in .png"),
+        (["progress-video"], "anim.png", "must end in .gif"),
+    ],
+)
+def test_walks_refuse_an_out_that_is_a_folder_or_names_another_format(
+    runs, tmp_path, cli, args, name, message
+):
+    # Before: a folder was an IsADirectoryError traceback naming a temp file, and sheet.jpg held PNG bytes.
+    (tmp_path / "d").mkdir()
+    out = tmp_path / "d" if name == "{dir}" else tmp_path / name
+    code, _, err = cli([*args, "--run", runs["plain"], "--out", out])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and not any((tmp_path / "d").iterdir())

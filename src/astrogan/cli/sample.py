@@ -151,6 +151,7 @@ def _register_walks(app: typer.Typer) -> None:
             raise UserError("--rows must be in 1..64 and --steps in 2..64")
         _check_trunc(trunc)
         _check_first_seed(seed, 2 * rows)
+        _check_out_file(out, ".png")
         gen = load_generator(run, device=device).with_view(rgb=rgb, band=band)
         target = out or _run_root(run) / "interpolation.png"
         sheet = interpolation_sheet(gen, rows=rows, steps=steps, seed=seed, trunc=trunc)
@@ -177,6 +178,7 @@ def _register_walks(app: typer.Typer) -> None:
         if not 1 <= num <= 1_000_000:
             raise UserError(f"--num must be in 1..1000000, got {num}")
         _check_first_seed(seed, num)
+        _check_out_file(out, ".png")
         gen = load_generator(run, device=device).with_view(rgb=rgb, band=band)
         with progress() as bar:
             task = bar.add_task("averaging", total=num, info="")
@@ -197,6 +199,7 @@ def _register_walks(app: typer.Typer) -> None:
         from astrogan.sampling.video import progress_gif
         from astrogan.utils.log import info
 
+        _check_out_file(out, ".gif")
         target = out or Path(run) / "progress.gif"
         progress_gif(Path(run), target, frame_ms=frame_ms, rgb=rgb, band=band)
         info(f"[green]wrote {target}")
@@ -215,6 +218,20 @@ def _view(gen, rgb: str | None, band: str | None):  # noqa: ANN001, ANN202
     from astrogan.sampling.post import make_view, science_of
 
     return make_view(science_of(gen), int(gen.channels), rgb=rgb, band=band)
+
+
+def _check_out_file(out: Path | None, suffix: str) -> None:
+    """UserError when --out names a folder, or a file whose suffix is not `suffix` (the format written)."""
+    from astrogan.utils.errors import UserError
+
+    if out is None:
+        return
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder: give a file name ending in {suffix}")
+    if out.suffix.lower() != suffix:
+        raise UserError(
+            f"--out {out}: this command writes {suffix[1:].upper()}, so the name must end in {suffix}"
+        )
 
 
 def _check_trunc(trunc: float) -> None:
