@@ -110,3 +110,27 @@ def test_walks_refuse_an_out_that_is_a_folder_or_names_another_format(
     code, _, err = cli([*args, "--run", runs["plain"], "--out", out])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and not any((tmp_path / "d").iterdir())
+
+
+def test_fits_from_an_exported_model_carry_the_same_header_as_from_its_run(runs, tmp_path, cli):
+    # Before: `generate --model model.onnx --format fits` wrote no RUNID, STEP or ARCH (the web's FITS had them).
+    from astropy.io import fits
+
+    from astrogan.export import export_generator
+
+    model = export_generator(runs["plain"], fmt="onnx", out_dir=tmp_path / "export").model_path
+    for flag, path, out in (("--run", runs["plain"], "from-run"), ("--model", model, "from-onnx")):
+        code, _, err = cli(
+            ["generate", flag, path, "--seeds", "7", "--format", "fits", "--out", tmp_path / out]
+        )
+        assert code == 0, err
+    with (
+        fits.open(tmp_path / "from-run" / "seed0007.fits") as a,
+        fits.open(tmp_path / "from-onnx" / "seed0007.fits") as b,
+    ):
+        assert (
+            a[0].header["RUNID"] == "00000-plain"
+            and a[0].header["STEP"] == 6
+            and a[0].header["ARCH"] == "dcgan"
+        )
+        assert list(b[0].header.items()) == list(a[0].header.items())

@@ -90,7 +90,15 @@ def generate_fits(
     extra = meta.get("extra") or {}
     label_names = extra.get("label_names") or meta.get("labels")
     cond_spec = getattr(gen, "cond_spec", None)
-    facts = {"run": extra.get("run", meta.get("run")), "step": extra.get("step", meta.get("step"))}
+    # An exported model's model.json has no `extra`: its model card says where it came from.
+    card_raw = meta.get("model_card")
+    card: dict[str, Any] = card_raw if isinstance(card_raw, dict) else {}
+    trained_raw = card.get("training")
+    trained: dict[str, Any] = trained_raw if isinstance(trained_raw, dict) else {}
+    run = extra.get("run", meta.get("run", trained.get("run")))
+    step = extra.get("step", meta.get("step", trained.get("steps")))
+    step = int(step) if isinstance(step, int | float) and not isinstance(step, bool) else None
+    arch = meta.get("arch") or card.get("arch")
     paths: list[Path] = []
     seed_list = [int(s) for s in seeds]
     for i in range(0, len(seed_list), max(1, batch_size)):
@@ -116,11 +124,12 @@ def generate_fits(
                 channels=int(imgs.shape[1]),
                 seed=s,
                 trunc=trunc,
-                arch=meta.get("arch"),
                 label=label,
                 label_name=None if label is None or not label_names else str(label_names[label]),
                 cond=named,
-                **facts,
+                run=run,
+                step=step,
+                arch=arch,
             )
             paths.append(write_cube(out / f"seed{s:04d}.fits", imgs[j], spec=spec, cards=cards))
         if on_batch is not None:
