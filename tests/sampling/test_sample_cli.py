@@ -134,3 +134,23 @@ def test_fits_from_an_exported_model_carry_the_same_header_as_from_its_run(runs,
             and a[0].header["ARCH"] == "dcgan"
         )
         assert list(b[0].header.items()) == list(a[0].header.items())
+
+
+def test_progress_video_refuses_frames_shorter_than_a_gif_can_hold(tmp_path, cli):
+    # Before: 0 and -5 were taken and wrote a GIF with no frame duration (viewers pick their own pace).
+    import numpy as np
+    from PIL import Image
+
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    for step in (1, 2):
+        Image.fromarray(np.full((64, 64, 3), 60 * step, np.uint8)).save(
+            run / "snapshots" / f"step-{step:07d}.png"
+        )
+    for frame_ms in ("0", "-5", "9"):
+        code, out, err = cli(["progress-video", "--run", run, "--frame-ms", frame_ms])
+        assert code == 2 and "--frame-ms" in out + err, out + err
+    assert not (run / "progress.gif").exists()
+    assert cli(["progress-video", "--run", run, "--frame-ms", "10"])[0] == 0
+    with Image.open(run / "progress.gif") as gif:
+        assert gif.n_frames == 2 and gif.info["duration"] == 10

@@ -191,7 +191,12 @@ def _register_walks(app: typer.Typer) -> None:
     def progress_video_cmd(
         run: Path = typer.Option(..., "--run", help="Run directory."),
         out: Path = typer.Option(None, "--out", help="Output GIF (default RUN/progress.gif)."),
-        frame_ms: int = typer.Option(250, "--frame-ms", help="Milliseconds per snapshot frame."),
+        frame_ms: int = typer.Option(
+            250,
+            "--frame-ms",
+            min=10,
+            help="Milliseconds per snapshot frame (GIF keeps 10 ms steps; at least 10).",
+        ),
         rgb: str = typer.Option(None, "--rgb", help=RGB_HELP + " Redraws a science run's snapshots."),
         band: str = typer.Option(None, "--band", help=BAND_HELP),
     ) -> None:
