@@ -154,3 +154,12 @@ def test_progress_video_refuses_frames_shorter_than_a_gif_can_hold(tmp_path, cli
     assert cli(["progress-video", "--run", run, "--frame-ms", "10"])[0] == 0
     with Image.open(run / "progress.gif") as gif:
         assert gif.n_frames == 2 and gif.info["duration"] == 10
+
+
+def test_generate_names_an_out_that_is_a_file(runs, tmp_path, cli):
+    # Before: "error: [Errno 17] File exists: '.../notes.txt'", which does not say what is wrong with it.
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+    code, _, err = cli(["generate", "--run", runs["plain"], "--seeds", "0", "--out", out])
+    assert code == 2 and "is a file: give a folder" in err and len(err.strip().splitlines()) == 1, err
+    assert out.read_text() == "mine"

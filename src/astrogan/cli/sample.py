@@ -88,6 +88,8 @@ def register(app: typer.Typer) -> None:
                 "--rgb/--band choose how pictures are drawn; FITS cubes hold every band: drop them"
             )
         seed_list = parse_seeds(seeds)
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file: give a folder (one seedNNNN.{fmt} per seed goes in it)")
         gen = open_generator(run, model, device)
         view = _view(gen, rgb, band)
         spec = getattr(gen, "cond_spec", None)
