@@ -215,3 +215,38 @@ def test_options_take_comma_lists_of_key_values_but_keep_json_lists():
     assert parse_options(["ngf=8,ndf=16"], flag="--model") == {"ngf": 8, "ndf": 16}
     assert parse_options(["sizes=[1,2], q=0.5", "n=3"], flag="--model") == {"sizes": [1, 2], "q": 0.5, "n": 3}
     assert parse_options(["ngf=8,16"], flag="--model") == {"ngf": "8,16"}  # no key after the comma: one value
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('batch_size = "8"', "batch_size must be an integer, got '8'"),
+        ("num_train_steps = 2.5", "num_train_steps must be an integer, got 2.5"),
+        ("image_size = true", "image_size must be an integer, got True"),
+        ('amp = "yes"', "amp must be true or false, got 'yes'"),
+        ('lr_g = "fast"', "lr_g must be a number or none, got 'fast'"),
+        ("aug_types = 3", "aug_types must be a list of strings, got 3"),
+        ("metrics = 4", "metrics must be a list of strings, got 4"),
+        ('cond = ["a", 1]', "cond must be a list of strings, got ('a', 1)"),
+        ("[train]\nmodel = 5", "model must be a table, got 5"),
+        ("train = 3", "[train] must be a table of settings, got 3"),
+    ],
+)
+def test_a_preset_of_the_wrong_types_is_one_clear_error(toml, message, tmp_path) -> None:
+    preset = tmp_path / "mine.toml"
+    preset.write_text(toml + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(message)):
+        resolve_train_config(preset, {"data": "ds"}, {"data"}).validate(archs=ARCHS, metrics=METRICS)
+
+
+def test_a_preset_of_the_wrong_type_fails_the_cli_in_one_line(tiny_dataset, tmp_path, capsys) -> None:
+    from astrogan.cli.main import main
+
+    preset = tmp_path / "mine.toml"
+    preset.write_text('batch_size = "8"\n', encoding="utf-8")
+    runs = tmp_path / "runs"
+    code = main(["train", "--data", str(tiny_dataset), "--preset", str(preset), "--results-dir", str(runs)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "error: batch_size must be an integer, got '8'"
+    assert not runs.exists()

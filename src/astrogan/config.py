@@ -6,6 +6,8 @@ import dataclasses
 import json
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,8 +84,18 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, str):
                 value = [t.strip() for t in value.split(",") if t.strip()]
-            object.__setattr__(self, name, tuple(value))
-        object.__setattr__(self, "aug_types", tuple(self.aug_types))
+            if isinstance(value, list | tuple):  # anything else is left for validate() to name
+                object.__setattr__(self, name, tuple(value))
+        if isinstance(self.aug_types, list | tuple):
+            object.__setattr__(self, "aug_types", tuple(self.aug_types))
+
+    def _check_types(self) -> None:
+        """Every field of the type its annotation says (a preset or a saved config.json can hold anything)."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _is_a(value, hints[f.name]):
+                raise UserError(f"{f.name} must be {_describe(hints[f.name])}, got {value!r}")
 
     def validate(self, *, archs: Collection[str] = (), metrics: Collection[str] = ()) -> TrainConfig:
         """Check ranges and names; raise UserError with one actionable line.
@@ -100,6 +112,7 @@ class TrainConfig:
             "image_size",
             "log_every",
         )
+        self._check_types()
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -141,6 +154,37 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table"}
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    """`value` fits the annotation `hint` (int, float, bool, str, dict, tuple[str, ...] and `X | None`)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_a(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_is_a(v, args[0]) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _describe(hint: Any) -> str:
+    """An annotation in words, for an error message."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("none" if a is type(None) else _describe(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_describe(args[0]).removeprefix('a ')}s"
+    return _TYPE_NAMES.get(origin or hint, str(hint))
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -203,7 +247,10 @@ def load_preset(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"preset {where} is not valid TOML: {exc}") from None
-    return dict(data.get("train", data))
+    table = data.get("train", data)
+    if not isinstance(table, dict):
+        raise UserError(f"preset {where}: [train] must be a table of settings, got {table!r}")
+    return dict(table)
 
 
 def resolve_train_config(
