@@ -250,3 +250,26 @@ def test_a_preset_of_the_wrong_type_fails_the_cli_in_one_line(tiny_dataset, tmp_
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == "error: batch_size must be an integer, got '8'"
     assert not runs.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr", "nan"], "lr_g must be a number, got nan"),
+        (["--lr", "-1"], "--lr must be a positive number, got -1.0 (lr_g)"),
+        (["--lr", "0"], "--lr must be a positive number, got 0.0 (lr_g)"),  # was the default
+        (["--max-minutes", "nan"], "max_minutes must be a number, got nan"),  # never ran out
+        (["--aug", "ada", "--ada-kimg", "nan"], "ada_kimg must be a number, got nan"),
+    ],
+)
+def test_a_nan_or_non_positive_rate_fails_before_the_run_dir_exists(
+    args, message, tiny_dataset, tmp_path, capsys
+) -> None:
+    from astrogan.cli.main import main
+
+    runs = tmp_path / "runs"
+    code = main(["train", "--data", str(tiny_dataset), *FAST, "--results-dir", str(runs), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"error: {message}"
+    assert not runs.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import tomllib
 import types
@@ -96,6 +97,8 @@ class TrainConfig:
             value = getattr(self, f.name)
             if not _is_a(value, hints[f.name]):
                 raise UserError(f"{f.name} must be {_describe(hints[f.name])}, got {value!r}")
+            if isinstance(value, float) and math.isnan(value):
+                raise UserError(f"{f.name} must be a number, got nan")
 
     def validate(self, *, archs: Collection[str] = (), metrics: Collection[str] = ()) -> TrainConfig:
         """Check ranges and names; raise UserError with one actionable line.
@@ -116,6 +119,10 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("lr_g", "lr_d"):  # 0 would silently mean the architecture's default (`lr or spec.lr`)
+            value = getattr(self, name)
+            if value is not None and not 0 < value < math.inf:
+                raise UserError(f"--lr must be a positive number, got {value} ({name})")
         if not 0.0 <= self.aug_prob <= 1.0:
             raise UserError(f"--aug-prob must be in [0, 1], got {self.aug_prob}")
         if self.aug not in ("diffaugment", "ada"):
