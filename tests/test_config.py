@@ -134,6 +134,7 @@ def test_validate_without_registries_skips_only_the_names() -> None:
         (["--aug", "ada", "--aug-types", "color,rotate"], "unknown --aug-types rotate"),
         (["--loss", "pl_weight"], "--loss 'pl_weight' must look like key=value"),
         (["--mirror", "rotate"], "unknown --mirror 'rotate'"),
+        (["--device", "tpu"], "unknown device 'tpu': use auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_names_fail_before_the_run_dir_exists(args, message, tiny_dataset, tmp_path, capsys) -> None:

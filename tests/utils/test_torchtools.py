@@ -1,10 +1,12 @@
-"""physical_cores: hyper-threads of one core count once; unknown topology counts each CPU."""
+"""physical_cores counts hyper-threads of one core once (unknown topology: each CPU); pick_device names the choices."""
 
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
+import torch
 
 from astrogan.utils.torchtools import busy_fraction, free_threads, physical_cores
 
@@ -66,3 +68,13 @@ def test_free_threads_leave_busy_cores_alone() -> None:
     assert free_threads(2, 0.0) == 2 and free_threads(2, 0.2) == 2
     assert free_threads(2, 0.5) == 1 and free_threads(2, 1.0) == 1  # never fewer than one
     assert free_threads(8, 0.25) == 6
+
+
+@pytest.mark.parametrize("name", ["tpu", "gpu", "cuda:x", "meta", ""])
+def test_an_unknown_device_is_one_line_naming_the_choices(name) -> None:
+    from astrogan.utils.errors import UserError
+    from astrogan.utils.torchtools import pick_device
+
+    with pytest.raises(UserError, match=re.escape(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")):
+        pick_device(name)
+    assert pick_device("cpu") == torch.device("cpu")

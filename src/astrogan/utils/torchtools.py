@@ -17,9 +17,18 @@ def pick_device(name: str = "auto") -> torch.device:
     """`auto` -> cuda when available else cpu; otherwise the named device, checked."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:  # torch's own message lists twenty backends, most of them not usable here
+        dev = torch.device("meta")
+    if dev.type not in ("cpu", "cuda") and not (dev.type == "mps" and torch.backends.mps.is_available()):
+        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} asked for, but no CUDA device is available; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(
+            f"device {name!r} asked for, but there are {torch.cuda.device_count()} CUDA device(s)"
+        )
     return dev
 
 
