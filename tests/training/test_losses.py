@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -48,6 +50,23 @@ def test_make_loss() -> None:
         make_loss("dcgan", temperature=2)
     with pytest.raises(UserError, match="recon"):
         make_loss("fastgan", recon="lpips")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("stylegan2", {"r1_gamma": "nan"}, "stylegan2 loss r1_gamma must be a number, got 'nan'"),
+        ("stylegan2", {"pl_weight": "abc"}, "stylegan2 loss pl_weight must be a number, got 'abc'"),
+        ("stylegan2", {"r1_interval": 2.5}, "stylegan2 loss r1_interval must be an integer, got 2.5"),
+        ("stylegan2", {"style_mixing": True}, "stylegan2 loss style_mixing must be a number, got True"),
+        ("fastgan", {"recon_weight": "x"}, "fastgan loss recon_weight must be a number, got 'x'"),
+    ],
+)
+def test_a_loss_option_of_the_wrong_type_is_named(name, options, message) -> None:
+    # --loss values are read as JSON where they parse, so `r1_gamma=nan` arrives as the text 'nan'.
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        make_loss(name, **options)
+    assert make_loss("stylegan2", r1_gamma=None, r1_interval=8).r1_gamma > 0  # None: the auto gamma
 
 
 def test_dcgan_label_smoothing_ranges() -> None:

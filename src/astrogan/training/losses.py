@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -438,6 +439,18 @@ LOSSES: dict[str, type] = {"dcgan": DCGANLoss, "fastgan": FastGANLoss, "stylegan
 _RUN_ARGS = {"stylegan2": ("image_size", "batch_size")}
 
 
+def _check_numbers(name: str, cls: type, options: dict[str, Any]) -> None:
+    """A numeric option given as text (`r1_gamma=nan`, `pl_weight=abc`) or a bool: one line naming it."""
+    hints = typing.get_type_hints(cls.__init__)
+    for key, value in options.items():
+        hint = hints.get(key)
+        if hint not in (int, float, float | None) or (value is None and hint == float | None):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int if hint is int else int | float):
+            kind = "an integer" if hint is int else "a number"
+            raise UserError(f"{name} loss {key} must be {kind}, got {value!r}")
+
+
 def make_loss(
     name: str, *, image_size: int | None = None, batch_size: int | None = None, **options: Any
 ) -> GANLoss:
@@ -450,6 +463,7 @@ def make_loss(
     for key in _RUN_ARGS.get(name, ()):
         if run[key] is not None:
             options.setdefault(key, run[key])
+    _check_numbers(name, cls, options)
     try:
         return cls(**options)  # type: ignore[no-any-return,unused-ignore]
     except TypeError as exc:
