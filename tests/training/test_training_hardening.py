@@ -292,3 +292,32 @@ def test_absurd_model_sizes_are_refused_before_allocating(tiny_dataset, tmp_path
     (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="parameters"):
         train(_cfg(tiny_dataset, tmp_path), resume=run, overrides=(), show_progress=False)
+
+
+# ---- runs started together ------------------------------------------------------------------------
+
+
+def test_runs_started_at_once_in_one_results_dir_each_get_their_own(tiny_dataset, tmp_path, monkeypatch):
+    from astrogan.training import loop
+    from astrogan.utils.rundir import make_run_dir
+
+    results, set_up, others = tmp_path / "runs", loop._set_up, []
+
+    def set_up_while_another_run_starts(*args, **kwargs):  # data loading takes seconds: the window
+        out = set_up(*args, **kwargs)
+        other = make_run_dir(results, "r")
+        (other / "config.json").write_text('{"other": true}')
+        others.append(other)
+        return out
+
+    monkeypatch.setattr(loop, "_set_up", set_up_while_another_run_starts)
+    run = train(_cfg(tiny_dataset, tmp_path, num_train_steps=2), show_progress=False)
+    assert [p.name for p in others] == ["00000-r"] and run.name == "00001-r"
+    assert json.loads((others[0] / "config.json").read_text()) == {"other": True}  # not written over
+    assert sorted(p.name for p in others[0].iterdir()) == ["config.json"]
+
+
+def test_a_run_whose_set_up_fails_leaves_no_run_dir(tiny_dataset, tmp_path):
+    with pytest.raises(UserError, match="needs a labelled dataset"):
+        train(_cfg(tiny_dataset, tmp_path, num_classes=3), show_progress=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

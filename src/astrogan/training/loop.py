@@ -52,7 +52,7 @@ from astrogan.training.stats import StatsWriter
 from astrogan.utils.atomic import write_json
 from astrogan.utils.errors import Interrupted, UserError
 from astrogan.utils.log import info, progress
-from astrogan.utils.rundir import next_run_dir
+from astrogan.utils.rundir import make_run_dir
 from astrogan.utils.seeds import latents_for_seeds
 from astrogan.utils.torchtools import pick_device, seed_everything
 
@@ -123,9 +123,10 @@ def _git_commit() -> str | None:
 def _open_run(
     cfg: TrainConfig, resume: bool | str | Path, explicit: Collection[str] | None, dist: dist_utils.DistInfo
 ) -> tuple[Path, TrainConfig, dict[str, Any] | None]:
-    """The run directory, the config to train with (the saved one when resuming) and the state to resume."""
+    """The run directory (none yet for a new run: `make_run_dir` once set-up has passed), the config to train
+    with (the saved one when resuming) and the state to resume."""
     if not resume:
-        return (next_run_dir(cfg.results_dir, cfg.name) if dist.is_main else Path()), cfg, None
+        return Path(), cfg, None
     return open_resumed(cfg, resume, explicit, is_main=dist.is_main)
 
 
@@ -751,6 +752,8 @@ def train(
     _check_compile(cfg, device)  # the resumed run's own settings may compile though this call did not say so
 
     setup = _set_up(cfg, device, dist)
+    if not resume and dist.is_main:  # only now: a set-up that fails leaves no empty run behind
+        run_dir = make_run_dir(cfg.results_dir, cfg.name)
     st = setup.st
     if resume_state is not None:
         st.restore(resume_state)
