@@ -441,7 +441,7 @@ _RUN_ARGS = {"stylegan2": ("image_size", "batch_size")}
 
 def _check_numbers(name: str, cls: type, options: dict[str, Any]) -> None:
     """A numeric option given as text (`r1_gamma=nan`, `pl_weight=abc`) or a bool: one line naming it."""
-    hints = typing.get_type_hints(cls.__init__)
+    hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]  # the class, not an instance
     for key, value in options.items():
         hint = hints.get(key)
         if hint not in (int, float, float | None) or (value is None and hint == float | None):
