@@ -135,6 +135,8 @@ def test_validate_without_registries_skips_only_the_names() -> None:
         (["--loss", "pl_weight"], "--loss 'pl_weight' must look like key=value"),
         (["--mirror", "rotate"], "unknown --mirror 'rotate'"),
         (["--device", "tpu"], "unknown device 'tpu': use auto, cpu, cuda or cuda:N"),
+        (["--preset", "cpu", "--resume"], "--preset does not apply to a resumed run"),
+        (["--preset", "cpu", "--resume-from", "somewhere"], "--preset does not apply to a resumed run"),
     ],
 )
 def test_bad_names_fail_before_the_run_dir_exists(args, message, tiny_dataset, tmp_path, capsys) -> None:

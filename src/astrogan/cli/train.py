@@ -151,11 +151,23 @@ def register(app: typer.Typer) -> None:
         from astrogan.training.loop import train
         from astrogan.utils.log import info
 
+        _refuse_preset_on_resume(preset, resume or resume_from is not None)
         given, explicit = _settings_from_context(ctx)
         cfg = resolve_train_config(preset, given, explicit)
         run_dir = train(cfg, resume=resume_from if resume_from else resume, overrides=explicit)
         info(f"[green]done:[/] run in {run_dir}")
         typer.echo(str(run_dir))
+
+
+def _refuse_preset_on_resume(preset: Path | None, resuming: bool) -> None:
+    """A resumed run continues with its own config.json: a preset's values would be silently dropped."""
+    if preset is not None and resuming:
+        from astrogan.utils.errors import UserError
+
+        raise UserError(
+            "--preset does not apply to a resumed run (it continues with its saved config.json): drop "
+            "--preset, and give any setting to change as a flag"
+        )
 
 
 def _settings_from_context(ctx: typer.Context) -> tuple[dict[str, Any], set[str]]:
