@@ -47,6 +47,20 @@ def test_spectrum_of_sinusoid_peaks_at_its_frequency():
     assert power[0, 0].max() > 100 * np.delete(power[0, 0], np.argmax(power[0, 0])).max()
 
 
+def test_spectrum_is_computed_a_chunk_of_images_at_a_time(monkeypatch):
+    # The whole set at once took ~50 bytes per pixel value (80 GB for 10,000 RGB images of 256 px).
+    from astrogan.metrics import spectrum
+
+    imgs = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
+    whole_f, whole_p = radial_spectrum(imgs)
+    seen, inner = [], spectrum.power_spectrum_2d
+    monkeypatch.setattr(spectrum, "_CHUNK_VALUES", 3 * 16 * 16 * 3)
+    monkeypatch.setattr(spectrum, "power_spectrum_2d", lambda x: seen.append(len(x)) or inner(x))
+    f, p = radial_spectrum(imgs)
+    assert seen == [3, 3, 3, 1]
+    assert np.array_equal(f, whole_f) and np.array_equal(p, whole_p)
+
+
 def test_spectrum_comparison_identical_and_different_sets():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
