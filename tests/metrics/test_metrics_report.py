@@ -300,3 +300,38 @@ def test_eval_refuses_a_one_image_dataset_before_generating(tmp_path, monkeypatc
     assert rc == 2
     assert "holds 1 image(s); eval compares sets of at least 2 real images" in capsys.readouterr().err
     assert not (tmp_path / "run" / "eval").exists()
+
+
+def test_eval_refuses_a_num_that_cannot_fit_in_memory_before_generating(tmp_path, monkeypatch, capsys):
+    """--num had no upper bound: 10**8 images began generating, printed an hours-long estimate and would run
+    out of memory."""
+    import torch
+
+    import astrogan.cli.evaluate as evaluate_cli
+    from astrogan.cli.main import main
+    from astrogan.data.build import BuildOptions, build_dataset
+    from astrogan.models import get_arch
+    from astrogan.models.io import save_generator
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, img in enumerate(galaxies(4, size=32)):
+        Image.fromarray(img).save(src / f"g{i}.png")
+    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
+    torch.manual_seed(0)
+    spec = get_arch("dcgan")
+    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
+    save_generator(
+        spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints"
+    )
+
+    def never(*a, **k):
+        raise AssertionError("started generating images that cannot fit in memory")
+
+    monkeypatch.setattr(evaluate_cli, "_generate", never)
+    args = ["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--metrics", "spectrum"]
+    assert main([*args, "--num", str(10**8)]) == 2
+    err = capsys.readouterr().err
+    assert "--num 100000000 cannot fit in memory: 100000000 images of 16x16x3 need" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run" / "eval").exists()

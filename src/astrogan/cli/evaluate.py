@@ -174,6 +174,7 @@ def eval_cmd(
         from astrogan.utils.errors import UserError
 
         raise UserError(f"{data} holds {len(real)} image(s); eval compares sets of at least 2 real images")
+    _check_num_fits(num, real)
     spec, real_cond, fake_cond = _conditions(gen, ds, num, seed=seed)
     fit_psf, fit_cut, psf_meta = _conditioning_psf(
         ds, gen.image_size, psf_given, cut_given, used="conditioning" in names and spec is not None
@@ -295,6 +296,24 @@ def _check_options(*, protocol: str, num: int, morphology_engine: str, trunc: fl
         raise UserError(f"--morphology-engine must be fast or statmorph, got {morphology_engine!r}")
     if not 0 < trunc <= 2:
         raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+
+
+def _check_num_fits(num: int, real: np.ndarray) -> None:
+    """Refuse, before generating, a --num whose images cannot be held in this machine's memory: the generated
+    set as stored (like `real`, `(N, H, W, C)`) plus the float64 copy the metrics make of it."""
+    from astrogan.utils.errors import UserError
+
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to compare with
+        return
+    per_image = real[0].size * (real.dtype.itemsize + 8)
+    if memory > 0 and num * per_image > memory:
+        raise UserError(
+            f"--num {num} cannot fit in memory: {num} images of {'x'.join(map(str, real.shape[1:]))} need "
+            f"{num * per_image / 2**30:.1f} GiB (as generated plus the metrics' float64 copy) and this machine "
+            f"has {memory / 2**30:.1f} GiB; at most {memory // per_image} fit"
+        )
 
 
 # --psf / --sersic-truncate: a value, "none" (off), or _PICK_UP (not given: the dataset's, when it knows).
