@@ -93,6 +93,26 @@ def test_spectrum_of_a_blank_set_and_of_too_few_reals_warns_nothing(tmp_path):
     assert few["spectrum"]["floor_w1_mean"] is None
 
 
+def test_spectrum_ratio_panel_is_on_a_log_axis(tmp_path, monkeypatch):
+    """The generated/real panel was linear: a 20x excess at high frequencies squashed a 1000x shortfall at low
+    ones flat against 0 (a tiny DCGAN on Galaxy Zoo); the summary's figure is a log10 ratio."""
+    from matplotlib.figure import Figure
+
+    from astrogan.metrics.compute import evaluate
+
+    scales, save = {}, Figure.savefig
+
+    def spy(fig, path, *a, **k):
+        scales[str(path).rsplit("/", 1)[-1]] = [ax.get_yscale() for ax in fig.axes]
+        return save(fig, path, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    evaluate(real, np.zeros_like(real[:4]), tmp_path / "rep", names=["spectrum"])
+    assert scales["spectrum.png"] == ["log", "log", "linear"]
+
+
 def test_gini_uniform_is_zero_and_single_pixel_is_one():
     assert gini(np.ones(100)) == pytest.approx(0.0, abs=1e-12)
     one = np.zeros(400)

@@ -228,7 +228,11 @@ class SpectrumMetric(PerBandMetric):
             lab = f" {names[b]}" if c > 1 or d["only"] is not None else ""
             axes[0].loglog(comp.freqs, comp.mean_real[b], "-", color=f"C{b % 10}", label=f"real{lab}")
             axes[0].loglog(comp.freqs, comp.mean_fake[b], "--", color=f"C{b % 10}", label=f"generated{lab}")
-            axes[1].semilogx(comp.freqs, comp.ratio[b], color=f"C{b % 10}", label=lab or None)
+            # A log axis, as the summary's mean |log10 ratio|: on a linear one a 20x excess squashed a 1000x
+            # shortfall flat against 0. A 0 ratio (no generated power) sits at 1e-20, as in the summary.
+            axes[1].loglog(
+                comp.freqs, np.maximum(comp.ratio[b], 1e-20), color=f"C{b % 10}", label=lab or None
+            )
             axes[2].semilogx(comp.freqs, comp.w1[b], color=f"C{b % 10}", label=f"real vs generated{lab}")
             axes[2].semilogx(
                 comp.freqs, d["floor"][b], ":", color=f"C{b % 10}", label=f"floor (real halves){lab}"
@@ -244,6 +248,7 @@ class SpectrumMetric(PerBandMetric):
         fig.suptitle(
             f"1D power spectrum (mean per-bin W1 {np.mean(comp.w1):.3g}, floor {finite_mean(d['floor']):.3g})"
         )
+        fig.tight_layout()  # else the title floats an inch above the panels
         fig.savefig(out_dir / "spectrum.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         what = "1D power spectra, their ratio and the per-bin distance beside its floor"
