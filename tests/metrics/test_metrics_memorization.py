@@ -103,3 +103,16 @@ def test_small_sets_are_refused_with_the_count():
 def test_feature_space_is_used_when_given(train):
     res = memorization(train, train[:50], features=lambda x: x.reshape(len(x), -1)[:, ::7].astype(float))
     assert res.fraction["features"] == 1.0 and "memorization_fraction_features_high" in res.summary()
+
+
+def test_reduce_pixels_converts_a_chunk_of_images_at_a_time(monkeypatch):
+    """A float64 copy of the whole set (8 bytes per pixel value) is what limited eval's --num."""
+    from astrogan.metrics import memorization as mem
+
+    imgs = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
+    whole = reduce_pixels(imgs, size_px=8)
+    seen, inner = [], mem.to_float_images
+    monkeypatch.setattr(mem, "_CHUNK_VALUES", 4 * 16 * 16 * 3)
+    monkeypatch.setattr(mem, "to_float_images", lambda x: seen.append(len(x)) or inner(x))
+    np.testing.assert_array_equal(reduce_pixels(imgs, size_px=8), whole)
+    assert max(seen) == 4 and sum(seen) == 10

@@ -200,6 +200,20 @@ def test_weight_free_features_colour_change_moves_colour_columns():
     assert weight_free_features(base[..., :1]).shape == (4, 5)
 
 
+def test_weight_free_features_convert_a_chunk_of_images_at_a_time(monkeypatch):
+    """A float64 copy of the whole set (13 bytes per pixel value at peak) is what limited eval's --num."""
+    from astrogan.metrics import prdc as prdc_module
+
+    imgs = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
+    morph = {"gini": np.linspace(0, 1, 10)}
+    whole = weight_free_features(imgs, morph)
+    seen, inner = [], prdc_module.to_float_images
+    monkeypatch.setattr(prdc_module, "_BLOCK_ELEMENTS", 4 * 8 * 8 * 3)  # 4 images' central boxes
+    monkeypatch.setattr(prdc_module, "to_float_images", lambda x: seen.append(len(x)) or inner(x))
+    np.testing.assert_array_equal(weight_free_features(imgs, morph), whole)
+    assert max(seen) == 4 and sum(seen) == 10
+
+
 def test_weight_free_features_refuses_bad_input():
     with pytest.raises(ValueError, match=r"shape \(3,\)"):
         weight_free_features(np.zeros((3, 8, 8, 1)), {"gini": np.zeros(4)})

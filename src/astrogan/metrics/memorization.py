@@ -34,15 +34,23 @@ import numpy as np
 from astrogan.metrics.base import Context, Metric, MetricSkipped, Row
 from astrogan.metrics.spectrum import to_float_images
 
+_CHUNK_VALUES = 2**22  # pixel values reduced at once (a float64 copy of them: 32 MB)
+
 
 def reduce_pixels(images: np.ndarray, *, size_px: int = 32) -> np.ndarray:
-    """`(N,H,W[,C])` -> float32 `(N, size*size*C)` by block averaging to at most `size_px` on a side."""
-    x = to_float_images(images)
-    n, h, w, c = x.shape
+    """`(N,H,W[,C])` -> float32 `(N, size*size*C)` by block averaging to at most `size_px` on a side.
+
+    A chunk of images at a time: a float64 copy of the whole set took 8 bytes per pixel value."""
+    _, h, w, c = to_float_images(np.asarray(images)[:0]).shape  # the shape checks alone
     fy, fx = max(1, h // size_px), max(1, w // size_px)
     hh, ww = (h // fy) * fy, (w // fx) * fx
-    x = x[:, :hh, :ww].reshape(n, hh // fy, fy, ww // fx, fx, c).mean(axis=(2, 4))
-    return x.reshape(n, -1).astype(np.float32)
+    step = max(1, _CHUNK_VALUES // max(1, h * w * c))
+    out = np.empty((len(images), (hh // fy) * (ww // fx) * c), dtype=np.float32)
+    for s in range(0, len(images), step):
+        x = to_float_images(np.asarray(images[s : s + step]))
+        x = x[:, :hh, :ww].reshape(len(x), hh // fy, fy, ww // fx, fx, c).mean(axis=(2, 4))
+        out[s : s + step] = x.reshape(len(x), -1)
+    return out
 
 
 def nearest_k(
@@ -312,10 +320,11 @@ class MemorizationMetric(Metric):
         pairs = r.closest_pairs[:16]
         fig, axes = plt.subplots(2, max(len(pairs), 1), figsize=(1.3 * max(len(pairs), 1), 3))
         axes = np.asarray(axes).reshape(2, -1)
-        fx, rx = display(ctx.fake), display(ctx.real)
-        for j, (fi, ri, _) in enumerate(pairs):
-            imshow(axes[0, j], fx[fi])
-            imshow(axes[1, j], rx[ri])
+        # Only the pictures shown go through display (a float64 copy of both whole sets took 8 B/value).
+        fx, rx = display(ctx.fake[[p[0] for p in pairs]]), display(ctx.real[[p[1] for p in pairs]])
+        for j, (fi, _, _) in enumerate(pairs):
+            imshow(axes[0, j], fx[j])
+            imshow(axes[1, j], rx[j])
             axes[0, j].set_title(f"{r.fake_ratio['pixels'][fi]:.2f}", fontsize=7)
         fig.suptitle("most copy-like: generated (top), nearest real image (bottom), copy ratio", fontsize=8)
         fig.savefig(out_dir / "closest_pairs.png", dpi=100, bbox_inches="tight")

@@ -229,16 +229,21 @@ def weight_free_features(
     and fake columns line up whatever order the mappings were built in. Non-finite morphology values
     become NaN, for `standardise_pair` to impute. Names: `weight_free_feature_names`.
     """
-    x = to_float_images(images)
-    n, h, w, c = x.shape
+    shape = to_float_images(np.asarray(images)[:0]).shape[1:]  # the shape checks alone
+    n, (h, w, c) = len(images), shape
     if n == 0 or h == 0 or w == 0 or c == 0:
-        raise ValueError(f"need at least one non-empty image, got shape {x.shape}")
+        raise ValueError(f"need at least one non-empty image, got shape {(n, *shape)}")
     hh, ww = max(1, h // 2), max(1, w // 2)
     y0, x0 = (h - hh) // 2, (w - ww) // 2
-    centre = x[:, y0 : y0 + hh, x0 : x0 + ww, :].reshape(n, hh * ww, c)
-    pct = np.percentile(centre, [10, 50, 90], axis=1)  # (3, N, C)
-    mean = centre.mean(axis=1)
-    stats = np.stack([mean, centre.std(axis=1), pct[0], pct[1], pct[2]], axis=-1)  # (N, C, 5)
+    # A chunk of images at a time: float64 copies of the whole set took 13 bytes per pixel value.
+    step = max(1, _BLOCK_ELEMENTS // (hh * ww * c))
+    stats = np.empty((n, c, len(_COLOUR_STATS)))
+    for s in range(0, n, step):
+        x = to_float_images(np.asarray(images[s : s + step])[:, y0 : y0 + hh, x0 : x0 + ww])
+        centre = x.reshape(len(x), hh * ww, c)
+        pct = np.percentile(centre, [10, 50, 90], axis=1)  # (3, n, C)
+        stats[s : s + step] = np.stack([centre.mean(axis=1), centre.std(axis=1), *pct], axis=-1)  # (n, C, 5)
+    mean = stats[..., 0]
     cols = [stats.reshape(n, c * len(_COLOUR_STATS)), mean[:, :-1] - mean[:, 1:]]
     morph = morphology_values or {}
     for name in sorted(morph):
