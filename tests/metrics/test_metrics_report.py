@@ -335,3 +335,31 @@ def test_eval_refuses_a_num_that_cannot_fit_in_memory_before_generating(tmp_path
     assert "--num 100000000 cannot fit in memory: 100000000 images of 16x16x3 need" in err
     assert "Traceback" not in err
     assert not (tmp_path / "run" / "eval").exists()
+
+
+def test_eval_without_inception_weights_draws_no_images_for_the_skipped_fid(tmp_path, monkeypatch):
+    """FID/KID without weights are skipped, yet their 5000-image default was drawn and measured: the default eval
+    on a CPU ran 5x longer than the metrics it reports need."""
+    import torch
+
+    from astrogan.cli.main import main
+    from astrogan.data.build import BuildOptions, build_dataset
+    from astrogan.models import get_arch
+    from astrogan.models.io import save_generator
+
+    monkeypatch.delenv("ASTROGAN_INCEPTION_WEIGHTS", raising=False)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, img in enumerate(galaxies(6, size=32, seed=6)):
+        Image.fromarray(img).save(src / f"g{i:02d}.png")
+    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
+    torch.manual_seed(0)
+    spec = get_arch("dcgan")
+    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
+    save_generator(
+        spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints"
+    )
+    args = ["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--device", "cpu"]
+    assert main([*args, "--metrics", "fid,kid,spectrum", "--cache-dir", str(tmp_path / "c")]) == 0
+    doc = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert doc["num_generated"] == 1000 and "fid" in doc["skipped"]

@@ -34,7 +34,7 @@ _DATA = typer.Option(..., "--data", help="Dataset directory (manifest.json + ima
 _NUM = typer.Option(
     None,
     "--num",
-    help="Number of generated images (seeds 0..num-1); default: 5000 with fid, else 1000.",
+    help="Number of generated images (seeds 0..num-1); default: 5000 with fid (and its weights), else 1000.",
 )
 _TRUNC = typer.Option(1.0, "--trunc", help="Truncation of the latents (1 = none).")
 _BATCH_SIZE = typer.Option(32, "--batch-size", help="Images per generator forward pass.")
@@ -157,12 +157,14 @@ def eval_cmd(
     from astrogan.utils.log import info
 
     names = parse_metric_names(metrics)
-    num = num if num is not None else default_num_generated(names)
+    inception_weights = _inception_file(names, inception_weights)
+    # Without weights FID/KID are skipped (one line): their 5000 images would only make the rest 5x slower.
+    measured = names if inception_weights is not None else [n for n in names if n not in ("fid", "kid")]
+    num = num if num is not None else default_num_generated(measured)
     _check_options(protocol=protocol, num=num, morphology_engine=morphology_engine, trunc=trunc)
     psf_given, cut_given = _psf_options(psf, sersic_truncate)
     out = _report_dir(run, out, overwrite=overwrite)
     _check_new_dir(save_fakes, overwrite=overwrite)
-    inception_weights = _inception_file(names, inception_weights)
     category_names = _category_names(names, cluster_names, clusters)
     gen, ds, gmeta = _open_pair(run, model, data, device)
     science, fake_science = _science_pair(gen, ds)
