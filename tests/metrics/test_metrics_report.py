@@ -56,6 +56,21 @@ def test_compute_metrics_scalars_and_cache(tmp_path):
     assert m["morph_w1_r50"] > same["morph_w1_r50"]
 
 
+@pytest.mark.parametrize("damage", ["cut", "garbage"])
+def test_a_damaged_cache_file_is_recomputed_not_fatal(tmp_path, damage):
+    """A cut-off .npz (a full disk, a half-copied cache) raised zipfile.BadZipFile with a traceback."""
+    from astrogan.metrics.base import StatsCache
+
+    cache = StatsCache(tmp_path, "abc123")
+    first = cache.get("spectrum", {"n": 1}, lambda: {"power": np.arange(5000.0)})
+    (path,) = tmp_path.iterdir()
+    body = path.read_bytes()
+    path.write_bytes(body[: len(body) // 2] if damage == "cut" else b"PK\x03\x04garbage")
+    again = cache.get("spectrum", {"n": 1}, lambda: {"power": np.arange(5000.0)})
+    np.testing.assert_array_equal(again["power"], first["power"])
+    assert path.read_bytes() == body  # rewritten whole
+
+
 def test_memorization_refuses_to_judge_a_small_set():
     from astrogan.metrics.compute import run_metrics
 

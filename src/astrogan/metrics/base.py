@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,8 @@ class StatsCache:
             try:
                 with np.load(path, allow_pickle=False) as z:
                     return {k: z[k] for k in z.files}
-            except (OSError, ValueError):  # a damaged cache file is recomputed, never fatal
+            # A damaged cache file is recomputed, never fatal: a cut-off .npz is a BadZipFile (no OSError).
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile):
                 pass
         data = fn()
         with atomic_path(path, suffix=".npz") as tmp:
