@@ -378,3 +378,40 @@ def test_eval_without_inception_weights_draws_no_images_for_the_skipped_fid(tmp_
     assert main([*args, "--metrics", "fid,kid,spectrum", "--cache-dir", str(tmp_path / "c")]) == 0
     doc = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert doc["num_generated"] == 1000 and "fid" in doc["skipped"]
+
+
+@pytest.mark.parametrize("flag", ["--out", "--save-fakes", "--cache-dir", "--out-below"])
+def test_eval_refuses_a_file_where_a_directory_goes_before_generating(tmp_path, monkeypatch, capsys, flag):
+    """--out FILE --overwrite replaced the user's file with the report; a file on the way to --out or --cache-dir
+    failed after generating with "[Errno 17] File exists"."""
+    import torch
+
+    import astrogan.cli.evaluate as evaluate_cli
+    from astrogan.cli.main import main
+    from astrogan.data.build import BuildOptions, build_dataset
+    from astrogan.models import get_arch
+    from astrogan.models.io import save_generator
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, img in enumerate(galaxies(4, size=32)):
+        Image.fromarray(img).save(src / f"g{i}.png")
+    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
+    torch.manual_seed(0)
+    spec = get_arch("dcgan")
+    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
+    save_generator(
+        spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints"
+    )
+
+    def never(*a, **k):
+        raise AssertionError("generated images that could not be written")
+
+    monkeypatch.setattr(evaluate_cli, "_generate", never)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    place = {"--out-below": ["--out", str(notes / "report")]}.get(flag, [flag, str(notes)])
+    args = ["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--metrics", "spectrum"]
+    assert main([*args, *place, "--overwrite"]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert notes.read_text() == "mine"

@@ -165,6 +165,8 @@ def eval_cmd(
     psf_given, cut_given = _psf_options(psf, sersic_truncate)
     out = _report_dir(run, out, overwrite=overwrite)
     _check_new_dir(save_fakes, overwrite=overwrite)
+    _check_dir_place(save_fakes, "--save-fakes")
+    _check_dir_place(cache_dir, "--cache-dir")
     category_names = _category_names(names, cluster_names, clusters)
     gen, ds, gmeta = _open_pair(run, model, data, device)
     science, fake_science = _science_pair(gen, ds)
@@ -417,9 +419,24 @@ def _report_dir(run: Path | None, out: Path | None, *, overwrite: bool) -> Path:
 
     if out is None:
         out = (run / "eval") if run is not None and run.is_dir() else Path("eval-report")
+    _check_dir_place(out, "--out")
     if out.exists() and not overwrite:
         raise UserError(f"report directory {out} exists; pass --overwrite or choose another --out")
     return out
+
+
+def _check_dir_place(path: Path | None, flag: str) -> None:
+    """`path` is, or can become, a directory: neither it nor its nearest existing parent is a file (checked before
+    generating; else the report or the cache failed after all the work with "[Errno 17] File exists")."""
+    from astrogan.utils.errors import UserError
+
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a directory")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"{flag} {path}: {parent} is a file, not a directory")
 
 
 def _inception_file(names: list[str], inception_weights: Path | None) -> Path | None:
