@@ -218,7 +218,11 @@ def _histograms(d: dict[str, Any], path: Path, where: str) -> None:
             bins = np.linspace(lo, hi if hi > lo else lo + 1, 30)
             for values, label in ((a, "real"), (b, "generated")):
                 if values.size:  # a side with no value would be a density of 0/0
-                    ax.hist(values, bins=bins, density=True, alpha=0.5, label=label)
+                    # Clipped into the end bins, as `plots.save_histogram_panels` does: a few generated values
+                    # beyond the 1-99th percentiles (dominated by the reals) left no bar and a 0/0 density.
+                    ax.hist(
+                        np.clip(values, bins[0], bins[-1]), bins=bins, density=True, alpha=0.5, label=label
+                    )
         c = d["comparisons"][k]
         ax.set_title(f"{k}: W1 {c.w1:.3g} (floor {c.floor:.3g})", fontsize=8)
         ax.tick_params(labelsize=7)
