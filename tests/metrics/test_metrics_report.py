@@ -84,6 +84,16 @@ def test_morphology_histograms_show_generated_values_beyond_the_real_range(tmp_p
     assert (tmp_path / "rep" / "morphology.png").is_file()
 
 
+def test_report_names_an_early_runs_kimg_as_metrics_json_has_it():
+    """An early run's kimg (0.032) was printed with one decimal: "0.0 kimg" beside metrics.json's 0.032."""
+    from astrogan.metrics.report import _evaluated
+
+    assert _evaluated({"generator": "g", "step": 2, "kimg": 0.032}) == "Generator: g, step 2, 0.032 kimg."
+    assert _evaluated({"generator": "g", "kimg": 0.64}).endswith(", 0.64 kimg.")
+    assert _evaluated({"generator": "g", "kimg": 19.2}).endswith(", 19.2 kimg.")
+    assert _evaluated({"generator": "g", "kimg": 25000}).endswith(", 25000.0 kimg.")
+
+
 def test_memorization_refuses_to_judge_a_small_set():
     from astrogan.metrics.compute import run_metrics
 

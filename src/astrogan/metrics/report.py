@@ -82,8 +82,9 @@ def _evaluated(meta: dict[str, Any]) -> str:
     parts = [f"Generator: {meta.get('generator', 'unknown')}"]
     if meta.get("step") is not None:
         parts.append(f"step {meta['step']}")
-    if meta.get("kimg") is not None:
-        parts.append(f"{meta['kimg']:.1f} kimg")
+    if meta.get("kimg") is not None:  # an early run's 0.032 kimg read "0.0 kimg"
+        kimg = float(meta["kimg"])
+        parts.append(f"{kimg:.1f} kimg" if kimg >= 1 else f"{kimg:.2g} kimg")
     return ", ".join(parts) + "."
 
 
