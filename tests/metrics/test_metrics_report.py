@@ -438,3 +438,23 @@ def test_eval_refuses_a_file_where_a_directory_goes_before_generating(tmp_path, 
     assert main([*args, *place, "--overwrite"]) == 2
     assert "is a file, not a directory" in capsys.readouterr().err
     assert notes.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--batch-size", "0", "--batch-size must be at least 1, got 0"),
+        ("--batch-size", "-3", "--batch-size must be at least 1, got -3"),
+        ("--seed", "-1", "--seed must be 0 or more, got -1"),
+        ("--workers", "-2", "--workers must be 0 (all CPUs) or more, got -2"),
+    ],
+)
+def test_eval_refuses_counts_out_of_range_in_one_line(tmp_path, capsys, flag, value, said):
+    """--batch-size 0 ended in range()'s traceback, -3 in 'need at least one array to concatenate', --seed -1 in
+    NumPy's, and --workers -2 was taken."""
+    from astrogan.cli.main import main
+
+    args = ["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--metrics", "spectrum"]
+    assert main([*args, flag, value]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err

@@ -162,6 +162,7 @@ def eval_cmd(
     measured = names if inception_weights is not None else [n for n in names if n not in ("fid", "kid")]
     num = num if num is not None else default_num_generated(measured)
     _check_options(protocol=protocol, num=num, morphology_engine=morphology_engine, trunc=trunc)
+    _check_counts(batch_size=batch_size, seed=seed, workers=workers)
     psf_given, cut_given = _psf_options(psf, sersic_truncate)
     out = _report_dir(run, out, overwrite=overwrite)
     _check_new_dir(save_fakes, overwrite=overwrite)
@@ -319,6 +320,18 @@ def _check_num_fits(num: int, real: np.ndarray) -> None:
             f"{num * per_image / 2**30:.1f} GiB (as generated plus ~8 bytes per value for the metrics) and this "
             f"machine has {memory / 2**30:.1f} GiB; at most {memory // per_image} fit"
         )
+
+
+def _check_counts(*, batch_size: int, seed: int, workers: int) -> None:
+    """Refuse a count out of range with one line (before: range()'s or NumPy's traceback, after generating)."""
+    from astrogan.utils.errors import UserError
+
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    if seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {seed}")
+    if workers < 0:
+        raise UserError(f"--workers must be 0 (all CPUs) or more, got {workers}")
 
 
 # --psf / --sersic-truncate: a value, "none" (off), or _PICK_UP (not given: the dataset's, when it knows).
