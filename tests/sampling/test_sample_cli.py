@@ -163,3 +163,23 @@ def test_generate_names_an_out_that_is_a_file(runs, tmp_path, cli):
     code, _, err = cli(["generate", "--run", runs["plain"], "--seeds", "0", "--out", out])
     assert code == 2 and "is a file: give a folder" in err and len(err.strip().splitlines()) == 1, err
     assert out.read_text() == "mine"
+
+
+@pytest.mark.parametrize("fmt", ["png", "fits"])
+def test_generate_draws_a_repeated_seed_once_and_counts_the_files_it_wrote(
+    runs, tmp_path, cli, monkeypatch, fmt
+):
+    # Before: --seeds 1,1,2,1 wrote seed0001 and seed0002 but said "wrote 4 images", and grid.png held 4 tiles.
+    from PIL import Image
+
+    monkeypatch.setenv("ASTROGAN_QUIET", "0")  # for the note and the count
+    out = tmp_path / "out"
+    code, _, err = cli(
+        ["generate", "--run", runs["plain"], "--seeds", "1,1,2,1", "--format", fmt, "--grid", "--out", out]
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", f"seed0001.{fmt}", f"seed0002.{fmt}"]
+    assert "seed(s) 1 listed more than once" in err
+    assert ("wrote 2 images" if fmt == "png" else "wrote 2 FITS cubes") in err
+    with Image.open(out / "grid.png") as sheet:  # two 16 px tiles side by side, 2 px gaps around them
+        assert sheet.size == (2 + 2 * 18, 2 + 18)

@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
             raise UserError(
                 "--rgb/--band choose how pictures are drawn; FITS cubes hold every band: drop them"
             )
-        seed_list = parse_seeds(seeds)
+        seed_list = _each_once(parse_seeds(seeds))
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file: give a folder (one seedNNNN.{fmt} per seed goes in it)")
         gen = open_generator(run, model, device)
@@ -225,6 +225,20 @@ def _view(gen, rgb: str | None, band: str | None):  # noqa: ANN001, ANN202
     from astrogan.sampling.post import make_view, science_of
 
     return make_view(science_of(gen), int(gen.channels), rgb=rgb, band=band)
+
+
+def _each_once(seeds: list[int]) -> list[int]:
+    """`seeds` with repeats dropped (first place kept), with a note naming them: seed N is one file, seedNNNN."""
+    from collections import Counter
+
+    from astrogan.utils.log import info
+
+    repeated = [s for s, k in Counter(seeds).items() if k > 1]
+    if not repeated:
+        return seeds
+    shown = ", ".join(map(str, repeated[:5])) + (", ..." if len(repeated) > 5 else "")
+    info(f"[yellow]note: seed(s) {shown} listed more than once; each seed is drawn once")
+    return list(dict.fromkeys(seeds))
 
 
 def _check_out_file(out: Path | None, suffix: str) -> None:
