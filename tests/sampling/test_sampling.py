@@ -186,6 +186,8 @@ def test_parse_seeds():
     assert parse_seeds(" 5 ") == [5]
     for bad, msg in (
         ("3-1", "backwards"),
+        ("0--3", r"^seed -3 in '0--3' is out of range 0\.\.4294967295$"),  # before: "write it as -3-0"
+        ("9999999999-3", "seed 9999999999 in '9999999999-3' is out of range"),  # before: "write it as 3-..."
         ("a-b", "cannot read"),
         ("", "no seeds"),
         ("-5", "out of range"),

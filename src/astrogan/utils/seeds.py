@@ -22,6 +22,9 @@ def parse_seeds(text: str, *, max_count: int = 100_000) -> list[int]:
             if "-" in part[1:]:
                 lo_s, hi_s = part.split("-", 1) if not part.startswith("-") else (part, "")
                 lo, hi = int(lo_s), int(hi_s)
+                for end in (lo, hi):  # before the order: no order of "0--3" makes it a range of seeds
+                    if not 0 <= end <= MAX_SEED:
+                        raise UserError(f"seed {end} in {part!r} is out of range 0..{MAX_SEED}")
                 if hi < lo:
                     raise UserError(f"seed range {part!r} runs backwards; write it as {hi}-{lo}")
                 if len(seeds) + hi - lo + 1 > max_count:  # check before expanding: 0-4294967295 is 4e9 ints
