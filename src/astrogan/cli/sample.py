@@ -256,11 +256,10 @@ def _check_out_file(out: Path | None, suffix: str) -> None:
 
 
 def _check_trunc(trunc: float) -> None:
-    """UserError unless --trunc is in (0, 2] (NaN too: it would draw every pixel black)."""
-    from astrogan.utils.errors import UserError
+    """UserError unless --trunc is in (0, 2] (NaN too: it would draw every pixel black), as the API's `trunc=`."""
+    from astrogan.utils.seeds import check_trunc
 
-    if not 0 < trunc <= 2:
-        raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+    check_trunc(trunc, name="--trunc")
 
 
 def _check_first_seed(seed: int, count: int) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from astrogan.sampling.generator import Generator
+from astrogan.utils.seeds import check_batch_size
 
 
 def average_image(
@@ -24,6 +25,7 @@ def average_image(
     Pictures: the mean pixel in float64, rounded. A science run: the mean FLUX per band (what a stack of
     the images would hold), stretched back and drawn as a composite (or one band) like any generated image.
     """
+    batch_size = check_batch_size(batch_size)  # it strides the seeds here, before the generator sees it
     spec = gen.science
     total = torch.zeros(gen.channels, gen.image_size, gen.image_size, dtype=torch.float64)
     for i in range(0, num, batch_size):

@@ -16,7 +16,13 @@ from astrogan.models.io import load_generator_module
 from astrogan.sampling.post import PictureView, make_view, to_science_values
 from astrogan.science import ScienceSpec
 from astrogan.utils.errors import UserError
-from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
+from astrogan.utils.seeds import (
+    check_batch_size,
+    check_seeds,
+    check_trunc,
+    labels_for_seeds,
+    latents_for_seeds,
+)
 from astrogan.utils.torchtools import pick_device
 
 # What `cond=` accepts: text "sersic_n=1.2,q=0.4", a mapping, one vector (K,) for every seed, or rows (N, K).
@@ -77,11 +83,12 @@ class Generator:
     @torch.no_grad()
     def to_w(self, z: torch.Tensor, c: torch.Tensor | None = None, *, trunc: float = 1.0) -> torch.Tensor:
         """Mapped latents ws (N, num_ws, w_dim), truncated towards the tracked w average."""
-        return self.module.mapping(z, c, trunc=trunc)
+        return self.module.mapping(z, c, trunc=check_trunc(trunc))
 
     @torch.no_grad()
     def synthesize_ws(self, ws: torch.Tensor, *, batch_size: int = 32) -> torch.Tensor:
         """Images from mapped latents ws (N, num_ws, w_dim): float32 (N, C, H, W) in [-1, 1] on the CPU."""
+        batch_size = check_batch_size(batch_size)
         outs = [
             self.module.synthesis(ws[i : i + batch_size]).float().clamp(-1, 1).cpu()
             for i in range(0, ws.shape[0], batch_size)
@@ -126,7 +133,11 @@ class Generator:
     def synthesize(
         self, z: torch.Tensor, c: torch.Tensor | None = None, *, trunc: float = 1.0, batch_size: int = 32
     ) -> torch.Tensor:
-        """Run the network on given latents in batches: float32 (N, C, H, W) in [-1, 1] on the CPU."""
+        """Run the network on given latents in batches: float32 (N, C, H, W) in [-1, 1] on the CPU.
+
+        `trunc` must lie in (0, 2] and `batch_size` be at least 1, as the CLI's flags (a UserError otherwise).
+        """
+        trunc, batch_size = check_trunc(trunc), check_batch_size(batch_size)
         outs = []
         for i in range(0, z.shape[0], batch_size):
             cc = None if c is None else c[i : i + batch_size]
@@ -143,7 +154,7 @@ class Generator:
         check_cond: bool = True,
         batch_size: int = 32,
     ) -> torch.Tensor:
-        """float32 (N, C, H, W) in [-1, 1] for the given seeds.
+        """float32 (N, C, H, W) in [-1, 1] for the given seeds (whole numbers in 0..2**32-1, a UserError otherwise).
 
         `cond` (models trained on physical conditions only): see `CondSpec.rows`; None means the training mean
         for every seed. Values outside the trained range are a UserError naming it, unless `check_cond` is False.
@@ -215,7 +226,7 @@ class Generator:
             raise UserError(
                 "this generator takes no physical conditions: a condition grid needs a --cond model"
             )
-        seed_list = [int(seeds)] if isinstance(seeds, int) else [int(s) for s in seeds]
+        seed_list = check_seeds([seeds] if np.ndim(seeds) == 0 else seeds)
         flat_seeds, flat_conds, axes, conds = self.cond_spec.grid_requests(
             seed_list, grid, base=base, check=check_cond
         )

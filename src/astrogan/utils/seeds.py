@@ -1,9 +1,11 @@
-"""Seeds: parsing `0-63,70` lists and turning a seed into a latent vector (NumPy only, shared by torch and web)."""
+"""Seeds: parsing `0-63,70` lists, checking requests (seeds, trunc, batch size), seed -> latent (NumPy, torch-free)."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -40,17 +42,53 @@ def parse_seeds(text: str, *, max_count: int = 100_000) -> list[int]:
             raise UserError(f"too many seeds in {text!r} (more than {max_count})")
     if not seeds:
         raise UserError(f"no seeds in {text!r}: use a list like 0-63 or 1,5,9")
+    return check_seeds(seeds)
+
+
+def check_seeds(seeds: Iterable[object]) -> list[int]:
+    """`seeds` as a list of ints; UserError (one line) for one that is not a whole number in 0..MAX_SEED.
+
+    Python and NumPy integers pass; floats (even 3.0), bools and text do not: `int(1.5)` would quietly draw seed 1.
+    """
+    out: list[int] = []
     for s in seeds:
-        if not 0 <= s <= MAX_SEED:
-            raise UserError(f"seed {s} is out of range 0..{MAX_SEED}")
-    return seeds
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+            raise UserError(f"seed {s!r} is not a whole number: seeds are integers in 0..{MAX_SEED}")
+        value = int(s)
+        if not 0 <= value <= MAX_SEED:
+            raise UserError(f"seed {value} is out of range 0..{MAX_SEED}")
+        out.append(value)
+    return out
+
+
+def check_trunc(trunc: object, *, name: str = "trunc") -> float:
+    """`trunc` as a float; UserError (one line, naming `name`: "--trunc" for a flag) unless it is a number in (0, 2].
+
+    NaN and infinities fail too: they would draw every pixel black.
+    """
+    try:
+        value = float(trunc)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number in (0, 2], got {str(trunc)[:40]!r}") from None
+    if not (math.isfinite(value) and 0 < value <= 2):
+        raise UserError(f"{name} must be in (0, 2], got {trunc}")
+    return value
+
+
+def check_batch_size(batch_size: object, *, name: str = "batch_size") -> int:
+    """`batch_size` as an int; UserError (one line, naming `name`) unless it is a whole number of at least 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or int(batch_size) < 1:
+        raise UserError(f"{name} must be a whole number of at least 1, got {str(batch_size)[:40]!r}")
+    return int(batch_size)
 
 
 def latents_for_seeds(seeds: Sequence[int], z_dim: int) -> np.ndarray:
     """One standard-normal latent per seed, independent of batch composition: float32 `(N, z_dim)`.
 
-    Uses NumPy's PCG64 so that the torch sampler and the torch-free web server agree bit for bit.
+    Uses NumPy's PCG64 so that the torch sampler and the torch-free web server agree bit for bit. Every seed
+    must pass `check_seeds` (a UserError otherwise), so seed N means one latent everywhere.
     """
+    seeds = check_seeds(seeds)
     out = np.empty((len(seeds), z_dim), dtype=np.float32)
     for i, seed in enumerate(seeds):
         out[i] = np.random.default_rng(int(seed)).standard_normal(z_dim, dtype=np.float32)
