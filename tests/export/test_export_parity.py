@@ -389,3 +389,14 @@ def test_dcgan_with_conditional_batchnorm_exports_with_parity(tmp_path, fmt):
     result = export_module(G.eval(), tmp_path / "cbn", fmt=fmt)
     meta = json.loads((result.out_dir / "model.json").read_text())
     assert meta["inputs"]["class"] == "c" and meta["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_export_format_names_are_case_insensitive_like_generate(tmp_path, capsys):
+    # Before: `export --format ONNX` was "--format must be one of onnx, torchscript" (generate took FITS).
+    run, _ = _make_run(tmp_path, "dcgan", 0)
+    assert main(["export", "--run", str(run), "--format", "ONNX"]) == 0, capsys.readouterr().err
+    assert json.loads((run / "export-onnx" / "model.json").read_text())["format"] == "onnx"
+    result = export_generator(run, fmt=" TorchScript")  # the API too, and its default folder
+    assert result.out_dir == run / "export-torchscript" and result.meta["format"] == "torchscript"
+    assert main(["export", "--run", str(run), "--format", "ONNX-RT"]) == 2
+    assert "--format must be one of onnx, torchscript, not 'ONNX-RT'" in capsys.readouterr().err

@@ -36,8 +36,10 @@ def register(app: typer.Typer) -> None:
 
         if (run is None) == (checkpoint is None):
             raise UserError("give exactly one of --run RUN or --checkpoint PATH")
-        if fmt not in FORMATS:
+        name = fmt.strip().lower()  # any case ("ONNX"), as generate --format
+        if name not in FORMATS:
             raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        fmt = name
         source = run if run is not None else checkpoint
         info(f"exporting {source} as {fmt} ...")
         result = export_generator(

@@ -201,6 +201,14 @@ def _stretch(run_dir: Path | None) -> Any:
     return value
 
 
+def format_name(fmt: str) -> str:
+    """`fmt` as FORMATS spell it (case and surrounding spaces ignored: "ONNX" is onnx); UserError if unknown."""
+    name = str(fmt).strip().lower()
+    if name not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return name
+
+
 def export_module(
     G: nn.Module,
     out_dir: str | Path,
@@ -219,8 +227,7 @@ def export_module(
     Parity against PyTorch (num_seeds seeds, batch sizes 1 and 16, max |diff| <= tolerance) is checked
     before the directory appears; over tolerance a ParityError (one line) is raised.
     """
-    if fmt not in FORMATS:
-        raise UserError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    fmt = format_name(fmt)
     if num_seeds < 64:
         raise UserError(f"parity needs at least 64 seeds, got {num_seeds}")
     out_dir = Path(out_dir)
@@ -310,6 +317,7 @@ def export_generator(
     """
     from astrogan.models.io import load_generator_module
 
+    fmt = format_name(fmt)  # before loading anything; and the default folder is export-onnx for "ONNX" too
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist: point --run at a run dir or --checkpoint at a generator")
