@@ -400,3 +400,29 @@ def test_export_format_names_are_case_insensitive_like_generate(tmp_path, capsys
     assert result.out_dir == run / "export-torchscript" and result.meta["format"] == "torchscript"
     assert main(["export", "--run", str(run), "--format", "ONNX-RT"]) == 2
     assert "--format must be one of onnx, torchscript, not 'ONNX-RT'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "names", "expected"),
+    [
+        (3, ["spiral", "elliptical", "merger", "edge-on", "ring"], ["spiral", "elliptical", "merger"]),
+        (4, ["spiral", "elliptical"], ["spiral", "elliptical", "2", "3"]),
+    ],
+)
+def test_export_names_the_classes_as_the_runs_fits_do(tmp_path, capsys, num_classes, names, expected):
+    # Before: a dataset naming more classes than --num-classes exported labels ['0', '1', '2'] while the run's
+    # FITS said CLASSNAM 'merger'; one naming fewer made `generate --format fits --class 3` an IndexError.
+    from astropy.io import fits
+
+    G, cfg = _tiny_generator("dcgan", num_classes=num_classes)
+    run = tmp_path / "00000-run"
+    extra = {"step": 1, "run": run.name, "label_names": names}
+    write_run(run, G, cfg, arch="dcgan", extra=extra, config={"arch": "dcgan", "image_size": cfg.image_size})
+    model = export_generator(run).model_path
+    assert json.loads((model.parent / "model.json").read_text())["labels"] == expected
+    last = num_classes - 1
+    for flag, path, out in (("--run", run, "from-run"), ("--model", model, "from-onnx")):
+        args = ["generate", flag, str(path), "--seeds", "7", "--class", str(last), "--format", "fits"]
+        assert main([*args, "--out", str(tmp_path / out)]) == 0, capsys.readouterr().err
+        with fits.open(tmp_path / out / "seed0007.fits") as cube:
+            assert cube[0].header["CLASSNAM"] == expected[last]

@@ -27,6 +27,7 @@ from astrogan.imaging import TO_UINT8_RULE
 from astrogan.science import ScienceSpec
 from astrogan.utils.atomic import atomic_dir, write_json
 from astrogan.utils.errors import UserError
+from astrogan.utils.seeds import class_names
 
 FORMATS = ("onnx", "torchscript")
 MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
@@ -235,11 +236,8 @@ def export_module(
         raise UserError(f"{out_dir} already exists: pass --overwrite or choose another --out")
     meta = dict(meta or {})
     wrapper: ExportWrapper = prepare_generator(G)
-    labels = (meta.get("extra") or {}).get("label_names") or meta.get("label_names")
-    if wrapper.conditional and (not isinstance(labels, list) or len(labels) != wrapper.num_classes):
-        labels = [str(i) for i in range(wrapper.num_classes)]
-    if not wrapper.conditional:
-        labels = None
+    names = (meta.get("extra") or {}).get("label_names") or meta.get("label_names")
+    labels = class_names(names, wrapper.num_classes) if wrapper.conditional else None  # as FITS name them
     science = science_spec(meta, run_dir, channels=wrapper.channels)
     info = {
         "schema": SCHEMA,

@@ -17,7 +17,7 @@ import numpy as np
 
 from astrogan.sampling.post import science_of
 from astrogan.science import ScienceSpec, cube_values, generated_cube_cards, write_fits
-from astrogan.utils.seeds import labels_for_seeds
+from astrogan.utils.seeds import class_names, labels_for_seeds
 
 if TYPE_CHECKING:  # torch-free at run time: `generate --model x.onnx --format fits` runs without torch
     from astrogan.sampling.generator import CondRequest
@@ -88,7 +88,8 @@ def generate_fits(
     spec = science_of(gen)
     meta = getattr(gen, "meta", None) or {}
     extra = meta.get("extra") or {}
-    label_names = extra.get("label_names") or meta.get("labels")
+    given_names = extra.get("label_names") or meta.get("labels")
+    label_names = class_names(given_names, int(getattr(gen, "num_classes", 0) or 0)) if given_names else None
     cond_spec = getattr(gen, "cond_spec", None)
     # An exported model's model.json has no `extra`: its model card says where it came from.
     card_raw = meta.get("model_card")

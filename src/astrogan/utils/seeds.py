@@ -121,3 +121,15 @@ def labels_for_seeds(
     if len(values) != len(seeds) or any(not 0 <= v < num_classes for v in values):
         raise UserError(f"class labels must be in 0..{num_classes - 1}, one per seed")
     return values
+
+
+def class_names(names: object, num_classes: int) -> list[str] | None:
+    """What classes 0..num_classes-1 are called: the dataset's `label_names[i]`, else `str(i)`; None if unconditional.
+
+    A dataset may name more classes than a run trains on (`--num-classes 3` on five names): class i is still
+    `label_names[i]`, so the first `num_classes` names; one that names fewer leaves the rest numbered.
+    """
+    if num_classes <= 0:
+        return None
+    given = [str(n) for n in names] if isinstance(names, list | tuple) else []
+    return [given[i] if i < len(given) else str(i) for i in range(num_classes)]
