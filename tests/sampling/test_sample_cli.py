@@ -183,3 +183,29 @@ def test_generate_draws_a_repeated_seed_once_and_counts_the_files_it_wrote(
     assert ("wrote 2 images" if fmt == "png" else "wrote 2 FITS cubes") in err
     with Image.open(out / "grid.png") as sheet:  # two 16 px tiles side by side, 2 px gaps around them
         assert sheet.size == (2 + 2 * 18, 2 + 18)
+
+
+def test_a_damaged_generator_json_is_one_warning_line(runs, tmp_path, cli, monkeypatch):
+    # Before: "…/sampling/generator.py:259: UserWarning: …" and then the Python source line under it.
+    import shutil
+    import sys
+    import warnings
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["plain"], run)
+    (run / "checkpoints" / "generator.json").write_text('{"broken')
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        # Show warnings as Python does outside pytest (which records them): formatwarning's text to stderr.
+        monkeypatch.setattr(
+            warnings,
+            "showwarning",
+            lambda msg, cat, filename, lineno, file=None, line=None: sys.stderr.write(
+                warnings.formatwarning(msg, cat, filename, lineno, line)
+            ),
+        )
+        code, _, err = cli(["generate", "--run", run, "--seeds", "0", "--out", tmp_path / "out"])
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "a save was cut short" in lines[0], err
+    assert (tmp_path / "out" / "seed0000.png").is_file()

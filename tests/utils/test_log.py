@@ -57,3 +57,23 @@ def test_a_bar_that_is_off_draws_nothing_but_still_counts(screen, monkeypatch, h
         bar.advance(3, status="done")
     assert bar.done == 5
     assert screen.getvalue() == ""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_one_line_warnings_change_only_the_text_and_only_within(monkeypatch, debug):
+    import warnings
+
+    if debug:
+        monkeypatch.setenv("ASTROGAN_DEBUG", "1")
+    else:
+        monkeypatch.delenv("ASTROGAN_DEBUG", raising=False)
+    before = warnings.formatwarning
+    with log.one_line_warnings():
+        text = warnings.formatwarning("a  lost\nfile", UserWarning, "/src/x.py", 7, "warn(...)")
+        with pytest.warns(UserWarning, match="still recorded"):
+            warnings.warn("still recorded", stacklevel=1)
+    assert warnings.formatwarning is before
+    if debug:  # Python's own format, with the file and line, for developers
+        assert text.startswith("/src/x.py:7: UserWarning: a  lost")
+    else:
+        assert text == "warning: a lost file\n"

@@ -54,9 +54,11 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes print `error: ...` on one line and exit with status 2."""
     from astrogan.utils.errors import Interrupted, UserError
+    from astrogan.utils.log import one_line_warnings
 
     try:
-        code = app(args=argv, standalone_mode=False)
+        with one_line_warnings():  # a warning is one line too, not Python's file:line and source line
+            code = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:  # --help, --version, explicit exits
         return int(exc.exit_code or 0)
     except typer.Abort:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -97,3 +99,27 @@ def warn(msg: str) -> None:
     warnings.warn(msg, stacklevel=2)
     if os.environ.get("ASTROGAN_QUIET") != "1" and not sys.warnoptions:
         pass
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """`warning: <message>` on one line: no file, line number or source line (those are for developers)."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Within, warnings show as one line, `warning: <message>` (the CLI's format; ASTROGAN_DEBUG=1 keeps Python's).
+
+    Only the text changes: filters, `-W` and recording (`catch_warnings(record=True)`, `pytest.warns`) work as before.
+    """
+    if os.environ.get("ASTROGAN_DEBUG") == "1":
+        yield
+        return
+    saved = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
