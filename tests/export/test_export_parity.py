@@ -426,3 +426,21 @@ def test_export_names_the_classes_as_the_runs_fits_do(tmp_path, capsys, num_clas
         assert main([*args, "--out", str(tmp_path / out)]) == 0, capsys.readouterr().err
         with fits.open(tmp_path / out / "seed0007.fits") as cube:
             assert cube[0].header["CLASSNAM"] == expected[last]
+
+
+def test_export_overwrites_only_an_earlier_export(tmp_path, capsys):
+    # Before: `--out notes.txt --overwrite` deleted the file and put a folder there, and `--out photos
+    # --overwrite` swapped the user's folder for the export.
+    run, _ = _make_run(tmp_path, "dcgan", 0)
+    notes, photos = tmp_path / "notes.txt", tmp_path / "photos"
+    notes.write_text("mine")
+    photos.mkdir()
+    (photos / "m31.jpg").write_bytes(b"jpeg")
+    for out, message in ((notes, "is a file: give a folder"), (photos, "holds no model.json")):
+        for extra in ([], ["--overwrite"]):
+            assert main(["export", "--run", str(run), "--out", str(out), *extra]) == 2
+            err = capsys.readouterr().err
+            assert (message if extra or out == notes else "already exists") in err, err
+    assert notes.read_text() == "mine" and (photos / "m31.jpg").read_bytes() == b"jpeg"
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "exp")]) == 0
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "exp"), "--overwrite"]) == 0

@@ -27,7 +27,11 @@ def register(app: typer.Typer) -> None:
         num_seeds: int = typer.Option(
             64, "--num-seeds", min=64, max=4096, help="Seeds drawn by both models in the parity check."
         ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+        overwrite: bool = typer.Option(
+            False,
+            "--overwrite",
+            help="Replace an earlier export (a folder with model.json), never other files.",
+        ),
     ) -> None:
         """Export the EMA generator (inference mode, dynamic batch) and check it draws what PyTorch draws."""
         from astrogan.export import FORMATS, export_generator

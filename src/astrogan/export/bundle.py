@@ -232,8 +232,16 @@ def export_module(
     if num_seeds < 64:
         raise UserError(f"parity needs at least 64 seeds, got {num_seeds}")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(
+            f"{out_dir} is a file: give a folder for the export (model.* and model.json go in it)"
+        )
     if out_dir.exists() and not overwrite:
         raise UserError(f"{out_dir} already exists: pass --overwrite or choose another --out")
+    if overwrite and out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "model.json").is_file():
+        raise UserError(  # --overwrite swaps the whole folder: never one of the user's other files
+            f"{out_dir} holds no model.json: --overwrite replaces only an earlier export; choose another --out"
+        )
     meta = dict(meta or {})
     wrapper: ExportWrapper = prepare_generator(G)
     names = (meta.get("extra") or {}).get("label_names") or meta.get("label_names")
