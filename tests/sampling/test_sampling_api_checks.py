@@ -12,16 +12,20 @@ from astrogan.utils.errors import UserError
 from tests.helpers.runs import write_run
 
 
-@pytest.fixture(scope="module")
-def gen(tmp_path_factory):
-    """The API's generator of a tiny DCGAN run dir (16 px, untrained)."""
+def _open(root, **cfg_kw):
+    """The API's generator of a tiny DCGAN run dir (16 px, untrained), `cfg_kw` in its config."""
     arch = ARCHS["dcgan"]
-    cfg = arch.config_cls(**{"image_size": 16, **arch.tiny})
+    cfg = arch.config_cls(**{"image_size": 16, **arch.tiny, **cfg_kw})
     torch.manual_seed(0)
     G = arch.build_generator(cfg).eval()
-    run = tmp_path_factory.mktemp("api") / "00000-api"
+    run = root / "00000-api"
     write_run(run, G, cfg, arch="dcgan", extra={"step": 1, "run": run.name}, config={"arch": "dcgan"})
     return astrogan.load_generator(run, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory):
+    return _open(tmp_path_factory.mktemp("api"))
 
 
 @pytest.mark.parametrize(
@@ -73,3 +77,14 @@ def test_average_and_interpolation_refuse_a_batch_size_below_one(gen):
     ):
         with pytest.raises(UserError, match="batch_size must be a whole number of at least 1"):
             call()
+
+
+def test_class_labels_must_be_whole_numbers(tmp_path):
+    # Before: labels=[1.7] drew class 1, labels=True class 1, and labels=2.0 was "'float' object is not iterable".
+    cgen = _open(tmp_path, num_classes=3)
+    for bad in ([1.7], 2.0, True, [0, True], "1"):
+        with pytest.raises(UserError, match=r"is not a whole number: classes are 0\.\.2$"):
+            cgen.generate([0, 1] if isinstance(bad, list) else [0], labels=bad)
+    one = cgen.generate([4, 5], labels=np.int64(2))
+    np.testing.assert_array_equal(one, cgen.generate([4, 5], labels=np.array([2, 2])))
+    np.testing.assert_array_equal(one, cgen.generate([4, 5], labels=[2, 2]))

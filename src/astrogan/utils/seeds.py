@@ -114,10 +114,16 @@ def labels_for_seeds(
         return None
     if labels is None:
         values = [int(s) % num_classes for s in seeds]
-    elif isinstance(labels, int):
-        values = [int(labels)] * len(seeds)
     else:
-        values = [int(v) for v in labels]
+        many = isinstance(labels, Iterable) and not isinstance(labels, str)  # else one class for every seed
+        given: list[object] = list(labels) if isinstance(labels, Iterable) and many else [labels]
+        values = []
+        for v in given:  # int() would quietly make class 1.7 class 1
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise UserError(f"class label {v!r} is not a whole number: classes are 0..{num_classes - 1}")
+            values.append(int(v))
+        if not many:
+            values *= len(seeds)
     if len(values) != len(seeds) or any(not 0 <= v < num_classes for v in values):
         raise UserError(f"class labels must be in 0..{num_classes - 1}, one per seed")
     return values
