@@ -26,6 +26,26 @@ def galaxies(num: int, *, size: int = 24, seed: int = 0, scale: float = 1.0) -> 
     return out
 
 
+def tiny_run(tmp_path, images: np.ndarray, *, extra: dict | None = None) -> None:
+    """`images` built into a 16 px dataset at tmp_path/ds, and an untrained tiny DCGAN run at tmp_path/run."""
+    import torch
+
+    from astrogan.data.build import BuildOptions, build_dataset
+    from astrogan.models import get_arch
+    from astrogan.models.io import save_generator
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(src / f"g{i:02d}.png")
+    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
+    torch.manual_seed(0)
+    spec = get_arch("dcgan")
+    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
+    out_dir = tmp_path / "run" / "checkpoints"
+    save_generator(spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=out_dir, extra=extra)
+
+
 def test_compute_metrics_scalars_and_cache(tmp_path):
     real, fake = galaxies(210, seed=0), galaxies(40, seed=1, scale=2.0)
     names = ["spectrum", "morphology", "memorization", "prdc"]
@@ -193,26 +213,11 @@ def test_eval_command_on_an_onnx_model(tmp_path):
 
 
 def test_eval_command_on_a_run_directory(tmp_path):
-    import torch
-
     from astrogan.cli.main import main
-    from astrogan.data.build import BuildOptions, build_dataset
-    from astrogan.models import get_arch
-    from astrogan.models.io import save_generator
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for i, img in enumerate(galaxies(12, size=32, seed=6)):
-        Image.fromarray(img).save(src / f"g{i:02d}.png")
-    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
-    torch.manual_seed(0)
-    spec = get_arch("dcgan")
-    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
-    save_generator(
-        spec.build_generator(cfg).eval(),
-        arch="dcgan",
-        config=cfg,
-        out_dir=tmp_path / "run" / "checkpoints",
+    tiny_run(
+        tmp_path,
+        galaxies(12, size=32, seed=6),
         extra={"step": 40, "kimg": 0.64, "dataset_hash": "sha256:another-set", "run": "00000-t"},
     )
     with pytest.warns(UserWarning, match="not the dataset this generator trained on"):
@@ -245,27 +250,12 @@ def test_eval_command_on_a_run_directory(tmp_path):
 
 
 def test_eval_draws_as_many_images_as_the_metrics_need_and_says_how_long(tmp_path, monkeypatch, capsys):
-    import torch
-
     from astrogan.cli.main import main
-    from astrogan.data.build import BuildOptions, build_dataset
     from astrogan.metrics import default_num_generated
-    from astrogan.models import get_arch
-    from astrogan.models.io import save_generator
 
     assert default_num_generated(["fid", "spectrum"]) == 5000  # FID's usual minimum (it is biased by N)
     assert default_num_generated(["spectrum", "prdc"]) == 1000
-    src = tmp_path / "src"
-    src.mkdir()
-    for i, img in enumerate(galaxies(12, size=32, seed=6)):
-        Image.fromarray(img).save(src / f"g{i:02d}.png")
-    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
-    torch.manual_seed(0)
-    spec = get_arch("dcgan")
-    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
-    save_generator(
-        spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints"
-    )
+    tiny_run(tmp_path, galaxies(12, size=32, seed=6))
     monkeypatch.setenv("ASTROGAN_QUIET", "0")
     rc = main(
         [
@@ -309,24 +299,10 @@ def test_nan_or_inf_pixels_are_refused_not_measured(tmp_path, side):
 
 def test_eval_refuses_a_one_image_dataset_before_generating(tmp_path, monkeypatch, capsys):
     """A dataset of one picture was found too small only after --num images had been generated."""
-    import torch
-
     import astrogan.cli.evaluate as evaluate_cli
     from astrogan.cli.main import main
-    from astrogan.data.build import BuildOptions, build_dataset
-    from astrogan.models import get_arch
-    from astrogan.models.io import save_generator
 
-    src = tmp_path / "src"
-    src.mkdir()
-    Image.fromarray(galaxies(1, size=32)[0]).save(src / "only.png")
-    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
-    torch.manual_seed(0)
-    spec = get_arch("dcgan")
-    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
-    save_generator(
-        spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints"
-    )
+    tiny_run(tmp_path, galaxies(1, size=32))
 
     def never(*a, **k):
         raise AssertionError("generated images for a dataset eval cannot use")
@@ -343,25 +319,10 @@ def test_eval_refuses_a_one_image_dataset_before_generating(tmp_path, monkeypatc
 def test_eval_refuses_a_num_that_cannot_fit_in_memory_before_generating(tmp_path, monkeypatch, capsys):
     """--num had no upper bound: 10**8 images began generating, printed an hours-long estimate and would run
     out of memory."""
-    import torch
-
     import astrogan.cli.evaluate as evaluate_cli
     from astrogan.cli.main import main
-    from astrogan.data.build import BuildOptions, build_dataset
-    from astrogan.models import get_arch
-    from astrogan.models.io import save_generator
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for i, img in enumerate(galaxies(4, size=32)):
-        Image.fromarray(img).save(src / f"g{i}.png")
-    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
-    torch.manual_seed(0)
-    spec = get_arch("dcgan")
-    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
-    save_generator(
-        spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints"
-    )
+    tiny_run(tmp_path, galaxies(4, size=32))
 
     def never(*a, **k):
         raise AssertionError("started generating images that cannot fit in memory")
@@ -378,25 +339,10 @@ def test_eval_refuses_a_num_that_cannot_fit_in_memory_before_generating(tmp_path
 def test_eval_without_inception_weights_draws_no_images_for_the_skipped_fid(tmp_path, monkeypatch):
     """FID/KID without weights are skipped, yet their 5000-image default was drawn and measured: the default eval
     on a CPU ran 5x longer than the metrics it reports need."""
-    import torch
-
     from astrogan.cli.main import main
-    from astrogan.data.build import BuildOptions, build_dataset
-    from astrogan.models import get_arch
-    from astrogan.models.io import save_generator
 
     monkeypatch.delenv("ASTROGAN_INCEPTION_WEIGHTS", raising=False)
-    src = tmp_path / "src"
-    src.mkdir()
-    for i, img in enumerate(galaxies(6, size=32, seed=6)):
-        Image.fromarray(img).save(src / f"g{i:02d}.png")
-    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
-    torch.manual_seed(0)
-    spec = get_arch("dcgan")
-    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
-    save_generator(
-        spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints"
-    )
+    tiny_run(tmp_path, galaxies(6, size=32, seed=6))
     args = ["eval", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--device", "cpu"]
     assert main([*args, "--metrics", "fid,kid,spectrum", "--cache-dir", str(tmp_path / "c")]) == 0
     doc = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
@@ -407,25 +353,10 @@ def test_eval_without_inception_weights_draws_no_images_for_the_skipped_fid(tmp_
 def test_eval_refuses_a_file_where_a_directory_goes_before_generating(tmp_path, monkeypatch, capsys, flag):
     """--out FILE --overwrite replaced the user's file with the report; a file on the way to --out or --cache-dir
     failed after generating with "[Errno 17] File exists"."""
-    import torch
-
     import astrogan.cli.evaluate as evaluate_cli
     from astrogan.cli.main import main
-    from astrogan.data.build import BuildOptions, build_dataset
-    from astrogan.models import get_arch
-    from astrogan.models.io import save_generator
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for i, img in enumerate(galaxies(4, size=32)):
-        Image.fromarray(img).save(src / f"g{i}.png")
-    build_dataset([src], tmp_path / "ds", options=BuildOptions(image_sizes=(16,)), show_progress=False)
-    torch.manual_seed(0)
-    spec = get_arch("dcgan")
-    cfg = spec.config_cls(image_size=16, channels=3, z_dim=8, ngf=8, ndf=8)
-    save_generator(
-        spec.build_generator(cfg).eval(), arch="dcgan", config=cfg, out_dir=tmp_path / "run" / "checkpoints"
-    )
+    tiny_run(tmp_path, galaxies(4, size=32))
 
     def never(*a, **k):
         raise AssertionError("generated images that could not be written")
