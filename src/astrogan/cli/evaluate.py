@@ -292,6 +292,7 @@ def _check_options(*, protocol: str, num: int, morphology_engine: str, trunc: fl
     """Refuse a bad option value with one line, before anything is opened."""
     from astrogan.metrics.protocols import PROTOCOLS
     from astrogan.utils.errors import UserError
+    from astrogan.utils.seeds import check_trunc
 
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -299,8 +300,7 @@ def _check_options(*, protocol: str, num: int, morphology_engine: str, trunc: fl
         raise UserError(f"--num must be at least 2, got {num}")
     if morphology_engine not in ("fast", "statmorph"):
         raise UserError(f"--morphology-engine must be fast or statmorph, got {morphology_engine!r}")
-    if not 0 < trunc <= 2:
-        raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+    check_trunc(trunc, name="--trunc")
 
 
 def _check_num_fits(num: int, real: np.ndarray) -> None:

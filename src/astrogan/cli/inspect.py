@@ -68,14 +68,13 @@ def features_cmd(
     """The generator's activations for one seed (or a few), layer by layer: per layer a tile per channel,
     most active first, each channel normalised to its 1st-99th percentile, in a perceptual colour map."""
     from astrogan.utils.errors import UserError
-    from astrogan.utils.seeds import parse_seeds
+    from astrogan.utils.seeds import check_trunc, parse_seeds
 
     if not 1 <= max_channels <= 1024:
         raise UserError(f"--max-channels must be in 1..1024, got {max_channels}")
     if not (1 <= columns <= 256 and 4 <= tile_px <= 512):
         raise UserError(f"--columns must be in 1..256 and --tile-px in 4..512, got {columns} and {tile_px}")
-    if not 0 < trunc <= 2:
-        raise UserError(f"--trunc must be in (0, 2], got {trunc}")
+    check_trunc(trunc, name="--trunc")
     ends: list[int] = []
     seed_list: list[int] = []
     if sweep is not None and seeds is not None:
