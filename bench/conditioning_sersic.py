@@ -72,6 +72,11 @@ def main() -> None:
         help="weight of D's mismatch term: reals with another image's conditions count as fake (default: the loss's)",
     )
     ap.add_argument(
+        "--cond-prior",
+        default="",
+        help="StyleGAN2's cond_prior: 'sersic' feeds the synthesis the analytic profile asked for (default: none)",
+    )
+    ap.add_argument(
         "--cond-bn",
         action="store_true",
         help="DCGAN with conditional BatchNorm (the condition at every resolution)",
@@ -135,6 +140,8 @@ def main() -> None:
             settings = _arch_settings(arch, args.width, load_preset)
             if args.cond_bn and arch == "dcgan":
                 settings["model"] = {**settings["model"], "cond_bn": True}
+            if args.cond_prior and arch == "stylegan2":
+                settings["model"] = {**settings.get("model", {}), "cond_prior": args.cond_prior}
             if args.cond_weight is not None:
                 settings["loss"] = {**settings.get("loss", {}), "cond_weight": args.cond_weight}
             if args.mismatch_weight is not None:
@@ -151,7 +158,8 @@ def main() -> None:
                 results_dir=str(root / "runs"),
                 name=(f"{arch}-w{args.cond_weight}" if args.cond_weight is not None else arch)
                 + ("-cbn" if args.cond_bn and arch == "dcgan" else "")
-                + (f"-mm{args.mismatch_weight:g}" if args.mismatch_weight is not None else ""),
+                + (f"-mm{args.mismatch_weight:g}" if args.mismatch_weight is not None else "")
+                + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else ""),
                 device="cpu",
                 seed=args.seed,
                 num_snapshot_seeds=16,
@@ -176,6 +184,7 @@ def main() -> None:
                 "drawn_from_data": closed_loop(asked, fake, COLUMNS, **fit),
                 "grid": closed_loop(grid_asked, grid_fake, COLUMNS, **fit),
                 "extrapolation": _extrapolation(gen, spec, fit),
+                **_prior_figures(gen),
             }
             print(json.dumps(out), flush=True, file=sys.stderr)
     print(json.dumps(out, indent=1))
@@ -213,6 +222,14 @@ def _images(gen, seeds, *, cond, check_cond: bool = True) -> np.ndarray:  # noqa
     """Generated images as the dataset stores them: float32 (N, H, W, C) in [0, 1] (no 8-bit rounding)."""
     x = gen.generate_tensor(seeds, cond=cond, check_cond=check_cond, batch_size=64).numpy()
     return ((x + 1) / 2).transpose(0, 2, 3, 1).astype(np.float32)
+
+
+def _prior_figures(gen) -> dict:  # noqa: ANN001
+    """A Sérsic-prior model's learned blur (px) and direct template gain; {} without a prior."""
+    syn = getattr(gen.module, "synthesis", None)
+    if syn is None or getattr(syn, "prior", None) is None:
+        return {}
+    return {"prior_blur_px": round(syn.prior.sigma_px(), 3), "prior_gain": syn.prior_gain.tolist()}
 
 
 def _quartiles(x: np.ndarray) -> list[float] | None:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from astrogan.config import TrainConfig
 from astrogan.data.build import BuildOptions, build_dataset
@@ -14,9 +15,9 @@ from astrogan.data.synthetic import synth_sersic
 from astrogan.models import ARCHS
 from astrogan.sampling.generator import load_generator
 from astrogan.training.loop import train
-from astrogan.training.state import list_states
+from astrogan.training.state import list_states, load_state
 from astrogan.utils.errors import UserError
-from tests.helpers.training import tiny_train_config
+from tests.helpers.training import Kill, kill_at, tiny_train_config
 
 COLS = ("sersic_n", "half_light_radius_px", "q")
 COND_ARCHS = sorted(n for n, a in ARCHS.items() if "cond" in a.config_cls.__dataclass_fields__)
@@ -67,6 +68,38 @@ def test_cond_errors_are_one_line(sersic_ds, tmp_path) -> None:
         train(_cfg(sersic_ds, tmp_path, "dcgan", cond=("sersic_n", "hlr")), show_progress=False)
     with pytest.raises(UserError, match="cannot be combined"):
         _cfg(sersic_ds, tmp_path, "dcgan", num_classes=3).validate()
+
+
+def test_a_sersic_prior_run_trains_its_prior_and_resumes_bit_exactly(sersic_ds, tmp_path) -> None:
+    model = {**ARCHS["stylegan2"].tiny, "cond_prior": "sersic"}
+    kw: dict = dict(model=model, num_train_steps=4, save_every=2, evaluate_every=4)
+    full = train(_cfg(sersic_ds, tmp_path, "stylegan2", name="full", **kw), show_progress=False)
+    killed = _cfg(sersic_ds, tmp_path, "stylegan2", name="killed", **kw)
+    with pytest.raises(Kill):
+        train(killed, callbacks=[kill_at(3)], show_progress=False)
+    resumed = train(killed, resume=True, show_progress=False)
+    a = load_state(full / "checkpoints" / "state-0000004.pt")["G"]
+    b = load_state(resumed / "checkpoints" / "state-0000004.pt")["G"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert float(a["synthesis.prior.log_sigma"]) != 0.0  # the blur width learned (it starts at 0)
+    gen = load_generator(full, device="cpu")
+    assert gen.module.config.cond_prior == "sersic"
+    assert not np.array_equal(gen.generate([5], cond="sersic_n=1"), gen.generate([5], cond="sersic_n=4"))
+
+
+def test_cli_sersic_prior_needs_the_sersic_columns(sersic_ds, tmp_path, cli) -> None:
+    args = ["train", "--data", sersic_ds, "--arch", "stylegan2", "--image-size", 16, "--batch-size", 4,
+            "--num-train-steps", 1, "--save-every", 1, "--evaluate-every", 1, "--results-dir", tmp_path,
+            "--device", "cpu", "--model", "cond_prior=sersic"]  # fmt: skip
+    args += [x for k, v in ARCHS["stylegan2"].tiny.items() for x in ("--model", f"{k}={v}")]
+    code, _, err = cli([*args, "--cond", "sersic_n,q"])
+    assert code != 0 and "needs a half-light radius in pixels" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli(args)
+    assert code != 0 and "needs a model conditioned on physical parameters" in err
+    code, out, err = cli([*args, "--cond", "sersic_n,half_light_radius_px"])
+    assert code == 0, err
+    assert load_generator(out.strip().splitlines()[-1], device="cpu").module.synthesis.prior is not None
 
 
 def test_plain_dataset_has_no_conditions(tiny_dataset, tmp_path) -> None:

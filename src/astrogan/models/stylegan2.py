@@ -19,6 +19,7 @@ from torch import nn
 
 from astrogan.conditions import CondSpec
 from astrogan.models.layers import ArchConfig, CondNormalize, NoiseInjection, NoiseModeMixin, check_labels
+from astrogan.models.sersic_prior import PRIOR_KINDS, SersicPrior, prior_columns
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import latents_for_seeds
 
@@ -35,6 +36,8 @@ class StyleGAN2Config(ArchConfig):
     Channels at r px: min(channel_base // r, channel_max) in both networks. embed_dim 0 means w_dim (label
     or condition embedding size); cmap_dim 0 means D's channels at 4x4 (projection size). `cond` is a
     `CondSpec.to_dict()` for a model conditioned on continuous physical parameters (exclusive with classes).
+    `cond_prior` "sersic" feeds the synthesis the analytic Sérsic profile of the asked parameters
+    (models.sersic_prior); it needs `cond` with a Sérsic index and a half-light radius in pixels.
     """
 
     ARCH = _ARCH
@@ -56,9 +59,18 @@ class StyleGAN2Config(ArchConfig):
     embed_dim: int = 0
     cmap_dim: int = 0
     cond: dict | None = None
+    cond_prior: str = ""
 
     def validate(self) -> None:
         super().validate()
+        if not isinstance(self.cond_prior, str) or self.cond_prior not in PRIOR_KINDS:
+            raise UserError(
+                f"stylegan2 config cond_prior must be one of {', '.join(repr(k) for k in PRIOR_KINDS)}, "
+                f"got {self.cond_prior!r}"
+            )
+        spec = self.cond_spec()
+        if self.cond_prior and spec is not None:  # without a spec yet (train's early check): at build time
+            prior_columns(list(spec.names))
         for name in _POSITIVE:
             if getattr(self, name) < 1:
                 raise UserError(f"stylegan2 config {name} must be >= 1, got {getattr(self, name)}")
@@ -412,13 +424,21 @@ class SynthesisBlock(nn.Module):
         self.conv0 = SynthesisLayer(in_ch, out_ch, up=True, seed=10 * res, **kw) if res > 4 else None
         self.conv1 = SynthesisLayer(out_ch, out_ch, up=False, seed=10 * res + 1, **kw)
         self.torgb = ToRGB(out_ch, cfg.channels, w_dim=cfg.w_dim)
+        # the Sérsic prior's template, projected to this block's features (models.sersic_prior)
+        self.prior_in = EqualConv2d(1, out_ch, 1, bias=False, lrelu=False) if cfg.cond_prior else None
         self.register_buffer("fir", fir_kernel(cfg.channels), persistent=False)
 
     def forward(
-        self, x: torch.Tensor, img: torch.Tensor | None, ws: torch.Tensor
+        self,
+        x: torch.Tensor,
+        img: torch.Tensor | None,
+        ws: torch.Tensor,
+        template: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.conv0 is not None:
             x = self.conv0(x, ws[:, 0])
+        if self.prior_in is not None and template is not None:
+            x = x + self.prior_in(template)
         x = self.conv1(x, ws[:, -2])
         y = self.torgb(x, ws[:, -1])
         return x, (y if img is None else upsample_2x(img, self.fir) + y)
@@ -437,15 +457,37 @@ class SynthesisNetwork(nn.Module):
         self.const = nn.Parameter(torch.randn(cfg.ch(4), 4, 4))
         sizes = [2**k for k in range(2, int(math.log2(cfg.image_size)) + 1)]
         self.blocks = nn.ModuleList([SynthesisBlock(cfg, r) for r in sizes])
+        self.prior: SersicPrior | None = None
+        if cfg.cond_prior:
+            spec = cfg.cond_spec()
+            if spec is None:
+                raise UserError(
+                    "stylegan2 config cond_prior 'sersic' needs a model conditioned on physical parameters "
+                    "(train with --cond sersic_n,half_light_radius_px,...)"
+                )
+            self.prior = SersicPrior(spec.names, cfg.image_size)
+            # the template straight into the image too, per channel, starting at 0 (learned from the data)
+            self.prior_gain = nn.Parameter(torch.zeros(cfg.channels))
 
-    def forward(self, ws: torch.Tensor) -> torch.Tensor:
+    def forward(self, ws: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """`prior`: the Sérsic prior's parameters (N, 5) (Generator.prior_params), for a model with one."""
         if ws.dim() != 3 or tuple(ws.shape[1:]) != (self.num_ws, self.w_dim):
             raise UserError(f"ws must have shape (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
+        template = None
+        if self.prior is not None:
+            if prior is None or tuple(prior.shape) != (ws.shape[0], 5):
+                got = None if prior is None else tuple(prior.shape)
+                raise UserError(f"this generator draws on a Sérsic prior: pass prior (N, 5), got {got}")
+            template = self.prior.render(prior).to(ws.dtype)
         x = self.const.to(ws.dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
         img: torch.Tensor | None = None
         for k, block in enumerate(self.blocks):  # the k-th block uses ws[:, 2k-1 : 2k+2] (2 w's at 4x4)
-            x, img = block(x, img, ws[:, max(2 * k - 1, 0) : 2 * k + 2])
+            f = self.image_size // (4 * 2**k)  # the template pooled to this block's size
+            t = None if template is None else (template if f == 1 else F.avg_pool2d(template, f))
+            x, img = block(x, img, ws[:, max(2 * k - 1, 0) : 2 * k + 2], t)
         assert img is not None
+        if template is not None:
+            img = img + self.prior_gain.to(img.dtype)[None, :, None, None] * template
         return img
 
 
@@ -492,7 +534,15 @@ class Generator(NoiseModeMixin, nn.Module):
         trunc: Trunc = 1.0,
         update_w_avg: bool = False,
     ) -> torch.Tensor:
-        return self.synthesis(self.mapping(z, c, trunc=trunc, update_w_avg=update_w_avg))
+        ws = self.mapping(z, c, trunc=trunc, update_w_avg=update_w_avg)
+        return self.synthesis(ws, self.prior_params(z, c))
+
+    def prior_params(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor | None:
+        """The Sérsic prior's parameters (N, 5) for these latents and conditions, or None without a prior."""
+        prior = self.synthesis.prior
+        if prior is None or c is None:
+            return None
+        return prior.params(z, c)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -86,11 +86,25 @@ class Generator:
         return self.module.mapping(z, c, trunc=check_trunc(trunc))
 
     @torch.no_grad()
-    def synthesize_ws(self, ws: torch.Tensor, *, batch_size: int = 32) -> torch.Tensor:
-        """Images from mapped latents ws (N, num_ws, w_dim): float32 (N, C, H, W) in [-1, 1] on the CPU."""
+    def prior_params(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor | None:
+        """A Sérsic-prior model's profile parameters (N, 5) for (z, c) (models.sersic_prior), else None."""
+        fn = getattr(self.module, "prior_params", None)
+        return None if fn is None else fn(z, c)
+
+    @torch.no_grad()
+    def synthesize_ws(
+        self, ws: torch.Tensor, *, prior: torch.Tensor | None = None, batch_size: int = 32
+    ) -> torch.Tensor:
+        """Images from mapped latents ws (N, num_ws, w_dim) [and a Sérsic prior's parameters (N, 5)]:
+        float32 (N, C, H, W) in [-1, 1] on the CPU."""
         batch_size = check_batch_size(batch_size)
         outs = [
-            self.module.synthesis(ws[i : i + batch_size]).float().clamp(-1, 1).cpu()
+            self.module.synthesis(
+                ws[i : i + batch_size], *(() if prior is None else (prior[i : i + batch_size],))
+            )
+            .float()
+            .clamp(-1, 1)
+            .cpu()
             for i in range(0, ws.shape[0], batch_size)
         ]
         return torch.cat(outs) if outs else torch.empty(0, self.channels, self.image_size, self.image_size)

@@ -49,7 +49,12 @@ def _walk(
         wa, wb = gen.to_w(za, c, trunc=trunc), gen.to_w(zb, c, trunc=trunc)  # (rows, num_ws, w_dim)
         tt = torch.linspace(0, 1, steps, device=za.device).view(1, -1, 1, 1)
         ws = wa.unsqueeze(1) * (1 - tt) + wb.unsqueeze(1) * tt  # (rows, steps, num_ws, w_dim)
-        imgs = gen.synthesize_ws(ws.reshape(rows * steps, *ws.shape[2:]), batch_size=batch_size)
+        pa, pb = gen.prior_params(za, c), gen.prior_params(zb, c)  # a Sérsic prior walks with w: (rows, 5)
+        prior = None
+        if pa is not None and pb is not None:
+            t2 = tt.view(1, -1, 1)
+            prior = (pa.unsqueeze(1) * (1 - t2) + pb.unsqueeze(1) * t2).reshape(rows * steps, -1)
+        imgs = gen.synthesize_ws(ws.reshape(rows * steps, *ws.shape[2:]), prior=prior, batch_size=batch_size)
     else:
         # imaging.slerp walks one pair (D,) -> (steps, D); stack the rows' walks: (rows * steps, D)
         t = np.linspace(0.0, 1.0, steps)

@@ -95,6 +95,11 @@ def _per_image(logits: torch.Tensor) -> torch.Tensor:
     return logits.flatten(1).mean(dim=1) if logits.dim() > 1 else logits
 
 
+def _prior(G: Any, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor | None:
+    """The StyleGAN2 generator's Sérsic-prior parameters for (z, c), or None (models.sersic_prior)."""
+    return G.prior_params(z, c) if hasattr(G, "prior_params") else None
+
+
 def _accuracy(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> Stats:
     """An image is judged real when its mean logit is > 0; `d_real_sign` feeds ADA's overfitting heuristic."""
     with torch.no_grad():
@@ -384,7 +389,9 @@ class StyleGAN2Loss(_CondAuxMixin):
         if phase.name == "Dmain":
             assert batch.real is not None
             with torch.no_grad():
-                fake = G.synthesis(self._ws(G, batch.z, batch.c_gen, update=False))
+                fake = G.synthesis(
+                    self._ws(G, batch.z, batch.c_gen, update=False), _prior(G, batch.z, batch.c_gen)
+                )
             logits_fake = D(augment(fake.float()), batch.c_gen).float()
             c_wrong = self._mismatched(batch.c_real)
             both = None if c_wrong is None else D(augment(batch.real), batch.c_real, c_other=c_wrong).float()
@@ -406,7 +413,9 @@ class StyleGAN2Loss(_CondAuxMixin):
             penalty = grad.float().square().sum(dim=(1, 2, 3)).mean()
             return penalty * (self.r1_gamma / 2) * phase.interval, {"loss_r1": penalty.item()}
         if phase.name == "Gmain":
-            fake = G.synthesis(self._ws(G, batch.z, batch.c_gen, update=True))
+            fake = G.synthesis(
+                self._ws(G, batch.z, batch.c_gen, update=True), _prior(G, batch.z, batch.c_gen)
+            )
             loss = F.softplus(-D(augment(fake.float()), batch.c_gen).float()).mean()
             stats = {"loss_g": loss.item()}
             loss, more = self._cond_penalty(loss, fake, batch.c_gen)
@@ -415,7 +424,7 @@ class StyleGAN2Loss(_CondAuxMixin):
             n = max(1, batch.z.shape[0] // self.pl_batch_shrink)
             c = None if batch.c_gen is None else batch.c_gen[:n]
             ws = self._ws(G, batch.z[:n], c, update=False)
-            img = G.synthesis(ws).float()
+            img = G.synthesis(ws, _prior(G, batch.z[:n], c)).float()
             noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
             (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
             lengths = grad.float().square().sum(dim=2).mean(dim=1).sqrt()

@@ -1,0 +1,169 @@
+"""The Sérsic prior (models.sersic_prior): the profile it draws, and the StyleGAN2 generator built on it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from astrogan.conditions import CondSpec
+from astrogan.export import export_module
+from astrogan.models import ARCHS
+from astrogan.models.io import save_generator
+from astrogan.models.layers import NoiseInjection
+from astrogan.models.sersic_prior import SersicPrior, prior_columns, sersic_b
+from astrogan.sampling.generator import load_generator
+from astrogan.sampling.interpolate import interpolation_frames
+from astrogan.utils.errors import UserError
+from tests.helpers.conditions import SPEC
+
+
+def _render(n: float, r_e: float, q: float, *, size: int = 64, angle: float = 0.0) -> np.ndarray:
+    prior = SersicPrior(SPEC.names, size)
+    with torch.no_grad():
+        prior.log_sigma.fill_(-10.0)  # the narrowest blur (0.25 px): the profile itself
+        z = torch.tensor([[np.cos(angle), np.sin(angle)]], dtype=torch.float32)
+        return prior.render(prior.params(z, torch.tensor([[n, r_e, q]]))).numpy()[0, 0]
+
+
+def _inside_ellipse(img: np.ndarray, r_e: float, q: float, angle: float = 0.0) -> float:
+    """Fraction of the light inside the half-light ellipse (major r_e/sqrt(q), minor r_e*sqrt(q))."""
+    size = img.shape[0]
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    xr, yr = xx * np.cos(angle) + yy * np.sin(angle), yy * np.cos(angle) - xx * np.sin(angle)
+    return float(img[q * xr**2 + yr**2 / q < r_e**2].sum() / img.sum())
+
+
+def test_sersic_b_puts_half_the_light_inside_r_e() -> None:
+    from scipy.special import gammainc
+
+    n = torch.tensor([0.5, 1.0, 2.5, 4.0, 6.0], dtype=torch.float64)
+    assert np.allclose(gammainc(2 * n.numpy(), sersic_b(n).numpy()), 0.5, atol=2e-4)
+
+
+@pytest.mark.parametrize(
+    ("n", "r_e", "q", "angle"), [(1.0, 8.0, 1.0, 0.0), (4.0, 6.0, 0.5, 0.7), (2.0, 5.0, 0.3, 2.0)]
+)
+def test_the_template_holds_half_its_light_inside_the_half_light_ellipse(n, r_e, q, angle) -> None:
+    img = _render(n, r_e, q, size=128, angle=angle)
+    assert img.max() == pytest.approx(1.0)
+    # pixelised and cut at the stamp's edge: within a few per cent of one half
+    assert _inside_ellipse(img, r_e, q, angle) == pytest.approx(0.5, abs=0.04)
+    # and elongated along the angle asked for (x = columns, y = rows, as GalSim's beta): second moments
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]] - (img.shape[0] - 1) / 2
+    sxx, syy, sxy = ((img * v).sum() / img.sum() for v in (xx * xx, yy * yy, xx * yy))
+    if q < 0.9:
+        found = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+        assert abs((found - angle + np.pi / 2) % np.pi - np.pi / 2) < 0.02
+
+
+def test_the_template_is_centred_like_galsim_and_sharper_for_higher_n() -> None:
+    a, b = _render(1.0, 6.0, 1.0), _render(4.0, 6.0, 1.0)
+    assert np.allclose(a, a[::-1, ::-1], atol=1e-6)  # symmetric about (S-1)/2
+    assert b[31, 31] > b[20, 31] and (b > 0.5).sum() < (a > 0.5).sum()
+
+
+def test_the_angle_comes_from_the_latent_or_from_a_position_angle_column() -> None:
+    prior = SersicPrior(SPEC.names, 16)
+    z = torch.tensor([[3.0, 0.0, 5.0], [0.0, 2.0, 5.0]])
+    p = prior.params(z, torch.tensor([[2.0, 4.0, 0.5]] * 2))
+    assert torch.allclose(p[:, 3:], torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    with_pa = SersicPrior(("sersic_n", "hlr_px", "position_angle_deg"), 16)
+    p = with_pa.params(z, torch.tensor([[2.0, 4.0, 90.0]] * 2))
+    assert torch.allclose(p[:, 3:], torch.tensor([[0.0, 1.0]] * 2), atol=1e-6)
+    assert torch.equal(p[:, 2], torch.ones(2))  # no axis-ratio column: round
+
+
+def test_columns_are_found_by_name_and_missing_ones_are_one_line() -> None:
+    assert prior_columns(["q", "half_light_radius_px", "sersic_n"]) == {"q": 0, "r_e": 1, "n": 2}
+    with pytest.raises(UserError, match=r"needs a half-light radius in pixels .*conditions are sersic_n, q"):
+        prior_columns(["sersic_n", "q"])
+    with pytest.raises(UserError, match="needs a Sérsic index"):
+        prior_columns(["half_light_radius_px"])
+
+
+# -- the generator --------------------------------------------------------------------------------------------
+
+
+def _generator(seed: int = 0, spec: CondSpec = SPEC):
+    a = ARCHS["stylegan2"]
+    cfg = a.config_cls(**{"image_size": 16, **a.tiny, "cond": spec.to_dict(), "cond_prior": "sersic"})
+    torch.manual_seed(seed)
+    G = a.build_generator(cfg)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        for m in G.modules():
+            if isinstance(m, NoiseInjection):
+                m.weight.fill_(0.3)
+        G.mapping.w_avg.normal_()
+    return G.eval(), cfg
+
+
+def test_config_errors_are_one_line() -> None:
+    a = ARCHS["stylegan2"]
+    with pytest.raises(UserError, match="cond_prior must be one of '', 'sersic', got 'gauss'"):
+        a.config_cls(image_size=16, **a.tiny, cond=SPEC.to_dict(), cond_prior="gauss").validate()
+    with pytest.raises(
+        UserError, match="cond_prior 'sersic' needs a model conditioned on physical parameters"
+    ):
+        a.build_generator(a.config_cls(image_size=16, **a.tiny, cond_prior="sersic"))
+    other = CondSpec(("mass", "q"), ("", ""), (0.0, 0.1), (1.0, 1.0), (0.5, 0.5), (0.2, 0.2))
+    with pytest.raises(UserError, match="needs a Sérsic index"):
+        a.config_cls(image_size=16, **a.tiny, cond=other.to_dict(), cond_prior="sersic").validate()
+
+
+def test_the_image_is_built_on_the_template() -> None:
+    G, cfg = _generator()
+    z, c = torch.randn(3, cfg.z_dim), torch.tensor([[1.0, 3.0, 0.4], [4.0, 3.0, 1.0], [2.0, 8.0, 0.7]])
+    prior = G.prior_params(z, c)
+    with torch.no_grad():
+        template = G.synthesis.prior.render(prior)
+        for block in G.synthesis.blocks:  # only the prior's direct path left: the image is the template
+            block.torgb.conv.weight.zero_()
+            block.torgb.bias.zero_()
+        G.synthesis.prior_gain.fill_(1.0)
+        assert torch.allclose(G(z, c), template, atol=1e-6)
+    G2, _ = _generator()
+    with (
+        torch.no_grad()
+    ):  # and the features see it: without the direct path, another template changes the image
+        G2.synthesis.prior_gain.zero_()
+        ws = G2.mapping(z, c)
+        assert not torch.allclose(G2.synthesis(ws, prior), G2.synthesis(ws, prior[[1, 2, 0]]), atol=1e-3)
+    with pytest.raises(UserError, match="draws on a Sérsic prior"):
+        G2.synthesis(ws)
+
+
+def test_every_parameter_of_the_prior_model_learns() -> None:
+    G, cfg = _generator()
+    G.train()
+    z, c = (
+        torch.randn(4, cfg.z_dim),
+        torch.tensor([[1.0, 3.0, 0.4], [4.0, 3.0, 1.0], [2.0, 8.0, 0.7]] + [[3.0, 5.0, 0.5]]),
+    )
+    G(z, c).square().mean().backward()
+    missing = [n for n, p in G.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert "synthesis.prior.log_sigma" not in missing and "synthesis.prior_gain" not in missing
+    assert not [n for n in missing if "prior" in n]
+
+
+def test_save_load_sample_interpolate_and_export_with_parity(tmp_path) -> None:
+    G, cfg = _generator()
+    save_generator(G, arch="stylegan2", config=cfg, out_dir=tmp_path / "ckpt")
+    gen = load_generator(tmp_path / "ckpt", device="cpu")
+    assert json.loads((tmp_path / "ckpt" / "generator.json").read_text())["config"]["cond_prior"] == "sersic"
+    a = gen.generate([3, 4], cond="sersic_n=1.2,half_light_radius_px=6,q=0.4")
+    assert np.array_equal(
+        a, gen.generate([3, 4], cond="sersic_n=1.2,half_light_radius_px=6,q=0.4", batch_size=1)
+    )
+    assert not np.array_equal(a, gen.generate([3, 4], cond="sersic_n=5,half_light_radius_px=6,q=0.4"))
+    frames = interpolation_frames(gen, 0, 1, steps=4)  # the walk's ends are the seeds' own images
+    assert np.array_equal(frames[0], gen.generate([0])[0]) and np.array_equal(
+        frames[-1], gen.generate([1])[0]
+    )
+    for fmt in ("onnx", "torchscript"):
+        result = export_module(G, tmp_path / fmt, fmt=fmt)
+        assert json.loads((result.out_dir / "model.json").read_text())["parity"]["max_abs_diff"] <= 1e-4
