@@ -263,6 +263,12 @@ def test_a_preset_of_the_wrong_type_fails_the_cli_in_one_line(tiny_dataset, tmp_
         (["--lr", "0"], "--lr must be a positive number, got 0.0 (lr_g)"),  # was the default
         (["--max-minutes", "nan"], "max_minutes must be a number, got nan"),  # never ran out
         (["--aug", "ada", "--ada-kimg", "nan"], "ada_kimg must be a number, got nan"),
+        # before: 10^9 micro-batches, one step that never ended; -1 classes named a config key
+        (
+            ["--gradient-accumulate-every", "1000000000"],
+            "--gradient-accumulate-every must be at most 1024, got 1000000000",
+        ),
+        (["--num-classes", "-1"], "--num-classes must be 0 (unconditional) or more, got -1"),
     ],
 )
 def test_a_nan_or_non_positive_rate_fails_before_the_run_dir_exists(

@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 AUG_TYPES = ("color", "translation", "cutout")
 MIRRORS = ("none", "x", "dihedral")  # views of each real picture (`data.views`)
+MAX_ACCUMULATE = 1024  # micro-batches per step: beyond this a step would take hours
 
 # Top-level settings an architecture config also has: `--model image_size=32` would silently beat
 # `--image-size`, so such keys are refused with the flag (or the source) to use instead.
@@ -119,6 +120,12 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.gradient_accumulate_every > MAX_ACCUMULATE:  # 10^9 micro-batches would be one endless step
+            raise UserError(
+                f"--gradient-accumulate-every must be at most {MAX_ACCUMULATE}, got {self.gradient_accumulate_every}"
+            )
+        if self.num_classes < 0:
+            raise UserError(f"--num-classes must be 0 (unconditional) or more, got {self.num_classes}")
         for name in ("lr_g", "lr_d"):  # 0 would silently mean the architecture's default (`lr or spec.lr`)
             value = getattr(self, name)
             if value is not None and not 0 < value < math.inf:
