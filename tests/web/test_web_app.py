@@ -76,6 +76,12 @@ def test_onnx_generator_seed_is_batch_independent(model_path):
     assert (gen.generate([5], trunc=0.0) == 128).all()
     with pytest.raises(UserError, match="unconditional"):
         gen.generate([1], labels=[0])
+    # the PyTorch sampler's rule: before, 0 and -3 were quietly batches of 1
+    for bad in (0, -3, 2.5):
+        with pytest.raises(UserError, match="batch_size must be a whole number of at least 1"):
+            gen.generate([1, 2], batch_size=bad)
+        with pytest.raises(UserError, match="batch_size must be a whole number of at least 1"):
+            gen.generate_float(gen.latents([1]), batch_size=bad)
 
 
 def test_truncation_is_a_graph_input_fed_per_row(model_path):

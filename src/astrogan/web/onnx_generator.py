@@ -32,7 +32,7 @@ from astrogan.science import (
     generated_cube_cards,
 )
 from astrogan.utils.errors import UserError
-from astrogan.utils.seeds import labels_for_seeds, latents_for_seeds
+from astrogan.utils.seeds import check_batch_size, labels_for_seeds, latents_for_seeds
 
 # What `cond=` accepts: text "sersic_n=1.2,q=0.4", a mapping, one vector (K,) for every row, or rows (N, K).
 CondRequest = str | Mapping[str, float] | Sequence[float] | np.ndarray | None
@@ -385,7 +385,7 @@ class OnnxGenerator:
         if cond is not None and conds is None:
             raise UserError("this model takes no physical conditions: drop --cond")
         outs = []
-        step = max(1, batch_size)
+        step = check_batch_size(batch_size)  # 0 or -3 was quietly 1
         for i in range(0, len(z), step):
             feeds = {LATENT_INPUT: z[i : i + step]}
             if self.has_trunc_input:
@@ -423,7 +423,7 @@ class OnnxGenerator:
         conds = None
         if cond is not None and self.has_cond_input:
             conds = self.cond_rows(cond, n, check=check_cond)
-        step = max(1, batch_size)
+        step = check_batch_size(batch_size)  # 0 or -3 was quietly 1
         out: np.ndarray | None = None
         for i in range(0, n, step):
             part = self.pictures(
