@@ -76,6 +76,18 @@ def test_compute_metrics_scalars_and_cache(tmp_path):
     assert m["morph_w1_r50"] > same["morph_w1_r50"]
 
 
+def test_cache_file_names_are_safe_on_every_system(tmp_path):
+    # A dataset's content hash reads "sha256:..."; ':' (and '/', '\\') cannot be in a Windows file name.
+    from astrogan.metrics.base import StatsCache
+
+    cache = StatsCache(tmp_path, "sha256:ab/c\\d")
+    out = cache.get("spectrum", {"bins": 4}, lambda: {"x": np.arange(3)})
+    assert np.array_equal(out["x"], np.arange(3))
+    (name,) = [p.name for p in tmp_path.iterdir()]
+    assert name.startswith("sha256-ab-c-d-spectrum-") and name.endswith(".npz")
+    assert np.array_equal(cache.get("spectrum", {"bins": 4}, lambda: {"x": np.zeros(1)})["x"], np.arange(3))
+
+
 @pytest.mark.parametrize("damage", ["cut", "garbage"])
 def test_a_damaged_cache_file_is_recomputed_not_fatal(tmp_path, damage):
     """A cut-off .npz (a full disk, a half-copied cache) raised zipfile.BadZipFile with a traceback."""

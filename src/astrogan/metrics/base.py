@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ class StatsCache:
 
     def __init__(self, cache_dir: str | Path | None, cache_key: str | None):
         self.dir = Path(cache_dir) if cache_dir is not None else None
-        self.key = cache_key
+        # A file-name-safe key: a content hash reads "sha256:...", and ':' is not allowed in Windows names.
+        self.key = None if cache_key is None else re.sub(r"[^A-Za-z0-9._-]", "-", cache_key)
 
     def get(self, metric: str, params: dict[str, Any], fn: Callable[[], dict[str, np.ndarray]]):
         """Return the cached arrays for (metric, params) or compute, store and return them."""
