@@ -134,6 +134,21 @@ def test_same_named_files_in_two_folders_take_the_rows_their_folders_name(tmp_pa
     assert not (tmp_path / "ds2").exists()
 
 
+def test_one_bare_named_row_for_two_same_named_files_is_refused(tmp_path):
+    """Before: both sdss/gal_00.png and decals/gal_00.png took the one row 'gal_00.png' (two pictures, one label)."""
+    raw = tmp_path / "raw"
+    _pictures(raw / "sdss", num=2)
+    (raw / "decals").mkdir()
+    shutil.copy(raw / "sdss" / "gal_01.png", raw / "decals" / "gal_00.png")
+    rows = [[f"gal_{i:02d}.png", *_truth(i)] for i in range(2)]
+    csv_path = _write_csv(tmp_path / "labels.csv", ["file", "sersic_n", "half_light_radius_px", "q"], rows)
+    with pytest.raises(
+        UserError, match=r"line 2 \(gal_00.png\) names both .*gal_00.png and .*gal_00.png: give each"
+    ):
+        _build([raw], tmp_path / "ds", labels=csv_path)
+    assert not (tmp_path / "ds").exists()
+
+
 def test_synth_folder_is_picked_up_and_px_columns_follow_the_stored_size(synth_folder, tmp_path):
     truth = _params(synth_folder)
     res = _build([synth_folder], tmp_path / "ds16", image_sizes=(16,))  # no --labels

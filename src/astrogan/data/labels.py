@@ -71,6 +71,7 @@ class LabelTable:
     values: np.ndarray
     folder: Path | None = None  # a synth table labels only the files of its own folder
     matched: set[int] = field(default_factory=set)
+    used_by: dict[int, Path] = field(default_factory=dict)  # row -> the file it labels
 
     def __post_init__(self) -> None:
         self._rows: dict[str, list[int]] = {}  # base name -> rows (several only when their folders differ)
@@ -276,6 +277,12 @@ class BuildLabels:
         for t in self.tables:
             row = t.row_of(f)
             if row is not None:
+                other = t.used_by.setdefault(row, f)
+                if other != f:  # a bare name would give two pictures one row of values
+                    raise UserError(
+                        f"labels file {t.path} line {t.lines[row]} ({t.keys[row]}) names both {other} and {f}: "
+                        "give each its folders under the input folder (sdss/gal_00.png) or rename one"
+                    )
                 t.matched.add(row)
                 return t.values[row]
         self.num_unmatched_images += 1
