@@ -74,7 +74,8 @@ def main() -> None:
     ap.add_argument(
         "--cond-prior",
         default="",
-        help="StyleGAN2's cond_prior: 'sersic' feeds the synthesis the analytic profile asked for (default: none)",
+        help="StyleGAN2's cond_prior: sersic (the synthesis builds on the analytic profile asked for) or none "
+        "(default: train's, which is sersic on these columns)",
     )
     ap.add_argument(
         "--cond-bn",
@@ -228,8 +229,12 @@ def _prior_figures(gen) -> dict:  # noqa: ANN001
     """A Sérsic-prior model's learned blur (px) and direct template gain; {} without a prior."""
     syn = getattr(gen.module, "synthesis", None)
     if syn is None or getattr(syn, "prior", None) is None:
-        return {}
-    return {"prior_blur_px": round(syn.prior.sigma_px(), 3), "prior_gain": syn.prior_gain.tolist()}
+        return {"cond_prior": getattr(gen.module.config, "cond_prior", None)}
+    return {
+        "cond_prior": gen.module.config.cond_prior,
+        "prior_blur_px": round(syn.prior.sigma_px(), 3),
+        "prior_gain": syn.prior_gain.tolist(),
+    }
 
 
 def _quartiles(x: np.ndarray) -> list[float] | None:

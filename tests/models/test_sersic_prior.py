@@ -104,7 +104,7 @@ def _generator(seed: int = 0, spec: CondSpec = SPEC):
 
 def test_config_errors_are_one_line() -> None:
     a = ARCHS["stylegan2"]
-    with pytest.raises(UserError, match="cond_prior must be one of '', 'sersic', got 'gauss'"):
+    with pytest.raises(UserError, match="cond_prior must be one of '', 'none', 'sersic', got 'gauss'"):
         a.config_cls(image_size=16, **a.tiny, cond=SPEC.to_dict(), cond_prior="gauss").validate()
     with pytest.raises(
         UserError, match="cond_prior 'sersic' needs a model conditioned on physical parameters"

@@ -87,6 +87,38 @@ def test_a_sersic_prior_run_trains_its_prior_and_resumes_bit_exactly(sersic_ds, 
     assert not np.array_equal(gen.generate([5], cond="sersic_n=1"), gen.generate([5], cond="sersic_n=4"))
 
 
+def test_new_runs_on_sersic_conditions_draw_on_the_prior_unless_told_none(sersic_ds, tmp_path) -> None:
+    def prior_of(run):
+        train_model = json.loads((run / "config.json").read_text())["train"]["model"]
+        return load_generator(run, device="cpu").module.config.cond_prior, train_model.get("cond_prior")
+
+    auto = train(_cfg(sersic_ds, tmp_path, "stylegan2", name="auto"), show_progress=False)
+    assert prior_of(auto) == (
+        "sersic",
+        "sersic",
+    )  # the run's config says so: a resume rebuilds the same model
+    tiny = ARCHS["stylegan2"].tiny
+    off = train(
+        _cfg(sersic_ds, tmp_path, "stylegan2", name="off", model={**tiny, "cond_prior": "none"}),
+        show_progress=False,
+    )
+    assert (
+        prior_of(off) == ("none", "none") and load_generator(off, device="cpu").module.synthesis.prior is None
+    )
+    other = train(
+        _cfg(sersic_ds, tmp_path, "stylegan2", name="nq", cond=("sersic_n", "q")), show_progress=False
+    )
+    assert prior_of(other) == ("", None)  # no half-light radius: nothing to draw
+    # A run from before the prior (no cond_prior in its config) resumes as it was built: without one.
+    cfg_path = off / "config.json"
+    saved = json.loads(cfg_path.read_text())
+    del saved["train"]["model"]["cond_prior"]
+    cfg_path.write_text(json.dumps(saved))
+    train(_cfg(sersic_ds, tmp_path, "stylegan2", num_train_steps=3), resume=off, show_progress=False)
+    assert max(s for s, _ in list_states(off / "checkpoints")) == 3
+    assert load_generator(off, device="cpu").module.synthesis.prior is None
+
+
 def test_cli_sersic_prior_needs_the_sersic_columns(sersic_ds, tmp_path, cli) -> None:
     args = ["train", "--data", sersic_ds, "--arch", "stylegan2", "--image-size", 16, "--batch-size", 4,
             "--num-train-steps", 1, "--save-every", 1, "--evaluate-every", 1, "--results-dir", tmp_path,

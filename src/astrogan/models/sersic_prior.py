@@ -22,7 +22,7 @@ from torch import nn
 
 from astrogan.utils.errors import UserError
 
-PRIOR_KINDS = ("", "sersic")
+PRIOR_KINDS = ("", "none", "sersic")  # "" and "none": no prior
 # Column names each role is recognised by (the synth's own first); lengths must be in pixels.
 ROLES: dict[str, tuple[str, ...]] = {
     "n": ("sersic_n", "n_sersic", "sersic_index"),
@@ -52,6 +52,15 @@ def prior_columns(names: Sequence[str]) -> dict[str, int]:
                 f"the conditions are {', '.join(names)}"
             )
     return found
+
+
+def has_prior_columns(names: Sequence[str]) -> bool:
+    """True when the conditions name a Sérsic index and a half-light radius in pixels (the prior can be drawn)."""
+    try:
+        prior_columns(list(names))
+    except UserError:
+        return False
+    return True
 
 
 def sersic_b(n: torch.Tensor) -> torch.Tensor:

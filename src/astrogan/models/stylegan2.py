@@ -37,7 +37,8 @@ class StyleGAN2Config(ArchConfig):
     or condition embedding size); cmap_dim 0 means D's channels at 4x4 (projection size). `cond` is a
     `CondSpec.to_dict()` for a model conditioned on continuous physical parameters (exclusive with classes).
     `cond_prior` "sersic" feeds the synthesis the analytic Sérsic profile of the asked parameters
-    (models.sersic_prior); it needs `cond` with a Sérsic index and a half-light radius in pixels.
+    (models.sersic_prior); it needs `cond` with a Sérsic index and a half-light radius in pixels. "" or
+    "none": no prior (`train` turns it on for new runs on such conditions unless told "none").
     """
 
     ARCH = _ARCH
@@ -69,7 +70,9 @@ class StyleGAN2Config(ArchConfig):
                 f"got {self.cond_prior!r}"
             )
         spec = self.cond_spec()
-        if self.cond_prior and spec is not None:  # without a spec yet (train's early check): at build time
+        if (
+            self.cond_prior == "sersic" and spec is not None
+        ):  # without a spec yet (train's early check): at build time
             prior_columns(list(spec.names))
         for name in _POSITIVE:
             if getattr(self, name) < 1:
@@ -425,7 +428,9 @@ class SynthesisBlock(nn.Module):
         self.conv1 = SynthesisLayer(out_ch, out_ch, up=False, seed=10 * res + 1, **kw)
         self.torgb = ToRGB(out_ch, cfg.channels, w_dim=cfg.w_dim)
         # the Sérsic prior's template, projected to this block's features (models.sersic_prior)
-        self.prior_in = EqualConv2d(1, out_ch, 1, bias=False, lrelu=False) if cfg.cond_prior else None
+        self.prior_in = (
+            EqualConv2d(1, out_ch, 1, bias=False, lrelu=False) if cfg.cond_prior == "sersic" else None
+        )
         self.register_buffer("fir", fir_kernel(cfg.channels), persistent=False)
 
     def forward(
@@ -458,7 +463,7 @@ class SynthesisNetwork(nn.Module):
         sizes = [2**k for k in range(2, int(math.log2(cfg.image_size)) + 1)]
         self.blocks = nn.ModuleList([SynthesisBlock(cfg, r) for r in sizes])
         self.prior: SersicPrior | None = None
-        if cfg.cond_prior:
+        if cfg.cond_prior == "sersic":
             spec = cfg.cond_spec()
             if spec is None:
                 raise UserError(
@@ -466,7 +471,8 @@ class SynthesisNetwork(nn.Module):
                     "(train with --cond sersic_n,half_light_radius_px,...)"
                 )
             self.prior = SersicPrior(spec.names, cfg.image_size)
-            # the template straight into the image too, per channel, starting at 0 (learned from the data)
+            # the template straight into the image too, per channel, starting at 0 (learned from the data;
+            # starting at 1 measured worse: drawn n's Spearman 0.856 against 0.902 at 52 kimg)
             self.prior_gain = nn.Parameter(torch.zeros(cfg.channels))
 
     def forward(self, ws: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:

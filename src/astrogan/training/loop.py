@@ -38,6 +38,7 @@ from astrogan.data.views import num_views, take_views
 from astrogan.imaging import make_grid, model_to_unit, to_uint8
 from astrogan.models import ARCHS, ArchSpec, get_arch
 from astrogan.models.io import check_buildable, generator_pair_intact, save_generator
+from astrogan.models.sersic_prior import has_prior_columns
 from astrogan.sampling.post import DISPLAY_KEY, PictureView, fit_display, save_png
 from astrogan.sampling.video import save_snapshot_bands
 from astrogan.science import ScienceSpec
@@ -530,6 +531,24 @@ def _takes_cond(spec: ArchSpec) -> bool:
     return "cond" in {f.name for f in dataclasses.fields(spec.config_cls)}
 
 
+def _with_default_prior(cfg: TrainConfig, dist: dist_utils.DistInfo) -> TrainConfig:
+    """A new run of an architecture with a Sérsic prior (StyleGAN2) on conditions naming a Sérsic index and
+    a half-light radius in px draws on the prior (models.sersic_prior) unless `--model cond_prior=...` is given.
+
+    Measured: Spearman of asked vs measured n, r_e, q 0.90 / 0.92 / 0.98 with it, 0.78 / 0.86 / 0.84
+    without, at 52 kimg (bench/conditioning_sersic.py).
+    """
+    fields = {f.name for f in dataclasses.fields(get_arch(cfg.arch).config_cls)}
+    if "cond_prior" not in fields or "cond_prior" in cfg.model or not has_prior_columns(cfg.cond):
+        return cfg
+    if dist.is_main:
+        info(
+            "note: the Sérsic prior is on: the generator builds on the analytic profile of the asked "
+            f"{', '.join(cfg.cond)} (--model cond_prior=none turns it off)"
+        )
+    return dataclasses.replace(cfg, model={**cfg.model, "cond_prior": "sersic"})
+
+
 def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -> _Setup:
     """Data, networks, loss, augmentation and optimizers, all of it in one TrainingState (cheap checks first)."""
     spec = get_arch(cfg.arch)
@@ -749,6 +768,8 @@ def train(
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     run_dir, cfg, resume_state = _open_run(cfg, resume, overrides, dist)
+    if not resume:  # a resumed run keeps the model it was built with (older runs have no prior)
+        cfg = _with_default_prior(cfg, dist)
     _check_compile(cfg, device)  # the resumed run's own settings may compile though this call did not say so
 
     setup = _set_up(cfg, device, dist)
