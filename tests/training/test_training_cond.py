@@ -109,6 +109,18 @@ def test_new_runs_on_sersic_conditions_draw_on_the_prior_unless_told_none(sersic
         _cfg(sersic_ds, tmp_path, "stylegan2", name="nq", cond=("sersic_n", "q")), show_progress=False
     )
     assert prior_of(other) == ("", None)  # no half-light radius: nothing to draw
+    # Typing the run's own model options again on resume is no change; another value still is refused.
+    train(
+        _cfg(sersic_ds, tmp_path, "stylegan2", name="auto", num_train_steps=3),
+        resume=auto,
+        show_progress=False,
+    )
+    with pytest.raises(UserError, match=r"--model .* differs from the run's"):
+        train(
+            _cfg(sersic_ds, tmp_path, "stylegan2", name="auto", model={**tiny, "cond_prior": "none"}),
+            resume=auto,
+            show_progress=False,
+        )
     # A run from before the prior (no cond_prior in its config) resumes as it was built: without one.
     cfg_path = off / "config.json"
     saved = json.loads(cfg_path.read_text())

@@ -102,6 +102,12 @@ def resumed_config(
             name == "data" and Path(new).resolve() == Path(str(saved_data_path or old)).resolve()
         ):
             continue
+        if (
+            name == "model"
+            and isinstance(new, dict)
+            and all(k in old and old[k] == v for k, v in new.items())
+        ):
+            continue  # each typed option is the run's own; the run also keeps ones train chose (cond_prior)
         if name not in RESUME_OVERRIDABLE:
             raise UserError(
                 f"{_flag(name)} {_show(new)} differs from the run's {_show(old)}: a resumed run keeps its "
