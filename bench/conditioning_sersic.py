@@ -78,6 +78,13 @@ def main() -> None:
         "(default: train's, which is sersic on these columns)",
     )
     ap.add_argument(
+        "--prior-template",
+        choices=("data", "learned"),
+        default="data",
+        help="the prior's template: drawn with the stamps' PSF and truncation (data, train's default) or "
+        "blurred by a learned Gaussian, uncut (learned, the default before)",
+    )
+    ap.add_argument(
         "--cond-bn",
         action="store_true",
         help="DCGAN with conditional BatchNorm (the condition at every resolution)",
@@ -143,6 +150,11 @@ def main() -> None:
                 settings["model"] = {**settings["model"], "cond_bn": True}
             if args.cond_prior and arch == "stylegan2":
                 settings["model"] = {**settings.get("model", {}), "cond_prior": args.cond_prior}
+            if arch == "stylegan2":  # kept/ is not a synth folder, so train cannot pick these up itself
+                template = {"prior_psf": fit["psf"] or "", "prior_truncate": TRUNC_IN_RE}
+                if args.prior_template == "learned":
+                    template = {"prior_psf": ""}
+                settings["model"] = {**settings.get("model", {}), **template}
             if args.cond_weight is not None:
                 settings["loss"] = {**settings.get("loss", {}), "cond_weight": args.cond_weight}
             if args.mismatch_weight is not None:
@@ -160,7 +172,8 @@ def main() -> None:
                 name=(f"{arch}-w{args.cond_weight}" if args.cond_weight is not None else arch)
                 + ("-cbn" if args.cond_bn and arch == "dcgan" else "")
                 + (f"-mm{args.mismatch_weight:g}" if args.mismatch_weight is not None else "")
-                + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else ""),
+                + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else "")
+                + ("-learned" if args.prior_template == "learned" and arch == "stylegan2" else ""),
                 device="cpu",
                 seed=args.seed,
                 num_snapshot_seeds=16,
@@ -226,13 +239,15 @@ def _images(gen, seeds, *, cond, check_cond: bool = True) -> np.ndarray:  # noqa
 
 
 def _prior_figures(gen) -> dict:  # noqa: ANN001
-    """A Sérsic-prior model's learned blur (px) and direct template gain; {} without a prior."""
+    """A Sérsic-prior model's PSF (or learned blur, px), truncation and direct template gain."""
     syn = getattr(gen.module, "synthesis", None)
     if syn is None or getattr(syn, "prior", None) is None:
         return {"cond_prior": getattr(gen.module.config, "cond_prior", None)}
     return {
         "cond_prior": gen.module.config.cond_prior,
-        "prior_blur_px": round(syn.prior.sigma_px(), 3),
+        "prior_psf": gen.module.config.prior_psf or None,
+        "prior_truncate": gen.module.config.prior_truncate or None,
+        "prior_blur_px": None if syn.prior.sigma_px() is None else round(syn.prior.sigma_px(), 3),
         "prior_gain": syn.prior_gain.tolist(),
     }
 

@@ -98,6 +98,13 @@ def test_parse_options() -> None:
         "fused": True,
         "kind": "bilinear",
     }
+    # a comma starts an option only when key= follows, and never inside double quotes
+    assert parse_options(['prior_psf="moffat:fwhm_px=2,beta=3",ngf=8,sizes=[1,2]'], flag="--model") == {
+        "prior_psf": "moffat:fwhm_px=2,beta=3",
+        "ngf": 8,
+        "sizes": [1, 2],
+    }
+    assert parse_options(["a=1,b=2"], flag="--model") == {"a": 1, "b": 2}
     with pytest.raises(UserError, match=r"--loss 'r1_gamma' must look like key=value \(e.g. --loss ngf=32\)"):
         parse_options(["r1_gamma"], flag="--loss")
 

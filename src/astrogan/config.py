@@ -221,11 +221,24 @@ def _parse_value(text: str) -> Any:
         return lowered
 
 
+def _split_options(item: str) -> list[str]:
+    """`a=1,b="x,c=2"` -> ["a=1", 'b="x,c=2"']: at commas followed by `key=`, outside double quotes."""
+    parts, start, quoted = [], 0, False
+    for i, ch in enumerate(item):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "," and not quoted and re.match(r"\s*[A-Za-z_][A-Za-z0-9_.]*\s*=", item[i + 1 :]):
+            parts.append(item[start:i])
+            start = i + 1
+    return [*parts, item[start:]]
+
+
 def parse_options(items: Iterable[str], *, flag: str) -> dict[str, Any]:
     """`["ngf=32", "dropout=0.1"]` (or `["ngf=32,dropout=0.1"]`) -> {"ngf": 32, "dropout": 0.1}; values read as
-    JSON where they parse. A comma starts a new option only when `key=` follows it, so `[1,2]` stays a list."""
+    JSON where they parse. A comma starts a new option only when `key=` follows it, so `[1,2]` stays a list,
+    and never inside double quotes: `prior_psf="moffat:fwhm_px=2,beta=3"` is one string option."""
     out: dict[str, Any] = {}
-    split = [part for item in items for part in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_.]*\s*=)", item)]
+    split = [part for item in items for part in _split_options(item)]
     for item in split:
         if "=" not in item:
             raise UserError(f"{flag} {item!r} must look like key=value (e.g. {flag} ngf=32)")

@@ -81,10 +81,21 @@ def test_a_sersic_prior_run_trains_its_prior_and_resumes_bit_exactly(sersic_ds, 
     a = load_state(full / "checkpoints" / "state-0000004.pt")["G"]
     b = load_state(resumed / "checkpoints" / "state-0000004.pt")["G"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert float(a["synthesis.prior.log_sigma"]) != 0.0  # the blur width learned (it starts at 0)
+    assert a["synthesis.prior_gain"].abs().max() > 0  # the template's direct gain learned (it starts at 0)
+    assert "synthesis.prior.log_sigma" not in a  # drawn with the data's own PSF: no blur to learn
     gen = load_generator(full, device="cpu")
+    # the synth's 2 px FWHM Moffat on 32 px stamps is 1 px at 16 px; the synth cuts profiles at 4 r_e
+    assert (gen.module.config.prior_psf, gen.module.config.prior_truncate) == ("moffat:fwhm_px=1,beta=3", 4.0)
     assert gen.module.config.cond_prior == "sersic"
     assert not np.array_equal(gen.generate([5], cond="sersic_n=1"), gen.generate([5], cond="sersic_n=4"))
+
+
+def test_a_prior_told_no_psf_learns_its_blur(sersic_ds, tmp_path) -> None:
+    model = {**ARCHS["stylegan2"].tiny, "prior_psf": ""}  # "": a Gaussian of learned width, profiles not cut
+    run = train(_cfg(sersic_ds, tmp_path, "stylegan2", model=model, num_train_steps=2), show_progress=False)
+    gen = load_generator(run, device="cpu")
+    assert (gen.module.config.prior_psf, gen.module.config.prior_truncate) == ("", 0.0)
+    assert float(gen.module.synthesis.prior.log_sigma) != 0.0  # the blur width learned (it starts at 0)
 
 
 def test_new_runs_on_sersic_conditions_draw_on_the_prior_unless_told_none(sersic_ds, tmp_path) -> None:
@@ -143,7 +154,16 @@ def test_cli_sersic_prior_needs_the_sersic_columns(sersic_ds, tmp_path, cli) -> 
     assert code != 0 and "needs a model conditioned on physical parameters" in err
     code, out, err = cli([*args, "--cond", "sersic_n,half_light_radius_px"])
     assert code == 0, err
-    assert load_generator(out.strip().splitlines()[-1], device="cpu").module.synthesis.prior is not None
+    picked = load_generator(out.strip().splitlines()[-1], device="cpu").module
+    assert picked.synthesis.prior is not None and picked.config.prior_psf == "moffat:fwhm_px=1,beta=3"
+    # a PSF the user gives wins over the data's (and then nothing else is picked up)
+    given = ["--model", 'prior_psf="moffat:fwhm_px=1.5,beta=2.5"', "--cond", "sersic_n,half_light_radius_px"]
+    code, out, err = cli([*args, *given])
+    assert code == 0, err
+    cfg = load_generator(out.strip().splitlines()[-1], device="cpu").module.config
+    assert (cfg.prior_psf, cfg.prior_truncate) == ("moffat:fwhm_px=1.5,beta=2.5", 0.0)
+    code, _, err = cli([*args, "--cond", "sersic_n,half_light_radius_px", "--model", "prior_psf=airy"])
+    assert code != 0 and "prior_psf 'airy' is not a PSF spec" in err and len(err.strip().splitlines()) == 1
 
 
 def test_plain_dataset_has_no_conditions(tiny_dataset, tmp_path) -> None:

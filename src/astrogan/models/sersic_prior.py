@@ -6,7 +6,11 @@ feeds it to every synthesis block, so the network adds what the profile lacks (P
 instead of learning from scratch what a number like "n = 1.2" looks like. The profile is
 I(r) ∝ exp(-b_n (r/r_e)^(1/n)) on elliptical radii (major axis r_e/sqrt(q), minor r_e*sqrt(q), as
 GalSim's area-preserving shear draws it), centred on the stamp, averaged over 2x2 sub-pixels, blurred
-by a Gaussian of learned width and scaled to a peak of 1. Without a position-angle column the angle is
+and scaled to a peak of 1. The blur is the data's own PSF when the model knows it (`psf`, a spec such as
+`moffat:fwhm_px=2,beta=3`; `train` fills it in for `synth_sersic` data), convolved on the sub-pixel grid as
+GalSim draws it; otherwise a Gaussian of learned width. `truncate` cuts the profile at that many r_e, r_e
+being the cut profile's own (GalSim's `trunc` with `flux_untruncated=False`, as `synth_sersic` draws at 4),
+so that the template is the data's noise-free picture. Without a position-angle column the angle is
 drawn from the latent (the direction of its first two components), so it is fixed per seed and uniform.
 Plain torch ops only, so it exports to ONNX and TorchScript with the rest of the generator.
 """
@@ -32,6 +36,75 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 NUM_PARAMS = 5  # n, r_e (px), q, cos(angle), sin(angle)
 SUPERSAMPLE = 2
+PSF_KINDS = ("moffat", "gaussian")
+N_RANGE = (0.2, 10.0)  # the Sérsic indices the truncated b_n fit covers (clamped beyond)
+_B_DEGREE = 10  # the polynomial in ln n for ln b of a truncated profile: within 3e-4 of the exact b
+
+
+def parse_prior_psf(spec: str) -> tuple[str, float, float] | None:
+    """(kind, FWHM px, Moffat beta) of `moffat:fwhm_px=2,beta=3` / `gaussian:fwhm_px=2` ("" or "none": None).
+
+    UserError (one line) for anything else."""
+    text = spec.strip().lower()
+    if text in ("", "none"):
+        return None
+    kind, _, rest = text.partition(":")
+    example = "moffat:fwhm_px=2,beta=3 or gaussian:fwhm_px=2 (pixels of the model's image size)"
+    values: dict[str, float] = {}
+    try:
+        for item in filter(None, rest.split(",")):
+            key, eq, val = item.partition("=")
+            if not eq:
+                raise ValueError(item)
+            values[key.strip()] = float(val)
+    except ValueError:
+        raise UserError(f"prior_psf {spec!r} is not a PSF spec; give {example}") from None
+    fwhm = values.pop("fwhm_px", values.pop("fwhm", float("nan")))
+    beta = values.pop("beta", 3.0 if kind == "moffat" else 0.0)
+    if kind not in PSF_KINDS or values or not (math.isfinite(fwhm) and fwhm > 0):
+        raise UserError(f"prior_psf {spec!r} is not a PSF spec; give {example}")
+    if kind == "moffat" and not (math.isfinite(beta) and beta > 1.0):
+        raise UserError(f"prior_psf {spec!r}: a Moffat beta must be > 1")
+    return kind, fwhm, beta
+
+
+def psf_kernel_subpixel(kind: str, fwhm_px: float, beta: float, image_size: int) -> torch.Tensor:
+    """The PSF sampled on the SUPERSAMPLE-times finer grid, 4 FWHM either side (within the stamp): (K, K), sum 1,
+    K odd."""
+    radius = min(math.ceil(4.0 * fwhm_px * SUPERSAMPLE), SUPERSAMPLE * image_size - 1)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64) / SUPERSAMPLE
+    r2 = t.view(-1, 1).square() + t.view(1, -1).square()
+    if kind == "moffat":  # GalSim's Moffat (untruncated): (1 + (r / alpha)^2)^-beta
+        alpha = fwhm_px / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+        ker = (1.0 + r2 / alpha**2).pow(-beta)
+    else:
+        ker = torch.exp(-0.5 * r2 / (fwhm_px / (2.0 * math.sqrt(2.0 * math.log(2.0)))) ** 2)
+    return (ker / ker.sum()).float()
+
+
+def _pixel_kernel(k: torch.Tensor) -> torch.Tensor:
+    """(K, K) sub-pixel kernel -> (1, 1, K+S-1, K+S-1): it convolved with the S x S mean (S = SUPERSAMPLE)."""
+    s = SUPERSAMPLE
+    box = torch.full((1, 1, s, s), 1.0 / s**2, dtype=k.dtype)
+    return F.conv2d(F.pad(k.view(1, 1, *k.shape), (s - 1,) * 4), box)
+
+
+def truncated_b_coeffs(truncate: float) -> torch.Tensor:
+    """Polynomial coefficients (highest first) of ln b_n in x = (ln n - mid) / half over N_RANGE for a
+    Sérsic cut at `truncate` r_e, r_e the cut profile's own: P(2n, b) = P(2n, b truncate^(1/n)) / 2."""
+    import numpy as np
+    from scipy import special
+
+    lo_n, hi_n = math.log(N_RANGE[0]), math.log(N_RANGE[1])
+    lnn = np.linspace(lo_n, hi_n, 2000)
+    n = np.exp(lnn)
+    lo, hi = np.zeros_like(n), special.gammaincinv(2.0 * n, 0.5)  # the cut profile's b lies below
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        f = special.gammainc(2 * n, mid) - 0.5 * special.gammainc(2 * n, mid * truncate ** (1 / n))
+        lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
+    x = (lnn - 0.5 * (lo_n + hi_n)) / (0.5 * (hi_n - lo_n))
+    return torch.tensor(np.polyfit(x, np.log(0.5 * (lo + hi)), _B_DEGREE), dtype=torch.float64)
 
 
 def prior_columns(names: Sequence[str]) -> dict[str, int]:
@@ -80,16 +153,34 @@ class SersicPrior(nn.Module):
     """params(z (N, Z), c (N, K) physical) -> (N, 5); render(params) -> template (N, 1, S, S) in [0, 1]."""
 
     coords: torch.Tensor
+    psf: torch.Tensor | None
+    b_coeffs: torch.Tensor | None
 
-    def __init__(self, names: Sequence[str], image_size: int) -> None:
+    def __init__(self, names: Sequence[str], image_size: int, psf: str = "", truncate: float = 0.0) -> None:
         super().__init__()
         self.columns = prior_columns(list(names))
         self.image_size = image_size
         # Sub-pixel centres relative to the stamp centre ((S-1)/2 in 0-based pixels, GalSim's true centre).
         k = torch.arange(SUPERSAMPLE * image_size, dtype=torch.float32)
         self.register_buffer("coords", (k + 0.5) / SUPERSAMPLE - 0.5 - (image_size - 1) / 2, persistent=False)
-        self.radius = max(2, image_size // 16)  # blur kernel half-width (px)
-        self.log_sigma = nn.Parameter(torch.zeros(()))  # blur sigma starts at 1 px
+        spec = parse_prior_psf(psf)
+        # The data's PSF when known (a fixed kernel: nothing to learn), else a Gaussian blur of learned width.
+        # Stored as the PSF convolved with the pixel's SUPERSAMPLE x SUPERSAMPLE box, applied with that stride: the
+        # same numbers as convolving on the sub-pixel grid and then averaging, at a quarter of the cost.
+        self.register_buffer(
+            "psf",
+            None if spec is None else _pixel_kernel(psf_kernel_subpixel(*spec, image_size)),
+            persistent=False,
+        )
+        self.radius = max(2, image_size // 16)  # learned blur kernel half-width (px)
+        self.log_sigma = nn.Parameter(torch.zeros(())) if spec is None else None  # sigma starts at 1 px
+        if truncate and not truncate > 1.0:
+            raise UserError(
+                f"prior_truncate is in half-light radii and must be > 1 (0: not cut), got {truncate}"
+            )
+        self.truncate = float(truncate)
+        coeffs = truncated_b_coeffs(self.truncate) if self.truncate else None
+        self.register_buffer("b_coeffs", coeffs, persistent=False)
 
     def params(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """The profile's parameters for each sample: (N, 5) = n, r_e (px), q, cos(angle), sin(angle)."""
@@ -120,13 +211,32 @@ class SersicPrior(nn.Module):
         r = (qq * xr.square() + yr.square() / qq + 1e-12).sqrt()
         nn_, re = n.view(-1, 1, 1), r_e.view(-1, 1, 1)
         # exp(-b (r/r_e)^(1/n)): the constant e^b of the usual form cancels in the peak normalisation
-        img = torch.exp(-sersic_b(nn_) * (r / re).pow(1.0 / nn_)).unsqueeze(1)
-        img = F.avg_pool2d(img, SUPERSAMPLE)
-        img = self._blur(img)
+        img = torch.exp(-self._b(nn_) * (r / re).pow(1.0 / nn_))
+        if self.truncate:
+            img = img * (r <= self.truncate * re).to(img.dtype)
+        img = img.unsqueeze(1)
+        if self.psf is not None:  # on the sub-pixel grid, then the pixel's box: GalSim's drawImage
+            k = self.psf.to(img.dtype)
+            img = F.conv2d(img, k, stride=SUPERSAMPLE, padding=(k.shape[-1] - SUPERSAMPLE) // 2)
+        else:
+            img = self._blur(F.avg_pool2d(img, SUPERSAMPLE))
         peak = img.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
         return (img / peak).to(params.dtype)
 
+    def _b(self, n: torch.Tensor) -> torch.Tensor:
+        """b_n of the (cut) profile at indices n (any shape)."""
+        if self.b_coeffs is None:
+            return sersic_b(n)
+        lo, hi = math.log(N_RANGE[0]), math.log(N_RANGE[1])
+        x = (n.clamp(*N_RANGE).log() - 0.5 * (lo + hi)) / (0.5 * (hi - lo))
+        coeffs = self.b_coeffs.to(n.dtype)
+        acc = torch.zeros_like(x) + coeffs[0]
+        for i in range(1, coeffs.shape[0]):  # Horner
+            acc = acc * x + coeffs[i]
+        return acc.exp()
+
     def _blur(self, img: torch.Tensor) -> torch.Tensor:
+        assert self.log_sigma is not None  # only without a known PSF
         sigma = self.log_sigma.exp().clamp(0.25, self.radius / 2)
         t = torch.arange(-self.radius, self.radius + 1, dtype=img.dtype, device=img.device)
         k = torch.exp(-0.5 * (t / sigma).square())
@@ -134,6 +244,8 @@ class SersicPrior(nn.Module):
         img = F.conv2d(img, k.view(1, 1, 1, -1), padding=(0, self.radius))
         return F.conv2d(img, k.view(1, 1, -1, 1), padding=(self.radius, 0))
 
-    def sigma_px(self) -> float:
-        """The learned blur width (px)."""
+    def sigma_px(self) -> float | None:
+        """The learned blur width (px); None when the template uses the data's known PSF."""
+        if self.log_sigma is None:
+            return None
         return float(self.log_sigma.exp().clamp(0.25, self.radius / 2))

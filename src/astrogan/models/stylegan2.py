@@ -19,7 +19,7 @@ from torch import nn
 
 from astrogan.conditions import CondSpec
 from astrogan.models.layers import ArchConfig, CondNormalize, NoiseInjection, NoiseModeMixin, check_labels
-from astrogan.models.sersic_prior import PRIOR_KINDS, SersicPrior, prior_columns
+from astrogan.models.sersic_prior import PRIOR_KINDS, SersicPrior, parse_prior_psf, prior_columns
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import latents_for_seeds
 
@@ -39,6 +39,9 @@ class StyleGAN2Config(ArchConfig):
     `cond_prior` "sersic" feeds the synthesis the analytic Sérsic profile of the asked parameters
     (models.sersic_prior); it needs `cond` with a Sérsic index and a half-light radius in pixels. "" or
     "none": no prior (`train` turns it on for new runs on such conditions unless told "none").
+    `prior_psf` (`moffat:fwhm_px=2,beta=3`, pixels at image_size) and `prior_truncate` (in r_e; 0: not cut)
+    draw the template as the data was drawn; "" blurs it with a learned Gaussian instead (`train` fills both
+    in for `synth_sersic` data, whose PSF and truncation the dataset records).
     """
 
     ARCH = _ARCH
@@ -61,6 +64,8 @@ class StyleGAN2Config(ArchConfig):
     cmap_dim: int = 0
     cond: dict | None = None
     cond_prior: str = ""
+    prior_psf: str = ""
+    prior_truncate: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -74,6 +79,14 @@ class StyleGAN2Config(ArchConfig):
             self.cond_prior == "sersic" and spec is not None
         ):  # without a spec yet (train's early check): at build time
             prior_columns(list(spec.names))
+        if not isinstance(self.prior_psf, str):
+            raise UserError(f"stylegan2 config prior_psf must be a PSF spec string, got {self.prior_psf!r}")
+        parse_prior_psf(self.prior_psf)
+        if self.prior_truncate and not self.prior_truncate > 1.0:
+            raise UserError(
+                f"stylegan2 config prior_truncate is in half-light radii and must be > 1 (0: not cut), "
+                f"got {self.prior_truncate}"
+            )
         for name in _POSITIVE:
             if getattr(self, name) < 1:
                 raise UserError(f"stylegan2 config {name} must be >= 1, got {getattr(self, name)}")
@@ -470,7 +483,7 @@ class SynthesisNetwork(nn.Module):
                     "stylegan2 config cond_prior 'sersic' needs a model conditioned on physical parameters "
                     "(train with --cond sersic_n,half_light_radius_px,...)"
                 )
-            self.prior = SersicPrior(spec.names, cfg.image_size)
+            self.prior = SersicPrior(spec.names, cfg.image_size, cfg.prior_psf, cfg.prior_truncate)
             # the template straight into the image too, per channel, starting at 0 (learned from the data;
             # starting at 1 measured worse: drawn n's Spearman 0.856 against 0.902 at 52 kimg)
             self.prior_gain = nn.Parameter(torch.zeros(cfg.channels))
