@@ -53,7 +53,7 @@ from astrogan.training.stats import StatsWriter
 from astrogan.utils.atomic import write_json
 from astrogan.utils.errors import Interrupted, UserError
 from astrogan.utils.log import info, progress
-from astrogan.utils.rundir import make_run_dir
+from astrogan.utils.rundir import RunLock, make_run_dir
 from astrogan.utils.seeds import latents_for_seeds
 from astrogan.utils.torchtools import pick_device, seed_everything
 
@@ -122,13 +122,17 @@ def _git_commit() -> str | None:
 
 
 def _open_run(
-    cfg: TrainConfig, resume: bool | str | Path, explicit: Collection[str] | None, dist: dist_utils.DistInfo
+    cfg: TrainConfig,
+    resume: bool | str | Path,
+    explicit: Collection[str] | None,
+    dist: dist_utils.DistInfo,
+    lock: RunLock,
 ) -> tuple[Path, TrainConfig, dict[str, Any] | None]:
     """The run directory (none yet for a new run: `make_run_dir` once set-up has passed), the config to train
-    with (the saved one when resuming) and the state to resume."""
+    with (the saved one when resuming) and the state to resume; a resumed run is locked before it is touched."""
     if not resume:
         return Path(), cfg, None
-    return open_resumed(cfg, resume, explicit, is_main=dist.is_main)
+    return open_resumed(cfg, resume, explicit, is_main=dist.is_main, hold=lock.take)
 
 
 def _load_images(cfg: TrainConfig, device: torch.device):
@@ -770,8 +774,25 @@ def train(
 
     On resume the run's saved settings are used, with the fields named in `overrides` (the flags the user
     typed; None: the fields of `cfg` that differ from the defaults) on top. SIGTERM or SIGINT saves after
-    the current step and raises `Interrupted`.
+    the current step and raises `Interrupted`. While it trains, the run directory is locked (`RunLock`): a
+    second `train` resuming it is refused in one line.
     """
+    lock = RunLock()
+    try:
+        return _train(cfg, resume, overrides, callbacks, show_progress, lock)
+    finally:
+        lock.release()
+
+
+def _train(
+    cfg: TrainConfig,
+    resume: bool | str | Path,
+    overrides: Collection[str] | None,
+    callbacks: Sequence[StepCallback],
+    show_progress: bool,
+    lock: RunLock,
+) -> Path:
+    """`train`'s body; `lock` takes the run directory as soon as it is known (main process only)."""
     from astrogan.metrics import METRICS
 
     cfg.validate(archs=ARCHS, metrics=METRICS)  # every name, before a device, a dataset or a run dir
@@ -780,7 +801,7 @@ def train(
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
-    run_dir, cfg, resume_state = _open_run(cfg, resume, overrides, dist)
+    run_dir, cfg, resume_state = _open_run(cfg, resume, overrides, dist, lock)
     if not resume:  # a resumed run keeps the model it was built with (older runs have no prior)
         cfg = _with_default_prior(cfg, dist)
     _check_compile(cfg, device)  # the resumed run's own settings may compile though this call did not say so
@@ -788,6 +809,7 @@ def train(
     setup = _set_up(cfg, device, dist)
     if not resume and dist.is_main:  # only now: a set-up that fails leaves no empty run behind
         run_dir = make_run_dir(cfg.results_dir, cfg.name)
+        lock.take(run_dir)
     st = setup.st
     if resume_state is not None:
         st.restore(resume_state)

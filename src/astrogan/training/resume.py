@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -157,10 +157,18 @@ def newest_intact_state(ckpt_dir: Path, *, announce: bool = True) -> dict[str, A
 
 
 def open_resumed(
-    cfg: TrainConfig, resume: bool | str | Path, explicit: Collection[str] | None, *, is_main: bool
+    cfg: TrainConfig,
+    resume: bool | str | Path,
+    explicit: Collection[str] | None,
+    *,
+    is_main: bool,
+    hold: Callable[[Path], None] | None = None,
 ) -> tuple[Path, TrainConfig, dict[str, Any] | None]:
-    """(run dir, the config to continue with, the state to restore or None) for `train(..., resume=...)`."""
+    """(run dir, the config to continue with, the state to restore or None) for `train(..., resume=...)`;
+    `hold(run_dir)` (the main process only) before anything in it is read or cleaned: the run's lock."""
     run_dir = find_run_dir(cfg, resume)
+    if is_main and hold is not None:
+        hold(run_dir)
     try:
         saved_all = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
         saved = saved_all["train"]
