@@ -80,9 +80,9 @@ def main() -> None:
     ap.add_argument(
         "--prior-template",
         choices=("data", "learned"),
-        default="data",
-        help="the prior's template: drawn with the stamps' PSF and truncation (data, train's default) or "
-        "blurred by a learned Gaussian, uncut (learned, the default before)",
+        default="learned",
+        help="the prior's template: blurred by a learned Gaussian, uncut (learned, train's default) or drawn "
+        "with the stamps' PSF and truncation (data)",
     )
     ap.add_argument(
         "--cond-bn",
@@ -173,7 +173,7 @@ def main() -> None:
                 + ("-cbn" if args.cond_bn and arch == "dcgan" else "")
                 + (f"-mm{args.mismatch_weight:g}" if args.mismatch_weight is not None else "")
                 + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else "")
-                + ("-learned" if args.prior_template == "learned" and arch == "stylegan2" else ""),
+                + ("-data" if args.prior_template == "data" and arch == "stylegan2" else ""),
                 device="cpu",
                 seed=args.seed,
                 num_snapshot_seeds=16,

@@ -82,20 +82,22 @@ def test_a_sersic_prior_run_trains_its_prior_and_resumes_bit_exactly(sersic_ds, 
     b = load_state(resumed / "checkpoints" / "state-0000004.pt")["G"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert a["synthesis.prior_gain"].abs().max() > 0  # the template's direct gain learned (it starts at 0)
-    assert "synthesis.prior.log_sigma" not in a  # drawn with the data's own PSF: no blur to learn
+    assert float(a["synthesis.prior.log_sigma"]) != 0.0  # the blur width learned (it starts at 0)
     gen = load_generator(full, device="cpu")
-    # the synth's 2 px FWHM Moffat on 32 px stamps is 1 px at 16 px; the synth cuts profiles at 4 r_e
-    assert (gen.module.config.prior_psf, gen.module.config.prior_truncate) == ("moffat:fwhm_px=1,beta=3", 4.0)
+    assert (gen.module.config.prior_psf, gen.module.config.prior_truncate) == ("", 0.0)  # the default
     assert gen.module.config.cond_prior == "sersic"
     assert not np.array_equal(gen.generate([5], cond="sersic_n=1"), gen.generate([5], cond="sersic_n=4"))
 
 
-def test_a_prior_told_no_psf_learns_its_blur(sersic_ds, tmp_path) -> None:
-    model = {**ARCHS["stylegan2"].tiny, "prior_psf": ""}  # "": a Gaussian of learned width, profiles not cut
+def test_a_prior_told_the_data_psf_draws_with_it(sersic_ds, tmp_path) -> None:
+    # the synth's 2 px FWHM Moffat on 32 px stamps is 1 px at 16 px; the synth cuts profiles at 4 r_e
+    told = {"prior_psf": "moffat:fwhm_px=1,beta=3", "prior_truncate": 4.0}
+    model = {**ARCHS["stylegan2"].tiny, **told}
     run = train(_cfg(sersic_ds, tmp_path, "stylegan2", model=model, num_train_steps=2), show_progress=False)
     gen = load_generator(run, device="cpu")
-    assert (gen.module.config.prior_psf, gen.module.config.prior_truncate) == ("", 0.0)
-    assert float(gen.module.synthesis.prior.log_sigma) != 0.0  # the blur width learned (it starts at 0)
+    assert (gen.module.config.prior_psf, gen.module.config.prior_truncate) == tuple(told.values())
+    assert gen.module.synthesis.prior.log_sigma is None  # a known PSF: no blur to learn
+    assert gen.module.synthesis.prior.psf is not None and gen.module.synthesis.prior.truncate == 4.0
 
 
 def test_new_runs_on_sersic_conditions_draw_on_the_prior_unless_told_none(sersic_ds, tmp_path) -> None:
@@ -154,9 +156,8 @@ def test_cli_sersic_prior_needs_the_sersic_columns(sersic_ds, tmp_path, cli) -> 
     assert code != 0 and "needs a model conditioned on physical parameters" in err
     code, out, err = cli([*args, "--cond", "sersic_n,half_light_radius_px"])
     assert code == 0, err
-    picked = load_generator(out.strip().splitlines()[-1], device="cpu").module
-    assert picked.synthesis.prior is not None and picked.config.prior_psf == "moffat:fwhm_px=1,beta=3"
-    # a PSF the user gives wins over the data's (and then nothing else is picked up)
+    assert load_generator(out.strip().splitlines()[-1], device="cpu").module.synthesis.prior is not None
+    # the data's PSF, given as a quoted --model value (its comma stays inside)
     given = ["--model", 'prior_psf="moffat:fwhm_px=1.5,beta=2.5"', "--cond", "sersic_n,half_light_radius_px"]
     code, out, err = cli([*args, *given])
     assert code == 0, err

@@ -7,7 +7,7 @@ instead of learning from scratch what a number like "n = 1.2" looks like. The pr
 I(r) ∝ exp(-b_n (r/r_e)^(1/n)) on elliptical radii (major axis r_e/sqrt(q), minor r_e*sqrt(q), as
 GalSim's area-preserving shear draws it), centred on the stamp, averaged over 2x2 sub-pixels, blurred
 and scaled to a peak of 1. The blur is the data's own PSF when the model knows it (`psf`, a spec such as
-`moffat:fwhm_px=2,beta=3`; `train` fills it in for `synth_sersic` data), convolved on the sub-pixel grid as
+`moffat:fwhm_px=2,beta=3`), convolved on the sub-pixel grid as
 GalSim draws it; otherwise a Gaussian of learned width. `truncate` cuts the profile at that many r_e, r_e
 being the cut profile's own (GalSim's `trunc` with `flux_untruncated=False`, as `synth_sersic` draws at 4),
 so that the template is the data's noise-free picture. Without a position-angle column the angle is

@@ -40,8 +40,7 @@ class StyleGAN2Config(ArchConfig):
     (models.sersic_prior); it needs `cond` with a Sérsic index and a half-light radius in pixels. "" or
     "none": no prior (`train` turns it on for new runs on such conditions unless told "none").
     `prior_psf` (`moffat:fwhm_px=2,beta=3`, pixels at image_size) and `prior_truncate` (in r_e; 0: not cut)
-    draw the template as the data was drawn; "" blurs it with a learned Gaussian instead (`train` fills both
-    in for `synth_sersic` data, whose PSF and truncation the dataset records).
+    draw the template as the data was drawn; "" blurs it with a learned Gaussian instead (the default).
     """
 
     ARCH = _ARCH
