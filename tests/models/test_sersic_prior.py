@@ -248,3 +248,13 @@ def test_save_load_sample_interpolate_and_export_with_parity(tmp_path, template)
     for fmt in ("onnx", "torchscript"):
         result = export_module(G, tmp_path / fmt, fmt=fmt)
         assert json.loads((result.out_dir / "model.json").read_text())["parity"]["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_the_learned_blur_gets_a_gradient_at_its_start(size) -> None:
+    """Its clamp's upper bound lies above the 1 px start at every size: at the bound torch (2.14) passes no
+    gradient, and a 16 px model's blur never learned."""
+    prior = SersicPrior(SPEC.names, size)
+    t = prior.render(prior.params(torch.randn(4, 2), torch.tensor([[2.0, 3.0, 0.5]] * 4)))
+    (t * torch.linspace(-1, 1, t.numel()).view_as(t)).sum().backward()
+    assert prior.log_sigma.grad is not None and prior.log_sigma.grad.abs() > 0

@@ -172,7 +172,9 @@ class SersicPrior(nn.Module):
             None if spec is None else _pixel_kernel(psf_kernel_subpixel(*spec, image_size)),
             persistent=False,
         )
-        self.radius = max(2, image_size // 16)  # learned blur kernel half-width (px)
+        # learned blur kernel half-width (px); sigma is clamped to radius / 2, which must lie above its start (1 px):
+        # at the bound the clamp passes no gradient (torch 2.14), and the blur would never learn
+        self.radius = max(4, image_size // 16)
         self.log_sigma = nn.Parameter(torch.zeros(())) if spec is None else None  # sigma starts at 1 px
         if truncate and not truncate > 1.0:
             raise UserError(
