@@ -546,17 +546,14 @@ def _with_default_prior(cfg: TrainConfig, dist: dist_utils.DistInfo) -> TrainCon
     0.98 with the prior, 0.70 / 0.86 / 0.78 without.
     """
     fields = {f.name for f in dataclasses.fields(get_arch(cfg.arch).config_cls)}
-    if "cond_prior" not in fields:
+    if "cond_prior" not in fields or "cond_prior" in cfg.model or not has_prior_columns(cfg.cond):
         return cfg
-    model = dict(cfg.model)
-    if "cond_prior" not in model and has_prior_columns(cfg.cond):
-        model["cond_prior"] = "sersic"
-        if dist.is_main:
-            info(
-                "note: the Sérsic prior is on: the generator builds on the analytic profile of the asked "
-                f"{', '.join(cfg.cond)} (--model cond_prior=none turns it off)"
-            )
-    return dataclasses.replace(cfg, model=model)
+    if dist.is_main:
+        info(
+            "note: the Sérsic prior is on: the generator builds on the analytic profile of the asked "
+            f"{', '.join(cfg.cond)} (--model cond_prior=none turns it off)"
+        )
+    return dataclasses.replace(cfg, model={**cfg.model, "cond_prior": "sersic"})
 
 
 def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -> _Setup:
