@@ -85,6 +85,12 @@ def main() -> None:
         "with the stamps' PSF and truncation (data)",
     )
     ap.add_argument(
+        "--lr-rampdown",
+        type=float,
+        default=0.0,
+        help="train's --lr-rampdown: learning rates fall to 0 over this last fraction of the steps",
+    )
+    ap.add_argument(
         "--cond-bn",
         action="store_true",
         help="DCGAN with conditional BatchNorm (the condition at every resolution)",
@@ -173,7 +179,9 @@ def main() -> None:
                 + ("-cbn" if args.cond_bn and arch == "dcgan" else "")
                 + (f"-mm{args.mismatch_weight:g}" if args.mismatch_weight is not None else "")
                 + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else "")
-                + ("-data" if args.prior_template == "data" and arch == "stylegan2" else ""),
+                + ("-data" if args.prior_template == "data" and arch == "stylegan2" else "")
+                + (f"-rd{args.lr_rampdown:g}" if args.lr_rampdown else ""),
+                lr_rampdown=args.lr_rampdown,
                 device="cpu",
                 seed=args.seed,
                 num_snapshot_seeds=16,

@@ -61,6 +61,7 @@ class TrainConfig:
     lr_d: float | None = None
     ema_kimg: float = 1.0  # EMA half-life in thousands of images (StyleGAN2's convention)
     ema_rampup: float | None = 0.05  # half-life <= this fraction of images seen, early on
+    lr_rampdown: float = 0.0  # learning rates fall to 0 (half cosine) over this last fraction of the steps
     seed: int = 0
     device: str = "auto"
     num_snapshot_seeds: int = 64  # fixed-seed grid size (8x8)
@@ -130,6 +131,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value < math.inf:
                 raise UserError(f"--lr must be a positive number, got {value} ({name})")
+        if not 0.0 <= self.lr_rampdown < 1.0:
+            raise UserError(f"--lr-rampdown is a fraction of the steps in [0, 1), got {self.lr_rampdown}")
         if not 0.0 <= self.aug_prob <= 1.0:
             raise UserError(f"--aug-prob must be in [0, 1], got {self.aug_prob}")
         if self.aug not in ("diffaugment", "ada"):

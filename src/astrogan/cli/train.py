@@ -96,6 +96,11 @@ def register(app: typer.Typer) -> None:
         ada_kimg: float = typer.Option(
             _default("ada_kimg"), "--ada-kimg", help="ADA: kimg for p to move from 0 to 1."
         ),
+        lr_rampdown: float = typer.Option(
+            _default("lr_rampdown"),
+            "--lr-rampdown",
+            help="Learning rates fall to 0 (half cosine) over this last fraction of the steps (0: off).",
+        ),
         loss: list[str] = typer.Option(
             _default("loss"),
             "--loss",

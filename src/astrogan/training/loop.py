@@ -48,7 +48,14 @@ from astrogan.training.ema import ema_beta, update_ema
 from astrogan.training.losses import Batch, GANLoss, Phase, make_loss, reg_intervals
 from astrogan.training.resume import open_resumed
 from astrogan.training.signals import StopRequests
-from astrogan.training.state import TrainingState, list_states, prune_states, save_state, state_path
+from astrogan.training.state import (
+    TrainingState,
+    list_states,
+    prune_states,
+    rampdown_factor,
+    save_state,
+    state_path,
+)
 from astrogan.training.stats import StatsWriter
 from astrogan.utils.atomic import write_json
 from astrogan.utils.errors import Interrupted, UserError
@@ -822,6 +829,7 @@ def _train(
     with bar, StopRequests() as stops:
         task = bar.add_task("training", total=cfg.num_train_steps, completed=st.step, info="")
         while st.step < cfg.num_train_steps:
+            st.set_lr_ramp(rampdown_factor(st.step, cfg.num_train_steps, cfg.lr_rampdown))
             try:
                 tick = setup.step_fn()
             except NonFiniteLoss as exc:

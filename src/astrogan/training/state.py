@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,17 @@ from astrogan.utils.torchtools import get_rng_state, set_rng_state
 
 STATE_FORMAT_VERSION = 1
 _STATE_RE = re.compile(r"^state-(\d{7})\.pt$")
+
+
+def rampdown_factor(step: int, total: int, fraction: float) -> float:
+    """The learning rates' factor for 0-based `step` of `total`: 1, then a half cosine towards 0 over the last
+    `fraction` of the steps (0: no ramp). Lets the weights settle, so that the EMA generator averages one
+    generator rather than a moving one (whose average is a blurred picture)."""
+    start = total * (1.0 - fraction)
+    if fraction <= 0.0 or step < start:
+        return 1.0
+    t = min((step - start) / max(total - start, 1e-9), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def state_path(ckpt_dir: Path, step: int) -> Path:
@@ -61,8 +73,10 @@ class TrainingState:
     augmentation object (ADA's p), the loss's own state (path-length mean), the batch sampler, RNGs and
     the counters. `capture()` takes a deep copy (for a save or a NaN rollback); `restore()` puts one back.
 
-    Learning rates are `base_lr * lr_scale * mb_ratio`: `lr_scale` shrinks after NaN rollbacks and
-    `mb_ratio = k / (k + 1)` compensates a network's lazy regularisation every k steps (StyleGAN2).
+    Learning rates are `base_lr * lr_scale * lr_ramp * mb_ratio`: `lr_scale` shrinks after NaN rollbacks,
+    `lr_ramp` is the end-of-training ramp-down (`rampdown_factor`, set from the step before each step, so it
+    needs no saving) and `mb_ratio = k / (k + 1)` compensates a network's lazy regularisation every k steps
+    (StyleGAN2).
     """
 
     COUNTERS = ("step", "cur_nimg", "lr_scale", "nan_rollbacks")
@@ -92,13 +106,22 @@ class TrainingState:
         self.base_lrs, self.mb_ratios = dict(base_lrs), dict(mb_ratios)
         self.dist, self.config = dist, config
         self.step, self.cur_nimg, self.lr_scale, self.nan_rollbacks = 0, 0, 1.0, 0
+        self.lr_ramp = 1.0
 
     def lr(self, net: str) -> float:
         """The learning rate network `net` ("G" or "D") steps with now."""
-        return self.base_lrs[net] * self.lr_scale * self.mb_ratios[net]
+        return self.base_lrs[net] * self.lr_scale * self.lr_ramp * self.mb_ratios[net]
+
+    def set_lr_ramp(self, ramp: float) -> None:
+        if ramp != self.lr_ramp:
+            self.lr_ramp = float(ramp)
+            self._apply_lrs()
 
     def set_lr_scale(self, scale: float) -> None:
         self.lr_scale = float(scale)
+        self._apply_lrs()
+
+    def _apply_lrs(self) -> None:
         for net, opt in self.opt.items():
             for group in opt.param_groups:
                 group["lr"] = self.lr(net)
