@@ -27,7 +27,7 @@ def _default(name: str) -> Any:
     return value
 
 
-# Two options built here, not in the signature, so that `train_cmd` stays under the function size limit.
+# Options built here, not in the signature, so that `train_cmd` stays under the function size limit.
 _AUG = typer.Option(
     _default("aug"), "--aug", help="diffaugment (fixed --aug-prob) or ada (adaptive p, starts at --aug-prob)."
 )
@@ -36,6 +36,11 @@ _MIRROR = typer.Option(
     "--mirror",
     help="The reals' symmetries as extra images: none, x (mirrors) or dihedral (quarter turns and mirrors, "
     "8 views: for sky pictures with no up or left).",
+)
+_LR_RAMPDOWN = typer.Option(
+    _default("lr_rampdown"),
+    "--lr-rampdown",
+    help="Learning rates fall to 0 (half cosine) over this last fraction of the steps (0: off).",
 )
 
 
@@ -96,11 +101,7 @@ def register(app: typer.Typer) -> None:
         ada_kimg: float = typer.Option(
             _default("ada_kimg"), "--ada-kimg", help="ADA: kimg for p to move from 0 to 1."
         ),
-        lr_rampdown: float = typer.Option(
-            _default("lr_rampdown"),
-            "--lr-rampdown",
-            help="Learning rates fall to 0 (half cosine) over this last fraction of the steps (0: off).",
-        ),
+        lr_rampdown: float = _LR_RAMPDOWN,
         loss: list[str] = typer.Option(
             _default("loss"),
             "--loss",
