@@ -157,6 +157,7 @@ def test_image_is_deterministic_with_etag_and_304(model_path, tmp_path):
         ("/api/image.png", {"seed": 2**32}, "seed"),
         ("/api/image.png", {"seed": "abc"}, "seed"),
         ("/api/image.png", {"seed": 1, "trunc": 5}, "trunc"),
+        ("/api/image.png", {"seed": 1, "trunc": 0}, "trunc"),  # as `generate --trunc`: in (0, 2]
         ("/api/image.png", {"seed": 1, "class": 0}, "class"),
         ("/api/interpolate", {"from": 1, "to": 2, "steps": 65}, "steps"),
         ("/api/interpolate", {"from": 1, "to": 2, "steps": 1}, "steps"),
@@ -188,6 +189,7 @@ def test_bad_input_gets_422_with_one_line_reason(model_path, tmp_path, path, par
         ({"seed": 1, "trunc": "-inf"}, "trunc: should be a finite number, got '-inf'"),
         ({"seed": 1, "trunc": "1e999"}, "trunc: should be a finite number, got '1e999'"),
         ({"seed": 1, "trunc": "5"}, "trunc: Input should be less than or equal to 2, got '5'"),
+        ({"seed": 1, "trunc": "0"}, "trunc: Input should be greater than 0, got '0'"),
         ({"seed": "abc"}, "got 'abc'"),
     ],
 )
@@ -322,6 +324,9 @@ def test_settings_reject_bad_values(model_path):
         ServeSettings(model_path=model_path, pool_size=10, low_water=10)
     with pytest.raises(ValueError):
         ServeSettings(model_path=model_path, when_empty="panic")
+    for trunc in (0.0, -1.0, 2.5):  # (0, 2], as `generate --trunc` and the API's trunc=
+        with pytest.raises(ValueError, match="trunc"):
+            ServeSettings(model_path=model_path, trunc=trunc)
 
 
 def test_page_shows_the_model_card(model_path, tmp_path):

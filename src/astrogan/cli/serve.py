@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
             64, "--reservoir", min=1, help="Recent images kept for --when-empty reuse."
         ),
         trunc: float = typer.Option(
-            1.0, "--trunc", min=0.0, max=2.0, help="Truncation of the pool's images."
+            1.0, "--trunc", max=2.0, help="Truncation of the pool's images, in (0, 2]."
         ),
         threads: int = typer.Option(
             0, "--threads", min=0, help="ONNX Runtime threads per process (0: its default)."

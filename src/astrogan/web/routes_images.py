@@ -37,7 +37,10 @@ from astrogan.web.context import ServeContext
 from astrogan.web.imaging import animation_formats, encode_animation, encode_png
 
 TRUNC_QUERY = Query(
-    1.0, ge=0.0, le=2.0, description="truncation (0..2, 1 = none), applied inside the network like --trunc"
+    1.0,
+    gt=0.0,
+    le=2.0,
+    description="truncation in (0, 2] (1 = none), applied inside the network like --trunc",
 )
 # Bounded by the model in ServeContext.check_class, so that an out-of-range label is told the model's range.
 CLASS_QUERY = Query(

@@ -26,7 +26,7 @@ class ServeSettings(BaseModel):
     reservoir_size: int = Field(64, ge=1, le=10_000, description="recent images kept for `reuse`")
     when_empty: Literal["reuse", "generate"] = "reuse"
     refill_batch: int = Field(8, ge=1, le=256, description="images per refill generator call")
-    trunc: float = Field(1.0, ge=0.0, le=2.0, description="truncation of the pool's pictures")
+    trunc: float = Field(1.0, gt=0.0, le=2.0, description="truncation of the pool's pictures, in (0, 2]")
     num_threads: int = Field(0, ge=0, le=256, description="ONNX Runtime threads per process (0: default)")
     png_compress_level: int = Field(1, ge=0, le=9)
     image_cache_size: int = Field(256, ge=0, le=100_000, description="PNG responses kept in memory")
