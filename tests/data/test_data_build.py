@@ -348,6 +348,43 @@ def test_fits_builds_store_stretched_float32_that_can_be_undone(tmp_path):
     assert three.channels == 3 and np.array_equal(three.images()[..., 0], three.images()[..., 2])
 
 
+def test_fits_build_headroom_reaches_the_stretch_the_manifest_and_the_cli(tmp_path, capsys):
+    from astrogan.cli.main import main
+
+    src = tmp_path / "raw"
+    src.mkdir()
+    flux = np.random.default_rng(4).gamma(2.0, 5.0, (2, 32, 32)).astype(np.float32)
+    for i in range(2):
+        _write_fits(src / f"g{i}.fits", flux[i])
+    kw = {"image_sizes": (32,), "stretch": "linear", "white_percentile": 100.0}
+    ds = open_dataset(build([src], tmp_path / "ds", headroom=1.25, **kw).path)
+    imgs = ds.images()
+    assert np.allclose(imgs.reshape(2, -1).max(1), 0.8, atol=1e-3)  # every peak at 1 / 1.25
+    assert (
+        ds.manifest["stretch"]["headroom"] == 1.25
+        and ds.manifest["preprocessing"]["params"]["headroom"] == 1.25
+    )
+    assert "headroom" in " ".join(ds.manifest["preprocessing"]["steps"])
+    with pytest.raises(UserError, match="--headroom"):
+        build([src], tmp_path / "bad", headroom=0.9, **kw)
+    args = [
+        "dataset",
+        "build",
+        str(src),
+        "--image-size",
+        "32",
+        "--stretch",
+        "linear",
+        "--white-percentile",
+        "100",
+    ]
+    assert main([*args, "-o", str(tmp_path / "cli"), "--headroom", "1.5"]) == 0
+    assert np.allclose(open_dataset(tmp_path / "cli").images().reshape(2, -1).max(1), 1 / 1.5, atol=1e-3)
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path / "sci"), "--bands", "g", "--headroom", "1.5"]) == 2
+    assert "--headroom is for FITS picture builds" in capsys.readouterr().err
+
+
 def test_channels_luminance_matches_pillow_and_tiff_and_fits_cubes_are_read(tmp_path):
     from astrogan.data.preprocess import to_channels
 

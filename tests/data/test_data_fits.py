@@ -54,6 +54,21 @@ def test_asinh_lifts_faint_flux_and_clips_outside_black_white():
     assert back[0, 0] == pytest.approx(10.0) and back[0, 100] == pytest.approx(90.0, rel=1e-5)
 
 
+def test_headroom_keeps_the_peak_below_white_and_is_undone_exactly():
+    """White at headroom x the percentile's level: a linear stretch with white at the peak puts the peak at
+    1 / headroom, so a generator's overshoot of it is kept, not clipped; unstretch still returns the flux."""
+    rng = np.random.default_rng(2)
+    flux = rng.gamma(1.5, 10.0, size=(32, 32)).astype(np.float32)
+    y, params = fits_io.stretch(flux, "linear", black_percentile=0.0, white_percentile=100.0, headroom=1.25)
+    assert y.max() == pytest.approx(0.8) and y.min() == pytest.approx(0.0) and params["headroom"] == 1.25
+    np.testing.assert_allclose(fits_io.unstretch(y, params), flux, rtol=1e-4, atol=1e-3 * float(flux.max()))
+    plain, _ = fits_io.stretch(flux, "linear", black_percentile=0.0, white_percentile=100.0)
+    np.testing.assert_allclose(y, plain * 0.8, atol=1e-6)
+    for bad in (0.5, float("nan"), float("inf")):
+        with pytest.raises(UserError, match="headroom"):
+            fits_io.stretch(flux, "linear", headroom=bad)
+
+
 def test_stretch_ignores_nonfinite_and_rejects_unknown_kind():
     flux = np.ones((8, 8), dtype=np.float32)
     flux[0, 0], flux[1, 1] = np.nan, np.inf

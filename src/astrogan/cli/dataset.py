@@ -112,6 +112,13 @@ _WHITE_PERCENTILE = typer.Option(
     "--white-percentile",
     help="Percentile shown white (default 99.9 in science builds, 99.5 for FITS pictures).",
 )
+_HEADROOM = typer.Option(
+    None,
+    "--headroom",
+    help="FITS pictures: white at this many times the white percentile's level (default 1). With "
+    "--stretch linear --white-percentile 100 --headroom 1.25 every peak sits at 0.8, so what a generator "
+    "makes brighter than the peak is kept rather than clipped.",
+)
 _STRETCH_BLACK = typer.Option(
     None, "--stretch-black", help="Science build: flux shown black per band, e.g. 0,0,0,0 (else fitted)."
 )
@@ -239,6 +246,7 @@ def build(
     stretch_a: float = _STRETCH_A,
     black_percentile: float = _BLACK_PERCENTILE,
     white_percentile: float = _WHITE_PERCENTILE,
+    headroom: float = _HEADROOM,
     dtype: str = _DTYPE,
     overwrite: bool = _OVERWRITE,
     labels: Path = _LABELS,
@@ -282,7 +290,7 @@ def _build_options(flags: dict[str, Any], *, science: bool) -> BuildOptions:
     min_size = flags["min_size"]
     if min_size is None:
         min_size = 1 if crop == "pad" else 32
-    fits_stretch = {k: flags[k] for k in ("stretch_a", "black_percentile", "white_percentile")}
+    fits_stretch = {k: flags[k] for k in ("stretch_a", "black_percentile", "white_percentile", "headroom")}
     return BuildOptions(
         image_sizes=parse_sizes(flags["image_size"]),
         crop=crop,
@@ -354,6 +362,10 @@ def _science_options(flags: dict[str, Any]) -> ScienceOptions | None:
         if given:
             raise UserError(f"{given[0]} belongs to science builds: add --bands, --science, --h5 or --cosmos")
         return None
+    if flags["headroom"] is not None:
+        raise UserError(
+            "--headroom is for FITS picture builds; a science build sets its white with --stretch-white"
+        )
     percentiles = {k: flags[k] for k in ("black_percentile", "white_percentile") if flags[k] is not None}
     return ScienceOptions(
         bands=parse_names(flags["bands"]),
@@ -497,7 +509,8 @@ def info(path: Path = typer.Argument(..., help="Dataset directory (from `astroga
         table.add_row(
             "stretch",
             f"{st['kind']} a={st['a']} black/white percentiles "
-            f"{st['black_percentile']}/{st['white_percentile']}",
+            f"{st['black_percentile']}/{st['white_percentile']}"
+            + (f", headroom {st['headroom']:g}" if st.get("headroom", 1) != 1 else ""),
         )
     table.add_row("content hash", ds.content_hash)
     table.add_row("created", f"{m.get('created_at', '?')} by {m.get('created_by', '?')}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
 import time
@@ -108,6 +109,9 @@ class BuildOptions:
     stretch_a: float | None = None
     black_percentile: float = fits_io.DEFAULT_BLACK_PERCENTILE
     white_percentile: float = fits_io.DEFAULT_WHITE_PERCENTILE
+    headroom: float = (
+        1.0  # FITS pictures: white moved to headroom x the white percentile's level (fits_io.stretch)
+    )
     dtype: str = "auto"
 
     def __post_init__(self) -> None:
@@ -139,6 +143,8 @@ class BuildOptions:
             raise UserError("the near-duplicate threshold must be between 0 and 64 bits")
         if not 0.0 <= self.black_percentile < self.white_percentile <= 100.0:
             raise UserError("need 0 <= black percentile < white percentile <= 100")
+        if not (math.isfinite(self.headroom) and self.headroom >= 1.0):
+            raise UserError(f"--headroom must be a number >= 1 (1: none), got {self.headroom}")
 
 
 @dataclass
@@ -1078,6 +1084,7 @@ def _hashed_params(opts: BuildOptions, *, dtype: str, channels: int) -> dict[str
         "stretch_a": opts.stretch_a,
         "black_percentile": opts.black_percentile,
         "white_percentile": opts.white_percentile,
+        "headroom": opts.headroom,
         "dtype": dtype,
     }
 
@@ -1093,7 +1100,8 @@ def _steps(
     if has_fits:
         steps.append(
             f"FITS: first HDU with data, non-finite pixels filled with black, {opts.stretch} stretch "
-            f"per image (black/white from percentiles {opts.black_percentile}/{opts.white_percentile}; "
+            f"per image (black/white from percentiles {opts.black_percentile}/{opts.white_percentile}"
+            f"{'' if opts.headroom == 1 else f', white x {opts.headroom:g} (headroom)'}; "
             "per-image values in sources[].stretch and meta.stretch_black/white), flipped to image order"
         )
     if review is not None:
@@ -1143,6 +1151,7 @@ def _stretch_section(opts: BuildOptions) -> dict[str, Any]:
         "a": a,
         "black_percentile": opts.black_percentile,
         "white_percentile": opts.white_percentile,
+        "headroom": opts.headroom,
         "per_image": "meta.stretch_black/white; undo with astrogan.data.fits_io.unstretch",
     }
 

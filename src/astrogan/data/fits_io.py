@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,11 +85,15 @@ def stretch(
     white: float | None = None,
     black_percentile: float = DEFAULT_BLACK_PERCENTILE,
     white_percentile: float = DEFAULT_WHITE_PERCENTILE,
+    headroom: float = 1.0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Map linear flux to display values in [0, 1]; returns (float32 array of `data`'s shape, params).
 
     x = clip((data - black) / (white - black), 0, 1), black/white taken from percentiles of the finite,
-    unmasked pixels (all bands together, so colour balance survives) unless given. Then astropy's
+    unmasked pixels (all bands together, so colour balance survives) unless given; a percentile's white is
+    moved to black + headroom x (white - black), so that flux up to `headroom` times the percentile's level
+    stays below 1 (with white at the peak and headroom 1.25, a linear stretch puts every peak at 0.8, and a
+    generator's overshoot of the peak is kept rather than clipped). Then astropy's
       asinh:  y = asinh(x / a) / asinh(1 / a)     (AsinhStretch, a = softening, default 0.1)
       log:    y = log(1 + a x) / log(1 + a)        (LogStretch, a = scale, default 1000)
       sqrt:   y = sqrt(x)                          (SqrtStretch)
@@ -106,8 +111,11 @@ def stretch(
         raise ValueError("no finite pixels to stretch")
     if black is None:
         black = float(np.percentile(good, black_percentile))
+    if not (math.isfinite(headroom) and headroom >= 1.0):
+        raise UserError(f"the stretch's headroom must be a number >= 1 (1: none), got {headroom}")
     if white is None:
         white = float(np.percentile(good, white_percentile))
+        white = black + headroom * (white - black)
     if not white > black:
         # A flat image: keep the transform well defined; the caller flags it.
         white = black + 1.0
@@ -122,6 +130,7 @@ def stretch(
         "white": float(white),
         "black_percentile": float(black_percentile),
         "white_percentile": float(white_percentile),
+        "headroom": float(headroom),
     }
     x = np.where(bad, black, data)
     lifted = x if x.ndim >= 3 else x.reshape((1,) * (3 - x.ndim) + x.shape)

@@ -119,6 +119,7 @@ class PictureBuilder:
             "a": opts.stretch_a,
             "black_percentile": opts.black_percentile,
             "white_percentile": opts.white_percentile,
+            "headroom": opts.headroom,
         }
 
     @property
