@@ -91,6 +91,13 @@ def main() -> None:
         help="train's --lr-rampdown: learning rates fall to 0 over this last fraction of the steps",
     )
     ap.add_argument(
+        "--headroom",
+        type=float,
+        default=1.0,
+        help="dataset build's --headroom: white at this many times the peak (1: every peak at exactly 1, so a "
+        "fake's overshoot of it is clipped when pictures are clamped to [0, 1])",
+    )
+    ap.add_argument(
         "--cond-bn",
         action="store_true",
         help="DCGAN with conditional BatchNorm (the condition at every resolution)",
@@ -132,7 +139,10 @@ def main() -> None:
                 [root / "kept"],
                 data,
                 options=BuildOptions(
-                    image_sizes=(args.image_size,), stretch="linear", white_percentile=100.0
+                    image_sizes=(args.image_size,),
+                    stretch="linear",
+                    white_percentile=100.0,
+                    headroom=args.headroom,
                 ),
                 labels=root / "kept.csv",
                 label_columns=list(COLUMNS),
