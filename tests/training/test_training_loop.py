@@ -143,3 +143,53 @@ def test_stylegan2_with_ada_resumes_bit_exactly_with_p_and_path_length_mean(tiny
     assert torch.equal(a["loss_state"][0]["pl_mean"], b["loss_state"][0]["pl_mean"])
     assert a["loss_state"][0]["pl_mean"] > 0
     assert [r["loss_d"] for r in read_stats(resumed)] == [r["loss_d"] for r in ticks]
+
+
+@pytest.fixture
+def _restore_determinism():
+    """The global switches `_deterministic_cuda` sets, put back after the test."""
+    import os
+
+    saved = (
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    )
+    yield
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[0], saved[1]
+    torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+    if saved[4] is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[4]
+
+
+def test_cuda_training_asks_for_deterministic_kernels(_restore_determinism, monkeypatch):
+    # fp32 CUDA runs differed run to run on an H200 (bench/gpu_check.sh); these switches are the fix. The CPU
+    # has nothing to switch: it is left alone.
+    import os
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+    torch.use_deterministic_algorithms(False)
+    loop_mod._deterministic_cuda(torch.device("cpu"))
+    assert not torch.backends.cudnn.deterministic and not torch.are_deterministic_algorithms_enabled()
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    loop_mod._deterministic_cuda(torch.device("cuda"))
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()  # ops with no deterministic kernel still run
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_training_sets_up_determinism_for_its_device_first(tiny_dataset, tmp_path, monkeypatch):
+    seen = []
+    real_load = loop_mod._load_images
+    monkeypatch.setattr(loop_mod, "_deterministic_cuda", lambda device: seen.append(("det", device.type)))
+    monkeypatch.setattr(
+        loop_mod, "_load_images", lambda *a, **k: (seen.append(("load", None)), real_load(*a, **k))[1]
+    )
+    train(_cfg(tiny_dataset, tmp_path, "dcgan", num_train_steps=1, save_every=1), show_progress=False)
+    assert seen[:2] == [("det", "cpu"), ("load", None)]  # before any tensor reaches the device

@@ -2,7 +2,8 @@
 
 Read top to bottom: set up (data, nets, optimizers, run dir) -> maybe resume -> for each step: every phase
 the loss family declares (`Dmain`, lazy `Dreg`, `Gmain`, lazy `Greg`...), the augmentation's update (ADA),
-EMA, tick (stats), snapshot, save. A resumed run continues bit-exactly on CPU because every source of
+EMA, tick (stats), snapshot, save. A resumed run continues bit-exactly (on CUDA too, with deterministic
+kernels: `_deterministic_cuda`) because every source of
 randomness (global RNGs, the data sampler's generator) and every piece of adaptive state (ADA's p, the
 path-length mean) is in `TrainingState`, and a non-finite loss rolls back to the last good state with
 lower learning rates instead of writing garbage.
@@ -202,6 +203,25 @@ def _memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_forma
     """NHWC when asked for, or by default on CUDA (no gain measured on CPU)."""
     use_nhwc = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
     return torch.channels_last if use_nhwc else torch.contiguous_format
+
+
+def _deterministic_cuda(device: torch.device) -> None:
+    """On CUDA, kernels that give the same bits every time, so that a resumed run continues bit-exactly.
+
+    Seen on an H200 (bench/gpu_check.sh, torch 2.11): fp32 runs (no --amp) of each architecture, run twice
+    from the same seed, differed after 12 steps (G by up to 5e-3) and so did their resumes, while the same
+    runs under --amp were bit-exact. cuDNN picks among convolution algorithms by heuristics, some of them
+    accumulating with atomics; `cudnn.deterministic` restricts it to reproducible ones, `benchmark` off stops
+    run-to-run timing from choosing, and `use_deterministic_algorithms` switches the ops that have a
+    deterministic variant to it (warning, not failing, on the few that have none). cuBLAS needs its
+    workspace fixed before its first call for the same. Costs some speed; the README promises exact resume.
+    """
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _amp_context(cfg: TrainConfig, device: torch.device) -> tuple[Callable[[], Any], bool]:
@@ -565,6 +585,7 @@ def _with_default_prior(cfg: TrainConfig, dist: dist_utils.DistInfo) -> TrainCon
 
 def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -> _Setup:
     """Data, networks, loss, augmentation and optimizers, all of it in one TrainingState (cheap checks first)."""
+    _deterministic_cuda(device)  # before the first CUDA kernel (cuBLAS reads its workspace setting once)
     spec = get_arch(cfg.arch)
     from_dict(spec.config_cls, {"image_size": cfg.image_size, **cfg.model}).validate()  # before any I/O
     loss = make_loss(spec.loss, image_size=cfg.image_size, batch_size=cfg.batch_size, **cfg.loss)
