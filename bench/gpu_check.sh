@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every CUDA path of astrogan in one run, under 8 minutes on one GPU:
+# Every CUDA path of astrogan in one run, under 8 minutes on one GPU (the architectures side by side: on an H200
+# each astrogan process spends ~10 s starting, so one after another took ~11 minutes):
 #   - training: dcgan, fastgan and stylegan2, AMP off and on (channels_last, as the loop does on CUDA);
 #     2-process torchrun with NCCL for each architecture when there are 2 GPUs or more;
 #   - resume on CUDA: each run is continued from its mid-run state and compared with the uninterrupted run
@@ -90,29 +91,25 @@ printf 'gpu_check: device %s, %s GPU(s), %s steps at %s px, output in %s\n' "$de
 [[ $device == cuda ]] || printf 'gpu_check: DRY RUN ON %s: this checks the script, not the GPU paths\n' "$device"
 
 ag=("$PY" -m astrogan.cli.main)
-results=()
-failed=0
-warned=0
+# One line per check, appended by checks that may run side by side (short O_APPEND writes do not interleave).
+results=$out/results.txt
+: >"$results"
 
-# check NAME TIMEOUT_S CMD...: run CMD with its output in logs/NAME.log; PASS or FAIL with the time it took.
+# check NAME TIMEOUT_S CMD...: run CMD with its output in logs/NAME.log; PASS or FAIL with the time it took,
+# printed in one write when it ends (checks of different architectures run at the same time).
 check() {
-    local name=$1 limit=$2 rc=0 t0=$SECONDS
+    local name=$1 limit=$2 rc=0 t0=$SECONDS line
     shift 2
-    printf '== %-34s ' "$name"
     timeout "$limit" "$@" >"$out/logs/$name.log" 2>&1 || rc=$?
     local dt=$((SECONDS - t0))
     if ((rc == 0)); then
-        printf 'PASS %4ss\n' "$dt"
-        results+=("PASS ${dt}s $name")
+        printf '== %-34s PASS %4ss\n' "$name" "$dt"
+        printf 'PASS %ss %s\n' "$dt" "$name" >>"$results"
     else
-        if ((rc == 124)); then
-            printf 'FAIL %4ss (timed out after %ss)\n' "$dt" "$limit"
-        else
-            printf 'FAIL %4ss (exit %s)\n' "$dt" "$rc"
-        fi
-        tail -n 6 "$out/logs/$name.log" | sed 's/^/     | /'
-        results+=("FAIL ${dt}s $name: exit $rc, log $out/logs/$name.log")
-        failed=$((failed + 1))
+        line=$(printf '== %-34s FAIL %4ss (exit %s)' "$name" "$dt" "$rc")
+        ((rc == 124)) && line=$(printf '== %-34s FAIL %4ss (timed out after %ss)' "$name" "$dt" "$limit")
+        printf '%s\n%s\n' "$line" "$(tail -n 6 "$out/logs/$name.log" | sed 's/^/     | /')"
+        printf 'FAIL %ss %s: exit %s, log %s\n' "$dt" "$name" "$rc" "$out/logs/$name.log" >>"$results"
     fi
     return 0
 }
@@ -176,7 +173,9 @@ ds=$out/data/ds
 # ---- training: each architecture, AMP off and on, then resume from the mid-run state ------------------------
 train_args=(train --data "$ds" --image-size "$size" --batch-size 16 --num-train-steps "$steps"
     --save-every "$half" --evaluate-every "$half" --device "$device" --aug-prob 0.2)
-for arch in dcgan fastgan stylegan2; do
+train_arch() { # ARCH: AMP off then on, each resumed from its mid-run state and compared with the whole run
+    local arch=$1 amp name run cut end_state
+    local -a model flags
     mapfile -t model < <(tiny_model "$arch")
     for amp in off on; do
         name=$arch-amp-$amp
@@ -199,20 +198,26 @@ for arch in dcgan fastgan stylegan2; do
                 "$cut/checkpoints/$end_state"
         fi
     done
-done
-
+}
 # Control: the same run twice. If these differ, CUDA training is not deterministic here (cuDNN, atomics) and a
-# resume that differs is not a resume bug.
-mapfile -t model < <(tiny_model fastgan)
-check train-fastgan-control 180 "${ag[@]}" "${train_args[@]}" --arch fastgan --results-dir "$out/runs" \
-    --name fastgan-control ${model[@]+"${model[@]}"}
+# resume that differs is not a resume bug. Runs beside the three architectures.
+train_control() {
+    local -a model
+    mapfile -t model < <(tiny_model fastgan)
+    check train-fastgan-control 180 "${ag[@]}" "${train_args[@]}" --arch fastgan --results-dir "$out/runs" \
+        --name fastgan-control ${model[@]+"${model[@]}"}
+}
+for arch in dcgan fastgan stylegan2; do
+    train_arch "$arch" &
+done
+train_control &
+wait
 if a=$(run_dir "$out/runs" fastgan-amp-off) && b=$(run_dir "$out/runs" fastgan-control); then
     end_state=$(printf 'state-%07d.pt' "$steps")
     if ! "${compare_states[@]}" "$a/checkpoints/$end_state" "$b/checkpoints/$end_state" >"$out/logs/control.json"; then
         printf 'WARN: the same CUDA run twice is not bit-exact (%s): resume differences above may be nondeterminism\n' \
             "$(cat "$out/logs/control.json")"
-        results+=("WARN same run twice differs on $device: $(cat "$out/logs/control.json")")
-        warned=$((warned + 1))
+        printf 'WARN same run twice differs on %s: %s\n' "$device" "$(cat "$out/logs/control.json")" >>"$results"
     fi
 fi
 
@@ -235,12 +240,13 @@ if ((ngpu >= 2)); then
     fi
 else
     printf '== ddp: SKIPPED (%s GPU; torchrun with NCCL needs 2)\n' "$ngpu"
-    results+=("SKIP ddp: $ngpu GPU")
+    printf 'SKIP ddp: %s GPU\n' "$ngpu" >>"$results"
 fi
 
 # ---- generation on the GPU against the CPU; export; the exported model through ONNX Runtime --------------------
-for arch in dcgan fastgan stylegan2; do
-    run=$(run_dir "$out/runs" "$arch-amp-off") || continue
+generate_arch() { # ARCH: its AMP-off run drawn on the device and on the CPU, exported, drawn through ONNX Runtime
+    local arch=$1 run
+    run=$(run_dir "$out/runs" "$arch-amp-off") || return 0
     check "generate-$arch-$device" 120 "${ag[@]}" generate --run "$run" --seeds 0-15 --device "$device" \
         --out "$out/gen/$arch-$device"
     check "generate-$arch-reference-cpu" 120 "${ag[@]}" generate --run "$run" --seeds 0-15 --device cpu \
@@ -264,7 +270,11 @@ for png in sorted(ref.glob("seed*.png")):
 print(f"largest 8-bit difference from {ref.name}: {worst}")
 sys.exit(0 if worst <= 2 else 1)
 ' "$out/gen/$arch-$device" "$out/gen/$arch-reference-cpu" "$out/gen/$arch-onnx"
+}
+for arch in dcgan fastgan stylegan2; do
+    generate_arch "$arch" &
 done
+wait
 
 # ---- speed: astrogan and lightweight-gan side by side ---------------------------------------------------------
 gen_args=(--device "$device" --sizes "256,512" --batch-sizes "1,8,32" --min-seconds 2 --rounds 2 --no-compile)
@@ -320,8 +330,10 @@ EOF
 
 # ---- summary ---------------------------------------------------------------------------------------------------
 elapsed=$((SECONDS - t_start))
+failed=$(grep -c '^FAIL' "$results" || true)
+warned=$(grep -c '^WARN' "$results" || true)
 printf '\ngpu_check summary (%ss, device %s):\n' "$elapsed" "$device"
-printf '  %s\n' "${results[@]}"
+sed 's/^/  /' "$results"
 ((elapsed <= 480)) || printf 'WARN: took %ss, over the 8-minute budget\n' "$elapsed"
 [[ $device == cuda ]] || printf 'DRY RUN on %s: no GPU path was checked\n' "$device"
 if ((failed > 0)); then
