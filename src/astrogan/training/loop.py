@@ -200,8 +200,9 @@ def _make_augment(cfg: TrainConfig, channels: int) -> Any:
 
 
 def _memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
-    """NHWC when asked for, or by default on CUDA (no gain measured on CPU)."""
-    use_nhwc = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    """NHWC when asked for, or by default on CUDA and, for the architectures where it pays, on the CPU."""
+    auto = device.type == "cuda" or get_arch(cfg.arch).nhwc_on_cpu
+    use_nhwc = cfg.channels_last if cfg.channels_last is not None else auto
     return torch.channels_last if use_nhwc else torch.contiguous_format
 
 
