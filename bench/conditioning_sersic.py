@@ -91,6 +91,11 @@ def main() -> None:
         help="train's --lr-rampdown: learning rates fall to 0 over this last fraction of the steps",
     )
     ap.add_argument(
+        "--amp",
+        action="store_true",
+        help="train's --amp (bf16 autocast on the CPU; 1.4x per stylegan2 step where the CPU has avx512_bf16)",
+    )
+    ap.add_argument(
         "--headroom",
         type=float,
         default=1.0,
@@ -190,8 +195,10 @@ def main() -> None:
                 + (f"-mm{args.mismatch_weight:g}" if args.mismatch_weight is not None else "")
                 + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else "")
                 + ("-data" if args.prior_template == "data" and arch == "stylegan2" else "")
-                + (f"-rd{args.lr_rampdown:g}" if args.lr_rampdown else ""),
+                + (f"-rd{args.lr_rampdown:g}" if args.lr_rampdown else "")
+                + ("-amp" if args.amp else ""),
                 lr_rampdown=args.lr_rampdown,
+                amp=args.amp,
                 device="cpu",
                 seed=args.seed,
                 num_snapshot_seeds=16,
