@@ -74,7 +74,8 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # architecture width knobs (e.g. ngf, ndf)
     num_classes: int = 0  # > 0: class-conditional (dataset must carry labels)
     cond: tuple[str, ...] = ()  # physical conditions to generate from (dataset condition columns)
-    channels_last: bool | None = None  # NHWC memory format; None: on CUDA, and on the CPU where the arch gains
+    # NHWC memory format; None: on CUDA, and on the CPU for the architectures where it gains (nhwc_on_cpu).
+    channels_last: bool | None = None
     # torch.compile (inductor) on G and D: ~1.2x on CPU for long runs of the default FastGAN, after minutes of
     # compiling first. Not bit-identical to eager (rounding; inductor draws in-graph dropout and noise from its
     # own RNG stream, seeded from torch's), but a run resumed under compile continues bit-exactly.
