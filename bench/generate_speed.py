@@ -225,9 +225,8 @@ def bench_size(
         diffs, extra = {}, {}
         for name, fn in list(backends.items()):
             t0 = time.perf_counter()
-            got = _host(
-                fn(z, trunc)
-            )  # warm-up: allocations, ORT graph setup, TorchScript profiling, compiling
+            # Warm-up: allocations, ORT graph setup, TorchScript profiling, compiling.
+            got = _host(fn(z, trunc))
             if name == "torch_compile":
                 extra["torch_compile_first_call_s"] = round(time.perf_counter() - t0, 2)
             fn(z, trunc)

@@ -3,10 +3,9 @@
 Read top to bottom: set up (data, nets, optimizers, run dir) -> maybe resume -> for each step: every phase
 the loss family declares (`Dmain`, lazy `Dreg`, `Gmain`, lazy `Greg`...), the augmentation's update (ADA),
 EMA, tick (stats), snapshot, save. A resumed run continues bit-exactly (on CUDA too, with deterministic
-kernels: `_deterministic_cuda`) because every source of
-randomness (global RNGs, the data sampler's generator) and every piece of adaptive state (ADA's p, the
-path-length mean) is in `TrainingState`, and a non-finite loss rolls back to the last good state with
-lower learning rates instead of writing garbage.
+kernels: `_deterministic_cuda`) because every source of randomness (global RNGs, the data sampler's
+generator) and every piece of adaptive state (ADA's p, the path-length mean) is in `TrainingState`, and a
+non-finite loss rolls back to the last good state with lower learning rates instead of writing garbage.
 """
 
 from __future__ import annotations
