@@ -85,6 +85,12 @@ def main() -> None:
         "with the stamps' PSF and truncation (data)",
     )
     ap.add_argument(
+        "--prior-residual",
+        action="store_true",
+        help="StyleGAN2's prior_residual: the image starts as the template (gain 2, offset -1) and the "
+        "synthesis learns a residual on it",
+    )
+    ap.add_argument(
         "--lr-rampdown",
         type=float,
         default=0.0,
@@ -176,6 +182,8 @@ def main() -> None:
                 if args.prior_template == "learned":
                     template = {"prior_psf": ""}
                 settings["model"] = {**settings.get("model", {}), **template}
+                if args.prior_residual:
+                    settings["model"]["prior_residual"] = True
             if args.cond_weight is not None:
                 settings["loss"] = {**settings.get("loss", {}), "cond_weight": args.cond_weight}
             if args.mismatch_weight is not None:
@@ -195,6 +203,7 @@ def main() -> None:
                 + (f"-mm{args.mismatch_weight:g}" if args.mismatch_weight is not None else "")
                 + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else "")
                 + ("-data" if args.prior_template == "data" and arch == "stylegan2" else "")
+                + ("-res" if args.prior_residual and arch == "stylegan2" else "")
                 + (f"-rd{args.lr_rampdown:g}" if args.lr_rampdown else "")
                 + ("-amp" if args.amp else ""),
                 lr_rampdown=args.lr_rampdown,

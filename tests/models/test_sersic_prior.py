@@ -194,6 +194,10 @@ def test_config_errors_are_one_line() -> None:
     other = CondSpec(("mass", "q"), ("", ""), (0.0, 0.1), (1.0, 1.0), (0.5, 0.5), (0.2, 0.2))
     with pytest.raises(UserError, match="needs a Sérsic index"):
         a.config_cls(image_size=16, **a.tiny, cond=other.to_dict(), cond_prior="sersic").validate()
+    with pytest.raises(UserError, match="prior_residual must be true or false, got 'yes'"):
+        a.config_cls(image_size=16, **a.tiny, cond=SPEC.to_dict(), prior_residual="yes").validate()
+    with pytest.raises(UserError, match="prior_residual needs the Sérsic prior"):
+        a.build_generator(a.config_cls(image_size=16, **a.tiny, cond=SPEC.to_dict(), prior_residual=True))
 
 
 def test_the_image_is_built_on_the_template() -> None:
@@ -218,6 +222,24 @@ def test_the_image_is_built_on_the_template() -> None:
         G2.synthesis(ws)
 
 
+def test_prior_residual_starts_the_image_as_the_template_in_the_stretch() -> None:
+    """prior_residual: at its start the image is 2 * template - 1 (a peak-white linear stretch in [-1, 1]) plus
+    a small residual; without it the synthesis paints over a template at gain 0."""
+    a = ARCHS["stylegan2"]
+    z, c = torch.randn(4, a.tiny["z_dim"]), torch.tensor([[1.0, 3.0, 0.4], [4.0, 5.0, 1.0]] * 2)
+    gaps = {}
+    for residual in (False, True):
+        cfg = a.config_cls(
+            image_size=32, **a.tiny, cond=SPEC.to_dict(), cond_prior="sersic", prior_residual=residual
+        )
+        torch.manual_seed(0)
+        G = a.build_generator(cfg).train()
+        with torch.no_grad():
+            template = G.synthesis.prior.render(G.prior_params(z, c))
+            gaps[residual] = (G(z, c) - (2 * template - 1)).abs().mean().item()
+    assert gaps[True] < 0.15 < 0.5 < gaps[False]
+
+
 def test_every_parameter_of_the_prior_model_learns() -> None:
     G, cfg = _generator()
     G.train()
@@ -231,7 +253,10 @@ def test_every_parameter_of_the_prior_model_learns() -> None:
     assert not [n for n in missing if "prior" in n]
 
 
-@pytest.mark.parametrize("template", [{}, {"prior_psf": "moffat:fwhm_px=1,beta=3", "prior_truncate": 4.0}])
+@pytest.mark.parametrize(
+    "template",
+    [{}, {"prior_psf": "moffat:fwhm_px=1,beta=3", "prior_truncate": 4.0}, {"prior_residual": True}],
+)
 def test_save_load_sample_interpolate_and_export_with_parity(tmp_path, template) -> None:
     G, cfg = _generator(**template)
     save_generator(G, arch="stylegan2", config=cfg, out_dir=tmp_path / "ckpt")
