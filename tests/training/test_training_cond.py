@@ -144,6 +144,30 @@ def test_new_runs_on_sersic_conditions_draw_on_the_prior_unless_told_none(sersic
     assert load_generator(off, device="cpu").module.synthesis.prior is None
 
 
+def test_peak_white_linear_data_start_the_image_as_the_prior(sersic_ds, tmp_path) -> None:
+    """FITS stamps stretched linearly with white at each peak: new runs start from the template
+    (`prior_residual`) unless told otherwise; other stretches (the PNG set) and a resumed run do not."""
+    root = tmp_path / "fits"
+    synth_sersic(root / "raw", num=24, image_size=32, seed=3, fmt="fits", num_workers=1)
+    opts = BuildOptions(image_sizes=(16,), stretch="linear", white_percentile=100.0)
+    build_dataset([root / "raw"], root / "ds", options=opts, show_progress=False)
+
+    def residual_of(run):
+        told = json.loads((run / "config.json").read_text())["train"]["model"].get("prior_residual")
+        return load_generator(run, device="cpu").module.config.prior_residual, told
+
+    on = train(_cfg(root / "ds", tmp_path, "stylegan2", name="on"), show_progress=False)
+    assert residual_of(on) == (True, True)
+    tiny = ARCHS["stylegan2"].tiny
+    told = _cfg(root / "ds", tmp_path, "stylegan2", name="told", model={**tiny, "prior_residual": False})
+    assert residual_of(train(told, show_progress=False)) == (False, False)
+    off = _cfg(root / "ds", tmp_path, "stylegan2", name="np", model={**tiny, "cond_prior": "none"})
+    saved = json.loads((train(off, show_progress=False) / "config.json").read_text())
+    assert "prior_residual" not in saved["train"]["model"]
+    png = train(_cfg(sersic_ds, tmp_path, "stylegan2", name="png"), show_progress=False)
+    assert residual_of(png) == (False, None)
+
+
 def test_cli_sersic_prior_needs_the_sersic_columns(sersic_ds, tmp_path, cli) -> None:
     args = ["train", "--data", sersic_ds, "--arch", "stylegan2", "--image-size", 16, "--batch-size", 4,
             "--num-train-steps", 1, "--save-every", 1, "--evaluate-every", 1, "--results-dir", tmp_path,
