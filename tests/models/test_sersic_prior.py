@@ -240,8 +240,9 @@ def test_prior_residual_starts_the_image_as_the_template_in_the_stretch() -> Non
     assert gaps[True] < 0.15 < 0.5 < gaps[False]
 
 
-def test_every_parameter_of_the_prior_model_learns() -> None:
-    G, cfg = _generator()
+@pytest.mark.parametrize("extra", [{}, {"prior_residual": True}])
+def test_every_parameter_of_the_prior_model_learns(extra) -> None:
+    G, cfg = _generator(**extra)
     G.train()
     z, c = (
         torch.randn(4, cfg.z_dim),
@@ -251,6 +252,8 @@ def test_every_parameter_of_the_prior_model_learns() -> None:
     missing = [n for n, p in G.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert "synthesis.prior.log_sigma" not in missing and "synthesis.prior_gain" not in missing
     assert not [n for n in missing if "prior" in n]
+    if extra:  # each image's own gain and offset of the template, from its w
+        assert "synthesis.prior_style.weight" not in missing
 
 
 @pytest.mark.parametrize(
