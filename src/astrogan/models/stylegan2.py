@@ -518,8 +518,9 @@ class SynthesisNetwork(nn.Module):
             self.prior_gain.fill_(2.0)
             assert self.prior_style is not None
             self.prior_style.weight.zero_()
-            self.blocks[-1].torgb.bias.fill_(-1.0)
-            for block in self.blocks:
+            blocks = [b for b in self.blocks if isinstance(b, SynthesisBlock)]
+            blocks[-1].torgb.bias.fill_(-1.0)
+            for block in blocks:
                 block.torgb.conv.weight.mul_(RESIDUAL_INIT)
 
     def forward(self, ws: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
