@@ -86,9 +86,10 @@ def main() -> None:
     )
     ap.add_argument(
         "--prior-residual",
-        action="store_true",
+        choices=("auto", "on", "off"),
+        default="auto",
         help="StyleGAN2's prior_residual: the image starts as the template (gain 2, offset -1) and the "
-        "synthesis learns a residual on it",
+        "synthesis learns a residual on it (auto: train's default, which is on for this peak-white linear data)",
     )
     ap.add_argument(
         "--lr-rampdown",
@@ -182,8 +183,8 @@ def main() -> None:
                 if args.prior_template == "learned":
                     template = {"prior_psf": ""}
                 settings["model"] = {**settings.get("model", {}), **template}
-                if args.prior_residual:
-                    settings["model"]["prior_residual"] = True
+                if args.prior_residual != "auto":
+                    settings["model"]["prior_residual"] = args.prior_residual == "on"
             if args.cond_weight is not None:
                 settings["loss"] = {**settings.get("loss", {}), "cond_weight": args.cond_weight}
             if args.mismatch_weight is not None:
@@ -203,7 +204,11 @@ def main() -> None:
                 + (f"-mm{args.mismatch_weight:g}" if args.mismatch_weight is not None else "")
                 + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else "")
                 + ("-data" if args.prior_template == "data" and arch == "stylegan2" else "")
-                + ("-res" if args.prior_residual and arch == "stylegan2" else "")
+                + (
+                    f"-res{args.prior_residual}"
+                    if args.prior_residual != "auto" and arch == "stylegan2"
+                    else ""
+                )
                 + (f"-rd{args.lr_rampdown:g}" if args.lr_rampdown else "")
                 + ("-amp" if args.amp else ""),
                 lr_rampdown=args.lr_rampdown,
