@@ -498,8 +498,8 @@ class SynthesisNetwork(nn.Module):
             self.prior_gain = nn.Parameter(torch.zeros(cfg.channels))
             # prior_residual: each image's own gain and offset on top, from its last w (a stamp's brightness
             # over its noisy peak and sky varies with its signal-to-noise), starting at none
-            self.prior_style = FullyConnected(cfg.w_dim, 2 * cfg.channels) if cfg.prior_residual else None
             if cfg.prior_residual:
+                self.prior_style = FullyConnected(cfg.w_dim, 2 * cfg.channels)
                 self._start_as_residual()
         elif cfg.prior_residual:
             raise UserError(

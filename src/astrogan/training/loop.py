@@ -14,7 +14,6 @@ import contextlib
 import copy
 import dataclasses
 import errno
-import json
 import math
 import os
 import resource
@@ -603,10 +602,9 @@ def _peak_white_linear(data: str) -> bool:
     n's median relative error 0.068 with it against 0.118-0.144 from gain 0 (learned blur), 0.066 against 0.132
     (the data's PSF); r_e and q no worse."""
     try:
-        with open(Path(data) / "manifest.json", encoding="utf-8") as fh:
-            stretch = json.load(fh).get("stretch") or {}
-    except (OSError, ValueError, AttributeError):
-        return False  # no readable manifest: the data's own checks say so later, in one line
+        stretch = open_dataset(data).manifest.get("stretch") or {}
+    except UserError:
+        return False  # no readable dataset: set-up opens it next and says so, in one line
     return (
         stretch.get("kind") == "linear"
         and stretch.get("white_percentile") == 100.0
