@@ -72,6 +72,13 @@ def main() -> None:
         help="weight of D's mismatch term: reals with another image's conditions count as fake (default: the loss's)",
     )
     ap.add_argument(
+        "--profile-weight",
+        type=float,
+        default=None,
+        help="StyleGAN2 with the prior: weight on the residual's azimuthal profile (loss profile_weight; "
+        "default: the loss's)",
+    )
+    ap.add_argument(
         "--cond-prior",
         default="",
         help="StyleGAN2's cond_prior: sersic (the synthesis builds on the analytic profile asked for) or none "
@@ -189,6 +196,8 @@ def main() -> None:
                 settings["loss"] = {**settings.get("loss", {}), "cond_weight": args.cond_weight}
             if args.mismatch_weight is not None:
                 settings["loss"] = {**settings.get("loss", {}), "mismatch_weight": args.mismatch_weight}
+            if args.profile_weight is not None and arch == "stylegan2":
+                settings["loss"] = {**settings.get("loss", {}), "profile_weight": args.profile_weight}
             cfg = TrainConfig(
                 data=str(data),
                 arch=arch,
@@ -202,6 +211,11 @@ def main() -> None:
                 name=(f"{arch}-w{args.cond_weight}" if args.cond_weight is not None else arch)
                 + ("-cbn" if args.cond_bn and arch == "dcgan" else "")
                 + (f"-mm{args.mismatch_weight:g}" if args.mismatch_weight is not None else "")
+                + (
+                    f"-pw{args.profile_weight:g}"
+                    if args.profile_weight is not None and arch == "stylegan2"
+                    else ""
+                )
                 + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else "")
                 + ("-data" if args.prior_template == "data" and arch == "stylegan2" else "")
                 + (

@@ -13,7 +13,14 @@ from astrogan.export import export_module
 from astrogan.models import ARCHS
 from astrogan.models.io import save_generator
 from astrogan.models.layers import NoiseInjection
-from astrogan.models.sersic_prior import SersicPrior, parse_prior_psf, prior_columns, sersic_b
+from astrogan.models.sersic_prior import (
+    ANNULI_RE,
+    SersicPrior,
+    annulus_profile,
+    parse_prior_psf,
+    prior_columns,
+    sersic_b,
+)
 from astrogan.sampling.generator import load_generator
 from astrogan.sampling.interpolate import interpolation_frames
 from astrogan.utils.errors import UserError
@@ -286,3 +293,49 @@ def test_the_learned_blur_gets_a_gradient_at_its_start(size) -> None:
     t = prior.render(prior.params(torch.randn(4, 2), torch.tensor([[2.0, 3.0, 0.5]] * 4)))
     (t * torch.linspace(-1, 1, t.numel()).view_as(t)).sum().backward()
     assert prior.log_sigma.grad is not None and prior.log_sigma.grad.abs() > 0
+
+
+def test_annulus_profile_averages_the_asked_ellipse_and_nothing_else() -> None:
+    """Means over elliptical annuli of the asked profile: a constant stays itself, the template falls
+    outwards, and a pattern that is odd about the centre (a lopsided residual) averages to nothing."""
+    prior = SersicPrior(SPEC.names, 32, "moffat:fwhm_px=2,beta=3")
+    angle = 0.6
+    params = torch.tensor([[1.5, 4.0, 0.5, np.cos(angle), np.sin(angle)]] * 2, dtype=torch.float32)
+    const = torch.full((2, 3, 32, 32), 0.7)
+    means, area = annulus_profile(const, params)
+    assert means.shape == (2, 3, len(ANNULI_RE) + 1) and area.shape == (2, len(ANNULI_RE) + 1)
+    assert torch.allclose(area.sum(dim=1), torch.ones(2))
+    assert torch.allclose(means[area.unsqueeze(1).expand_as(means) > 0], torch.tensor(0.7))
+    template = prior.render(params)
+    t_means, _ = annulus_profile(template, params)
+    assert (t_means[0, 0, 1:-1].diff() < 0).all()  # the profile falls outwards, annulus by annulus
+    sq_means, area = annulus_profile(template.square(), params)  # and is nearly flat within each annulus
+    within = (area[0] * (sq_means[0, 0] - t_means[0, 0].square())).sum()
+    assert within < 0.05 * template[0].var(unbiased=False)
+    yy, xx = torch.meshgrid(torch.arange(32.0) - 15.5, torch.arange(32.0) - 15.5, indexing="ij")
+    odd = (xx * np.cos(angle) + yy * np.sin(angle)).expand(2, 1, 32, 32) * template  # one side up, one down
+    o_means, _ = annulus_profile(odd, params)
+    assert o_means.abs().max() < 1e-4 < t_means.abs().max()
+    rotated = params.clone()
+    rotated[:, 3:] = torch.tensor([np.cos(angle + np.pi / 2), np.sin(angle + np.pi / 2)])
+    r_means, _ = annulus_profile(template, rotated)  # the ellipse across the profile mixes its annuli
+    assert (r_means[0, 0, :4] - t_means[0, 0, :4]).abs().max() > 0.05
+
+
+def test_prior_share_is_what_the_template_adds_to_the_image() -> None:
+    G, cfg = _generator(prior_residual=True)
+    z, c = torch.randn(3, cfg.z_dim), torch.tensor([[1.0, 3.0, 0.4], [4.0, 3.0, 1.0], [2.0, 8.0, 0.7]])
+    prior = G.prior_params(z, c)
+    with torch.no_grad():
+        G.synthesis.prior_style.weight.normal_()  # each image its own gain and offset
+        ws = G.mapping(z, c)
+        residual = G.synthesis(ws, prior) - G.synthesis.prior_share(ws, prior)
+        G.synthesis.prior_gain.add_(3.0)
+        G.synthesis.prior_style.bias.add_(0.5)
+        assert torch.allclose(
+            G.synthesis(ws, prior) - G.synthesis.prior_share(ws, prior), residual, atol=1e-5
+        )
+        for block in G.synthesis.blocks:  # nothing drawn on top: the image is the share
+            block.torgb.conv.weight.zero_()
+            block.torgb.bias.zero_()
+        assert torch.allclose(G.synthesis(ws, prior), G.synthesis.prior_share(ws, prior), atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -272,3 +273,70 @@ def test_stylegan2_gmain_updates_w_avg_and_mixes_styles() -> None:
     assert calls == [True, False]  # the main latent updates w_avg; the mixing latent does not
     assert not torch.equal(G.mapping.w_avg, before)
     assert stats["loss_g"] == pytest.approx(value.item())
+
+
+def _sg2_prior(**kw):
+    """A tiny StyleGAN2 on Sérsic conditions with the prior started as the image (prior_residual)."""
+    from tests.helpers.conditions import SPEC
+
+    torch.manual_seed(0)
+    spec = get_arch("stylegan2")
+    cfg = spec.config_cls(
+        image_size=16, channels=1, **spec.tiny, cond=SPEC.to_dict(), cond_prior="sersic", prior_residual=True
+    )
+    G = spec.build_generator(cfg).train()
+    c = torch.tensor([[1.0, 3.0, 0.4], [4.0, 2.0, 1.0], [2.0, 5.0, 0.7], [3.0, 4.0, 0.5]])
+    batch = type(_batch())(z=torch.randn(4, 32), c_gen=c)
+    return make_loss("stylegan2", image_size=16, batch_size=4, **kw), G, batch
+
+
+def _blind_d(x: torch.Tensor, c=None) -> torch.Tensor:
+    """A discriminator that cannot see: G's adversarial gradient is zero, only its penalties move it."""
+    return x.flatten(1).sum(dim=1, keepdim=True) * 0.0
+
+
+def test_stylegan2_profile_weight_flattens_the_residuals_azimuthal_profile() -> None:
+    """profile_weight: G's loss adds the squared annulus profile of what it draws on top of the template, so
+    training pulls the asked n and r_e back into the image; at 0 nothing is added and nothing moves."""
+    from astrogan.models.sersic_prior import annulus_profile
+
+    def profile(G, batch) -> float:
+        with torch.no_grad():
+            ws, prior = G.mapping(batch.z, batch.c_gen), G.prior_params(batch.z, batch.c_gen)
+            r = G.synthesis(ws, prior) - G.synthesis.prior_share(ws, prior)
+            means, area = annulus_profile(r - r.mean(dim=(2, 3), keepdim=True), prior)
+            return float((area.unsqueeze(1) * means.square()).sum(dim=2).mean())
+
+    results = {}
+    for weight in (0.0, 10.0):
+        loss, G, batch = _sg2_prior(profile_weight=weight, pl_weight=0.0, style_mixing=0.0)
+        with torch.no_grad():  # a residual with a profile of its own: light moved into the wings
+            for block in G.synthesis.blocks:
+                block.torgb.conv.weight.mul_(30.0)
+        G.noise_mode = "const"
+        phase = next(p for p in loss.phases if p.name == "Gmain")
+        opt = torch.optim.Adam(G.synthesis.parameters(), lr=3e-3)
+        before = profile(G, batch)
+        for _ in range(40):
+            value, stats = loss.run(phase, G=G, D=_blind_d, augment=lambda x: x, batch=batch)
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+        results[weight] = (before, profile(G, batch), stats)
+    before, after, stats = results[10.0]
+    assert stats["loss_profile"] > 0 and stats["loss_g"] == pytest.approx(math.log(2), rel=1e-5)
+    assert after < 0.2 * before, (before, after)
+    before0, after0, stats0 = results[0.0]
+    assert "loss_profile" not in stats0 and after0 == pytest.approx(before0, rel=1e-3)
+
+
+def test_stylegan2_profile_weight_errors_are_one_line() -> None:
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(UserError, match="profile_weight is out of range"):
+            make_loss("stylegan2", profile_weight=bad)
+    with pytest.raises(UserError, match="profile_weight must be a number"):
+        make_loss("stylegan2", profile_weight="high")
+    loss, G, D = _sg2(profile_weight=1.0)  # no prior in this generator
+    phase = next(p for p in loss.phases if p.name == "Gmain")
+    with pytest.raises(UserError, match="profile_weight needs a generator with the Sérsic prior"):
+        loss.run(phase, G=G, D=D, augment=lambda x: x, batch=_batch())

@@ -68,6 +68,13 @@ def test_cond_errors_are_one_line(sersic_ds, tmp_path) -> None:
         train(_cfg(sersic_ds, tmp_path, "dcgan", cond=("sersic_n", "hlr")), show_progress=False)
     with pytest.raises(UserError, match="cannot be combined"):
         _cfg(sersic_ds, tmp_path, "dcgan", num_classes=3).validate()
+    no_prior = {**ARCHS["stylegan2"].tiny, "cond_prior": "none"}
+    with pytest.raises(UserError, match="profile_weight needs the Sérsic prior"):
+        train(
+            _cfg(sersic_ds, tmp_path / "pw", "stylegan2", model=no_prior, loss={"profile_weight": 1.0}),
+            show_progress=False,
+        )
+    assert not (tmp_path / "pw").exists()  # refused before anything is written
 
 
 def test_a_sersic_prior_run_trains_its_prior_and_resumes_bit_exactly(sersic_ds, tmp_path) -> None:

@@ -35,6 +35,8 @@ ROLES: dict[str, tuple[str, ...]] = {
     "pa": ("position_angle_deg", "pa_deg"),
 }
 NUM_PARAMS = 5  # n, r_e (px), q, cos(angle), sin(angle)
+# Elliptical annuli (in half-light radii) over which `annulus_profile` averages: finer where the light is.
+ANNULI_RE = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
 SUPERSAMPLE = 2
 PSF_KINDS = ("moffat", "gaussian")
 N_RANGE = (0.2, 10.0)  # the Sérsic indices the truncated b_n fit covers (clamped beyond)
@@ -147,6 +149,32 @@ def sersic_b(n: torch.Tensor) -> torch.Tensor:
         + 131.0 / (1148175.0 * n**3)
         - 2194697.0 / (30690717750.0 * n**4)
     )
+
+
+def elliptical_radius(params: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Each pixel centre's elliptical radius in half-light radii (N, S, S) for profiles params (N, 5), centred
+    on the stamp as `SersicPrior.render` draws them."""
+    p = params.float()
+    r_e, q = p[:, 1].clamp_min(0.05).view(-1, 1, 1), p[:, 2].clamp(0.05, 1.0).view(-1, 1, 1)
+    u = p[:, 3:5] / p[:, 3:5].norm(dim=1, keepdim=True).clamp_min(1e-6)
+    cos, sin = u[:, 0].view(-1, 1, 1), u[:, 1].view(-1, 1, 1)
+    k = torch.arange(image_size, dtype=torch.float32, device=p.device) - (image_size - 1) / 2
+    x, y = k.view(1, 1, -1), k.view(1, -1, 1)
+    xr, yr = x * cos + y * sin, y * cos - x * sin
+    return (q * xr.square() + yr.square() / q + 1e-12).sqrt() / r_e
+
+
+def annulus_profile(img: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Azimuthal averages of img (N, C, S, S) about the stamp centre in the elliptical annuli ANNULI_RE of
+    profiles params (N, 5): (means (N, C, B), area fractions (N, B)), B = len(ANNULI_RE) + 1 (the last one
+    open-ended); an annulus with no pixel has mean 0 and area 0. Differentiable in img."""
+    n, c, s = img.shape[0], img.shape[1], img.shape[-1]
+    edges = torch.tensor(ANNULI_RE, dtype=torch.float32, device=img.device)
+    idx = torch.bucketize(elliptical_radius(params, s).flatten(1), edges)  # (N, P) in 0..B-1
+    onehot = F.one_hot(idx, len(ANNULI_RE) + 1).to(img.dtype)  # (N, P, B)
+    counts = onehot.sum(dim=1)  # (N, B)
+    sums = torch.einsum("ncp,npb->ncb", img.reshape(n, c, s * s), onehot)
+    return sums / counts.clamp_min(1.0).unsqueeze(1), counts / float(s * s)
 
 
 class SersicPrior(nn.Module):

@@ -540,13 +540,23 @@ class SynthesisNetwork(nn.Module):
             t = None if template is None else (template if f == 1 else F.avg_pool2d(template, f))
             x, img = block(x, img, ws[:, max(2 * k - 1, 0) : 2 * k + 2], t)
         assert img is not None
-        if template is not None:
-            gain = self.prior_gain.to(img.dtype)[None, :, None, None]
-            if self.prior_style is not None:
-                style = self.prior_style(ws[:, -1]).to(img.dtype)[:, :, None, None]  # (N, 2C, 1, 1)
-                gain, img = gain + style[:, : img.shape[1]], img + style[:, img.shape[1] :]
-            img = img + gain * template
-        return img
+        return img if template is None else img + self._direct(ws, template.to(img.dtype))
+
+    def _direct(self, ws: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+        """The template's own share of the image (N, C, S, S): gain * template, plus each image's gain and
+        offset with prior_residual."""
+        gain = self.prior_gain.to(template.dtype)[None, :, None, None]
+        if self.prior_style is None:
+            return gain * template
+        style = self.prior_style(ws[:, -1]).to(template.dtype)[:, :, None, None]  # (N, 2C, 1, 1)
+        c = gain.shape[1]
+        return (gain + style[:, :c]) * template + style[:, c:]
+
+    def prior_share(self, ws: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        """What forward(ws, prior) adds straight from the Sérsic template (N, C, S, S): the image minus it is
+        what the synthesis draws on top (the residual). A model with the prior only."""
+        assert self.prior is not None, "prior_share needs a generator with the Sérsic prior"
+        return self._direct(ws, self.prior.render(prior).to(ws.dtype))
 
 
 class Generator(NoiseModeMixin, nn.Module):

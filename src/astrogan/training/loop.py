@@ -618,6 +618,11 @@ def _set_up(cfg: TrainConfig, device: torch.device, dist: dist_utils.DistInfo) -
     spec = get_arch(cfg.arch)
     from_dict(spec.config_cls, {"image_size": cfg.image_size, **cfg.model}).validate()  # before any I/O
     loss = make_loss(spec.loss, image_size=cfg.image_size, batch_size=cfg.batch_size, **cfg.loss)
+    if getattr(loss, "profile_weight", 0.0) > 0 and cfg.model.get("cond_prior") != "sersic":
+        raise UserError(
+            "--loss profile_weight needs the Sérsic prior: train on --cond with a Sérsic index and a "
+            "half-light radius in px (the prior is then on), or drop profile_weight"
+        )
     if cfg.metrics:
         try:
             import astrogan.metrics.compute  # noqa: F401  (fail now, not after the first tick)

@@ -22,6 +22,8 @@ With `mismatch_weight` > 0 (conditional runs), D also sees each real image with 
 batch's conditions rolled by one) and is taught to call that pair fake, weighted by it: the matching-aware
 discriminator of Reed et al. 2016 ("Generative adversarial text to image synthesis", GAN-CLS). The pair's two
 logits come from one pass through D's trunk (`D(x, c, c_other=...)`), so the term costs only the projection.
+With `profile_weight` > 0 (stylegan2 with the Sérsic prior), G's loss also penalises the azimuthal profile of
+what the synthesis draws on top of the template: the asked n and r_e set the radial light, the network the rest.
 
 All random draws come from torch's global RNG, so a resumed run with restored RNG state is bit-exact.
 Logits are cast to float32 before the loss, so every family works under autocast (bf16/fp16).
@@ -39,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from astrogan.models.sersic_prior import annulus_profile
 from astrogan.training.cond_aux import CondAux
 from astrogan.utils.errors import UserError
 
@@ -337,6 +340,7 @@ class StyleGAN2Loss(_CondAuxMixin):
         cond_weight: float = 1.0,
         cond_lr: float = 1e-3,
         mismatch_weight: float = 0.0,
+        profile_weight: float = 0.0,
     ) -> None:
         self._set_cond(cond_weight, cond_lr)
         self._set_mismatch(mismatch_weight)
@@ -350,6 +354,7 @@ class StyleGAN2Loss(_CondAuxMixin):
             "pl_batch_shrink": pl_batch_shrink >= 1,
             "pl_decay": 0 < pl_decay <= 1,
             "style_mixing": 0 <= style_mixing <= 1,
+            "profile_weight": math.isfinite(profile_weight) and profile_weight >= 0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -357,6 +362,7 @@ class StyleGAN2Loss(_CondAuxMixin):
         self.r1_gamma, self.pl_weight = float(r1_gamma), float(pl_weight)
         self.pl_batch_shrink, self.pl_decay = int(pl_batch_shrink), float(pl_decay)
         self.style_mixing = float(style_mixing)
+        self.profile_weight = float(profile_weight)
         phases = [Phase("Dmain", "D", needs_real=True)]
         if self.r1_gamma > 0:
             phases.append(Phase("Dreg", "D", interval=int(r1_interval), needs_real=True))
@@ -413,11 +419,14 @@ class StyleGAN2Loss(_CondAuxMixin):
             penalty = grad.float().square().sum(dim=(1, 2, 3)).mean()
             return penalty * (self.r1_gamma / 2) * phase.interval, {"loss_r1": penalty.item()}
         if phase.name == "Gmain":
-            fake = G.synthesis(
-                self._ws(G, batch.z, batch.c_gen, update=True), _prior(G, batch.z, batch.c_gen)
-            )
+            ws, prior = self._ws(G, batch.z, batch.c_gen, update=True), _prior(G, batch.z, batch.c_gen)
+            fake = G.synthesis(ws, prior)
             loss = F.softplus(-D(augment(fake.float()), batch.c_gen).float()).mean()
             stats = {"loss_g": loss.item()}
+            if self.profile_weight > 0:
+                penalty = self._profile_penalty(G, ws, prior, fake)
+                loss = loss + self.profile_weight * penalty
+                stats["loss_profile"] = penalty.item()
             loss, more = self._cond_penalty(loss, fake, batch.c_gen)
             return loss, {**stats, **more}
         if phase.name == "Greg":
@@ -434,6 +443,27 @@ class StyleGAN2Loss(_CondAuxMixin):
             stats = {"loss_pl": penalty.item(), "pl_mean": self.pl_mean.item()}
             return penalty * self.pl_weight * phase.interval, stats
         raise ValueError(f"stylegan2 loss has no phase {phase.name!r}")
+
+    @staticmethod
+    def _profile_penalty(
+        G: Any, ws: torch.Tensor, prior: torch.Tensor | None, fake: torch.Tensor
+    ) -> torch.Tensor:
+        """The residual's azimuthal profile, squared: how far the light drawn on top of the Sérsic template
+        moves the asked profile's radial distribution (models.sersic_prior.annulus_profile).
+
+        The residual is the image minus the template's own share, less its mean (a constant is the sky's).
+        Averaged over elliptical annuli it is what changes the measured n and r_e; what the annuli average
+        out (noise, arms, clumps, asymmetry) is left to the discriminator. Area-weighted, so white noise of
+        sigma adds only ~sigma^2 * B / S^2."""
+        if prior is None:
+            raise UserError(
+                "stylegan2 loss profile_weight needs a generator with the Sérsic prior "
+                "(--model cond_prior=sersic, conditions with a Sérsic index and a half-light radius in px)"
+            )
+        residual = fake.float() - G.synthesis.prior_share(ws, prior).float()
+        residual = residual - residual.mean(dim=(2, 3), keepdim=True)
+        means, area = annulus_profile(residual, prior)
+        return (area.unsqueeze(1) * means.square()).sum(dim=2).mean()
 
     def state_dict(self) -> dict[str, Any]:
         return {"pl_mean": self.pl_mean.detach().cpu().clone(), **self._cond_state()}
