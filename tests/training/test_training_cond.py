@@ -15,6 +15,7 @@ from astrogan.data.synthetic import synth_sersic
 from astrogan.models import ARCHS
 from astrogan.sampling.generator import load_generator
 from astrogan.training.loop import train
+from astrogan.training.losses import PROFILE_WEIGHT
 from astrogan.training.state import list_states, load_state
 from astrogan.utils.errors import UserError
 from tests.helpers.training import Kill, kill_at, tiny_train_config
@@ -160,19 +161,28 @@ def test_peak_white_linear_data_start_the_image_as_the_prior(sersic_ds, tmp_path
     build_dataset([root / "raw"], root / "ds", options=opts, show_progress=False)
 
     def residual_of(run):
-        told = json.loads((run / "config.json").read_text())["train"]["model"].get("prior_residual")
-        return load_generator(run, device="cpu").module.config.prior_residual, told
+        saved = json.loads((run / "config.json").read_text())["train"]
+        told = saved["model"].get("prior_residual")
+        return (
+            load_generator(run, device="cpu").module.config.prior_residual,
+            told,
+            saved["loss"].get("profile_weight"),
+        )
 
     on = train(_cfg(root / "ds", tmp_path, "stylegan2", name="on"), show_progress=False)
-    assert residual_of(on) == (True, True)
+    assert residual_of(on) == (True, True, PROFILE_WEIGHT)  # and it keeps the asked radial light
+    stats = [json.loads(line) for line in (on / "stats.jsonl").read_text().splitlines()]
+    assert any("loss_profile" in s for s in stats)
     tiny = ARCHS["stylegan2"].tiny
     told = _cfg(root / "ds", tmp_path, "stylegan2", name="told", model={**tiny, "prior_residual": False})
-    assert residual_of(train(told, show_progress=False)) == (False, False)
+    assert residual_of(train(told, show_progress=False)) == (False, False, None)
+    zero = _cfg(root / "ds", tmp_path, "stylegan2", name="pw0", loss={"profile_weight": 0.0})
+    assert residual_of(train(zero, show_progress=False)) == (True, True, 0.0)
     off = _cfg(root / "ds", tmp_path, "stylegan2", name="np", model={**tiny, "cond_prior": "none"})
     saved = json.loads((train(off, show_progress=False) / "config.json").read_text())
-    assert "prior_residual" not in saved["train"]["model"]
+    assert "prior_residual" not in saved["train"]["model"] and "profile_weight" not in saved["train"]["loss"]
     png = train(_cfg(sersic_ds, tmp_path, "stylegan2", name="png"), show_progress=False)
-    assert residual_of(png) == (False, None)
+    assert residual_of(png) == (False, None, None)
 
 
 def test_cli_sersic_prior_needs_the_sersic_columns(sersic_ds, tmp_path, cli) -> None:

@@ -45,7 +45,7 @@ from astrogan.science import ScienceSpec
 from astrogan.training import cond_aux
 from astrogan.training import distributed as dist_utils
 from astrogan.training.ema import ema_beta, update_ema
-from astrogan.training.losses import Batch, GANLoss, Phase, make_loss, reg_intervals
+from astrogan.training.losses import PROFILE_WEIGHT, Batch, GANLoss, Phase, make_loss, reg_intervals
 from astrogan.training.resume import open_resumed
 from astrogan.training.signals import StopRequests
 from astrogan.training.state import (
@@ -569,7 +569,8 @@ def _with_default_prior(cfg: TrainConfig, dist: dist_utils.DistInfo) -> TrainCon
     data was drawn: the exact template measured no better at 52 kimg (Spearman n / r_e / q 0.92 / 0.89 / 0.97
     with it, 0.90 / 0.92 / 0.98 without; one seed each), so it is not picked up from the data by default.
     On data stretched linearly with white at each peak the image also starts as the template
-    (`prior_residual`, `_peak_white_linear`) unless `--model prior_residual=...` is given.
+    (`prior_residual`, `_peak_white_linear`) unless `--model prior_residual=...` is given, and a model that
+    starts so keeps the asked radial light (`--loss profile_weight`, PROFILE_WEIGHT) unless told otherwise.
 
     Measured (bench/conditioning_sersic.py, 52 kimg): Spearman of asked vs measured n, r_e, q 0.90 / 0.92 /
     0.98 with the prior, 0.70 / 0.86 / 0.78 without.
@@ -592,7 +593,15 @@ def _with_default_prior(cfg: TrainConfig, dist: dist_utils.DistInfo) -> TrainCon
                 "note: the data are stretched linearly with white at each peak, so the image starts as the "
                 "prior's profile and the synthesis learns what to add (--model prior_residual=false turns it off)"
             )
-    return dataclasses.replace(cfg, model=model)
+    loss = dict(cfg.loss)
+    if model.get("prior_residual") is True and "profile_weight" not in loss:
+        loss["profile_weight"] = PROFILE_WEIGHT
+        if dist.is_main:
+            info(
+                f"note: what the synthesis adds to the prior's profile keeps its radial light (--loss "
+                f"profile_weight={PROFILE_WEIGHT:g}; 0 turns it off)"
+            )
+    return dataclasses.replace(cfg, model=model, loss=loss)
 
 
 def _peak_white_linear(data: str) -> bool:
