@@ -79,12 +79,6 @@ def main() -> None:
         "default: train's, 1000 where the image starts as the template, as on this bench's data)",
     )
     ap.add_argument(
-        "--clip-fakes",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="StyleGAN2: D sees fakes clipped to [-1, 1] as the reals were (loss clip_fakes; auto: train's)",
-    )
-    ap.add_argument(
         "--cond-prior",
         default="",
         help="StyleGAN2's cond_prior: sersic (the synthesis builds on the analytic profile asked for) or none "
@@ -204,8 +198,6 @@ def main() -> None:
                 settings["loss"] = {**settings.get("loss", {}), "mismatch_weight": args.mismatch_weight}
             if args.profile_weight is not None and arch == "stylegan2":
                 settings["loss"] = {**settings.get("loss", {}), "profile_weight": args.profile_weight}
-            if args.clip_fakes != "auto" and arch == "stylegan2":
-                settings["loss"] = {**settings.get("loss", {}), "clip_fakes": args.clip_fakes == "on"}
             cfg = TrainConfig(
                 data=str(data),
                 arch=arch,
@@ -224,7 +216,6 @@ def main() -> None:
                     if args.profile_weight is not None and arch == "stylegan2"
                     else ""
                 )
-                + (f"-clip{args.clip_fakes}" if args.clip_fakes != "auto" and arch == "stylegan2" else "")
                 + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else "")
                 + ("-data" if args.prior_template == "data" and arch == "stylegan2" else "")
                 + (

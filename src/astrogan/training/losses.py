@@ -24,8 +24,6 @@ discriminator of Reed et al. 2016 ("Generative adversarial text to image synthes
 logits come from one pass through D's trunk (`D(x, c, c_other=...)`), so the term costs only the projection.
 With `profile_weight` > 0 (stylegan2 with the Sérsic prior), G's loss also penalises the azimuthal profile of
 what the synthesis draws on top of the template: the asked n and r_e set the radial light, the network the rest.
-With `clip_fakes` (stylegan2, whose output is linear), D sees fakes clipped to [-1, 1] as the reals were clipped
-when the dataset was built, with the gradient passed straight through.
 
 All random draws come from torch's global RNG, so a resumed run with restored RNG state is bit-exact.
 Logits are cast to float32 before the loss, so every family works under autocast (bf16/fp16).
@@ -347,11 +345,7 @@ class StyleGAN2Loss(_CondAuxMixin):
         cond_lr: float = 1e-3,
         mismatch_weight: float = 0.0,
         profile_weight: float = 0.0,
-        clip_fakes: bool = False,
     ) -> None:
-        if not isinstance(clip_fakes, bool):
-            raise UserError(f"stylegan2 loss clip_fakes must be true or false, got {clip_fakes!r}")
-        self.clip_fakes = clip_fakes
         self._set_cond(cond_weight, cond_lr)
         self._set_mismatch(mismatch_weight)
         if r1_gamma is None:  # Karras et al. 2020 (ADA), auto config: gamma = 0.0002 * res^2 / minibatch
@@ -405,10 +399,8 @@ class StyleGAN2Loss(_CondAuxMixin):
         if phase.name == "Dmain":
             assert batch.real is not None
             with torch.no_grad():
-                fake = self._seen(
-                    G.synthesis(
-                        self._ws(G, batch.z, batch.c_gen, update=False), _prior(G, batch.z, batch.c_gen)
-                    )
+                fake = G.synthesis(
+                    self._ws(G, batch.z, batch.c_gen, update=False), _prior(G, batch.z, batch.c_gen)
                 )
             logits_fake = D(augment(fake.float()), batch.c_gen).float()
             c_wrong = self._mismatched(batch.c_real)
@@ -433,14 +425,13 @@ class StyleGAN2Loss(_CondAuxMixin):
         if phase.name == "Gmain":
             ws, prior = self._ws(G, batch.z, batch.c_gen, update=True), _prior(G, batch.z, batch.c_gen)
             fake = G.synthesis(ws, prior)
-            seen = self._seen(fake)
-            loss = F.softplus(-D(augment(seen.float()), batch.c_gen).float()).mean()
+            loss = F.softplus(-D(augment(fake.float()), batch.c_gen).float()).mean()
             stats = {"loss_g": loss.item()}
             if self.profile_weight > 0:
                 penalty = self._profile_penalty(G, ws, prior, fake)
                 loss = loss + self.profile_weight * penalty
                 stats["loss_profile"] = penalty.item()
-            loss, more = self._cond_penalty(loss, seen, batch.c_gen)
+            loss, more = self._cond_penalty(loss, fake, batch.c_gen)
             return loss, {**stats, **more}
         if phase.name == "Greg":
             n = max(1, batch.z.shape[0] // self.pl_batch_shrink)
@@ -456,14 +447,6 @@ class StyleGAN2Loss(_CondAuxMixin):
             stats = {"loss_pl": penalty.item(), "pl_mean": self.pl_mean.item()}
             return penalty * self.pl_weight * phase.interval, stats
         raise ValueError(f"stylegan2 loss has no phase {phase.name!r}")
-
-    def _seen(self, fake: torch.Tensor) -> torch.Tensor:
-        """Fakes as D sees them: with clip_fakes, clipped to the data's [-1, 1] as the reals were when the
-        dataset was built (and as the samplers clip), the gradient passed straight through so that a pixel
-        clipped too often can still be pulled back."""
-        if not self.clip_fakes:
-            return fake
-        return fake + (fake.clamp(-1.0, 1.0) - fake).detach()
 
     @staticmethod
     def _profile_penalty(
