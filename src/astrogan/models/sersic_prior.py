@@ -151,17 +151,23 @@ def sersic_b(n: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _ellipse_radius(params: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Elliptical radius (px, circularised: major r/sqrt(q), minor r*sqrt(q)) at the grid `coords` (L,) about the
+    stamp centre for profiles params (N, 5) (float32): (N, L, L). The angle's (cos, sin) is renormalised."""
+    q = params[:, 2].clamp(0.05, 1.0).view(-1, 1, 1)
+    u = params[:, 3:5] / params[:, 3:5].norm(dim=1, keepdim=True).clamp_min(1e-6)
+    cos, sin = u[:, 0].view(-1, 1, 1), u[:, 1].view(-1, 1, 1)
+    x, y = coords.view(1, 1, -1), coords.view(1, -1, 1)  # columns, rows
+    xr, yr = x * cos + y * sin, y * cos - x * sin  # along the major axis, along the minor
+    return (q * xr.square() + yr.square() / q + 1e-12).sqrt()
+
+
 def elliptical_radius(params: torch.Tensor, image_size: int) -> torch.Tensor:
     """Each pixel centre's elliptical radius in half-light radii (N, S, S) for profiles params (N, 5), centred
     on the stamp as `SersicPrior.render` draws them."""
     p = params.float()
-    r_e, q = p[:, 1].clamp_min(0.05).view(-1, 1, 1), p[:, 2].clamp(0.05, 1.0).view(-1, 1, 1)
-    u = p[:, 3:5] / p[:, 3:5].norm(dim=1, keepdim=True).clamp_min(1e-6)
-    cos, sin = u[:, 0].view(-1, 1, 1), u[:, 1].view(-1, 1, 1)
     k = torch.arange(image_size, dtype=torch.float32, device=p.device) - (image_size - 1) / 2
-    x, y = k.view(1, 1, -1), k.view(1, -1, 1)
-    xr, yr = x * cos + y * sin, y * cos - x * sin
-    return (q * xr.square() + yr.square() / q + 1e-12).sqrt() / r_e
+    return _ellipse_radius(p, k) / p[:, 1].clamp_min(0.05).view(-1, 1, 1)
 
 
 def annulus_profile(img: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,14 +237,8 @@ class SersicPrior(nn.Module):
         """Blurred, peak-normalised profiles (N, 1, S, S) from params (N, 5) (interpolated ones too: the
         angle's (cos, sin) is renormalised)."""
         p = params.float()
-        n, r_e, q = p[:, 0].clamp_min(0.2), p[:, 1].clamp_min(0.05), p[:, 2].clamp(0.05, 1.0)
-        u = p[:, 3:5] / p[:, 3:5].norm(dim=1, keepdim=True).clamp_min(1e-6)
-        cos, sin = u[:, 0].view(-1, 1, 1), u[:, 1].view(-1, 1, 1)
-        x = self.coords.view(1, 1, -1)  # columns
-        y = self.coords.view(1, -1, 1)  # rows
-        xr, yr = x * cos + y * sin, y * cos - x * sin  # along the major axis, along the minor
-        qq = q.view(-1, 1, 1)
-        r = (qq * xr.square() + yr.square() / qq + 1e-12).sqrt()
+        n, r_e = p[:, 0].clamp_min(0.2), p[:, 1].clamp_min(0.05)
+        r = _ellipse_radius(p, self.coords)
         nn_, re = n.view(-1, 1, 1), r_e.view(-1, 1, 1)
         # exp(-b (r/r_e)^(1/n)): the constant e^b of the usual form cancels in the peak normalisation
         img = torch.exp(-self._b(nn_) * (r / re).pow(1.0 / nn_))
