@@ -79,6 +79,13 @@ def main() -> None:
         "default: train's, 1000 where the image starts as the template, as on this bench's data)",
     )
     ap.add_argument(
+        "--stretch-weight",
+        type=float,
+        default=None,
+        help="StyleGAN2: weight on each fake's black and white percentiles sitting where the build's stretch "
+        "puts every real's (loss stretch_weight; default: train's)",
+    )
+    ap.add_argument(
         "--cond-prior",
         default="",
         help="StyleGAN2's cond_prior: sersic (the synthesis builds on the analytic profile asked for) or none "
@@ -198,6 +205,8 @@ def main() -> None:
                 settings["loss"] = {**settings.get("loss", {}), "mismatch_weight": args.mismatch_weight}
             if args.profile_weight is not None and arch == "stylegan2":
                 settings["loss"] = {**settings.get("loss", {}), "profile_weight": args.profile_weight}
+            if args.stretch_weight is not None and arch == "stylegan2":
+                settings["loss"] = {**settings.get("loss", {}), "stretch_weight": args.stretch_weight}
             cfg = TrainConfig(
                 data=str(data),
                 arch=arch,
@@ -214,6 +223,11 @@ def main() -> None:
                 + (
                     f"-pw{args.profile_weight:g}"
                     if args.profile_weight is not None and arch == "stylegan2"
+                    else ""
+                )
+                + (
+                    f"-sw{args.stretch_weight:g}"
+                    if args.stretch_weight is not None and arch == "stylegan2"
                     else ""
                 )
                 + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else "")

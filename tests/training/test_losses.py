@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -330,12 +331,67 @@ def test_stylegan2_profile_weight_flattens_the_residuals_azimuthal_profile() -> 
     assert "loss_profile" not in stats0 and after0 == pytest.approx(before0, rel=1e-3)
 
 
+def test_stylegan2_stretch_penalty_is_zero_on_the_builds_own_stretch() -> None:
+    """An image stretched as `dataset build` does (black at its 0.5th percentile, white at its peak) costs
+    nothing (to within the interpolation between the two pixels either side of black's percentile); the same
+    image with its sky 0.1 low and its peak 0.1 high costs 0.1^2 for each level."""
+    from astrogan.data.fits_io import stretch
+
+    rng = np.random.default_rng(0)
+    imgs = [stretch(rng.normal(size=(64, 64)) + 5 * rng.random(), "linear", white_percentile=100.0)[0]
+            for _ in range(4)]  # fmt: skip
+    real = torch.from_numpy(np.stack(imgs))[:, None] * 2 - 1
+    loss = make_loss("stylegan2", stretch_weight=1.0)
+    assert loss._stretch_penalty(real).item() == pytest.approx(0.0, abs=1e-4)
+    assert loss._stretch_penalty(real * 1.1).item() == pytest.approx(0.02, rel=0.05)  # -1.1 and 1.1
+    assert loss._stretch_penalty(real + 0.1).item() == pytest.approx(0.02, rel=0.05)  # -0.9 and 1.1
+    # The levels are the build's percentiles: at 5% black, the 0.5% pixels are far below -1.
+    five = make_loss("stylegan2", stretch_weight=1.0, stretch_black=5.0)
+    assert five._stretch_penalty(real).item() > 1e-3
+
+
+def test_stylegan2_stretch_weight_moves_fakes_onto_black_and_white() -> None:
+    """stretch_weight: with a blind D, G's penalty alone brings each fake's 0.5th percentile to -1 and its
+    peak to 1; at weight 0 nothing is added and nothing moves."""
+    probe = make_loss("stylegan2", stretch_weight=1.0)
+
+    def distance(G, batch) -> float:
+        with torch.no_grad():
+            return probe._stretch_penalty(G.synthesis(G.mapping(batch.z, None), None)).item()
+
+    results = {}
+    for weight in (0.0, 10.0):
+        loss, G, _ = _sg2(stretch_weight=weight, pl_weight=0.0, style_mixing=0.0)
+        G.noise_mode = "const"
+        batch = _batch()
+        phase = next(p for p in loss.phases if p.name == "Gmain")
+        opt = torch.optim.Adam(G.synthesis.parameters(), lr=3e-3)
+        before = distance(G, batch)
+        for _ in range(40):
+            value, stats = loss.run(phase, G=G, D=_blind_d, augment=lambda x: x, batch=batch)
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+        results[weight] = (before, distance(G, batch), stats)
+    before, after, stats = results[10.0]
+    assert stats["loss_stretch"] > 0 and after < 0.2 * before, (before, after)
+    before0, after0, stats0 = results[0.0]
+    assert "loss_stretch" not in stats0 and after0 == pytest.approx(before0, rel=1e-3)
+
+
 def test_stylegan2_profile_weight_errors_are_one_line() -> None:
     for bad in (-1.0, float("nan")):
         with pytest.raises(UserError, match="profile_weight is out of range"):
             make_loss("stylegan2", profile_weight=bad)
     with pytest.raises(UserError, match="profile_weight must be a number"):
         make_loss("stylegan2", profile_weight="high")
+    for bad in (
+        {"stretch_weight": -1.0},
+        {"stretch_black": 100.0},
+        {"stretch_black": -1.0, "stretch_white": 9},
+    ):
+        with pytest.raises(UserError, match="stretch_(weight|black|white) is out of range"):
+            make_loss("stylegan2", **bad)
     loss, G, D = _sg2(profile_weight=1.0)  # no prior in this generator
     phase = next(p for p in loss.phases if p.name == "Gmain")
     with pytest.raises(UserError, match="profile_weight needs a generator with the Sérsic prior"):

@@ -604,6 +604,24 @@ def _with_default_prior(cfg: TrainConfig, dist: dist_utils.DistInfo) -> TrainCon
     return dataclasses.replace(cfg, model=model, loss=loss)
 
 
+def _with_stretch_levels(cfg: TrainConfig) -> TrainConfig:
+    """`--loss stretch_weight` asks fakes to obey the data's per-image stretch: its black and white
+    percentiles come from the dataset's manifest (saved in the run's config) unless given."""
+    if not cfg.loss.get("stretch_weight"):
+        return cfg
+    try:
+        stretch = open_dataset(cfg.data).manifest.get("stretch") or {}
+    except UserError:
+        return cfg  # set-up opens it next and says why, in one line
+    if stretch.get("black_percentile") is None or stretch.get("headroom", 1.0) != 1.0:
+        raise UserError(
+            "--loss stretch_weight needs data stretched per image between two percentiles with no headroom "
+            "(`dataset build` of FITS files without --headroom); drop stretch_weight for this dataset"
+        )
+    levels = {"stretch_black": stretch["black_percentile"], "stretch_white": stretch["white_percentile"]}
+    return dataclasses.replace(cfg, loss={**levels, **cfg.loss})
+
+
 def _peak_white_linear(data: str) -> bool:
     """True for a dataset stretched linearly with white at each image's peak and no headroom (`dataset build
     --stretch linear --white-percentile 100`): there the prior's template, 1 on its peak, is the image's
@@ -864,7 +882,7 @@ def _train(
         torch.cuda.set_device(device)
     run_dir, cfg, resume_state = _open_run(cfg, resume, overrides, dist, lock)
     if not resume:  # a resumed run keeps the model it was built with (older runs have no prior)
-        cfg = _with_default_prior(cfg, dist)
+        cfg = _with_stretch_levels(_with_default_prior(cfg, dist))
     _check_compile(cfg, device)  # the resumed run's own settings may compile though this call did not say so
 
     setup = _set_up(cfg, device, dist)

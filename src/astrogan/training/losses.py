@@ -24,6 +24,9 @@ discriminator of Reed et al. 2016 ("Generative adversarial text to image synthes
 logits come from one pass through D's trunk (`D(x, c, c_other=...)`), so the term costs only the projection.
 With `profile_weight` > 0 (stylegan2 with the Sérsic prior), G's loss also penalises the azimuthal profile of
 what the synthesis draws on top of the template: the asked n and r_e set the radial light, the network the rest.
+With `stretch_weight` > 0 (stylegan2, data built from FITS with a per-image percentile stretch), G's loss also
+asks each fake to obey the build's own stretch: its `stretch_black` percentile at black (-1) and its
+`stretch_white` percentile at white (1), as every real image does by construction (fits_io.stretch).
 
 All random draws come from torch's global RNG, so a resumed run with restored RNG state is bit-exact.
 Logits are cast to float32 before the loss, so every family works under autocast (bf16/fp16).
@@ -345,6 +348,9 @@ class StyleGAN2Loss(_CondAuxMixin):
         cond_lr: float = 1e-3,
         mismatch_weight: float = 0.0,
         profile_weight: float = 0.0,
+        stretch_weight: float = 0.0,
+        stretch_black: float = 0.5,
+        stretch_white: float = 100.0,
     ) -> None:
         self._set_cond(cond_weight, cond_lr)
         self._set_mismatch(mismatch_weight)
@@ -359,6 +365,9 @@ class StyleGAN2Loss(_CondAuxMixin):
             "pl_decay": 0 < pl_decay <= 1,
             "style_mixing": 0 <= style_mixing <= 1,
             "profile_weight": math.isfinite(profile_weight) and profile_weight >= 0,
+            "stretch_weight": math.isfinite(stretch_weight) and stretch_weight >= 0,
+            "stretch_black": 0 <= stretch_black < stretch_white <= 100,
+            "stretch_white": 0 <= stretch_black < stretch_white <= 100,
         }
         for key, ok in checks.items():
             if not ok:
@@ -367,6 +376,8 @@ class StyleGAN2Loss(_CondAuxMixin):
         self.pl_batch_shrink, self.pl_decay = int(pl_batch_shrink), float(pl_decay)
         self.style_mixing = float(style_mixing)
         self.profile_weight = float(profile_weight)
+        self.stretch_weight = float(stretch_weight)
+        self.stretch_levels = (float(stretch_black) / 100, float(stretch_white) / 100)
         phases = [Phase("Dmain", "D", needs_real=True)]
         if self.r1_gamma > 0:
             phases.append(Phase("Dreg", "D", interval=int(r1_interval), needs_real=True))
@@ -431,6 +442,10 @@ class StyleGAN2Loss(_CondAuxMixin):
                 penalty = self._profile_penalty(G, ws, prior, fake)
                 loss = loss + self.profile_weight * penalty
                 stats["loss_profile"] = penalty.item()
+            if self.stretch_weight > 0:
+                penalty = self._stretch_penalty(fake)
+                loss = loss + self.stretch_weight * penalty
+                stats["loss_stretch"] = penalty.item()
             loss, more = self._cond_penalty(loss, fake, batch.c_gen)
             return loss, {**stats, **more}
         if phase.name == "Greg":
@@ -468,6 +483,18 @@ class StyleGAN2Loss(_CondAuxMixin):
         residual = residual - residual.mean(dim=(2, 3), keepdim=True)
         means, area = annulus_profile(residual, prior)
         return (area.unsqueeze(1) * means.square()).sum(dim=2).mean()
+
+    def _stretch_penalty(self, fake: torch.Tensor) -> torch.Tensor:
+        """How far each fake (B, C, H, W) is from the build's stretch: its black and white percentiles
+        (all bands together, as fits_io.stretch takes them) squared distance from -1 and 1, mean over images.
+
+        Every real image has exactly these by construction; a fake whose sky sits low has more than the
+        black percentile's share of pixels clipped at black when sampled, and a fake whose peak overshoots
+        gets a flat top, and both bias a Sérsic fit. The gradient reaches the two pixels at those levels,
+        and through them each image's offset and gain."""
+        levels = torch.tensor(self.stretch_levels, dtype=torch.float32, device=fake.device)
+        black, white = torch.quantile(fake.float().flatten(1), levels, dim=1)
+        return ((black + 1).square() + (white - 1).square()).mean()
 
     def state_dict(self) -> dict[str, Any]:
         return {"pl_mean": self.pl_mean.detach().cpu().clone(), **self._cond_state()}
