@@ -16,7 +16,10 @@ threads (with the auxiliary condition regressor at the loss's default weight unl
 - beside it, the floor: the same figures for real stamps (true parameters against what the engine
   measures on them), which a perfect generator would reach;
 - extrapolation: asks for n = 5 (training covered n <= 4) and n = 4 with the other parameters at their
-  mean, and reports the measured n.
+  mean, and reports the measured n;
+- the stretch check: where the drawn fakes sit, before the sampler's clip to [-1, 1], against the build's
+  stretch, which puts every real's 0.5th percentile at black and its peak at white (pixels clipped at black
+  or white bias the Sérsic fit).
 
     python bench/conditioning_sersic.py --minutes 30 --threads 2 --num-images 4096 --num-generated 512
 """
@@ -265,6 +268,7 @@ def main() -> None:
                 "drawn_from_data": closed_loop(asked, fake, COLUMNS, **fit),
                 "grid": closed_loop(grid_asked, grid_fake, COLUMNS, **fit),
                 "extrapolation": _extrapolation(gen, spec, fit),
+                "stretch_check": _stretch_check(gen, seeds, asked),
                 **_prior_figures(gen),
             }
             print(json.dumps(out), flush=True, file=sys.stderr)
@@ -303,6 +307,28 @@ def _images(gen, seeds, *, cond, check_cond: bool = True) -> np.ndarray:  # noqa
     """Generated images as the dataset stores them: float32 (N, H, W, C) in [0, 1] (no 8-bit rounding)."""
     x = gen.generate_tensor(seeds, cond=cond, check_cond=check_cond, batch_size=64).numpy()
     return ((x + 1) / 2).transpose(0, 2, 3, 1).astype(np.float32)
+
+
+def _stretch_check(gen, seeds, cond) -> dict:  # noqa: ANN001
+    """The fakes' raw output against the build's stretch (black at the 0.5th percentile, white at the peak):
+    the share of pixels beyond black and white (the reals: 0 by construction, with 0.5% at black) and the
+    quartiles of each fake's 0.5th percentile and peak (the reals: -1 and 1)."""
+    import torch
+
+    c = gen.condition(seeds, cond=cond, check_cond=False)
+    with torch.no_grad():
+        raw = [
+            gen.module(z, cc).float() for z, cc in zip(gen.latents(seeds).split(64), c.split(64), strict=True)
+        ]
+    flat = torch.cat(raw).flatten(1)
+    black = torch.quantile(flat, 0.005, dim=1).numpy()
+    peak = flat.amax(dim=1).numpy()
+    return {
+        "below_black": round(float((flat < -1).float().mean()), 5),
+        "above_white": round(float((flat > 1).float().mean()), 5),
+        "black_level_quartiles": [round(float(v), 4) for v in np.percentile(black, [25, 50, 75])],
+        "peak_quartiles": [round(float(v), 4) for v in np.percentile(peak, [25, 50, 75])],
+    }
 
 
 def _prior_figures(gen) -> dict:  # noqa: ANN001
