@@ -82,11 +82,18 @@ def main() -> None:
         "default: train's, 1000 where the image starts as the template, as on this bench's data)",
     )
     ap.add_argument(
-        "--stretch-weight",
+        "--black-weight",
         type=float,
         default=None,
-        help="StyleGAN2: weight on each fake's black and white percentiles sitting where the build's stretch "
-        "puts every real's (loss stretch_weight; default: train's)",
+        help="StyleGAN2: weight on each fake's 0.5th percentile sitting at black, where the build's stretch puts "
+        "every real's (loss black_weight; default: train's)",
+    )
+    ap.add_argument(
+        "--peak-weight",
+        type=float,
+        default=None,
+        help="StyleGAN2: weight on each fake's peak sitting at white, as every real's (loss peak_weight; "
+        "default: train's)",
     )
     ap.add_argument(
         "--cond-prior",
@@ -208,8 +215,9 @@ def main() -> None:
                 settings["loss"] = {**settings.get("loss", {}), "mismatch_weight": args.mismatch_weight}
             if args.profile_weight is not None and arch == "stylegan2":
                 settings["loss"] = {**settings.get("loss", {}), "profile_weight": args.profile_weight}
-            if args.stretch_weight is not None and arch == "stylegan2":
-                settings["loss"] = {**settings.get("loss", {}), "stretch_weight": args.stretch_weight}
+            for key in ("black_weight", "peak_weight"):
+                if getattr(args, key) is not None and arch == "stylegan2":
+                    settings["loss"] = {**settings.get("loss", {}), key: getattr(args, key)}
             cfg = TrainConfig(
                 data=str(data),
                 arch=arch,
@@ -229,10 +237,11 @@ def main() -> None:
                     else ""
                 )
                 + (
-                    f"-sw{args.stretch_weight:g}"
-                    if args.stretch_weight is not None and arch == "stylegan2"
+                    f"-bw{args.black_weight:g}"
+                    if args.black_weight is not None and arch == "stylegan2"
                     else ""
                 )
+                + (f"-kw{args.peak_weight:g}" if args.peak_weight is not None and arch == "stylegan2" else "")
                 + (f"-{args.cond_prior}" if args.cond_prior and arch == "stylegan2" else "")
                 + ("-data" if args.prior_template == "data" and arch == "stylegan2" else "")
                 + (

@@ -341,27 +341,33 @@ def test_stylegan2_stretch_penalty_is_zero_on_the_builds_own_stretch() -> None:
     imgs = [stretch(rng.normal(size=(64, 64)) + 5 * rng.random(), "linear", white_percentile=100.0)[0]
             for _ in range(4)]  # fmt: skip
     real = torch.from_numpy(np.stack(imgs))[:, None] * 2 - 1
-    loss = make_loss("stylegan2", stretch_weight=1.0)
-    assert loss._stretch_penalty(real).item() == pytest.approx(0.0, abs=1e-4)
-    assert loss._stretch_penalty(real * 1.1).item() == pytest.approx(0.02, rel=0.05)  # -1.1 and 1.1
-    assert loss._stretch_penalty(real + 0.1).item() == pytest.approx(0.02, rel=0.05)  # -0.9 and 1.1
+    loss = make_loss("stylegan2", black_weight=1.0, peak_weight=1.0)
+    black, peak = (t.item() for t in loss._stretch_penalty(real))
+    assert black == pytest.approx(0.0, abs=1e-4) and peak == pytest.approx(0.0, abs=1e-10)
+    for shifted in (real * 1.1, real + 0.1):  # black at -1.1 or -0.9, peak at 1.1
+        assert [t.item() for t in loss._stretch_penalty(shifted)] == pytest.approx([0.01, 0.01], rel=0.05)
+    low_sky = torch.where(real < 0, real - 0.1, real)  # the peak stays where it was
+    black, peak = (t.item() for t in loss._stretch_penalty(low_sky))
+    assert black == pytest.approx(0.01, rel=0.05) and peak == pytest.approx(0.0, abs=1e-10)
     # The levels are the build's percentiles: at 5% black, the 0.5% pixels are far below -1.
-    five = make_loss("stylegan2", stretch_weight=1.0, stretch_black=5.0)
-    assert five._stretch_penalty(real).item() > 1e-3
+    five = make_loss("stylegan2", black_weight=1.0, stretch_black=5.0)
+    assert five._stretch_penalty(real)[0].item() > 1e-3
 
 
-def test_stylegan2_stretch_weight_moves_fakes_onto_black_and_white() -> None:
-    """stretch_weight: with a blind D, G's penalty alone brings each fake's 0.5th percentile to -1 and its
-    peak to 1; at weight 0 nothing is added and nothing moves."""
-    probe = make_loss("stylegan2", stretch_weight=1.0)
+@pytest.mark.parametrize("term", ["black", "peak"])
+def test_stylegan2_stretch_weights_move_fakes_onto_black_and_white(term: str) -> None:
+    """black_weight / peak_weight: with a blind D, G's penalty alone brings each fake's 0.5th percentile to -1
+    (its peak to 1); at weight 0 nothing is added and nothing moves."""
+    probe = make_loss("stylegan2")
+    index = ("black", "peak").index(term)
 
     def distance(G, batch) -> float:
         with torch.no_grad():
-            return probe._stretch_penalty(G.synthesis(G.mapping(batch.z, None), None)).item()
+            return probe._stretch_penalty(G.synthesis(G.mapping(batch.z, None), None))[index].item()
 
     results = {}
     for weight in (0.0, 10.0):
-        loss, G, _ = _sg2(stretch_weight=weight, pl_weight=0.0, style_mixing=0.0)
+        loss, G, _ = _sg2(**{f"{term}_weight": weight}, pl_weight=0.0, style_mixing=0.0)
         G.noise_mode = "const"
         batch = _batch()
         phase = next(p for p in loss.phases if p.name == "Gmain")
@@ -374,9 +380,13 @@ def test_stylegan2_stretch_weight_moves_fakes_onto_black_and_white() -> None:
             opt.step()
         results[weight] = (before, distance(G, batch), stats)
     before, after, stats = results[10.0]
-    assert stats["loss_stretch"] > 0 and after < 0.2 * before, (before, after)
+    other = ("black", "peak")[1 - index]
+    assert stats[f"loss_{term}"] > 0 and f"loss_{other}" not in stats and after < 0.2 * before, (
+        before,
+        after,
+    )
     before0, after0, stats0 = results[0.0]
-    assert "loss_stretch" not in stats0 and after0 == pytest.approx(before0, rel=1e-3)
+    assert f"loss_{term}" not in stats0 and after0 == pytest.approx(before0, rel=1e-3)
 
 
 def test_stylegan2_profile_weight_errors_are_one_line() -> None:
@@ -386,11 +396,14 @@ def test_stylegan2_profile_weight_errors_are_one_line() -> None:
     with pytest.raises(UserError, match="profile_weight must be a number"):
         make_loss("stylegan2", profile_weight="high")
     for bad in (
-        {"stretch_weight": -1.0},
+        {"black_weight": -1.0},
+        {"peak_weight": float("nan")},
         {"stretch_black": 100.0},
         {"stretch_black": -1.0, "stretch_white": 9},
     ):
-        with pytest.raises(UserError, match="stretch_(weight|black|white) is out of range"):
+        with pytest.raises(
+            UserError, match="(black_weight|peak_weight|stretch_black|stretch_white) is out of range"
+        ):
             make_loss("stylegan2", **bad)
     loss, G, D = _sg2(profile_weight=1.0)  # no prior in this generator
     phase = next(p for p in loss.phases if p.name == "Gmain")

@@ -77,11 +77,9 @@ def test_cond_errors_are_one_line(sersic_ds, tmp_path) -> None:
         )
     assert not (tmp_path / "pw").exists()  # refused before anything is written
     with pytest.raises(
-        UserError, match="stretch_weight needs data stretched per image between two percentiles"
+        UserError, match="black_weight and peak_weight need data stretched per image between two percentiles"
     ):
-        train(
-            _cfg(sersic_ds, tmp_path / "sw", "stylegan2", loss={"stretch_weight": 1.0}), show_progress=False
-        )
+        train(_cfg(sersic_ds, tmp_path / "sw", "stylegan2", loss={"black_weight": 1.0}), show_progress=False)
     assert not (tmp_path / "sw").exists()  # PNG stamps carry no per-image stretch to obey
 
 
@@ -190,13 +188,13 @@ def test_peak_white_linear_data_start_the_image_as_the_prior(sersic_ds, tmp_path
     assert "prior_residual" not in saved["train"]["model"] and "profile_weight" not in saved["train"]["loss"]
     png = train(_cfg(sersic_ds, tmp_path, "stylegan2", name="png"), show_progress=False)
     assert residual_of(png) == (False, None, None)
-    # stretch_weight takes the build's percentiles from the manifest, and the run's config keeps them.
+    # black_weight takes the build's percentiles from the manifest, and the run's config keeps them.
     sw = train(
-        _cfg(root / "ds", tmp_path, "stylegan2", name="sw", loss={"stretch_weight": 2.0}), show_progress=False
+        _cfg(root / "ds", tmp_path, "stylegan2", name="sw", loss={"black_weight": 2.0}), show_progress=False
     )
     saved = json.loads((sw / "config.json").read_text())["train"]["loss"]
-    assert (saved["stretch_weight"], saved["stretch_black"], saved["stretch_white"]) == (2.0, 0.5, 100.0)
-    assert any("loss_stretch" in json.loads(line) for line in (sw / "stats.jsonl").read_text().splitlines())
+    assert (saved["black_weight"], saved["stretch_black"], saved["stretch_white"]) == (2.0, 0.5, 100.0)
+    assert any("loss_black" in json.loads(line) for line in (sw / "stats.jsonl").read_text().splitlines())
 
 
 def test_cli_sersic_prior_needs_the_sersic_columns(sersic_ds, tmp_path, cli) -> None:

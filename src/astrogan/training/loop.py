@@ -605,9 +605,9 @@ def _with_default_prior(cfg: TrainConfig, dist: dist_utils.DistInfo) -> TrainCon
 
 
 def _with_stretch_levels(cfg: TrainConfig) -> TrainConfig:
-    """`--loss stretch_weight` asks fakes to obey the data's per-image stretch: its black and white
+    """`--loss black_weight` / `peak_weight` ask fakes to obey the data's per-image stretch: its black and white
     percentiles come from the dataset's manifest (saved in the run's config) unless given."""
-    if not cfg.loss.get("stretch_weight"):
+    if not (cfg.loss.get("black_weight") or cfg.loss.get("peak_weight")):
         return cfg
     try:
         stretch = open_dataset(cfg.data).manifest.get("stretch") or {}
@@ -615,8 +615,8 @@ def _with_stretch_levels(cfg: TrainConfig) -> TrainConfig:
         return cfg  # set-up opens it next and says why, in one line
     if stretch.get("black_percentile") is None or stretch.get("headroom", 1.0) != 1.0:
         raise UserError(
-            "--loss stretch_weight needs data stretched per image between two percentiles with no headroom "
-            "(`dataset build` of FITS files without --headroom); drop stretch_weight for this dataset"
+            "--loss black_weight and peak_weight need data stretched per image between two percentiles with no "
+            "headroom (`dataset build` of FITS files without --headroom); drop them for this dataset"
         )
     levels = {"stretch_black": stretch["black_percentile"], "stretch_white": stretch["white_percentile"]}
     return dataclasses.replace(cfg, loss={**levels, **cfg.loss})

@@ -24,9 +24,9 @@ discriminator of Reed et al. 2016 ("Generative adversarial text to image synthes
 logits come from one pass through D's trunk (`D(x, c, c_other=...)`), so the term costs only the projection.
 With `profile_weight` > 0 (stylegan2 with the Sérsic prior), G's loss also penalises the azimuthal profile of
 what the synthesis draws on top of the template: the asked n and r_e set the radial light, the network the rest.
-With `stretch_weight` > 0 (stylegan2, data built from FITS with a per-image percentile stretch), G's loss also
-asks each fake to obey the build's own stretch: its `stretch_black` percentile at black (-1) and its
-`stretch_white` percentile at white (1), as every real image does by construction (fits_io.stretch).
+With `black_weight` / `peak_weight` > 0 (stylegan2, data built from FITS with a per-image percentile stretch), G's
+loss also asks each fake to obey the build's own stretch, as every real image does by construction
+(fits_io.stretch): its `stretch_black` percentile at black (-1), and its `stretch_white` percentile at white (1).
 
 All random draws come from torch's global RNG, so a resumed run with restored RNG state is bit-exact.
 Logits are cast to float32 before the loss, so every family works under autocast (bf16/fp16).
@@ -348,7 +348,8 @@ class StyleGAN2Loss(_CondAuxMixin):
         cond_lr: float = 1e-3,
         mismatch_weight: float = 0.0,
         profile_weight: float = 0.0,
-        stretch_weight: float = 0.0,
+        black_weight: float = 0.0,
+        peak_weight: float = 0.0,
         stretch_black: float = 0.5,
         stretch_white: float = 100.0,
     ) -> None:
@@ -365,7 +366,8 @@ class StyleGAN2Loss(_CondAuxMixin):
             "pl_decay": 0 < pl_decay <= 1,
             "style_mixing": 0 <= style_mixing <= 1,
             "profile_weight": math.isfinite(profile_weight) and profile_weight >= 0,
-            "stretch_weight": math.isfinite(stretch_weight) and stretch_weight >= 0,
+            "black_weight": math.isfinite(black_weight) and black_weight >= 0,
+            "peak_weight": math.isfinite(peak_weight) and peak_weight >= 0,
             "stretch_black": 0 <= stretch_black < stretch_white <= 100,
             "stretch_white": 0 <= stretch_black < stretch_white <= 100,
         }
@@ -376,7 +378,7 @@ class StyleGAN2Loss(_CondAuxMixin):
         self.pl_batch_shrink, self.pl_decay = int(pl_batch_shrink), float(pl_decay)
         self.style_mixing = float(style_mixing)
         self.profile_weight = float(profile_weight)
-        self.stretch_weight = float(stretch_weight)
+        self.stretch_weights = (float(black_weight), float(peak_weight))
         self.stretch_levels = (float(stretch_black) / 100, float(stretch_white) / 100)
         phases = [Phase("Dmain", "D", needs_real=True)]
         if self.r1_gamma > 0:
@@ -442,10 +444,12 @@ class StyleGAN2Loss(_CondAuxMixin):
                 penalty = self._profile_penalty(G, ws, prior, fake)
                 loss = loss + self.profile_weight * penalty
                 stats["loss_profile"] = penalty.item()
-            if self.stretch_weight > 0:
-                penalty = self._stretch_penalty(fake)
-                loss = loss + self.stretch_weight * penalty
-                stats["loss_stretch"] = penalty.item()
+            if any(w > 0 for w in self.stretch_weights):
+                terms = self._stretch_penalty(fake)
+                for name, weight, term in zip(("black", "peak"), self.stretch_weights, terms, strict=True):
+                    if weight > 0:
+                        loss = loss + weight * term
+                        stats[f"loss_{name}"] = term.item()
             loss, more = self._cond_penalty(loss, fake, batch.c_gen)
             return loss, {**stats, **more}
         if phase.name == "Greg":
@@ -484,17 +488,18 @@ class StyleGAN2Loss(_CondAuxMixin):
         means, area = annulus_profile(residual, prior)
         return (area.unsqueeze(1) * means.square()).sum(dim=2).mean()
 
-    def _stretch_penalty(self, fake: torch.Tensor) -> torch.Tensor:
-        """How far each fake (B, C, H, W) is from the build's stretch: its black and white percentiles
-        (all bands together, as fits_io.stretch takes them) squared distance from -1 and 1, mean over images.
+    def _stretch_penalty(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """How far fakes (B, C, H, W) are from the build's stretch: the squared distance of each one's black
+        percentile from -1 and of its white percentile from 1 (all bands together, as fits_io.stretch takes
+        them), each averaged over the images.
 
-        Every real image has exactly these by construction; a fake whose sky sits low has more than the
-        black percentile's share of pixels clipped at black when sampled, and a fake whose peak overshoots
-        gets a flat top, and both bias a Sérsic fit. The gradient reaches the two pixels at those levels,
-        and through them each image's offset and gain."""
+        Every real image has exactly these by construction. A fake whose sky sits low has more than the black
+        percentile's share of pixels clipped at black when sampled, which biases a Sérsic fit. The gradient
+        reaches only the pixels at those levels: for the peak that is the centre, so the peak term tends to
+        add a central spike (bench/conditioning_sersic.py: r_e measured 3% small with it)."""
         levels = torch.tensor(self.stretch_levels, dtype=torch.float32, device=fake.device)
         black, white = torch.quantile(fake.float().flatten(1), levels, dim=1)
-        return ((black + 1).square() + (white - 1).square()).mean()
+        return (black + 1).square().mean(), (white - 1).square().mean()
 
     def state_dict(self) -> dict[str, Any]:
         return {"pl_mean": self.pl_mean.detach().cpu().clone(), **self._cond_state()}
