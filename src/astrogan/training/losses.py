@@ -26,7 +26,7 @@ With `profile_weight` > 0 (stylegan2 with the Sérsic prior), G's loss also pena
 what the synthesis draws on top of the template: the asked n and r_e set the radial light, the network the rest.
 With `black_weight` / `peak_weight` > 0 (stylegan2, data built from FITS with a per-image percentile stretch), G's
 loss also asks each fake to obey the build's own stretch, as every real image does by construction
-(fits_io.stretch): its `stretch_black` percentile at black (-1), and its `stretch_white` percentile at white (1).
+(fits_io.stretch): its `stretch_black` percentile at black (-1), and its `stretch_white` percentile not above white (1).
 
 All random draws come from torch's global RNG, so a resumed run with restored RNG state is bit-exact.
 Logits are cast to float32 before the loss, so every family works under autocast (bf16/fp16).
@@ -489,17 +489,18 @@ class StyleGAN2Loss(_CondAuxMixin):
         return (area.unsqueeze(1) * means.square()).sum(dim=2).mean()
 
     def _stretch_penalty(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """How far fakes (B, C, H, W) are from the build's stretch: the squared distance of each one's black
-        percentile from -1 and of its white percentile from 1 (all bands together, as fits_io.stretch takes
-        them), each averaged over the images.
+        """How far fakes (B, C, H, W) are from the build's stretch, each term averaged over the images: the
+        squared distance of each one's black percentile from -1, and how far its white percentile overshoots 1
+        (all bands together, as fits_io.stretch takes them), squared.
 
-        Every real image has exactly these by construction. A fake whose sky sits low has more than the black
-        percentile's share of pixels clipped at black when sampled, which biases a Sérsic fit. The gradient
-        reaches only the pixels at those levels: for the peak that is the centre, so the peak term tends to
-        add a central spike (bench/conditioning_sersic.py: r_e measured 3% small with it)."""
+        Every real image has black and white exactly there by construction. A fake whose sky sits low has more
+        than the black percentile's share of pixels clipped at black when sampled, and one whose peak overshoots
+        gets a flat top: both bias a Sérsic fit. A peak below white is left to D: the gradient reaches only the
+        pixels at those levels, and raising the peak through its one pixel adds a central spike
+        (bench/conditioning_sersic.py, seed 0: r_e measured 3% small with a two-sided peak term)."""
         levels = torch.tensor(self.stretch_levels, dtype=torch.float32, device=fake.device)
         black, white = torch.quantile(fake.float().flatten(1), levels, dim=1)
-        return (black + 1).square().mean(), (white - 1).square().mean()
+        return (black + 1).square().mean(), F.relu(white - 1).square().mean()
 
     def state_dict(self) -> dict[str, Any]:
         return {"pl_mean": self.pl_mean.detach().cpu().clone(), **self._cond_state()}
