@@ -357,6 +357,21 @@ def test_stylegan2_stretch_penalty_is_zero_on_the_builds_own_stretch() -> None:
     assert five._stretch_penalty(real)[0].item() > 1e-3
 
 
+def test_row_percentile_is_numpys_and_takes_large_batches() -> None:
+    """The stretch penalty's percentile: numpy's linear interpolation per row, also past the 2**24 elements
+    that torch.quantile refuses (a batch of 1024 px colour pictures), with a gradient on the pixels used."""
+    from astrogan.training.losses import _row_percentile
+
+    x = torch.randn(3, 4097, generator=torch.Generator().manual_seed(0))
+    for q in (0.0, 0.005, 0.5, 0.995, 1.0):
+        np.testing.assert_allclose(
+            _row_percentile(x, q).numpy(), np.percentile(x.numpy(), q * 100, axis=1), atol=1e-6
+        )
+    big = torch.zeros(2, 2**23 + 5, requires_grad=True)  # 2**24 + 10 elements in all
+    _row_percentile(big, 0.005).sum().backward()
+    assert 2 <= int((big.grad != 0).sum()) <= 4
+
+
 @pytest.mark.parametrize("term", ["black", "peak"])
 def test_stylegan2_stretch_weights_move_fakes_onto_black_and_white(term: str) -> None:
     """black_weight / peak_weight: with a blind D, G's penalty alone brings each fake's 0.5th percentile to -1
