@@ -105,9 +105,8 @@ def register(app: typer.Typer) -> None:
         loss: list[str] = typer.Option(
             _default("loss"),
             "--loss",
-            help="Loss option as key=value, e.g. r1_gamma=0.5 or pl_weight=0 (stylegan2); "
-            "cond_weight=0 or mismatch_weight=1 (--cond runs); profile_weight (the Sérsic prior); black_weight, "
-            "peak_weight (FITS builds: fakes obey the build's stretch).",
+            help="Loss option as key=value: r1_gamma=0.5, pl_weight=0 (stylegan2); cond_weight, mismatch_weight, "
+            "profile_weight (--cond); black_weight, peak_weight (FITS builds: fakes obey the build's stretch).",
         ),
         lr: float = typer.Option(
             _default("lr_g"), "--lr", help="Learning rate of G and D (default: the arch's)."
