@@ -296,6 +296,24 @@ def _blind_d(x: torch.Tensor, c=None) -> torch.Tensor:
     return x.flatten(1).sum(dim=1, keepdim=True) * 0.0
 
 
+def _penalty_only_steps(loss, G, batch, measure, steps: int = 40):
+    """Train G's synthesis `steps` Gmain steps against the blind D, its torgb weights first scaled 30x (fakes far
+    from any rule); returns (measure before, measure after, the last step's stats)."""
+    with torch.no_grad():
+        for block in G.synthesis.blocks:
+            block.torgb.conv.weight.mul_(30.0)
+    G.noise_mode = "const"
+    phase = next(p for p in loss.phases if p.name == "Gmain")
+    opt = torch.optim.Adam(G.synthesis.parameters(), lr=3e-3)
+    before = measure(G, batch)
+    for _ in range(steps):
+        value, stats = loss.run(phase, G=G, D=_blind_d, augment=lambda x: x, batch=batch)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    return before, measure(G, batch), stats
+
+
 def test_stylegan2_profile_weight_flattens_the_residuals_azimuthal_profile() -> None:
     """profile_weight: G's loss adds the squared annulus profile of what it draws on top of the template, so
     training pulls the asked n and r_e back into the image; at 0 nothing is added and nothing moves."""
@@ -311,19 +329,8 @@ def test_stylegan2_profile_weight_flattens_the_residuals_azimuthal_profile() -> 
     results = {}
     for weight in (0.0, 10.0):
         loss, G, batch = _sg2_prior(profile_weight=weight, pl_weight=0.0, style_mixing=0.0)
-        with torch.no_grad():  # a residual with a profile of its own: light moved into the wings
-            for block in G.synthesis.blocks:
-                block.torgb.conv.weight.mul_(30.0)
-        G.noise_mode = "const"
-        phase = next(p for p in loss.phases if p.name == "Gmain")
-        opt = torch.optim.Adam(G.synthesis.parameters(), lr=3e-3)
-        before = profile(G, batch)
-        for _ in range(40):
-            value, stats = loss.run(phase, G=G, D=_blind_d, augment=lambda x: x, batch=batch)
-            opt.zero_grad()
-            value.backward()
-            opt.step()
-        results[weight] = (before, profile(G, batch), stats)
+        # torgb scaled up: a residual with a profile of its own, light moved into the wings
+        results[weight] = _penalty_only_steps(loss, G, batch, profile)
     before, after, stats = results[10.0]
     assert stats["loss_profile"] > 0 and stats["loss_g"] == pytest.approx(math.log(2), rel=1e-5)
     assert after < 0.2 * before, (before, after)
@@ -386,20 +393,8 @@ def test_stylegan2_stretch_weights_move_fakes_onto_black_and_white(term: str) ->
     results = {}
     for weight in (0.0, 10.0):
         loss, G, _ = _sg2(**{f"{term}_weight": weight}, pl_weight=0.0, style_mixing=0.0)
-        G.noise_mode = "const"
-        with torch.no_grad():  # fakes well beyond black and white
-            for block in G.synthesis.blocks:
-                block.torgb.conv.weight.mul_(30.0)
-        batch = _batch()
-        phase = next(p for p in loss.phases if p.name == "Gmain")
-        opt = torch.optim.Adam(G.synthesis.parameters(), lr=3e-3)
-        before = distance(G, batch)
-        for _ in range(40):
-            value, stats = loss.run(phase, G=G, D=_blind_d, augment=lambda x: x, batch=batch)
-            opt.zero_grad()
-            value.backward()
-            opt.step()
-        results[weight] = (before, distance(G, batch), stats)
+        # torgb scaled up: fakes well beyond black and white
+        results[weight] = _penalty_only_steps(loss, G, _batch(), distance)
     before, after, stats = results[10.0]
     other = ("black", "peak")[1 - index]
     assert f"loss_{term}" in stats and f"loss_{other}" not in stats and after < 0.2 * before, (

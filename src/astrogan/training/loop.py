@@ -604,14 +604,21 @@ def _with_default_prior(cfg: TrainConfig, dist: dist_utils.DistInfo) -> TrainCon
     return dataclasses.replace(cfg, model=model, loss=loss)
 
 
+def _data_stretch(data: str) -> dict[str, Any] | None:
+    """The dataset manifest's `stretch` ({} for pictures), or None when there is no readable dataset."""
+    try:
+        return dict(open_dataset(data).manifest.get("stretch") or {})
+    except UserError:
+        return None
+
+
 def _with_stretch_levels(cfg: TrainConfig) -> TrainConfig:
     """`--loss black_weight` / `peak_weight` ask fakes to obey the data's per-image stretch: its black and white
     percentiles come from the dataset's manifest (saved in the run's config) unless given."""
     if not (cfg.loss.get("black_weight") or cfg.loss.get("peak_weight")):
         return cfg
-    try:
-        stretch = open_dataset(cfg.data).manifest.get("stretch") or {}
-    except UserError:
+    stretch = _data_stretch(cfg.data)
+    if stretch is None:
         return cfg  # set-up opens it next and says why, in one line
     if stretch.get("black_percentile") is None or stretch.get("headroom", 1.0) != 1.0:
         raise UserError(
@@ -628,9 +635,8 @@ def _peak_white_linear(data: str) -> bool:
     noise-free part, which `prior_residual` starts from. Measured (bench/conditioning_sersic.py, ~50 kimg, seed 0):
     n's median relative error 0.068 with it against 0.118-0.144 from gain 0 (learned blur), 0.066 against 0.132
     (the data's PSF); r_e and q no worse."""
-    try:
-        stretch = open_dataset(data).manifest.get("stretch") or {}
-    except UserError:
+    stretch = _data_stretch(data)
+    if stretch is None:
         return False  # no readable dataset: set-up opens it next and says so, in one line
     return (
         stretch.get("kind") == "linear"
