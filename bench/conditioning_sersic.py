@@ -116,6 +116,13 @@ def main() -> None:
         "synthesis learns a residual on it (auto: train's default, which is on for this peak-white linear data)",
     )
     ap.add_argument(
+        "--prior-lock",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="StyleGAN2's prior_lock: what the synthesis adds to the template cannot move a Sérsic fit's n, r_e, "
+        "q (auto: train's default, on with prior_residual)",
+    )
+    ap.add_argument(
         "--lr-rampdown",
         type=float,
         default=0.0,
@@ -209,6 +216,8 @@ def main() -> None:
                 settings["model"] = {**settings.get("model", {}), **template}
                 if args.prior_residual != "auto":
                     settings["model"]["prior_residual"] = args.prior_residual == "on"
+                if args.prior_lock != "auto":
+                    settings["model"]["prior_lock"] = args.prior_lock == "on"
             if args.cond_weight is not None:
                 settings["loss"] = {**settings.get("loss", {}), "cond_weight": args.cond_weight}
             if args.mismatch_weight is not None:
@@ -249,6 +258,7 @@ def main() -> None:
                     if args.prior_residual != "auto" and arch == "stylegan2"
                     else ""
                 )
+                + (f"-lock{args.prior_lock}" if args.prior_lock != "auto" and arch == "stylegan2" else "")
                 + (f"-rd{args.lr_rampdown:g}" if args.lr_rampdown else "")
                 + ("-amp" if args.amp else ""),
                 lr_rampdown=args.lr_rampdown,
@@ -349,6 +359,7 @@ def _prior_figures(gen) -> dict:  # noqa: ANN001
         "cond_prior": gen.module.config.cond_prior,
         "prior_psf": gen.module.config.prior_psf or None,
         "prior_truncate": gen.module.config.prior_truncate or None,
+        "prior_lock": gen.module.config.prior_lock,
         "prior_blur_px": None if syn.prior.sigma_px() is None else round(syn.prior.sigma_px(), 3),
         "prior_gain": syn.prior_gain.tolist(),
     }

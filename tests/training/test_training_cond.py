@@ -159,7 +159,8 @@ def test_new_runs_on_sersic_conditions_draw_on_the_prior_unless_told_none(sersic
 
 def test_peak_white_linear_data_start_the_image_as_the_prior(sersic_ds, tmp_path) -> None:
     """FITS stamps stretched linearly with white at each peak: new runs start from the template
-    (`prior_residual`) unless told otherwise; other stretches (the PNG set) and a resumed run do not."""
+    (`prior_residual`), locked to the asked parameters (`prior_lock`), unless told otherwise; other stretches
+    (the PNG set) and a resumed run do not."""
     root = tmp_path / "fits"
     synth_sersic(root / "raw", num=24, image_size=32, seed=3, fmt="fits", num_workers=1)
     opts = BuildOptions(image_sizes=(16,), stretch="linear", white_percentile=100.0)
@@ -167,27 +168,25 @@ def test_peak_white_linear_data_start_the_image_as_the_prior(sersic_ds, tmp_path
 
     def residual_of(run):
         saved = json.loads((run / "config.json").read_text())["train"]
+        config = load_generator(run, device="cpu").module.config
+        assert config.prior_lock is saved["model"].get("prior_lock", False)
         told = saved["model"].get("prior_residual")
-        return (
-            load_generator(run, device="cpu").module.config.prior_residual,
-            told,
-            saved["loss"].get("profile_weight"),
-        )
+        return config.prior_residual, told, saved["loss"].get("profile_weight"), config.prior_lock
 
     on = train(_cfg(root / "ds", tmp_path, "stylegan2", name="on"), show_progress=False)
-    assert residual_of(on) == (True, True, PROFILE_WEIGHT)  # and it keeps the asked radial light
-    stats = [json.loads(line) for line in (on / "stats.jsonl").read_text().splitlines()]
-    assert any("loss_profile" in s for s in stats)
+    assert residual_of(on) == (True, True, PROFILE_WEIGHT, True)  # keeps the asked radial light, locked
     tiny = ARCHS["stylegan2"].tiny
+    free = _cfg(root / "ds", tmp_path, "stylegan2", name="free", model={**tiny, "prior_lock": False})
+    assert residual_of(train(free, show_progress=False)) == (True, True, PROFILE_WEIGHT, False)
     told = _cfg(root / "ds", tmp_path, "stylegan2", name="told", model={**tiny, "prior_residual": False})
-    assert residual_of(train(told, show_progress=False)) == (False, False, None)
+    assert residual_of(train(told, show_progress=False)) == (False, False, None, False)
     zero = _cfg(root / "ds", tmp_path, "stylegan2", name="pw0", loss={"profile_weight": 0.0})
-    assert residual_of(train(zero, show_progress=False)) == (True, True, 0.0)
+    assert residual_of(train(zero, show_progress=False)) == (True, True, 0.0, True)
     off = _cfg(root / "ds", tmp_path, "stylegan2", name="np", model={**tiny, "cond_prior": "none"})
     saved = json.loads((train(off, show_progress=False) / "config.json").read_text())
     assert "prior_residual" not in saved["train"]["model"] and "profile_weight" not in saved["train"]["loss"]
     png = train(_cfg(sersic_ds, tmp_path, "stylegan2", name="png"), show_progress=False)
-    assert residual_of(png) == (False, None, None)
+    assert residual_of(png) == (False, None, None, False)
     # black_weight takes the build's percentiles from the manifest, and the run's config keeps them.
     sw = train(
         _cfg(root / "ds", tmp_path, "stylegan2", name="sw", loss={"black_weight": 2.0}), show_progress=False

@@ -527,7 +527,9 @@ class ConditioningMetric(Metric):
         gen, real = d["generated"], d["real"]
         names = self._measured(d)
         floor_note = (
-            "the floor is the same figure for real images against their true values"
+            "the floor is the same figure for real images against their true values (it includes what their "
+            "noise pulls the fit by, which a locked Sérsic-prior generator, prior_lock, takes out of its images: "
+            "those can measure below it)"
             if real is not None
             else "no floor: the real images' true values were not given"
         )

@@ -41,6 +41,11 @@ SUPERSAMPLE = 2
 PSF_KINDS = ("moffat", "gaussian")
 N_RANGE = (0.2, 10.0)  # the Sérsic indices the truncated b_n fit covers (clamped beyond)
 _B_DEGREE = 10  # the polynomial in ln n for ln b of a truncated profile: within 3e-4 of the exact b
+# lock_basis: the central differences' step, relative for n, r_e and q, in radians for the angle. Their error
+# (~step^2 / 6) is nothing to a first-order lock; a smaller step cancels more float32 digits (n's and r_e's
+# directions are nearly parallel, and Gram-Schmidt amplifies that: at 0.01 the TorchScript export differed by
+# 2e-4) and jumps where a sub-pixel crosses the cut edge at `truncate` r_e
+LOCK_STEP = 0.05
 
 
 def parse_prior_psf(spec: str) -> tuple[str, float, float] | None:
@@ -170,6 +175,13 @@ def elliptical_radius(params: torch.Tensor, image_size: int) -> torch.Tensor:
     return _ellipse_radius(p, k) / p[:, 1].clamp_min(0.05).view(-1, 1, 1)
 
 
+def lock(img: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """img (N, C, S, S) less its components along the orthonormal directions basis (N, S*S, K), every band."""
+    flat = img.flatten(2)
+    coeffs = torch.einsum("ncp,npk->nck", flat, basis.to(flat.dtype))
+    return (flat - torch.einsum("nck,npk->ncp", coeffs, basis.to(flat.dtype))).view_as(img)
+
+
 def annulus_profile(img: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Azimuthal averages of img (N, C, S, S) about the stamp centre in the elliptical annuli ANNULI_RE of
     profiles params (N, 5): (means (N, C, B), area fractions (N, B)), B = len(ANNULI_RE) + 1 (the last one
@@ -252,6 +264,50 @@ class SersicPrior(nn.Module):
             img = self._blur(F.avg_pool2d(img, SUPERSAMPLE))
         peak = img.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
         return (img / peak).to(params.dtype)
+
+    def lock_basis(self, params: torch.Tensor) -> torch.Tensor:
+        """Orthonormal pixel directions (N, S*S, K) along which a change of the template moves a Sérsic fit's
+        conditioned parameters (n, r_e, and q / angle when they are conditions) for profiles params (N, 5).
+
+        Each is the template's derivative in that parameter (central differences), made orthogonal to what such
+        a fit leaves free: the template's gain, the sky, a shift of the centre and, when it is not a condition,
+        the angle. Removing an image's components along them (`lock`) leaves what a fit reads off it unchanged
+        to first order. Plain ops (Gram-Schmidt, twice), so it exports; no gradient (params are conditions)."""
+        with torch.no_grad():
+            p = params.detach().float()
+            t = self.render(p)[:, 0]
+            padded = F.pad(t.unsqueeze(1), (1, 1, 1, 1), mode="replicate")[:, 0]
+            free = [t, torch.ones_like(t), padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]]
+            free.append(padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1])  # the centre's shift, both ways
+            locked = [self._difference(p, 0), self._difference(p, 1)]
+            if "q" in self.columns:
+                locked.append(self._difference(p, 2))
+            (locked if "pa" in self.columns else free).append(self._difference(p, 3))
+            eps = 1e-8 * t.square().sum(dim=(1, 2)).view(-1, 1)  # a direction 1e-4 of the template's: none
+            basis: list[torch.Tensor] = []
+            for v in [d.flatten(1) for d in free + locked]:
+                for _ in range(2):  # twice is enough (Giraud et al. 2005)
+                    for b in basis:
+                        v = v - (v * b).sum(dim=1, keepdim=True) * b
+                v = v / (v.square().sum(dim=1, keepdim=True) + eps).sqrt()
+                basis.append(v)
+            return torch.stack(basis[len(free) :], dim=-1).to(params.dtype)
+
+    def _difference(self, p: torch.Tensor, j: int) -> torch.Tensor:
+        """The template's central difference in parameter j (0 n, 1 r_e, 2 q, 3 the angle) per unit step:
+        (N, S, S). q's upper step stops at 1 (a round profile), its quotient uses the step taken."""
+        up, down = p.clone(), p.clone()
+        if j == 3:  # (cos, sin) turned by +-LOCK_STEP (no atan2: ONNX has none)
+            c, s = math.cos(LOCK_STEP), math.sin(LOCK_STEP)
+            up[:, 3], up[:, 4] = p[:, 3] * c - p[:, 4] * s, p[:, 4] * c + p[:, 3] * s
+            down[:, 3], down[:, 4] = p[:, 3] * c + p[:, 4] * s, p[:, 4] * c - p[:, 3] * s
+            return (self.render(up) - self.render(down))[:, 0] / (2 * LOCK_STEP)
+        up[:, j] = p[:, j] * (1 + LOCK_STEP)
+        down[:, j] = p[:, j] * (1 - LOCK_STEP)
+        if j == 2:
+            up[:, 2] = up[:, 2].clamp_max(1.0)
+        step = (up[:, j] - down[:, j]).view(-1, 1, 1)
+        return (self.render(up) - self.render(down))[:, 0] / step
 
     def _b(self, n: torch.Tensor) -> torch.Tensor:
         """b_n of the (cut) profile at indices n (any shape)."""

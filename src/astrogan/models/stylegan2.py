@@ -19,7 +19,7 @@ from torch import nn
 
 from astrogan.conditions import CondSpec
 from astrogan.models.layers import ArchConfig, CondNormalize, NoiseInjection, NoiseModeMixin, check_labels
-from astrogan.models.sersic_prior import PRIOR_KINDS, SersicPrior, parse_prior_psf, prior_columns
+from astrogan.models.sersic_prior import PRIOR_KINDS, SersicPrior, lock, parse_prior_psf, prior_columns
 from astrogan.utils.errors import UserError
 from astrogan.utils.seeds import latents_for_seeds
 
@@ -44,7 +44,9 @@ class StyleGAN2Config(ArchConfig):
     draw the template as the data was drawn; "" blurs it with a learned Gaussian instead (the default).
     `prior_residual` starts the image as the template itself (in a peak-white linear stretch) with the
     synthesis a small learned residual on it, instead of the template at gain 0, and gives each image its
-    own gain and offset of the template from its w.
+    own gain and offset of the template from its w. `prior_lock` removes from what the synthesis draws on the
+    template its components along the directions that move a Sérsic fit's conditioned parameters
+    (`SersicPrior.lock_basis`): to first order the image measures as asked, whatever the synthesis adds.
     """
 
     ARCH = _ARCH
@@ -70,6 +72,7 @@ class StyleGAN2Config(ArchConfig):
     prior_psf: str = ""
     prior_truncate: float = 0.0
     prior_residual: bool = False
+    prior_lock: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -86,10 +89,9 @@ class StyleGAN2Config(ArchConfig):
         if not isinstance(self.prior_psf, str):
             raise UserError(f"stylegan2 config prior_psf must be a PSF spec string, got {self.prior_psf!r}")
         parse_prior_psf(self.prior_psf)
-        if not isinstance(self.prior_residual, bool):
-            raise UserError(
-                f"stylegan2 config prior_residual must be true or false, got {self.prior_residual!r}"
-            )
+        for name in ("prior_residual", "prior_lock"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"stylegan2 config {name} must be true or false, got {getattr(self, name)!r}")
         if self.prior_truncate and not self.prior_truncate > 1.0:
             raise UserError(
                 f"stylegan2 config prior_truncate is in half-light radii and must be > 1 (0: not cut), "
@@ -501,11 +503,14 @@ class SynthesisNetwork(nn.Module):
             if cfg.prior_residual:
                 self.prior_style = FullyConnected(cfg.w_dim, 2 * cfg.channels)
                 self._start_as_residual()
-        elif cfg.prior_residual:
-            raise UserError(
-                "stylegan2 config prior_residual needs the Sérsic prior (cond_prior 'sersic', conditions with "
-                "a Sérsic index and a half-light radius in px)"
-            )
+        else:
+            for name in ("prior_residual", "prior_lock"):
+                if getattr(cfg, name):
+                    raise UserError(
+                        f"stylegan2 config {name} needs the Sérsic prior (cond_prior 'sersic', conditions with "
+                        "a Sérsic index and a half-light radius in px)"
+                    )
+        self.locked = cfg.prior_lock
 
     def _start_as_residual(self) -> None:
         """Start with the template as the whole image and the synthesis as a small residual on it.
@@ -540,7 +545,12 @@ class SynthesisNetwork(nn.Module):
             t = None if template is None else (template if f == 1 else F.avg_pool2d(template, f))
             x, img = block(x, img, ws[:, max(2 * k - 1, 0) : 2 * k + 2], t)
         assert img is not None
-        return img if template is None else img + self._direct(ws, template.to(img.dtype))
+        if template is None:
+            return img
+        if self.locked:  # what the synthesis adds cannot move the asked parameters (to first order)
+            assert self.prior is not None and prior is not None
+            img = lock(img, self.prior.lock_basis(prior))
+        return img + self._direct(ws, template.to(img.dtype))
 
     def _direct(self, ws: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
         """The template's own share of the image (N, C, S, S): gain * template, plus each image's gain and

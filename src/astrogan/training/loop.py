@@ -593,6 +593,13 @@ def _with_default_prior(cfg: TrainConfig, dist: dist_utils.DistInfo) -> TrainCon
                 "note: the data are stretched linearly with white at each peak, so the image starts as the "
                 "prior's profile and the synthesis learns what to add (--model prior_residual=false turns it off)"
             )
+    if model.get("prior_residual") is True and "prior_lock" not in model:
+        model["prior_lock"] = True
+        if dist.is_main:
+            info(
+                "note: what the synthesis adds to the prior's profile cannot move the asked parameters "
+                "(--model prior_lock=false turns it off)"
+            )
     loss = dict(cfg.loss)
     if model.get("prior_residual") is True and "profile_weight" not in loss:
         loss["profile_weight"] = PROFILE_WEIGHT
