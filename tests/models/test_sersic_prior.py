@@ -351,11 +351,15 @@ def test_prior_share_is_what_the_template_adds_to_the_image() -> None:
         assert torch.allclose(G.synthesis(ws, prior), G.synthesis.prior_share(ws, prior), atol=1e-6)
 
 
-def _lock_case(size: int = 48, pa: bool = False, truncate: float = 4.0):
-    """A prior drawn as synth_sersic draws (Moffat PSF, cut at 4 r_e) and three profiles' parameters (N, 5)."""
+def _lock_case(
+    size: int = 48, pa: bool = False, truncate: float = 4.0, fwhm: float = 2.0, scale: float = 1.0
+):
+    """A prior drawn as synth_sersic draws (Moffat PSF, cut at 4 r_e) and three profiles' parameters (N, 5),
+    their radii times `scale`."""
     names = (*SPEC.names, "position_angle_deg") if pa else SPEC.names
-    prior = SersicPrior(names, size, "moffat:fwhm_px=2,beta=3", truncate)
+    prior = SersicPrior(names, size, f"moffat:fwhm_px={fwhm},beta=3", truncate)
     c = torch.tensor([[1.2, 5.0, 0.4, 30.0], [3.5, 4.0, 0.8, 100.0], [2.0, 6.0, 1.0, 0.0]])
+    c[:, 1] *= scale
     return prior, prior.params(torch.tensor([[0.6, 0.8]] * 3), c if pa else c[:, :3])
 
 
@@ -369,7 +373,9 @@ def _moved(prior, params, factors) -> torch.Tensor:
 
 @pytest.mark.parametrize("pa", [False, True])
 def test_the_lock_basis_spans_what_moves_the_asked_parameters_and_nothing_a_fit_leaves_free(pa) -> None:
-    prior, params = _lock_case(pa=pa, truncate=0.0)  # uncut: smooth in every parameter, so first order holds
+    # uncut: smooth in every parameter, so first order holds; small beside a wide PSF, whose blur the
+    # directions must carry
+    prior, params = _lock_case(pa=pa, truncate=0.0, fwhm=4.0, scale=0.4)
     basis = prior.lock_basis(params)
     assert basis.shape == (3, 48 * 48, 4 if pa else 3) and not basis.requires_grad
     gram = basis.transpose(1, 2) @ basis
@@ -428,4 +434,10 @@ def test_a_locked_generators_residual_has_nothing_along_the_asked_parameters() -
         G.synthesis.locked = False
         free = (G.synthesis(ws, prior) - G.synthesis.prior_share(ws, prior)).flatten(2)
     along = torch.einsum("ncp,npk->nck", residual, basis)
+    G.synthesis.locked = True
+    with torch.no_grad():  # the locked path's own template (drawn with the basis) is the template
+        for block in G.synthesis.blocks:
+            block.torgb.conv.weight.zero_()
+            block.torgb.bias.zero_()
+        assert torch.allclose(G.synthesis(ws, prior), G.synthesis.prior_share(ws, prior), atol=1e-6)
     assert along.abs().max() < 1e-4 * residual.norm() < torch.einsum("ncp,npk->nck", free, basis).abs().max()

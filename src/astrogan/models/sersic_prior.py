@@ -248,7 +248,12 @@ class SersicPrior(nn.Module):
     def render(self, params: torch.Tensor) -> torch.Tensor:
         """Blurred, peak-normalised profiles (N, 1, S, S) from params (N, 5) (interpolated ones too: the
         angle's (cos, sin) is renormalised)."""
-        p = params.float()
+        img = self._blurred(self._profile(params.float()).unsqueeze(1))
+        peak = img.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+        return (img / peak).to(params.dtype)
+
+    def _profile(self, p: torch.Tensor) -> torch.Tensor:
+        """The profiles on the sub-pixel grid (N, L, L), 1 at the centre, from params p (N, 5) in float32."""
         n, r_e = p[:, 0].clamp_min(0.2), p[:, 1].clamp_min(0.05)
         r = _ellipse_radius(p, self.coords)
         nn_, re = n.view(-1, 1, 1), r_e.view(-1, 1, 1)
@@ -256,33 +261,45 @@ class SersicPrior(nn.Module):
         img = torch.exp(-self._b(nn_) * (r / re).pow(1.0 / nn_))
         if self.truncate:
             img = img * (r <= self.truncate * re).to(img.dtype)
-        img = img.unsqueeze(1)
+        return img
+
+    def _blurred(self, img: torch.Tensor) -> torch.Tensor:
+        """Sub-pixel maps (N, 1, L, L) -> pixels (N, 1, S, S): the PSF and the pixel's box (linear in img)."""
         if self.psf is not None:  # on the sub-pixel grid, then the pixel's box: GalSim's drawImage
             k = self.psf.to(img.dtype)
-            img = F.conv2d(img, k, stride=SUPERSAMPLE, padding=(k.shape[-1] - SUPERSAMPLE) // 2)
-        else:
-            img = self._blur(F.avg_pool2d(img, SUPERSAMPLE))
-        peak = img.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
-        return (img / peak).to(params.dtype)
+            return F.conv2d(img, k, stride=SUPERSAMPLE, padding=(k.shape[-1] - SUPERSAMPLE) // 2)
+        return self._blur(F.avg_pool2d(img, SUPERSAMPLE))
 
     def lock_basis(self, params: torch.Tensor) -> torch.Tensor:
-        """Orthonormal pixel directions (N, S*S, K) along which a change of the template moves a Sérsic fit's
-        conditioned parameters (n, r_e, and q / angle when they are conditions) for profiles params (N, 5).
+        """`render_locked(params)`'s basis (N, S*S, K)."""
+        return self.render_locked(params)[1]
+
+    def render_locked(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """render(params) (N, 1, S, S) and the orthonormal pixel directions (N, S*S, K) along which a change of
+        that template moves a Sérsic fit's conditioned parameters (n, r_e, and q / angle when they are
+        conditions), for profiles params (N, 5).
 
         Each is the template's derivative in that parameter (central differences), made orthogonal to what such
         a fit leaves free: the template's gain, the sky, a shift of the centre and, when it is not a condition,
         the angle. Removing an image's components along them (`lock`) leaves what a fit reads off it unchanged
-        to first order. Plain ops (Gram-Schmidt, twice), so it exports; no gradient (params are conditions)."""
+        to first order. The peak normalisation's share of a derivative is a gain (along the template), so the
+        differences are taken before it, blurred in one convolution with the profile, and scaled by its peak.
+        Plain ops (Gram-Schmidt, twice), so it exports; no gradient (params are conditions, and a learned blur
+        learns through the template of `render`)."""
+        p = params.detach().float()
+        moved = [0, 1, 2, 3] if "q" in self.columns else [0, 1, 3]
         with torch.no_grad():
-            p = params.detach().float()
-            t = self.render(p)[:, 0]
+            maps = torch.cat([self._profile(p)] + [self._difference(p, j) for j in moved]).unsqueeze(1)
+        blurred = self._blurred(maps)[:, 0].view(len(moved) + 1, p.shape[0], self.image_size, self.image_size)
+        peak = blurred[0].amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+        template = blurred[0] / peak
+        with torch.no_grad():
+            t, *locked = list((blurred / peak).unbind(0))
             padded = F.pad(t.unsqueeze(1), (1, 1, 1, 1), mode="replicate")[:, 0]
             free = [t, torch.ones_like(t), padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]]
             free.append(padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1])  # the centre's shift, both ways
-            locked = [self._difference(p, 0), self._difference(p, 1)]
-            if "q" in self.columns:
-                locked.append(self._difference(p, 2))
-            (locked if "pa" in self.columns else free).append(self._difference(p, 3))
+            if "pa" not in self.columns:
+                free.append(locked.pop())
             eps = 1e-8 * t.square().sum(dim=(1, 2)).view(-1, 1)  # a direction 1e-4 of the template's: none
             basis: list[torch.Tensor] = []
             for v in [d.flatten(1) for d in free + locked]:
@@ -291,23 +308,25 @@ class SersicPrior(nn.Module):
                         v = v - (v * b).sum(dim=1, keepdim=True) * b
                 v = v / (v.square().sum(dim=1, keepdim=True) + eps).sqrt()
                 basis.append(v)
-            return torch.stack(basis[len(free) :], dim=-1).to(params.dtype)
+        return template.unsqueeze(1).to(params.dtype), torch.stack(basis[len(free) :], dim=-1).to(
+            params.dtype
+        )
 
     def _difference(self, p: torch.Tensor, j: int) -> torch.Tensor:
-        """The template's central difference in parameter j (0 n, 1 r_e, 2 q, 3 the angle) per unit step:
-        (N, S, S). q's upper step stops at 1 (a round profile), its quotient uses the step taken."""
+        """The sub-pixel profile's central difference in parameter j (0 n, 1 r_e, 2 q, 3 the angle) per unit
+        step: (N, L, L). q's upper step stops at 1 (a round profile), its quotient uses the step taken."""
         up, down = p.clone(), p.clone()
         if j == 3:  # (cos, sin) turned by +-LOCK_STEP (no atan2: ONNX has none)
             c, s = math.cos(LOCK_STEP), math.sin(LOCK_STEP)
             up[:, 3], up[:, 4] = p[:, 3] * c - p[:, 4] * s, p[:, 4] * c + p[:, 3] * s
             down[:, 3], down[:, 4] = p[:, 3] * c + p[:, 4] * s, p[:, 4] * c - p[:, 3] * s
-            return (self.render(up) - self.render(down))[:, 0] / (2 * LOCK_STEP)
+            return (self._profile(up) - self._profile(down)) / (2 * LOCK_STEP)
         up[:, j] = p[:, j] * (1 + LOCK_STEP)
         down[:, j] = p[:, j] * (1 - LOCK_STEP)
         if j == 2:
             up[:, 2] = up[:, 2].clamp_max(1.0)
         step = (up[:, j] - down[:, j]).view(-1, 1, 1)
-        return (self.render(up) - self.render(down))[:, 0] / step
+        return (self._profile(up) - self._profile(down)) / step
 
     def _b(self, n: torch.Tensor) -> torch.Tensor:
         """b_n of the (cut) profile at indices n (any shape)."""

@@ -532,12 +532,16 @@ class SynthesisNetwork(nn.Module):
         """`prior`: the Sérsic prior's parameters (N, 5) (Generator.prior_params), for a model with one."""
         if ws.dim() != 3 or tuple(ws.shape[1:]) != (self.num_ws, self.w_dim):
             raise UserError(f"ws must have shape (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
-        template = None
+        template, basis = None, None
         if self.prior is not None:
             if prior is None or tuple(prior.shape) != (ws.shape[0], 5):
                 got = None if prior is None else tuple(prior.shape)
                 raise UserError(f"this generator draws on a Sérsic prior: pass prior (N, 5), got {got}")
-            template = self.prior.render(prior).to(ws.dtype)
+            # locked: the template comes with its basis, from the same convolution
+            template, basis = (
+                self.prior.render_locked(prior) if self.locked else (self.prior.render(prior), None)
+            )
+            template = template.to(ws.dtype)
         x = self.const.to(ws.dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
         img: torch.Tensor | None = None
         for k, block in enumerate(self.blocks):  # the k-th block uses ws[:, 2k-1 : 2k+2] (2 w's at 4x4)
@@ -548,8 +552,8 @@ class SynthesisNetwork(nn.Module):
         if template is None:
             return img
         if self.locked:  # what the synthesis adds cannot move the asked parameters (to first order)
-            assert self.prior is not None and prior is not None
-            img = lock(img, self.prior.lock_basis(prior))
+            assert basis is not None
+            img = lock(img, basis)
         return img + self._direct(ws, template.to(img.dtype))
 
     def _direct(self, ws: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
