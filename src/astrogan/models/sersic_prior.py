@@ -41,7 +41,7 @@ SUPERSAMPLE = 2
 PSF_KINDS = ("moffat", "gaussian")
 N_RANGE = (0.2, 10.0)  # the Sérsic indices the truncated b_n fit covers (clamped beyond)
 _B_DEGREE = 10  # the polynomial in ln n for ln b of a truncated profile: within 3e-4 of the exact b
-# lock_basis: the central differences' step, relative for n, r_e and q, in radians for the angle. Their error
+# render_locked: the central differences' step, relative for n, r_e and q, in radians for the angle. Their error
 # (~step^2 / 6) is nothing to a first-order lock; a smaller step cancels more float32 digits (n's and r_e's
 # directions are nearly parallel, and Gram-Schmidt amplifies that: at 0.01 the TorchScript export differed by
 # 2e-4) and jumps where a sub-pixel crosses the cut edge at `truncate` r_e
@@ -294,7 +294,7 @@ class SersicPrior(nn.Module):
         peak = blurred[0].amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
         template = blurred[0] / peak
         with torch.no_grad():
-            t, *locked = list((blurred / peak).unbind(0))
+            t, locked = template.detach(), list((blurred[1:] / peak).unbind(0))
             padded = F.pad(t.unsqueeze(1), (1, 1, 1, 1), mode="replicate")[:, 0]
             free = [t, torch.ones_like(t), padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]]
             free.append(padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1])  # the centre's shift, both ways

@@ -46,7 +46,7 @@ class StyleGAN2Config(ArchConfig):
     synthesis a small learned residual on it, instead of the template at gain 0, and gives each image its
     own gain and offset of the template from its w. `prior_lock` removes from what the synthesis draws on the
     template its components along the directions that move a Sérsic fit's conditioned parameters
-    (`SersicPrior.lock_basis`): to first order the image measures as asked, whatever the synthesis adds.
+    (`SersicPrior.render_locked`): to first order the image measures as asked, whatever the synthesis adds.
     """
 
     ARCH = _ARCH
